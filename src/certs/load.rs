@@ -1,0 +1,258 @@
+//! PEM certificate chains and private keys → a rustls `CertifiedKey`, failing closed with a
+//! one-line reason that names the file and says how to fix it.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::{self, SectionKind};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::prelude::*;
+
+use crate::config::defaults::EXPIRY_WARNING;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("certificate file not found: {0}")]
+    CertNotFound(PathBuf),
+    #[error("private key file not found: {0}")]
+    KeyNotFound(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} is not a PEM file (no '-----BEGIN ...-----' line); convert a DER file with: openssl x509 -inform der -in FILE -out cert.pem"
+    )]
+    NotPem(PathBuf),
+    #[error("{0} is not valid PEM: {1}")]
+    BadPem(PathBuf, String),
+    #[error("no certificate found in {0}{1}")]
+    NoCertificate(PathBuf, &'static str),
+    #[error("no private key found in {0}{1}")]
+    NoKey(PathBuf, &'static str),
+    #[error(
+        "{0} holds an encrypted private key and candado does not prompt for passwords; decrypt it once with: openssl pkey -in {0} -out key.pem && chmod 600 key.pem"
+    )]
+    EncryptedKey(PathBuf),
+    #[error(
+        "the private key in {key} does not match the certificate in {cert}; use the key the certificate was issued for"
+    )]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error(
+        "unsupported private key in {0}: {1} (RSA, ECDSA P-256/P-384 and Ed25519 keys are supported)"
+    )]
+    BadKey(PathBuf, String),
+    #[error("cannot parse the certificate in {0}: {1}")]
+    BadCert(PathBuf, String),
+    #[error(
+        "the certificate in {0} expired on {1}; renew it, or pass --allow-expired to serve it anyway"
+    )]
+    Expired(PathBuf, String),
+    #[error("the certificate in {0} is not valid before {1}; check the system clock")]
+    NotYetValid(PathBuf, String),
+}
+
+/// A certificate ready to serve, with facts worth logging.
+#[derive(Debug, Clone)]
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    pub not_after: SystemTime,
+    /// DNS names and IP addresses the leaf covers.
+    pub names: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Loads a chain (leaf first, intermediates after) and its key, and checks that they match
+/// and that the leaf is within its validity period.
+pub fn load_files(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+    allow_expired: bool,
+) -> Result<LoadedCert, CertError> {
+    let cert_bytes = read(cert_path, CertError::CertNotFound)?;
+    let chain = parse_chain(cert_path, &cert_bytes)?;
+    let key_bytes = read(key_path, CertError::KeyNotFound)?;
+    let key = parse_key(key_path, &key_bytes)?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => CertError::KeyMismatch {
+            cert: cert_path.to_owned(),
+            key: key_path.to_owned(),
+        },
+        other => CertError::BadKey(key_path.to_owned(), other.to_string()),
+    })?;
+    let mut warnings = Vec::new();
+    if let Some(w) = key_permission_warning(key_path) {
+        warnings.push(w);
+    }
+    let (not_after, names) =
+        check_validity(cert_path, &certified.cert[0], allow_expired, &mut warnings)?;
+    Ok(LoadedCert {
+        key: Arc::new(certified),
+        not_after,
+        names,
+        warnings,
+    })
+}
+
+fn read(path: &Path, not_found: fn(PathBuf) -> CertError) -> Result<Vec<u8>, CertError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => not_found(path.to_owned()),
+        _ => CertError::Read {
+            path: path.to_owned(),
+            source: e,
+        },
+    })
+}
+
+/// Every PEM section of a file with its kind, or why the file is not PEM.
+fn sections(path: &Path, bytes: &[u8]) -> Result<Vec<(SectionKind, Vec<u8>)>, CertError> {
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(CertError::NotPem(path.to_owned()));
+    }
+    let mut reader = bytes;
+    let mut out = Vec::new();
+    loop {
+        match pem::from_buf(&mut reader) {
+            Ok(Some(section)) => out.push(section),
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(CertError::BadPem(path.to_owned(), e.to_string())),
+        }
+    }
+}
+
+fn parse_chain(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let sections = sections(path, bytes)?;
+    let chain: Vec<_> = sections
+        .iter()
+        .filter(|(k, _)| *k == SectionKind::Certificate)
+        .map(|(_, der)| CertificateDer::from(der.clone()))
+        .collect();
+    if chain.is_empty() {
+        let hint = if sections.iter().any(|(k, _)| is_key(*k)) || is_encrypted(bytes) {
+            " (it holds a private key: are the certificate and key files swapped?)"
+        } else {
+            ""
+        };
+        return Err(CertError::NoCertificate(path.to_owned(), hint));
+    }
+    Ok(chain)
+}
+
+fn is_key(kind: SectionKind) -> bool {
+    matches!(
+        kind,
+        SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey
+    )
+}
+
+fn is_encrypted(bytes: &[u8]) -> bool {
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED")
+}
+
+fn parse_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, CertError> {
+    // Checked first: a PKCS#1 key with Proc-Type headers would otherwise look readable.
+    if is_encrypted(bytes) {
+        return Err(CertError::EncryptedKey(path.to_owned()));
+    }
+    let sections = sections(path, bytes)?;
+    let key = sections.iter().find_map(|(kind, der)| match kind {
+        SectionKind::PrivateKey => Some(PrivateKeyDer::Pkcs8(der.clone().into())),
+        SectionKind::RsaPrivateKey => Some(PrivateKeyDer::Pkcs1(der.clone().into())),
+        SectionKind::EcPrivateKey => Some(PrivateKeyDer::Sec1(der.clone().into())),
+        _ => None,
+    });
+    key.ok_or_else(|| {
+        let hint = if sections.iter().any(|(k, _)| *k == SectionKind::Certificate) {
+            " (it holds a certificate: are the certificate and key files swapped?)"
+        } else {
+            ""
+        };
+        CertError::NoKey(path.to_owned(), hint)
+    })
+}
+
+fn key_permission_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "private key {} is readable by group or others (mode {:o}); restrict it with: chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )
+    })
+}
+
+fn check_validity(
+    path: &Path,
+    leaf: &CertificateDer<'_>,
+    allow_expired: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(SystemTime, Vec<String>), CertError> {
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| CertError::BadCert(path.to_owned(), e.to_string()))?;
+    let validity = cert.validity();
+    let not_after = to_system_time(validity.not_after.timestamp());
+    let not_before = to_system_time(validity.not_before.timestamp());
+    let now = SystemTime::now();
+    let date = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    if now > not_after {
+        if !allow_expired {
+            return Err(CertError::Expired(path.to_owned(), date(not_after)));
+        }
+        warnings.push(format!(
+            "serving the EXPIRED certificate {} (expired {})",
+            path.display(),
+            date(not_after)
+        ));
+    } else if now + EXPIRY_WARNING > not_after {
+        warnings.push(format!(
+            "the certificate in {} expires on {}: renew it soon",
+            path.display(),
+            date(not_after)
+        ));
+    }
+    if now < not_before {
+        return Err(CertError::NotYetValid(path.to_owned(), date(not_before)));
+    }
+    Ok((not_after, san_names(&cert)))
+}
+
+fn to_system_time(unix: i64) -> SystemTime {
+    match u64::try_from(unix) {
+        Ok(secs) => SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+        Err(_) => SystemTime::UNIX_EPOCH,
+    }
+}
+
+fn san_names(cert: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(*b)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(*b)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}

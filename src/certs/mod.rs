@@ -1,0 +1,7 @@
+//! Certificates: loading PEM files into what rustls serves, and choosing one per SNI name.
+
+pub mod load;
+pub mod store;
+
+pub use load::{CertError, LoadedCert, load_files};
+pub use store::SniResolver;

@@ -1,0 +1,288 @@
+//! The command line: `candado [serve] [flags]` (PyServe's flags included) and
+//! `candado config check FILE`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, CertSource, Config, Format, Hsts, LogFormat, Site, defaults};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "candado",
+    version,
+    about = "Puts a padlock on any web app: HTTPS done right, from one binary.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTPS (what `candado` does when no command is given).
+    Serve(ServeArgs),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (candado's or PyServe's) and print every problem found.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Default, Args)]
+struct ServeArgs {
+    /// Config file: candado's YAML format (with `sites:`) or PyServe's config.yaml.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to bind [default: 127.0.0.1, loopback only].
+    #[arg(short = 'H', long, value_name = "HOST")]
+    host: Option<String>,
+    /// HTTPS port [default: 8443].
+    #[arg(short = 'p', long, value_name = "PORT")]
+    port: Option<u16>,
+    /// Folder to serve [default: the current folder].
+    #[arg(short = 's', long = "static-dir", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// Debug log, including TLS handshake details.
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// Accepted for PyServe compatibility: candado always serves HTTPS.
+    #[arg(long)]
+    ssl: bool,
+    /// Certificate chain (PEM: leaf first, then intermediates) [default: local development CA].
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key of the certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Write --cert and --key into the PyServe config's `ssl:` section (keeping its comments) and exit.
+    #[arg(long = "ssl-config", requires_all = ["cert", "key"])]
+    ssl_config: bool,
+    /// Serve a certificate even when it has expired.
+    #[arg(long)]
+    allow_expired: bool,
+    /// Port of the HTTP→HTTPS redirect listener without a config file; 0 turns it off [default: 8080].
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// Log format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+    /// Do not write an access-log line per request.
+    #[arg(long)]
+    no_access_log: bool,
+}
+
+/// Runs the command line; the error, if any, is printed by `main`.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Config(ConfigCommand::Check { file })) => check(&file),
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    if args.ssl_config {
+        return write_ssl_config(&args);
+    }
+    let (mut config, warnings) = build_config(&args)?;
+    if let Some(f) = args.log_format {
+        config.log.format = match f {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    if args.no_access_log {
+        config.log.access = false;
+    }
+    crate::telemetry::init(config.log.format, args.debug);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    crate::serve::run(config).await
+}
+
+/// The config from a file (with flags overriding it) or from flags alone.
+fn build_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
+    let Some(path) = &args.config else {
+        return Ok((config_from_flags(args)?, Vec::new()));
+    };
+    let loaded = config::load(path)?;
+    let mut config = loaded.config;
+    let overrides = args.host.is_some()
+        || args.port.is_some()
+        || args.static_dir.is_some()
+        || args.cert.is_some();
+    if overrides {
+        let [site] = config.sites.as_mut_slice() else {
+            bail!(
+                "-H, -p, -s and --cert apply to a config with one site; {} has {}",
+                path.display(),
+                config.sites.len()
+            );
+        };
+        apply_overrides(site, args)?;
+    }
+    if args.http_port.is_some() {
+        bail!("--http-port applies without a config file; in a config, set sites[].http_redirect");
+    }
+    config.allow_expired = args.allow_expired;
+    Ok((config, loaded.warnings))
+}
+
+fn apply_overrides(site: &mut Site, args: &ServeArgs) -> Result<()> {
+    if let Some(h) = &args.host {
+        site.listen.set_ip(parse_host(h)?);
+        site.names = config::pyserve::local_names(site.listen.ip());
+    }
+    if let Some(p) = args.port {
+        site.listen.set_port(p);
+    }
+    if let Some(dir) = &args.static_dir {
+        site.root = Some(existing_dir(dir)?);
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        site.certificate = CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+    }
+    Ok(())
+}
+
+/// No config file: serve a folder on loopback with the development CA and a redirect listener.
+fn config_from_flags(args: &ServeArgs) -> Result<Config> {
+    let ip = match &args.host {
+        Some(h) => parse_host(h)?,
+        None => IpAddr::from([127, 0, 0, 1]),
+    };
+    let port = args.port.unwrap_or(defaults::HTTPS_PORT);
+    let http_port = args.http_port.unwrap_or(defaults::REDIRECT_PORT);
+    let root = existing_dir(args.static_dir.as_deref().unwrap_or(Path::new(".")))?;
+    let certificate = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => CertSource::Local,
+    };
+    let site = Site {
+        names: config::pyserve::local_names(ip),
+        listen: (ip, port).into(),
+        redirect_from: (http_port != 0).then(|| (ip, http_port).into()),
+        certificate,
+        root: Some(root),
+        static_options: Default::default(),
+        welcome_page: true,
+        hsts: Some(Hsts::default()),
+        headers: Vec::new(),
+    };
+    Ok(Config {
+        tls_policy: config::TlsPolicy::Intermediate,
+        timeouts: Default::default(),
+        limits: Default::default(),
+        log: Default::default(),
+        sites: vec![site],
+        allow_expired: args.allow_expired,
+    })
+}
+
+fn parse_host(h: &str) -> Result<IpAddr> {
+    match h {
+        "localhost" => Ok(IpAddr::from([127, 0, 0, 1])),
+        _ => h.parse().with_context(|| {
+            format!(
+                "-H {h}: not an IP address (use e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
+            )
+        }),
+    }
+}
+
+fn existing_dir(dir: &Path) -> Result<PathBuf> {
+    match dir.is_dir() {
+        true => Ok(dir.to_owned()),
+        false => bail!("folder not found: {}", dir.display()),
+    }
+}
+
+/// PyServe's `--ssl-config`: store the flags in the config file and exit.
+fn write_ssl_config(args: &ServeArgs) -> Result<()> {
+    let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+        bail!("--ssl-config needs --cert FILE and --key FILE");
+    };
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(defaults::PYSERVE_CONFIG_FILE));
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if text.lines().any(|l| l.starts_with("sites:")) {
+            bail!(
+                "{} is a candado config: set sites[].certificate to {{cert: FILE, key: FILE}} there instead",
+                path.display()
+            );
+        }
+    }
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    config::pyserve::write_ssl_settings(&path, &cert, &key)?;
+    println!(
+        "{}: ssl.enabled = true, ssl.cert_file = {cert}, ssl.key_file = {key} (other settings and comments kept)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `candado config check FILE`: every problem, or a one-line summary.
+fn check(file: &Path) -> Result<()> {
+    let loaded = config::load(file)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {}: {w}", file.display());
+    }
+    let provider = crate::tls::provider();
+    let mut cert_errors = Vec::new();
+    for site in &loaded.config.sites {
+        if let CertSource::Files { cert, key } = &site.certificate {
+            match crate::certs::load_files(cert, key, &provider, false) {
+                Ok(c) => c.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
+                Err(e) => cert_errors.push(format!("site {}: {e}", site.primary_name())),
+            }
+        }
+    }
+    if !cert_errors.is_empty() {
+        bail!("{}: {}", file.display(), cert_errors.join("\n  "));
+    }
+    let kind = match loaded.format {
+        Format::Candado => "candado config",
+        Format::PyServe => "PyServe config",
+    };
+    println!(
+        "{}: OK ({kind}, {} site{})",
+        file.display(),
+        loaded.config.sites.len(),
+        if loaded.config.sites.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    Ok(())
+}

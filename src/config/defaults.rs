@@ -1,0 +1,44 @@
+//! Named defaults, with their units in the type. Every limit here is a
+//! deliberate choice; the comment says what it is compared with.
+
+use std::time::Duration;
+
+/// Port of the HTTPS listener when no config says otherwise (unprivileged).
+pub const HTTPS_PORT: u16 = 8443;
+/// Port of the HTTP→HTTPS redirect listener in the no-config mode.
+pub const REDIRECT_PORT: u16 = 8080;
+/// PyServe's own default port (`server.port`).
+pub const PYSERVE_PORT: u16 = 8000;
+/// PyServe's default static folder (`http.static_dir`).
+pub const PYSERVE_STATIC_DIR: &str = "./static";
+/// PyServe's default config file (`-c`).
+pub const PYSERVE_CONFIG_FILE: &str = "config.yaml";
+
+/// Time for a client to finish the TLS handshake after connecting (nginx: 60 s, shared with
+/// its header timeout; a real client needs well under a second).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to receive a request's headers. For HTTP/1.1 this also bounds the wait for the next
+/// request on a kept-alive connection (hyper starts the clock when it starts reading).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no request in flight and no bytes moving is closed after this long
+/// (nginx keep-alive: 75 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request head accepted, in bytes (Caddy: 16 KiB; nginx 4 × 8 KiB). Larger gets 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most connections served at once; further clients wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Most concurrent HTTP/2 streams per connection (nginx: 128).
+pub const MAX_H2_STREAMS: u32 = 128;
+
+/// HSTS max-age (one year, what preload lists require at minimum).
+pub const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
+/// HSTS preload lists require at least this max-age.
+pub const HSTS_PRELOAD_MIN_AGE: Duration = Duration::from_secs(31_536_000);
+/// Referrer-Policy sent by default (the browsers' own default, made explicit).
+pub const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
+
+/// Warn when a served certificate expires within this long.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -1,0 +1,498 @@
+//! Configuration: candado's own YAML format and PyServe's `config.yaml`, both read into one
+//! validated [`Config`]. Parse raw, validate once, report every problem with its line.
+
+pub mod defaults;
+pub mod model;
+pub(crate) mod pyserve;
+mod raw;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use http::{HeaderName, HeaderValue};
+use serde::de::IgnoredAny;
+use serde_saphyr::Spanned;
+
+pub use model::*;
+use raw::{RawCertificate, RawConfig, RawSite};
+
+/// Which dialect a file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Candado,
+    PyServe,
+}
+
+/// A config file read and validated, plus the warnings worth showing (ignored PyServe keys…).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub format: Format,
+    pub warnings: Vec<String>,
+}
+
+/// Reads and validates a config file of either format.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let fail = |line, key: &str, message: String| ConfigError {
+        file: path.to_owned(),
+        problems: vec![Problem {
+            line,
+            key: key.to_owned(),
+            message,
+        }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound => "config file not found".to_owned(),
+            _ => format!("cannot read the config file: {e}"),
+        };
+        fail(None, "", message)
+    })?;
+    let format = detect_format(&text).map_err(|p| ConfigError {
+        file: path.to_owned(),
+        problems: vec![p],
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let result = match format {
+        Format::Candado => parse_candado(&text, &base).map(|c| (c, Vec::new())),
+        Format::PyServe => pyserve::parse(&text),
+    };
+    result
+        .map(|(config, warnings)| Loaded {
+            config,
+            format,
+            warnings,
+        })
+        .map_err(|problems| ConfigError {
+            file: path.to_owned(),
+            problems,
+        })
+}
+
+/// A file with a top-level `sites:` key is candado's; anything else is read as PyServe's.
+fn detect_format(text: &str) -> Result<Format, Problem> {
+    let top: Option<BTreeMap<String, IgnoredAny>> =
+        serde_saphyr::from_str(text).map_err(yaml_problem)?;
+    match top {
+        None => Err(Problem {
+            line: None,
+            key: String::new(),
+            message: "the file is empty: see candado.example.yaml for a commented example".into(),
+        }),
+        Some(keys) if keys.contains_key("sites") => Ok(Format::Candado),
+        Some(_) => Ok(Format::PyServe),
+    }
+}
+
+/// Turns a YAML or shape error (unknown key, wrong type) into a located problem.
+pub(crate) fn yaml_problem(e: serde_saphyr::Error) -> Problem {
+    Problem {
+        line: e.location().map(|l| l.line()),
+        key: String::new(),
+        message: strip_location_suffix(&e.without_snippet().to_string()),
+    }
+}
+
+fn strip_location_suffix(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Collects problems while a raw config is validated.
+#[derive(Default)]
+pub(crate) struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub(crate) fn add(
+        &mut self,
+        line: Option<u64>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) {
+        self.0.push(Problem {
+            line,
+            key: key.into(),
+            message: msg.into(),
+        });
+    }
+
+    /// Records `r`'s error (if any) at `line`/`key` and returns its value.
+    pub(crate) fn check<T>(
+        &mut self,
+        line: Option<u64>,
+        key: impl Into<String>,
+        r: Result<T, String>,
+    ) -> Option<T> {
+        r.map_err(|m| self.add(line, key, m)).ok()
+    }
+}
+
+pub(crate) fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
+    Some(s.referenced.line())
+}
+
+fn parse_candado(text: &str, base: &Path) -> Result<Config, Vec<Problem>> {
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(e)])?;
+    let mut p = Problems::default();
+    let config = validate(raw, base, &mut p);
+    match p.0.is_empty() {
+        true => Ok(config),
+        false => Err(p.0),
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
+    let tls_policy = match raw.tls.and_then(|t| t.policy) {
+        None => TlsPolicy::Intermediate,
+        Some(s) => match s.value.as_str() {
+            "intermediate" => TlsPolicy::Intermediate,
+            "modern" => TlsPolicy::Modern,
+            other => {
+                p.add(line_of(&s), "tls.policy", format!("unknown policy `{other}`: use `intermediate` (TLS 1.2 and 1.3) or `modern` (TLS 1.3 only)"));
+                TlsPolicy::Intermediate
+            }
+        },
+    };
+    let mut timeouts = Timeouts::default();
+    if let Some(t) = raw.timeouts {
+        for (key, field, slot) in [
+            ("handshake", t.handshake, &mut timeouts.handshake),
+            ("header_read", t.header_read, &mut timeouts.header_read),
+            ("idle", t.idle, &mut timeouts.idle),
+            ("shutdown", t.shutdown, &mut timeouts.shutdown),
+        ] {
+            if let Some(s) = field {
+                let key = format!("timeouts.{key}");
+                if let Some(d) = p.check(line_of(&s), key, parse_duration(&s.value)) {
+                    *slot = d;
+                }
+            }
+        }
+    }
+    let mut limits = Limits::default();
+    if let Some(l) = raw.limits {
+        if let Some(v) = l.max_header_bytes {
+            match v.value {
+                1024..=1_048_576 => limits.max_header_bytes = v.value as usize,
+                _ => p.add(
+                    line_of(&v),
+                    "limits.max_header_bytes",
+                    "must be between 1024 and 1048576 bytes",
+                ),
+            }
+        }
+        if let Some(v) = l.max_connections {
+            match v.value {
+                1..=1_000_000 => limits.max_connections = v.value as usize,
+                _ => p.add(
+                    line_of(&v),
+                    "limits.max_connections",
+                    "must be between 1 and 1000000",
+                ),
+            }
+        }
+    }
+    let mut log = LogSettings::default();
+    if let Some(l) = raw.log {
+        log.access = l.access.unwrap_or(true);
+        if let Some(f) = l.format {
+            match f.value.as_str() {
+                "human" => log.format = LogFormat::Human,
+                "json" => log.format = LogFormat::Json,
+                other => p.add(
+                    line_of(&f),
+                    "log.format",
+                    format!("unknown format `{other}`: use `human` or `json`"),
+                ),
+            }
+        }
+    }
+    if raw.sites.value.is_empty() {
+        p.add(
+            line_of(&raw.sites),
+            "sites",
+            "no site is configured: add at least one",
+        );
+    }
+    let sites: Vec<Site> = raw
+        .sites
+        .value
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| validate_site(i, s, base, p))
+        .collect();
+    check_addresses(&sites, p);
+    Config {
+        tls_policy,
+        timeouts,
+        limits,
+        log,
+        sites,
+        allow_expired: false,
+    }
+}
+
+fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site {
+    let key = |k: &str| format!("sites[{i}].{k}");
+    let mut names = Vec::new();
+    for n in &raw.names.value {
+        if let Some(name) = p.check(line_of(n), key("names"), parse_site_name(&n.value)) {
+            names.push(name);
+        }
+    }
+    if raw.names.value.is_empty() {
+        p.add(
+            line_of(&raw.names),
+            key("names"),
+            "a site needs at least one name, e.g. [localhost]",
+        );
+    }
+    let listen = raw
+        .listen
+        .and_then(|l| p.check(line_of(&l), key("listen"), parse_listen(&l.value)))
+        .unwrap_or_else(|| default_listen(defaults::HTTPS_PORT));
+    let redirect_from = raw.http_redirect.and_then(|r| match r.value.as_str() {
+        "off" | "false" | "no" => None,
+        v => p.check(line_of(&r), key("http_redirect"), parse_listen(v)),
+    });
+    let certificate = match raw.certificate {
+        None => CertSource::Local,
+        Some(c) => {
+            match c.value {
+                RawCertificate::Keyword(k) if k == "local" => CertSource::Local,
+                RawCertificate::Keyword(k) => {
+                    p.add(Some(c.referenced.line()), key("certificate"), format!("unknown certificate source `{k}`: use `local` or {{cert: FILE, key: FILE}}"));
+                    CertSource::Local
+                }
+                RawCertificate::Files(f) => CertSource::Files {
+                    cert: base.join(f.cert),
+                    key: base.join(f.key),
+                },
+            }
+        }
+    };
+    let root = raw.root.and_then(|r| {
+        let path = base.join(&r.value);
+        match path.is_dir() {
+            true => Some(path),
+            false => {
+                p.add(
+                    line_of(&r),
+                    key("root"),
+                    format!("folder not found: {}", path.display()),
+                );
+                None
+            }
+        }
+    });
+    let st = raw.static_files.unwrap_or_default();
+    let static_options = StaticOptions {
+        listing: st.listing.unwrap_or(false),
+        hidden: st.hidden.unwrap_or(false),
+        follow_symlinks: st.follow_symlinks.unwrap_or(false),
+    };
+    let hsts = raw
+        .hsts
+        .map_or(Some(Hsts::default()), |h| validate_hsts(h, &key("hsts"), p));
+    let headers = raw
+        .headers
+        .map(|h| validate_headers(line_of(&h), &key("headers"), h.value, p))
+        .unwrap_or_default();
+    Site {
+        names,
+        listen,
+        redirect_from,
+        certificate,
+        root,
+        static_options,
+        welcome_page: false,
+        hsts,
+        headers,
+    }
+}
+
+pub(crate) fn default_listen(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn validate_hsts(h: raw::RawHsts, key: &str, p: &mut Problems) -> Option<Hsts> {
+    if h.enabled == Some(false) {
+        return None;
+    }
+    let mut hsts = Hsts {
+        include_subdomains: h.include_subdomains.unwrap_or(false),
+        preload: h.preload.as_ref().is_some_and(|b| b.value),
+        ..Hsts::default()
+    };
+    if let Some(m) = h.max_age
+        && let Some(d) = p.check(
+            line_of(&m),
+            format!("{key}.max_age"),
+            parse_duration(&m.value),
+        )
+    {
+        hsts.max_age = d;
+    }
+    if let Some(pre) = h.preload.filter(|b| b.value)
+        && (!hsts.include_subdomains || hsts.max_age < defaults::HSTS_PRELOAD_MIN_AGE)
+    {
+        p.add(
+            line_of(&pre),
+            format!("{key}.preload"),
+            "preload lists require include_subdomains: true and max_age of at least 1 year",
+        );
+    }
+    Some(hsts)
+}
+
+/// Headers that describe the message framing or the connection cannot be set per site.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "host",
+];
+
+fn validate_headers(
+    line: Option<u64>,
+    key: &str,
+    map: BTreeMap<String, String>,
+    p: &mut Problems,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (name, value) in map {
+        let k = format!("{key}.{name}");
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            p.add(line, k, "not a valid header name");
+            continue;
+        };
+        if RESERVED_HEADERS.contains(&n.as_str()) {
+            p.add(
+                line,
+                k,
+                "this header describes the connection or framing and is set by candado itself",
+            );
+            continue;
+        }
+        match HeaderValue::from_str(&value) {
+            Ok(v) => out.push((n, v)),
+            Err(_) => p.add(
+                line,
+                k,
+                "not a valid header value (no control characters or line breaks)",
+            ),
+        }
+    }
+    out
+}
+
+/// A name may appear once per listener, and a redirect listener may not reuse a TLS port.
+fn check_addresses(sites: &[Site], p: &mut Problems) {
+    let mut seen: HashMap<(std::net::SocketAddr, &str), usize> = HashMap::new();
+    for (i, s) in sites.iter().enumerate() {
+        for n in &s.names {
+            if let Some(j) = seen.insert((s.listen, n.as_str()), i) {
+                p.add(
+                    None,
+                    format!("sites[{i}].names"),
+                    format!("`{n}` is already served on {} by sites[{j}]", s.listen),
+                );
+            }
+        }
+        if let Some(r) = s.redirect_from
+            && sites.iter().any(|o| o.listen == r)
+        {
+            p.add(
+                None,
+                format!("sites[{i}].http_redirect"),
+                format!("{r} is already an HTTPS listener"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<Problem> {
+        parse_candado(yaml, Path::new(".")).expect_err("expected problems")
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let p = problems("sites:\n  - names: [a.test]\n    hstss: {}\n");
+        assert_eq!(p[0].line, Some(3));
+        assert!(p[0].message.contains("unknown field `hstss`"), "{p:?}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let p = problems(
+            "tls: {policy: ancient}\nsites:\n  - names: [a..b]\n    listen: nowhere\n    root: /does/not/exist\n",
+        );
+        let keys: Vec<_> = p.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("tls.policy", Some(1)),
+                ("sites[0].names", Some(3)),
+                ("sites[0].listen", Some(4)),
+                ("sites[0].root", Some(5))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_typo_inside_the_certificate_mapping_is_named() {
+        let p =
+            problems("sites:\n  - names: [a.test]\n    certificate: {cert: a.pem, kye: b.pem}\n");
+        assert!(p[0].message.contains("unknown field `kye`"), "{p:?}");
+    }
+
+    #[test]
+    fn preload_without_subdomains_is_refused() {
+        let p = problems("sites:\n  - names: [a.test]\n    hsts: {preload: true}\n");
+        assert_eq!(p[0].key, "sites[0].hsts.preload");
+    }
+
+    #[test]
+    fn framing_headers_cannot_be_configured() {
+        let p = problems("sites:\n  - names: [a.test]\n    headers: {Content-Length: '5'}\n");
+        assert!(p[0].key.ends_with("Content-Length"), "{p:?}");
+    }
+
+    #[test]
+    fn a_valid_config_reads_into_the_model() {
+        let c = parse_candado(
+            "timeouts: {handshake: 2s}\nsites:\n  - names: [A.test, '*.b.test']\n    listen: 127.0.0.1:9443\n    http_redirect: 127.0.0.1:9080\n    certificate: {cert: c.pem, key: k.pem}\n    hsts: {max_age: 1d, include_subdomains: true}\n",
+            Path::new("/etc/candado"),
+        )
+        .expect("valid");
+        let s = &c.sites[0];
+        assert_eq!(s.names, ["a.test", "*.b.test"]);
+        assert_eq!(s.redirect_from.map(|a| a.port()), Some(9080));
+        assert_eq!(
+            s.certificate,
+            CertSource::Files {
+                cert: "/etc/candado/c.pem".into(),
+                key: "/etc/candado/k.pem".into()
+            }
+        );
+        assert_eq!(
+            s.hsts.map(|h| h.header_value()).as_deref(),
+            Some("max-age=86400; includeSubDomains")
+        );
+        assert_eq!(c.timeouts.handshake.as_secs(), 2);
+    }
+}

@@ -1,0 +1,334 @@
+//! Validated settings. Everything downstream reads these types, never the raw YAML.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::defaults;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tls_policy: TlsPolicy,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub log: LogSettings,
+    pub sites: Vec<Site>,
+    /// Serve certificates past their notAfter date (never the default).
+    pub allow_expired: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// TLS 1.3 and 1.2, forward-secret AEAD suites only (Mozilla "intermediate").
+    Intermediate,
+    /// TLS 1.3 only (Mozilla "modern").
+    Modern,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub handshake: Duration,
+    pub header_read: Duration,
+    pub idle: Duration,
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: defaults::HANDSHAKE_TIMEOUT,
+            header_read: defaults::HEADER_READ_TIMEOUT,
+            idle: defaults::IDLE_TIMEOUT,
+            shutdown: defaults::SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: defaults::MAX_HEADER_BYTES,
+            max_connections: defaults::MAX_CONNECTIONS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub access: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Human,
+            access: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Host names this site answers to, lower-case; `*.example.com` matches one label.
+    pub names: Vec<String>,
+    pub listen: SocketAddr,
+    /// Plain-HTTP listener that redirects to this site, if any.
+    pub redirect_from: Option<SocketAddr>,
+    pub certificate: CertSource,
+    /// Folder served as static files; `None` serves nothing but the welcome page or 404s.
+    pub root: Option<PathBuf>,
+    pub static_options: StaticOptions,
+    /// Serve the built-in welcome page at `/` when the root has no index.html.
+    pub welcome_page: bool,
+    pub hsts: Option<Hsts>,
+    /// Extra response headers, added to every HTTPS response of this site.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Site {
+    /// The name used in redirects and URLs: the first configured one that is not a wildcard.
+    pub fn primary_name(&self) -> &str {
+        self.names
+            .iter()
+            .find(|n| !n.starts_with("*."))
+            .or(self.names.first())
+            .map(String::as_str)
+            .unwrap_or("localhost")
+    }
+
+    /// Whether `host` (lower-case, no port) is one of this site's names.
+    pub fn matches(&self, host: &str) -> bool {
+        self.names.iter().any(|n| name_matches(n, host))
+    }
+}
+
+/// `*.example.com` matches exactly one extra label, as in certificates (RFC 6125 §6.4.3).
+pub fn name_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => pattern == host,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// A leaf issued by candado's local development CA.
+    Local,
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StaticOptions {
+    pub listing: bool,
+    pub hidden: bool,
+    pub follow_symlinks: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Hsts {
+    pub max_age: Duration,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Default for Hsts {
+    fn default() -> Self {
+        Hsts {
+            max_age: defaults::HSTS_MAX_AGE,
+            include_subdomains: false,
+            preload: false,
+        }
+    }
+}
+
+impl Hsts {
+    /// The `Strict-Transport-Security` value (RFC 6797 §6.1).
+    pub fn header_value(&self) -> String {
+        let mut v = format!("max-age={}", self.max_age.as_secs());
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        v
+    }
+}
+
+/// One thing wrong in a config file: where, which key, what and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<u64>,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in one file, printed one per line as `FILE:LINE: KEY: message`.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{} found",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, p) in self.problems.iter().enumerate() {
+            let line = p.line.map(|l| format!(":{l}")).unwrap_or_default();
+            write!(f, "  {}{line}: ", self.file.display())?;
+            if !p.key.is_empty() {
+                write!(f, "{}: ", p.key)?;
+            }
+            write!(f, "{}", p.message)?;
+            if i + 1 < n {
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses a listen address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT`, `*:PORT` or `:PORT`
+/// (all interfaces, as in Caddy).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+        format!("`{s}` is not an address: write it as IP:PORT, e.g. 127.0.0.1:8443")
+    })?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` in `{s}` is not a port number (0-65535)"))?;
+    let ip = match host {
+        "" | "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "[::]" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        other => other.parse().map_err(|_| {
+            format!("`{other}` in `{s}` is not an IP address (names other than localhost are not resolved here)")
+        })?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Checks a site name: a DNS name (optionally `*.` + name) or an IP address; returns it
+/// lower-cased.
+pub fn parse_site_name(s: &str) -> Result<String, String> {
+    let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.parse::<IpAddr>().is_ok() {
+        return Ok(name);
+    }
+    let dns = name.strip_prefix("*.").unwrap_or(&name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if dns.is_empty() || dns.len() > 253 || !dns.split('.').all(label_ok) {
+        return Err(format!(
+            "`{s}` is not a host name: use letters, digits, dots and hyphens (a wildcard is `*.example.com`)"
+        ));
+    }
+    Ok(name)
+}
+
+/// Parses a duration such as `10s`, `500ms` or `5m`; zero is refused (it would disable the
+/// protection the timeout gives).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 10s, 500ms or 5m"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_matches_exactly_one_label() {
+        assert!(name_matches("*.example.com", "a.example.com"));
+        assert!(!name_matches("*.example.com", "example.com"));
+        assert!(!name_matches("*.example.com", "a.b.example.com"));
+        assert!(!name_matches("*.example.com", ".example.com"));
+        assert!(name_matches("example.com", "example.com"));
+    }
+
+    #[test]
+    fn listen_addresses_in_every_accepted_form() {
+        assert_eq!(parse_listen("127.0.0.1:8443").unwrap().port(), 8443);
+        assert!(parse_listen("[::1]:443").unwrap().is_ipv6());
+        assert!(parse_listen(":443").unwrap().ip().is_unspecified());
+        assert!(parse_listen("localhost:1").unwrap().ip().is_loopback());
+        assert!(parse_listen("example.com:443").is_err());
+        assert!(parse_listen("127.0.0.1").is_err());
+        assert!(parse_listen("127.0.0.1:70000").is_err());
+    }
+
+    #[test]
+    fn site_names_are_checked_and_lowercased() {
+        assert_eq!(parse_site_name("Example.COM.").unwrap(), "example.com");
+        assert_eq!(parse_site_name("*.a.test").unwrap(), "*.a.test");
+        assert!(parse_site_name("a..b").is_err());
+        assert!(parse_site_name("evil.com/x").is_err());
+        assert!(parse_site_name("a.*.b").is_err());
+        assert_eq!(parse_site_name("::1").unwrap(), "::1");
+    }
+
+    #[test]
+    fn hsts_value_lists_the_chosen_directives() {
+        let h = Hsts {
+            include_subdomains: true,
+            preload: true,
+            ..Hsts::default()
+        };
+        assert_eq!(
+            h.header_value(),
+            "max-age=31536000; includeSubDomains; preload"
+        );
+    }
+
+    #[test]
+    fn zero_durations_are_refused() {
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+    }
+}

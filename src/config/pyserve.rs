@@ -1,0 +1,525 @@
+//! PyServe's `config.yaml`, read as PyServe documents it, so that its users switch by
+//! changing one command; and `--ssl-config`, which writes the `ssl:` section back without
+//! losing the file's other keys or its comments (PyServe rewrites the whole file and drops them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::Spanned;
+
+use super::{Problems, defaults, line_of, model::*, yaml_problem};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PyConfig {
+    server: Option<PyServer>,
+    http: Option<PyHttp>,
+    ssl: Option<PySsl>,
+    logging: Option<PyLogging>,
+    locations: Option<Spanned<IgnoredAny>>,
+    extensions: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PyServer {
+    host: Option<Spanned<String>>,
+    port: Option<Spanned<u64>>,
+    backlog: Option<IgnoredAny>,
+    redirect_instructions: Option<Spanned<Vec<BTreeMap<String, String>>>>,
+    reverse_proxy: Option<Vec<Spanned<PyProxy>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PyProxy {
+    path: String,
+    host: String,
+    port: u64,
+    ssl: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PyHttp {
+    static_dir: Option<Spanned<String>>,
+    templates_dir: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PySsl {
+    enabled: Option<bool>,
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+}
+
+// PyServe's logging keys are accepted so its files load; only `level` is looked at.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PyLogging {
+    level: Option<String>,
+    log_file: Option<IgnoredAny>,
+    console_output: Option<IgnoredAny>,
+    use_colors: Option<IgnoredAny>,
+    use_rotation: Option<IgnoredAny>,
+    max_log_size: Option<IgnoredAny>,
+    backup_count: Option<IgnoredAny>,
+    structured_logs: Option<IgnoredAny>,
+}
+
+/// A `server.reverse_proxy` entry, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PyProxyRoute {
+    pub path: String,
+    pub upstream: String,
+}
+
+/// Reads a PyServe config. Paths are relative to the working folder, as in PyServe.
+pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
+    let raw: PyConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(e)])?;
+    let mut p = Problems::default();
+    let mut warnings = Vec::new();
+    let site = validate(raw, &mut p, &mut warnings);
+    match p.0.is_empty() {
+        true => Ok((
+            Config {
+                tls_policy: TlsPolicy::Intermediate,
+                timeouts: Timeouts::default(),
+                limits: Limits::default(),
+                log: LogSettings::default(),
+                sites: vec![site],
+                allow_expired: false,
+            },
+            warnings,
+        )),
+        false => Err(p.0),
+    }
+}
+
+fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site {
+    // Basic auth that we would silently drop must stop the start: serving the protected
+    // pages to everyone is worse than not serving.
+    if let Some(l) = &raw.locations {
+        p.add(line_of(l), "locations", "PyServe's basic-auth `locations` are not supported yet; candado refuses to serve those paths unprotected");
+    }
+    if let Some(e) = &raw.extensions {
+        p.add(line_of(e), "extensions", "PyServe v2 extensions are not supported: write a candado config instead (see candado.example.yaml)");
+    }
+    let server = raw.server;
+    let host = server.as_ref().and_then(|s| s.host.as_ref());
+    let ip = host.and_then(|h| {
+        let parsed = match h.value.as_str() {
+            "localhost" => Ok(std::net::IpAddr::from([127, 0, 0, 1])),
+            v => v
+                .parse()
+                .map_err(|_| format!("`{v}` is not an IP address; use e.g. 127.0.0.1 or 0.0.0.0")),
+        };
+        p.check(line_of(h), "server.host", parsed)
+    });
+    let port = match server.as_ref().and_then(|s| s.port.as_ref()) {
+        None => defaults::PYSERVE_PORT,
+        Some(v) => match u16::try_from(v.value) {
+            Ok(port) => port,
+            Err(_) => {
+                p.add(
+                    line_of(v),
+                    "server.port",
+                    "must be a port number between 0 and 65535",
+                );
+                defaults::PYSERVE_PORT
+            }
+        },
+    };
+    let listen = std::net::SocketAddr::new(ip.unwrap_or([127, 0, 0, 1].into()), port);
+    if let Some(s) = &server {
+        if s.backlog.is_some() {
+            warnings.push("server.backlog is ignored: the kernel's accept queue is used".into());
+        }
+        if let Some(r) = &s.redirect_instructions {
+            check_redirects(r, p);
+            warnings.push("server.redirect_instructions are read but not applied yet".into());
+        }
+        if let Some(routes) = &s.reverse_proxy {
+            let valid = proxy_routes(routes, p);
+            if !valid.is_empty() {
+                warnings.push(format!(
+                    "server.reverse_proxy: {} route(s) read, but proxying is not available yet; those paths answer 404",
+                    valid.len()
+                ));
+            }
+        }
+    }
+    let root = static_root(raw.http, p, warnings);
+    let certificate = certificate(raw.ssl, p, warnings);
+    if let Some(level) = raw.logging.and_then(|l| l.level)
+        && level.eq_ignore_ascii_case("debug")
+    {
+        warnings.push("logging.level DEBUG: use -d for candado's debug log".into());
+    }
+    Site {
+        names: local_names(listen.ip()),
+        listen,
+        redirect_from: None,
+        certificate,
+        root,
+        static_options: StaticOptions::default(),
+        welcome_page: false,
+        hsts: Some(Hsts::default()),
+        headers: Vec::new(),
+    }
+}
+
+fn static_root(
+    http: Option<PyHttp>,
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Option<PathBuf> {
+    let http = http.unwrap_or(PyHttp {
+        static_dir: None,
+        templates_dir: None,
+    });
+    if http.templates_dir.is_some() {
+        warnings.push("http.templates_dir is ignored: candado serves files, not templates".into());
+    }
+    match http.static_dir {
+        Some(d) => {
+            let path = PathBuf::from(&d.value);
+            match path.is_dir() {
+                true => Some(path),
+                false => {
+                    p.add(
+                        line_of(&d),
+                        "http.static_dir",
+                        format!("folder not found: {}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        // PyServe's default folder, used only if it exists.
+        None => Some(PathBuf::from(defaults::PYSERVE_STATIC_DIR)).filter(|d| d.is_dir()),
+    }
+}
+
+fn certificate(ssl: Option<PySsl>, p: &mut Problems, warnings: &mut Vec<String>) -> CertSource {
+    let Some(ssl) = ssl.filter(|s| s.enabled == Some(true)) else {
+        warnings.push("ssl.enabled is not true: PyServe would serve plain HTTP; candado serves HTTPS with its local development CA".into());
+        return CertSource::Local;
+    };
+    match (ssl.cert_file, ssl.key_file) {
+        (Some(c), Some(k)) => CertSource::Files {
+            cert: PathBuf::from(c.value),
+            key: PathBuf::from(k.value),
+        },
+        (c, k) => {
+            let line = c.as_ref().or(k.as_ref()).and_then(line_of);
+            p.add(
+                line,
+                "ssl",
+                "ssl.enabled is true but cert_file or key_file is missing: set both",
+            );
+            CertSource::Local
+        }
+    }
+}
+
+fn check_redirects(r: &Spanned<Vec<BTreeMap<String, String>>>, p: &mut Problems) {
+    for (i, m) in r.value.iter().enumerate() {
+        for (from, to) in m {
+            if !from.starts_with('/') {
+                p.add(
+                    line_of(r),
+                    format!("server.redirect_instructions[{i}]"),
+                    format!("`{from}` must be a path starting with /"),
+                );
+            }
+            if to.is_empty() {
+                p.add(
+                    line_of(r),
+                    format!("server.redirect_instructions[{i}]"),
+                    "the target is empty",
+                );
+            }
+        }
+    }
+}
+
+fn proxy_routes(routes: &[Spanned<PyProxy>], p: &mut Problems) -> Vec<PyProxyRoute> {
+    let mut out = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        let key = format!("server.reverse_proxy[{i}]");
+        let v = &r.value;
+        if !v.path.starts_with('/') {
+            p.add(
+                line_of(r),
+                format!("{key}.path"),
+                format!("`{}` must start with /", v.path),
+            );
+            continue;
+        }
+        if parse_site_name(&v.host).is_err() {
+            p.add(
+                line_of(r),
+                format!("{key}.host"),
+                format!("`{}` is not a host name or IP address", v.host),
+            );
+            continue;
+        }
+        if !(1..=65535).contains(&v.port) {
+            p.add(
+                line_of(r),
+                format!("{key}.port"),
+                "must be a port number between 1 and 65535",
+            );
+            continue;
+        }
+        let scheme = if v.ssl == Some(true) { "https" } else { "http" };
+        out.push(PyProxyRoute {
+            path: v.path.clone(),
+            upstream: format!("{scheme}://{}:{}", v.host, v.port),
+        });
+    }
+    out
+}
+
+/// The names a locally bound site answers to: loopback names, the bound address when it is
+/// a specific one, and this machine's host name.
+pub(crate) fn local_names(bind: std::net::IpAddr) -> Vec<String> {
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
+    if !bind.is_unspecified() && !bind.is_loopback() {
+        names.push(bind.to_string());
+    }
+    if let Some(h) = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .and_then(|h| parse_site_name(h.trim()).ok())
+        .filter(|h| !names.contains(h))
+    {
+        names.push(h);
+    }
+    names
+}
+
+// ---- --ssl-config: edit the `ssl:` section in place ----
+
+/// Writes `ssl: {enabled: true, cert_file, key_file}` into the PyServe config at `path`
+/// (creating it if missing), keeping every other key and every comment. The new text is
+/// parsed back before it replaces the file, so a failed edit never loses the old one.
+pub(crate) fn write_ssl_settings(path: &Path, cert: &str, key: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let new = set_ssl_section(&old, cert, key);
+    verify_ssl_section(&new, cert, key).with_context(|| {
+        format!(
+            "{}: the ssl section could not be edited safely; the file was left unchanged",
+            path.display()
+        )
+    })?;
+    let tmp = path.with_extension("yaml.candado-tmp");
+    std::fs::write(&tmp, &new).with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, meta.permissions()).ok();
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}
+
+fn verify_ssl_section(text: &str, cert: &str, key: &str) -> anyhow::Result<()> {
+    #[derive(Deserialize)]
+    struct Check {
+        ssl: CheckSsl,
+    }
+    #[derive(Deserialize)]
+    struct CheckSsl {
+        enabled: bool,
+        cert_file: String,
+        key_file: String,
+    }
+    let c: Check =
+        serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.without_snippet()))?;
+    anyhow::ensure!(
+        c.ssl.enabled && c.ssl.cert_file == cert && c.ssl.key_file == key,
+        "the written values do not read back as given"
+    );
+    Ok(())
+}
+
+const SSL_KEYS: [&str; 3] = ["enabled", "cert_file", "key_file"];
+
+/// Returns `text` with the top-level `ssl:` block holding the three settings.
+pub(crate) fn set_ssl_section(text: &str, cert: &str, key: &str) -> String {
+    let values = ["true".to_owned(), yaml_scalar(cert), yaml_scalar(key)];
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header = lines.iter().position(|l| is_ssl_header(l));
+    let Some(start) = header else {
+        while lines.last().is_some_and(|l| l.trim().is_empty()) {
+            lines.pop();
+        }
+        if !lines.is_empty() {
+            lines.push(String::new());
+        }
+        lines.push("ssl:".into());
+        lines.extend(
+            SSL_KEYS
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| format!("  {k}: {v}")),
+        );
+        return lines.join("\n") + "\n";
+    };
+    // A flow mapping (`ssl: {…}`) is replaced by a block; a trailing comment is kept.
+    let comment = find_comment(&lines[start])
+        .map(|c| format!(" {c}"))
+        .unwrap_or_default();
+    lines[start] = format!("ssl:{comment}");
+    let mut end = start + 1;
+    while end < lines.len() && (lines[end].trim().is_empty() || lines[end].starts_with([' ', '\t']))
+    {
+        end += 1;
+    }
+    while end > start + 1 && lines[end - 1].trim().is_empty() {
+        end -= 1;
+    }
+    let indent = lines[start + 1..end]
+        .iter()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| l[..l.len() - l.trim_start().len()].to_owned())
+        .unwrap_or_else(|| "  ".into());
+    let mut missing = Vec::new();
+    for (k, v) in SSL_KEYS.iter().zip(&values) {
+        let found = (start + 1..end).find(|&i| {
+            lines[i].strip_prefix(indent.as_str()).is_some_and(|rest| {
+                rest.strip_prefix(k)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+            })
+        });
+        match found {
+            Some(i) => {
+                let comment = find_comment(&lines[i])
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default();
+                lines[i] = format!("{indent}{k}: {v}{comment}");
+            }
+            None => missing.push(format!("{indent}{k}: {v}")),
+        }
+    }
+    lines.splice(end..end, missing);
+    lines.join("\n") + "\n"
+}
+
+fn is_ssl_header(line: &str) -> bool {
+    line.strip_prefix("ssl")
+        .and_then(|r| r.trim_start().strip_prefix(':'))
+        .is_some_and(|r| r.is_empty() || r.starts_with([' ', '\t', '{']) || r.starts_with('#'))
+}
+
+/// The `# comment` at the end of a YAML line, ignoring `#` inside quotes.
+fn find_comment(line: &str) -> Option<&str> {
+    let (mut single, mut double) = (false, false);
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            '#' if !single && !double && (prev == ' ' || prev == '\t') => return Some(&line[i..]),
+            _ => {}
+        }
+        prev = c;
+    }
+    None
+}
+
+/// A YAML scalar for a path: plain when that reads back as the same string, else quoted.
+fn yaml_scalar(s: &str) -> String {
+    let plain_ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./~-+@".contains(c))
+        && !s.starts_with(['-', '~', '@'])
+        && serde_saphyr::from_str::<String>(s).ok().as_deref() == Some(s)
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null"
+        )
+        && s.parse::<f64>().is_err();
+    if plain_ok {
+        return s.to_owned();
+    }
+    let escaped: String = s
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c => vec![c],
+        })
+        .collect();
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PYSERVE_FILE: &str = "# PyServe config\nserver:\n  host: 127.0.0.1 # local only\n  port: 8000\n\nssl:\n  enabled: false  # turn on later\n  cert_file: ./old.pem\n\nlogging:\n  level: INFO\n";
+
+    #[test]
+    fn ssl_config_keeps_comments_and_other_keys() {
+        let out = set_ssl_section(PYSERVE_FILE, "./ssl/cert.pem", "./ssl/key.pem");
+        assert_eq!(
+            out,
+            "# PyServe config\nserver:\n  host: 127.0.0.1 # local only\n  port: 8000\n\nssl:\n  enabled: true # turn on later\n  cert_file: ./ssl/cert.pem\n  key_file: ./ssl/key.pem\n\nlogging:\n  level: INFO\n"
+        );
+        verify_ssl_section(&out, "./ssl/cert.pem", "./ssl/key.pem").expect("reads back");
+    }
+
+    #[test]
+    fn ssl_config_appends_a_section_when_there_is_none() {
+        let out = set_ssl_section("server:\n  port: 9000\n", "c.pem", "k.pem");
+        assert_eq!(
+            out,
+            "server:\n  port: 9000\n\nssl:\n  enabled: true\n  cert_file: c.pem\n  key_file: k.pem\n"
+        );
+    }
+
+    #[test]
+    fn ssl_config_replaces_a_flow_mapping_and_quotes_odd_paths() {
+        let out = set_ssl_section("ssl: {enabled: false}\n", "my certs/#1.pem", "true");
+        verify_ssl_section(&out, "my certs/#1.pem", "true").expect("reads back");
+    }
+
+    #[test]
+    fn pyserve_config_reads_as_one_site() {
+        let (c, warnings) = parse("server:\n  host: 127.0.0.1\n  port: 9443\n  reverse_proxy:\n    - path: /api\n      host: localhost\n      port: 3000\nssl:\n  enabled: true\n  cert_file: c.pem\n  key_file: k.pem\nlogging:\n  level: DEBUG\n").expect("valid");
+        assert_eq!(c.sites[0].listen.port(), 9443);
+        assert_eq!(
+            c.sites[0].certificate,
+            CertSource::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            }
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("reverse_proxy")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn pyserve_unknown_keys_and_bad_routes_are_errors() {
+        let p = parse("server:\n  prot: 1\n").expect_err("typo");
+        assert!(p[0].message.contains("unknown field `prot`"));
+        let p = parse("server:\n  reverse_proxy:\n    - path: api\n      host: localhost\n      port: 99999\n").expect_err("bad");
+        assert_eq!(p[0].key, "server.reverse_proxy[0].path");
+    }
+
+    #[test]
+    fn pyserve_basic_auth_is_refused_not_ignored() {
+        let p = parse("locations:\n  /admin:\n    auth: basic\n").expect_err("auth");
+        assert_eq!(p[0].key, "locations");
+    }
+}

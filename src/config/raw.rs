@@ -1,0 +1,116 @@
+//! A serde mirror of candado's YAML config. Nothing here is validated beyond its shape:
+//! `model.rs` turns it into typed settings. Unknown keys are errors everywhere, so that a
+//! typo in a security setting never passes silently.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub tls: Option<RawTls>,
+    pub timeouts: Option<RawTimeouts>,
+    pub limits: Option<RawLimits>,
+    pub log: Option<RawLog>,
+    pub sites: Spanned<Vec<RawSite>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub policy: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub handshake: Option<Spanned<String>>,
+    pub header_read: Option<Spanned<String>>,
+    pub idle: Option<Spanned<String>>,
+    pub shutdown: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_header_bytes: Option<Spanned<u64>>,
+    pub max_connections: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub format: Option<Spanned<String>>,
+    pub access: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSite {
+    pub names: Spanned<Vec<Spanned<String>>>,
+    pub listen: Option<Spanned<String>>,
+    pub http_redirect: Option<Spanned<String>>,
+    pub certificate: Option<Spanned<RawCertificate>>,
+    pub root: Option<Spanned<String>>,
+    #[serde(rename = "static")]
+    pub static_files: Option<RawStatic>,
+    pub hsts: Option<RawHsts>,
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStatic {
+    pub listing: Option<bool>,
+    pub hidden: Option<bool>,
+    pub follow_symlinks: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHsts {
+    pub enabled: Option<bool>,
+    pub max_age: Option<Spanned<String>>,
+    pub include_subdomains: Option<bool>,
+    pub preload: Option<Spanned<bool>>,
+}
+
+/// `certificate: local` or `certificate: {cert: FILE, key: FILE}`.
+#[derive(Debug)]
+pub(crate) enum RawCertificate {
+    Keyword(String),
+    Files(RawCertFiles),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertFiles {
+    pub cert: String,
+    pub key: String,
+}
+
+// Hand-written so that a typo inside the mapping is reported as such (an untagged enum
+// would only say "did not match any variant").
+impl<'de> Deserialize<'de> for RawCertificate {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CertVisitor;
+        impl<'de> Visitor<'de> for CertVisitor {
+            type Value = RawCertificate;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`local` or a mapping with `cert` and `key` file paths")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawCertificate::Keyword(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawCertFiles::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawCertificate::Files)
+            }
+        }
+        deserializer.deserialize_any(CertVisitor)
+    }
+}

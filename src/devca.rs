@@ -1,0 +1,281 @@
+//! The local development CA (like mkcert): created once in the user's data folder, then used
+//! to issue leaf certificates for local names. Keys are written 0600 in 0700 folders.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ::time::{Duration, OffsetDateTime};
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use x509_parser::prelude::GeneralName;
+
+/// The CA lives ten years; leaves 397 days (the longest browsers accept) and are reissued when
+/// fewer than 30 days are left.
+const CA_DAYS: i64 = 3650;
+const LEAF_DAYS: i64 = 397;
+const LEAF_RENEW_DAYS: i64 = 30;
+
+/// Where candado keeps its state: `$CANDADO_DATA_DIR`, else `$XDG_DATA_HOME/candado`
+/// (`~/.local/share/candado`).
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CANDADO_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("candado")))
+        .unwrap_or_else(|| PathBuf::from(".candado"))
+}
+
+pub struct DevCa {
+    dir: PathBuf,
+    cert_pem: String,
+    key: KeyPair,
+}
+
+impl DevCa {
+    /// Loads the CA from `data_dir/ca`, creating it on first use. Returns whether it was created.
+    pub fn load_or_create(data_dir: &Path) -> Result<(DevCa, bool)> {
+        let dir = data_dir.join("ca");
+        let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+        if cert_path.exists() && key_path.exists() {
+            let cert_pem = read(&cert_path)?;
+            let key = KeyPair::from_pem(&read(&key_path)?).with_context(|| {
+                format!(
+                    "the development CA key {} is unreadable; delete {} to create a new CA",
+                    key_path.display(),
+                    dir.display()
+                )
+            })?;
+            return Ok((DevCa { dir, cert_pem, key }, false));
+        }
+        make_private_dir(&dir)?;
+        let key = KeyPair::generate().context("generating the development CA key")?;
+        let cert = ca_params()
+            .self_signed(&key)
+            .context("creating the development CA")?;
+        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        write_public(&cert_path, cert.pem().as_bytes())?;
+        Ok((
+            DevCa {
+                dir,
+                cert_pem: cert.pem(),
+                key,
+            },
+            true,
+        ))
+    }
+
+    /// The CA certificate a browser or client must trust.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Returns the cert and key files of a leaf for `names`, reusing the stored one when it
+    /// was issued by this CA, covers every name and is not close to expiry.
+    pub fn leaf_for(&self, names: &[String]) -> Result<(PathBuf, PathBuf)> {
+        let certs = self.dir.parent().unwrap_or(&self.dir).join("certs");
+        let stem = names
+            .first()
+            .map(|n| n.replace('*', "_wildcard"))
+            .unwrap_or_else(|| "localhost".into());
+        let (cert_path, key_path) = (
+            certs.join(format!("{stem}.crt")),
+            certs.join(format!("{stem}.key")),
+        );
+        if key_path.exists() && self.leaf_is_current(&cert_path, names) {
+            return Ok((cert_path, key_path));
+        }
+        make_private_dir(&certs)?;
+        let (cert_pem, key_pem) = self.issue(names)?;
+        write_private(&key_path, key_pem.as_bytes())?;
+        write_public(&cert_path, cert_pem.as_bytes())?;
+        Ok((cert_path, key_path))
+    }
+
+    /// Issues a leaf for `names` (DNS names, wildcards or IP addresses): (cert PEM, key PEM).
+    pub fn issue(&self, names: &[String]) -> Result<(String, String)> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)
+            .context("reading the development CA")?;
+        let mut params =
+            CertificateParams::new(names.to_vec()).context("invalid certificate name")?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "candado development certificate");
+        if let Some(n) = names.first() {
+            dn.push(DnType::CommonName, n.as_str());
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(LEAF_DAYS);
+        let key = KeyPair::generate().context("generating a key")?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("signing the certificate")?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    fn leaf_is_current(&self, cert_path: &Path, names: &[String]) -> bool {
+        let Ok(pem) = std::fs::read(cert_path) else {
+            return false;
+        };
+        let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&pem) else {
+            return false;
+        };
+        let Ok(leaf) = pem.parse_x509() else {
+            return false;
+        };
+        let Ok((_, ca_pem)) = x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes()) else {
+            return false;
+        };
+        let Ok(ca) = ca_pem.parse_x509() else {
+            return false;
+        };
+        let renew_at = OffsetDateTime::now_utc() + Duration::days(LEAF_RENEW_DAYS);
+        let covered: Vec<String> = leaf
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .map(|g| general_name(g))
+                    .collect()
+            })
+            .unwrap_or_default();
+        leaf.issuer().as_raw() == ca.subject().as_raw()
+            && leaf.validity().not_after.timestamp() > renew_at.unix_timestamp()
+            && names.iter().all(|n| covered.contains(n))
+    }
+}
+
+fn general_name(g: &GeneralName<'_>) -> String {
+    match g {
+        GeneralName::DNSName(d) => d.to_ascii_lowercase(),
+        GeneralName::IPAddress(b) if b.len() == 4 => <[u8; 4]>::try_from(*b)
+            .map(|a| std::net::IpAddr::from(a).to_string())
+            .unwrap_or_default(),
+        GeneralName::IPAddress(b) if b.len() == 16 => <[u8; 16]>::try_from(*b)
+            .map(|a| std::net::IpAddr::from(a).to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let owner = format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "user".into()),
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into())
+    );
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "candado development CA");
+    dn.push(DnType::OrganizationalUnitName, owner.clone());
+    // The creation time makes each CA's name unique, so a leaf from an older CA is recognised.
+    dn.push(
+        DnType::CommonName,
+        format!(
+            "candado development CA {owner} {}",
+            OffsetDateTime::now_utc().unix_timestamp()
+        ),
+    );
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(CA_DAYS);
+    params
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn make_private_dir(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Writes a key file readable by its owner only; the mode is set at creation, so the key is
+/// never briefly world-readable.
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    write_with_mode(path, data, 0o600)
+}
+
+fn write_public(path: &Path, data: &[u8]) -> Result<()> {
+    write_with_mode(path, data, 0o644)
+}
+
+fn write_with_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).ok();
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_ca_is_created_once_with_private_key_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca, created) = DevCa::load_or_create(dir.path()).expect("create");
+        assert!(created);
+        let mode = std::fs::metadata(dir.path().join("ca/ca.key"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, created) = DevCa::load_or_create(dir.path()).expect("load");
+        assert!(!created);
+        assert_eq!(ca.cert_pem(), again.cert_pem());
+    }
+
+    #[test]
+    fn a_leaf_is_reused_until_the_names_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca, _) = DevCa::load_or_create(dir.path()).expect("create");
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let (c1, _) = ca.leaf_for(&names).expect("issue");
+        let first = std::fs::read(&c1).expect("read");
+        let (c2, _) = ca.leaf_for(&names).expect("reuse");
+        assert_eq!(first, std::fs::read(&c2).expect("read"));
+        let more = vec!["localhost".to_owned(), "::1".to_owned()];
+        let (c3, _) = ca.leaf_for(&more).expect("reissue");
+        assert_ne!(first, std::fs::read(&c3).expect("read"));
+    }
+}

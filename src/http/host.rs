@@ -1,0 +1,127 @@
+//! The host a request is for: one `Host` header (HTTP/1.1) or `:authority` (HTTP/2), which must
+//! agree when both are present (RFC 9112 §3.2, RFC 9113 §8.3.1). Lower-cased, port removed.
+
+use http::{Request, header};
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("the request has no Host header")]
+    Missing,
+    #[error("the request has more than one Host header")]
+    Duplicate,
+    #[error("the Host header is not a valid host name")]
+    Invalid,
+    #[error("the Host header and the request target name different hosts")]
+    Conflict,
+}
+
+pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
+    let mut values = req.headers().get_all(header::HOST).iter();
+    let header = values.next();
+    if values.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    let from_header = header
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| HostError::Invalid)
+                .and_then(parse_authority)
+        })
+        .transpose()?;
+    let from_uri = req
+        .uri()
+        .authority()
+        .map(|a| parse_authority(a.as_str()))
+        .transpose()?;
+    match (from_header, from_uri) {
+        (Some(h), Some(u)) if h != u => Err(HostError::Conflict),
+        (Some(h), _) => Ok(h),
+        (None, Some(u)) => Ok(u),
+        (None, None) => Err(HostError::Missing),
+    }
+}
+
+/// `host[:port]` → lower-case host. User info (`a@b`), empty names and stray characters are
+/// refused, so the result can be compared with configured names as is.
+pub fn parse_authority(s: &str) -> Result<String, HostError> {
+    if s.contains('@') {
+        return Err(HostError::Invalid);
+    }
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (h, after) = rest.split_once(']').ok_or(HostError::Invalid)?;
+            h.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| HostError::Invalid)?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        },
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(HostError::Invalid);
+    }
+    let host = host.trim_end_matches('.');
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':' || b == b'_');
+    match valid {
+        true => Ok(host.to_ascii_lowercase()),
+        false => Err(HostError::Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(hosts: &[&str], uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for h in hosts {
+            b = b.header(header::HOST, *h);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn host_header_port_and_case_are_normalised() {
+        assert_eq!(
+            request_host(&req(&["Example.COM:8443"], "/")),
+            Ok("example.com".into())
+        );
+        assert_eq!(request_host(&req(&["[::1]:8443"], "/")), Ok("::1".into()));
+    }
+
+    #[test]
+    fn missing_duplicate_and_conflicting_hosts_are_refused() {
+        assert_eq!(request_host(&req(&[], "/")), Err(HostError::Missing));
+        assert_eq!(
+            request_host(&req(&["a.test", "a.test"], "/")),
+            Err(HostError::Duplicate)
+        );
+        assert_eq!(
+            request_host(&req(&["a.test"], "https://b.test/")),
+            Err(HostError::Conflict)
+        );
+    }
+
+    #[test]
+    fn user_info_and_junk_in_host_are_invalid() {
+        for bad in [
+            "a.test@evil.example",
+            "a.test:80x",
+            "a b",
+            "",
+            ":443",
+            "a.test:",
+            "[zz]:1",
+        ] {
+            assert_eq!(parse_authority(bad), Err(HostError::Invalid), "{bad}");
+        }
+    }
+}

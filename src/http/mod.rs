@@ -1,0 +1,186 @@
+//! HTTP: from a parsed request to a response. Nothing here touches sockets or rustls: the
+//! listener hands over the request and a [`ConnInfo`] with the TLS facts.
+//!
+//! HTTPS request → [`Router::handle`]: check the Host, pick the site, serve its files, add the
+//! site's security headers. Plain-HTTP request → [`redirect::to_https`].
+
+pub mod error;
+pub mod host;
+pub mod redirect;
+pub mod static_files;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+
+use crate::config::{Site, defaults};
+use static_files::StaticFiles;
+
+/// Every response body: boxed, so files, pages and (later) proxied streams share one type.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+pub fn empty() -> Body {
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// What the listener knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// Negotiated TLS version ("TLSv1.3"), `None` on plain HTTP.
+    pub tls_version: Option<&'static str>,
+    pub sni: Option<String>,
+    /// The listener's own port, for redirects that must come back to it.
+    pub local_port: u16,
+}
+
+/// One site as the request path sees it: its names, its handler and the headers it adds.
+pub struct SiteHandler {
+    pub site: Site,
+    files: Option<StaticFiles>,
+    /// HSTS, nosniff, Referrer-Policy and the configured extras, built once at start-up.
+    headers: HeaderMap,
+}
+
+impl SiteHandler {
+    pub fn new(site: Site) -> std::io::Result<Self> {
+        let files = match &site.root {
+            Some(root) => Some(StaticFiles::new(
+                root,
+                site.static_options,
+                site.welcome_page,
+            )?),
+            None => None,
+        };
+        let headers = security_headers(&site);
+        Ok(SiteHandler {
+            site,
+            files,
+            headers,
+        })
+    }
+
+    pub fn static_root(&self) -> Option<&std::path::Path> {
+        self.files.as_ref().map(StaticFiles::root)
+    }
+}
+
+fn security_headers(site: &Site) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(hsts) = &site.hsts
+        && let Ok(v) = HeaderValue::from_str(&hsts.header_value())
+    {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static(defaults::REFERRER_POLICY),
+    );
+    for (name, value) in &site.headers {
+        h.insert(name.clone(), value.clone());
+    }
+    h
+}
+
+/// The sites of one listener, chosen by the request's host.
+pub struct Router {
+    sites: Vec<Arc<SiteHandler>>,
+    access_log: bool,
+}
+
+impl Router {
+    pub fn new(sites: Vec<Arc<SiteHandler>>, access_log: bool) -> Self {
+        Router { sites, access_log }
+    }
+
+    pub fn site_for(&self, host: &str) -> Option<&Arc<SiteHandler>> {
+        self.sites.iter().find(|s| s.site.matches(host))
+    }
+
+    pub fn sites(&self) -> &[Arc<SiteHandler>] {
+        &self.sites
+    }
+
+    /// Serves one HTTPS request.
+    pub async fn handle<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let res = self.dispatch(&req).await;
+        self.log(&req, &res, conn, started);
+        res
+    }
+
+    async fn dispatch<B>(&self, req: &Request<B>) -> Response<Body> {
+        let host = match host::request_host(req) {
+            Ok(h) => h,
+            Err(e) => return error::page(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let Some(site) = self.site_for(&host) else {
+            return error::page(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!("This server has no site named {host}."),
+            );
+        };
+        let mut res = match &site.files {
+            Some(files) => files.serve(req).await,
+            None => error::page(StatusCode::NOT_FOUND, "This site serves no files."),
+        };
+        add_headers(res.headers_mut(), &site.headers);
+        res
+    }
+
+    /// The access log: one line per request.
+    pub fn log<B>(
+        &self,
+        req: &Request<B>,
+        res: &Response<Body>,
+        conn: &ConnInfo,
+        started: Instant,
+    ) {
+        if !self.access_log {
+            return;
+        }
+        let bytes = http_body::Body::size_hint(res.body()).exact().or_else(|| {
+            res.headers()
+                .get(header::CONTENT_LENGTH)?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()
+        });
+        tracing::info!(
+            target: "candado::access",
+            client = %conn.peer.ip(),
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = res.status().as_u16(),
+            bytes,
+            duration_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
+            tls = conn.tls_version.unwrap_or("none"),
+            "request"
+        );
+    }
+}
+
+fn add_headers(target: &mut HeaderMap, extra: &HeaderMap) {
+    for (name, value) in extra {
+        let name: &HeaderName = name;
+        target.insert(name.clone(), value.clone());
+    }
+}

@@ -1,0 +1,83 @@
+//! Plain HTTP → HTTPS. The Location names a configured site, never whatever the client put in
+//! its Host header (nginx's `return 301 https://$host$request_uri` is an open redirect), and
+//! keeps the path and query byte for byte. No HSTS here: RFC 6797 §7.2 forbids it on HTTP.
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+
+use super::{Body, Router, empty, error, host};
+
+/// Answers a plain-HTTP request with a redirect to the same path on the site's HTTPS port.
+pub fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
+    let host = match host::request_host(req) {
+        Ok(h) => h,
+        Err(e) => {
+            return error::page(
+                StatusCode::BAD_REQUEST,
+                &format!("{e}. This server speaks HTTPS: use https:// addresses."),
+            );
+        }
+    };
+    let Some(site) = router.site_for(&host) else {
+        return error::page(
+            StatusCode::BAD_REQUEST,
+            &format!("This server has no site named {host}. Use https:// with one of its names."),
+        );
+    };
+    // `host` matched one of the site's configured names (or wildcards), so it is safe to send
+    // the client there.
+    debug_assert!(site.site.matches(&host));
+    let location = https_url(
+        &host,
+        site.site.listen.port(),
+        req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+    );
+    let mut res = Response::new(empty());
+    // 301 keeps old clients happy for GET/HEAD; 308 makes sure a POST stays a POST.
+    *res.status_mut() = match *req.method() == Method::GET || *req.method() == Method::HEAD {
+        true => StatusCode::MOVED_PERMANENTLY,
+        false => StatusCode::PERMANENT_REDIRECT,
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(v) => res.headers_mut().insert(header::LOCATION, v),
+        Err(_) => {
+            return error::page(
+                StatusCode::BAD_REQUEST,
+                "The request target cannot be redirected.",
+            );
+        }
+    };
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// `https://name[:port]/path?query`, with IPv6 literals bracketed and :443 left out.
+pub fn https_url(name: &str, port: u16, path_and_query: &str) -> String {
+    let host = match name.contains(':') {
+        true => format!("[{name}]"),
+        false => name.to_owned(),
+    };
+    let pq = if path_and_query.starts_with('/') {
+        path_and_query
+    } else {
+        "/"
+    };
+    match port {
+        443 => format!("https://{host}{pq}"),
+        p => format!("https://{host}:{p}{pq}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_urls_keep_the_target_and_bracket_ipv6() {
+        assert_eq!(
+            https_url("a.test", 443, "/x?y=%20z"),
+            "https://a.test/x?y=%20z"
+        );
+        assert_eq!(https_url("::1", 8443, "/"), "https://[::1]:8443/");
+    }
+}

@@ -1,0 +1,539 @@
+//! Static files from a site's root folder: index.html, MIME types, ETag/Last-Modified with 304,
+//! single byte ranges, HEAD. Nothing outside the root is ever served: the request path is
+//! decoded once and refused if any segment is `.`/`..`, hidden, or holds `/`, `\` or NUL; the
+//! resolved path is then checked against the root, so symlinks cannot lead outside it either.
+
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::io::AsyncReadExt;
+
+use super::error::{escape_html, page};
+use super::{Body, empty, full};
+use crate::config::StaticOptions;
+
+/// Files up to this size are read in one go; larger ones are streamed in chunks.
+const READ_WHOLE_LIMIT: u64 = 256 * 1024;
+const STREAM_CHUNK: usize = 64 * 1024;
+
+const WELCOME_PAGE: &str = include_str!("welcome.html");
+
+pub struct StaticFiles {
+    /// Canonical, so that resolved paths can be compared with it.
+    root: PathBuf,
+    options: StaticOptions,
+    welcome: bool,
+}
+
+/// Why a request path was refused before touching the file system.
+#[derive(Debug, PartialEq, Eq)]
+enum PathRefusal {
+    /// `..`, `.`, encoded slashes, backslashes, NUL: an attempt to leave the root.
+    Traversal,
+    /// A segment starting with a dot (`.git`, `.env`).
+    Hidden,
+}
+
+impl StaticFiles {
+    pub fn new(root: &Path, options: StaticOptions, welcome: bool) -> std::io::Result<Self> {
+        Ok(StaticFiles {
+            root: root.canonicalize()?,
+            options,
+            welcome,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut res = page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This address serves files: only GET and HEAD are allowed.",
+            );
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return res;
+        }
+        let raw_path = req.uri().path();
+        let segments = match decode_path(raw_path, self.options.hidden) {
+            Ok(s) => s,
+            Err(PathRefusal::Traversal) => {
+                return page(StatusCode::BAD_REQUEST, "The path is not allowed.");
+            }
+            Err(PathRefusal::Hidden) => return not_found(raw_path),
+        };
+        let mut path = self.root.clone();
+        path.extend(segments.iter().map(|s| OsStr::from_bytes(s)));
+        let Some((resolved, meta)) = self.resolve(&path) else {
+            return self.missing(raw_path, segments.is_empty());
+        };
+        if meta.is_dir() {
+            return self
+                .serve_dir(req, &resolved, raw_path, segments.is_empty())
+                .await;
+        }
+        serve_file(req, &resolved, &meta).await
+    }
+
+    /// The canonical path and its metadata, if it exists inside the root (or symlinks may
+    /// leave it) and no resolved component is hidden.
+    fn resolve(&self, path: &Path) -> Option<(PathBuf, Metadata)> {
+        let resolved = path.canonicalize().ok()?;
+        if !self.options.follow_symlinks {
+            let rel = resolved.strip_prefix(&self.root).ok()?;
+            if !self.options.hidden && rel.components().any(|c| is_hidden(c.as_os_str())) {
+                return None;
+            }
+        }
+        let meta = std::fs::metadata(&resolved).ok()?;
+        Some((resolved, meta))
+    }
+
+    async fn serve_dir<B>(
+        &self,
+        req: &Request<B>,
+        dir: &Path,
+        raw_path: &str,
+        is_root: bool,
+    ) -> Response<Body> {
+        if !raw_path.ends_with('/') {
+            // Relative links in the index page need the trailing slash (as nginx does).
+            let mut location = format!("{raw_path}/");
+            if let Some(q) = req.uri().query() {
+                location.push('?');
+                location.push_str(q);
+            }
+            return moved(&location);
+        }
+        if let Some((index, meta)) = self
+            .resolve(&dir.join("index.html"))
+            .filter(|(_, m)| m.is_file())
+        {
+            return serve_file(req, &index, &meta).await;
+        }
+        if self.options.listing {
+            return self.listing(dir, raw_path);
+        }
+        self.missing(raw_path, is_root)
+    }
+
+    fn missing(&self, raw_path: &str, is_root: bool) -> Response<Body> {
+        if is_root && self.welcome {
+            return html(
+                StatusCode::OK,
+                WELCOME_PAGE.replace("{root}", &escape_html(&self.root.display().to_string())),
+            );
+        }
+        not_found(raw_path)
+    }
+
+    fn listing(&self, dir: &Path, raw_path: &str) -> Response<Body> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return not_found(raw_path);
+        };
+        let mut names: Vec<(String, bool)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| self.options.hidden || !is_hidden(&e.file_name()))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.path().is_dir(),
+                )
+            })
+            .collect();
+        names.sort();
+        let title = escape_html(&percent_decode_lossy(raw_path));
+        let mut body = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n<body><h1>Index of {title}</h1>\n<ul>\n"
+        );
+        for (name, is_dir) in names {
+            let slash = if is_dir { "/" } else { "" };
+            let href = percent_encoding::utf8_percent_encode(&name, HREF_ENCODE);
+            body.push_str(&format!(
+                "<li><a href=\"{href}{slash}\">{}{slash}</a></li>\n",
+                escape_html(&name)
+            ));
+        }
+        body.push_str("</ul>\n</body></html>\n");
+        html(StatusCode::OK, body)
+    }
+}
+
+const HREF_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_bytes().first() == Some(&b'.')
+}
+
+/// Splits and percent-decodes a request path into file-name segments. Empty segments
+/// (`//`) are skipped.
+fn decode_path(raw: &str, allow_hidden: bool) -> Result<Vec<Vec<u8>>, PathRefusal> {
+    let mut out = Vec::new();
+    for seg in raw.split('/').filter(|s| !s.is_empty()) {
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(seg).collect();
+        if decoded == b"."
+            || decoded == b".."
+            || decoded.iter().any(|b| matches!(b, b'/' | b'\\' | 0))
+        {
+            return Err(PathRefusal::Traversal);
+        }
+        if decoded.first() == Some(&b'.') && !allow_hidden {
+            return Err(PathRefusal::Hidden);
+        }
+        out.push(decoded);
+    }
+    // Belt and braces: no component of the result may be anything but a normal name.
+    let joined: PathBuf = out.iter().map(|s| OsStr::from_bytes(s)).collect();
+    if joined
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(PathRefusal::Traversal);
+    }
+    Ok(out)
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn not_found(raw_path: &str) -> Response<Body> {
+    page(
+        StatusCode::NOT_FOUND,
+        &format!("Nothing is served at {}", percent_decode_lossy(raw_path)),
+    )
+}
+
+fn moved(location: &str) -> Response<Body> {
+    let mut res = Response::new(empty());
+    *res.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut res = Response::new(full(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res
+}
+
+/// Validators for a file: a strong ETag from size and modification time, and Last-Modified.
+struct Validators {
+    etag: String,
+    modified: SystemTime,
+}
+
+impl Validators {
+    fn of(meta: &Metadata) -> Self {
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let nanos = modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Validators {
+            etag: format!("\"{:x}-{:x}\"", meta.len(), nanos),
+            modified,
+        }
+    }
+
+    /// RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since.
+    fn not_modified(&self, headers: &HeaderMap) -> bool {
+        if let Some(inm) = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+        {
+            return inm
+                .split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.trim_start_matches("W/") == self.etag);
+        }
+        let Some(ims) = headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        httpdate::parse_http_date(ims).is_ok_and(|since| truncate_secs(self.modified) <= since)
+    }
+
+    /// RFC 9110 §13.1.5: a Range is honoured only if If-Range (when sent) still matches.
+    fn range_allowed(&self, headers: &HeaderMap) -> bool {
+        match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+            None => true,
+            Some(v) if v.starts_with('"') => v == self.etag,
+            Some(v) => {
+                httpdate::parse_http_date(v).is_ok_and(|d| d == truncate_secs(self.modified))
+            }
+        }
+    }
+}
+
+fn truncate_secs(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+/// A single `bytes=` range resolved against the file length, per RFC 9110 §14.1.2.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// No usable Range header (absent, malformed or several ranges): send the whole file.
+    Whole,
+    Part {
+        start: u64,
+        end: u64,
+    },
+    Unsatisfiable,
+}
+
+fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Whole;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (num(first), num(last)) {
+        (Some(start), _) if start >= len => RangeRequest::Unsatisfiable,
+        (Some(start), None) if last.is_empty() => RangeRequest::Part {
+            start,
+            end: len - 1,
+        },
+        (Some(start), Some(end)) if end >= start => RangeRequest::Part {
+            start,
+            end: end.min(len - 1),
+        },
+        (None, Some(0)) if first.is_empty() => RangeRequest::Unsatisfiable,
+        (None, Some(suffix)) if first.is_empty() => match len {
+            0 => RangeRequest::Unsatisfiable,
+            _ => RangeRequest::Part {
+                start: len.saturating_sub(suffix),
+                end: len - 1,
+            },
+        },
+        _ => RangeRequest::Whole,
+    }
+}
+
+fn content_type(path: &Path) -> HeaderValue {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let needs_charset = mime.type_() == mime_guess::mime::TEXT
+        || matches!(mime.subtype().as_str(), "javascript" | "json" | "xml");
+    let value = match needs_charset && mime.get_param("charset").is_none() {
+        true => format!("{mime}; charset=utf-8"),
+        false => mime.to_string(),
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+async fn serve_file<B>(req: &Request<B>, path: &Path, meta: &Metadata) -> Response<Body> {
+    let len = meta.len();
+    let v = Validators::of(meta);
+    let mut res = Response::new(empty());
+    let h = res.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&v.etag) {
+        h.insert(header::ETAG, etag);
+    }
+    if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(v.modified)) {
+        h.insert(header::LAST_MODIFIED, lm);
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if v.not_modified(req.headers()) {
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        return res;
+    }
+    h.insert(header::CONTENT_TYPE, content_type(path));
+    let range = match v.range_allowed(req.headers()) {
+        true => parse_range(
+            req.headers()
+                .get(header::RANGE)
+                .and_then(|r| r.to_str().ok()),
+            len,
+        ),
+        false => RangeRequest::Whole,
+    };
+    let (start, end) = match range {
+        RangeRequest::Whole => (0, len.saturating_sub(1)),
+        RangeRequest::Part { start, end } => {
+            *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                res.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            (start, end)
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut res = page(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "The requested range is outside the file.",
+            );
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                res.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            return res;
+        }
+    };
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if req.method() == Method::HEAD || count == 0 {
+        return res;
+    }
+    match body_for(path, start, count).await {
+        Ok(body) => {
+            *res.body_mut() = body;
+            res
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read file");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The file could not be read.",
+            )
+        }
+    }
+}
+
+/// Small files are read at once (page-cache reads cost less than a thread hand-off); larger
+/// ones stream through tokio's blocking pool without holding the whole file in memory.
+async fn body_for(path: &Path, start: u64, count: u64) -> std::io::Result<Body> {
+    if count <= READ_WHOLE_LIMIT {
+        let mut f = std::fs::File::open(path)?;
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::with_capacity(count as usize);
+        f.take(count).read_to_end(&mut buf)?;
+        return Ok(full(Bytes::from(buf)));
+    }
+    let mut f = tokio::fs::File::open(path).await?;
+    f.seek(SeekFrom::Start(start)).await.map(drop)?;
+    let reader = tokio_util::io::ReaderStream::with_capacity(f.take(count), STREAM_CHUNK);
+    Ok(StreamBody::new(reader.map_ok(Frame::data)).boxed())
+}
+
+use tokio::io::AsyncSeekExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_in_every_encoding_is_refused() {
+        for raw in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/..%2fetc",
+            "/a%2f..%2f..",
+            "/a\\..\\b",
+            "/a%5c..",
+            "/x%00.html",
+            "/./a",
+        ] {
+            assert_eq!(
+                decode_path(raw, false),
+                Err(PathRefusal::Traversal),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn dot_names_are_hidden_unless_allowed() {
+        assert_eq!(decode_path("/.git/config", false), Err(PathRefusal::Hidden));
+        assert_eq!(decode_path("/a/%2eenv", false), Err(PathRefusal::Hidden));
+        assert!(decode_path("/.well-known/x", true).is_ok());
+    }
+
+    #[test]
+    fn ordinary_paths_decode_to_segments() {
+        assert_eq!(
+            decode_path("/a%20b//c.txt", false),
+            Ok(vec![b"a b".to_vec(), b"c.txt".to_vec()])
+        );
+        assert_eq!(decode_path("/", false), Ok(vec![]));
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(
+            parse_range(Some("bytes=0-9"), 100),
+            RangeRequest::Part { start: 0, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            RangeRequest::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            RangeRequest::Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-500"), 100),
+            RangeRequest::Part { start: 0, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-500"), 100),
+            RangeRequest::Part { start: 50, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-0"), 100),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("bytes=9-1"), 100), RangeRequest::Whole);
+        assert_eq!(parse_range(Some("lines=1-2"), 100), RangeRequest::Whole);
+        assert_eq!(parse_range(None, 100), RangeRequest::Whole);
+    }
+
+    #[test]
+    fn text_types_carry_a_charset() {
+        assert_eq!(
+            content_type(Path::new("a.html")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("a.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.png")), "image/png");
+        assert_eq!(content_type(Path::new("noext")), "application/octet-stream");
+    }
+}

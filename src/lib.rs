@@ -1,0 +1,21 @@
+//! candado puts a padlock on any web app.
+//!
+//! How a connection flows:
+//! `listener` accepts (within the connection limit) → `listener::conn` waits for the first
+//! byte and the TLS handshake (rustls, configured by `tls`, certificate chosen per SNI by
+//! `certs::store`) → hyper serves HTTP/1.1 or HTTP/2 as ALPN says → `http::Router` checks the
+//! Host and picks the site → `http::static_files` answers → the site's security headers are
+//! added. Plain HTTP (on the redirect listener or the TLS port) goes to `http::redirect`.
+//!
+//! `config` reads and validates both config dialects; `devca` is the local development CA;
+//! `serve` wires it all together; `cli` is the command line.
+
+pub mod certs;
+pub mod cli;
+pub mod config;
+pub mod devca;
+pub mod http;
+pub mod listener;
+pub mod serve;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,129 @@
+//! Listening sockets: bind with a clear error, accept within the connection limit, hand each
+//! connection to [`conn`], and on shutdown stop accepting and let connections drain, bounded.
+
+mod activity;
+mod conn;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Limits, Timeouts};
+use crate::http::Router;
+
+/// What every connection of one listener shares.
+pub struct ListenerCtx {
+    /// `None` for a plain-HTTP redirect listener.
+    pub acceptor: Option<TlsAcceptor>,
+    pub router: Arc<Router>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub local_port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {reason}")]
+pub struct BindError {
+    addr: SocketAddr,
+    reason: String,
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "the address is already in use (another server is running there; choose another port)".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => "this machine has no such address".to_owned(),
+            _ => e.to_string(),
+        };
+        BindError { addr, reason }
+    })
+}
+
+/// Accepts connections on every listener until `shutdown` is cancelled, then waits for open
+/// connections to finish, at most `drain_timeout`. Returns how many were still open.
+pub async fn serve(
+    listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+) -> usize {
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let mut loops = tokio::task::JoinSet::new();
+    for (listener, ctx) in listeners {
+        loops.spawn(accept_loop(
+            listener,
+            ctx,
+            permits.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+    tracker.close();
+    let open = tracker.len();
+    if open > 0 {
+        tracing::info!(
+            connections = open,
+            "finishing requests in flight (at most {})",
+            humantime::format_duration(drain_timeout)
+        );
+    }
+    match tokio::time::timeout(drain_timeout, tracker.wait()).await {
+        Ok(()) => 0,
+        Err(_) => tracker.len(),
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        // Wait for a free slot first: over the limit, clients queue in the kernel's backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.cancelled() => return,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            serve_connection(tcp, peer, ctx, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    shutdown: CancellationToken,
+) {
+    match ctx.acceptor.is_some() {
+        true => conn::serve_tls(tcp, peer, ctx, shutdown).await,
+        false => conn::serve_plain(tcp, peer, ctx, shutdown).await,
+    }
+}
