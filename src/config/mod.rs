@@ -409,7 +409,9 @@ fn check_addresses(sites: &[Site], p: &mut Problems) {
                 );
             }
         }
+        // Port 0 asks the system for a free port, so two of them never collide.
         if let Some(r) = s.redirect_from
+            && r.port() != 0
             && sites.iter().any(|o| o.listen == r)
         {
             p.add(

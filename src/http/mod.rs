@@ -172,7 +172,7 @@ impl Router {
             status = res.status().as_u16(),
             bytes,
             duration_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
-            tls = conn.tls_version.unwrap_or("none"),
+            tls = %conn.tls_version.unwrap_or("none"),
             "request"
         );
     }

@@ -1,0 +1,13 @@
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
+//! One test binary: every test starts the real candado binary on 127.0.0.1 with certificates
+//! generated at test time and talks to it with real clients (curl, openssl, rustls).
+
+mod support;
+
+mod certificates;
+mod config_files;
+mod hardening;
+mod redirect;
+mod static_files;
+mod tls;

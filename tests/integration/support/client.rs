@@ -1,0 +1,200 @@
+//! Clients: curl (as users run it), openssl s_client, and a rustls client for exact bytes.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+pub const HOST: &str = "test.example";
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// The header block as received, e.g. "HTTP/2 200\r\ncontent-type: ...".
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `curl` against https://test.example:PORT/PATH, trusting only `ca`. The path is sent as is.
+pub fn curl(addr: SocketAddr, ca: &Path, path: &str, extra: &[&str]) -> Response {
+    let url = format!("https://{HOST}:{}{path}", addr.port());
+    let resolve = format!("{HOST}:{}:127.0.0.1", addr.port());
+    let mut args = vec!["--resolve", &resolve, "--cacert", ca.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    curl_raw(&url, &args)
+}
+
+/// `curl` with any URL and arguments; the response of the last hop is returned.
+pub fn curl_raw(url: &str, args: &[&str]) -> Response {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--path-as-is",
+            "--max-time",
+            "20",
+            "-D",
+            head.to_str().unwrap(),
+            "-o",
+            body.to_str().unwrap(),
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = std::fs::read_to_string(head).unwrap();
+    let last = head
+        .trim_end()
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let status = last
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        head: last,
+        body: std::fs::read(body).unwrap_or_default(),
+    }
+}
+
+/// Runs `curl` expecting it to fail; returns its stderr.
+pub fn curl_fails(url: &str, args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "curl {url} unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `openssl s_client` with extra flags; returns (exit success, stdout + stderr).
+pub fn s_client(addr: SocketAddr, ca: &Path, extra: &[&str]) -> (bool, String) {
+    let connect = addr.to_string();
+    let mut child = Command::new("timeout")
+        .args([
+            "10",
+            "openssl",
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            HOST,
+            "-CAfile",
+            ca.to_str().unwrap(),
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closing stdin makes s_client end the session after the handshake.
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+pub fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+pub type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// A finished TLS handshake with `sni`, verified against the config's roots.
+pub fn connect(addr: SocketAddr, sni: &str, config: Arc<ClientConfig>) -> std::io::Result<Tls> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    let conn = ClientConnection::new(config, name).unwrap();
+    let mut tls = StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// Sends raw bytes over TLS and reads the answer until the server closes or goes quiet.
+pub fn raw_tls(addr: SocketAddr, ca_pem: &str, request: &[u8]) -> String {
+    let mut tls = connect(addr, HOST, client_config(ca_pem, &[b"http/1.1"])).unwrap();
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    tls.write_all(request).unwrap();
+    read_all(&mut tls)
+}
+
+/// Sends raw bytes over plain TCP and reads the answer.
+pub fn raw_tcp(addr: SocketAddr, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    tcp.write_all(request).unwrap();
+    read_all(&mut tcp)
+}
+
+fn read_all(r: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in raw HTTP/1.1 text.
+pub fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

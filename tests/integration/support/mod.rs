@@ -1,0 +1,45 @@
+//! Test helpers: a test PKI (rcgen), the real candado binary on ephemeral loopback ports, and
+//! clients (curl, openssl, a rustls client for raw bytes).
+
+#![allow(dead_code)]
+
+pub mod client;
+pub mod pki;
+pub mod server;
+
+use std::path::Path;
+
+use tempfile::TempDir;
+
+/// A running candado with one site (test.example, *.wild.example, 127.0.0.1) serving a
+/// folder, with a certificate from a fresh test CA.
+pub struct Fixture {
+    pub pki: pki::TestPki,
+    pub root: TempDir,
+    pub server: server::Candado,
+}
+
+impl Fixture {
+    pub fn start(site_extra: &str, top_extra: &str) -> Fixture {
+        Fixture::start_with_files(site_extra, top_extra, |_| {})
+    }
+
+    pub fn start_with_files(
+        site_extra: &str,
+        top_extra: &str,
+        files: impl FnOnce(&Path),
+    ) -> Fixture {
+        let pki = pki::TestPki::new();
+        let leaf = pki.leaf("site", &["test.example", "*.wild.example", "127.0.0.1"]);
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("index.html"), "<h1>home</h1>\n").unwrap();
+        files(root.path());
+        let yaml = server::site_yaml(&leaf.cert, &leaf.key, root.path(), site_extra, top_extra);
+        let server = server::Candado::from_yaml(&yaml, &[]);
+        Fixture { pki, root, server }
+    }
+
+    pub fn get(&self, path: &str, extra: &[&str]) -> client::Response {
+        client::curl(self.server.https, &self.pki.ca_path, path, extra)
+    }
+}

@@ -1,0 +1,121 @@
+//! What the TLS listener offers, judged by openssl s_client, curl and a rustls client.
+
+use crate::support::client::{self, HOST};
+use crate::support::{Fixture, client::s_client};
+
+#[test]
+fn tls_1_1_is_refused_and_1_2_and_1_3_are_accepted() {
+    let f = Fixture::start("", "");
+    let ca = &f.pki.ca_path;
+    let (ok, out) = s_client(
+        f.server.https,
+        ca,
+        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+    );
+    assert!(!ok, "TLS 1.1 must fail:\n{out}");
+    let (ok, out) = s_client(f.server.https, ca, &["-tls1_2", "-verify_return_error"]);
+    assert!(ok && out.contains("Protocol  : TLSv1.2"), "{out}");
+    let (ok, out) = s_client(f.server.https, ca, &["-tls1_3", "-verify_return_error"]);
+    assert!(ok && out.contains("TLSv1.3"), "{out}");
+}
+
+#[test]
+fn weak_tls_1_2_suites_are_refused() {
+    let f = Fixture::start("", "");
+    for weak in [
+        "AES128-SHA",
+        "ECDHE-ECDSA-AES128-SHA",
+        "AES256-GCM-SHA384",
+        "DES-CBC3-SHA",
+    ] {
+        let (ok, out) = s_client(
+            f.server.https,
+            &f.pki.ca_path,
+            &["-tls1_2", "-cipher", &format!("{weak}@SECLEVEL=0")],
+        );
+        assert!(!ok, "{weak} must be refused:\n{out}");
+    }
+    let (ok, out) = s_client(
+        f.server.https,
+        &f.pki.ca_path,
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn the_modern_policy_serves_tls_1_3_only() {
+    let f = Fixture::start("", "tls: {policy: modern}");
+    let (ok, out) = s_client(f.server.https, &f.pki.ca_path, &["-tls1_2"]);
+    assert!(!ok, "{out}");
+    let (ok, out) = s_client(
+        f.server.https,
+        &f.pki.ca_path,
+        &["-tls1_3", "-verify_return_error"],
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn alpn_negotiates_h2_and_http_1_1() {
+    let f = Fixture::start("", "");
+    let (_, out) = s_client(f.server.https, &f.pki.ca_path, &["-alpn", "h2,http/1.1"]);
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    let (_, out) = s_client(f.server.https, &f.pki.ca_path, &["-alpn", "http/1.1"]);
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    let res = f.get("/", &["--http2"]);
+    assert!(res.head.starts_with("HTTP/2 200"), "{}", res.head);
+    let res = f.get("/", &["--http1.1"]);
+    assert!(res.head.starts_with("HTTP/1.1 200"), "{}", res.head);
+}
+
+#[test]
+fn sessions_resume_with_tickets() {
+    let f = Fixture::start("", "");
+    let config = client::client_config(&f.pki.ca_pem, &[b"http/1.1"]);
+    use std::io::{Read, Write};
+    // TLS 1.3 tickets arrive after the handshake: make one request so they are read.
+    let mut first = client::connect(f.server.https, HOST, config.clone()).unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = first.read_to_end(&mut sink);
+    assert_eq!(
+        first.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    let second = client::connect(f.server.https, HOST, config).unwrap();
+    assert_eq!(
+        second.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+}
+
+#[test]
+fn plain_http_on_the_tls_port_gets_a_redirect_not_a_dropped_connection() {
+    let f = Fixture::start("", "");
+    let port = f.server.https.port();
+    let raw = client::raw_tcp(
+        f.server.https,
+        format!("GET /x?y=1 HTTP/1.1\r\nHost: test.example:{port}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(client::status_of(&raw), 301, "{raw}");
+    assert!(
+        raw.contains(&format!("location: https://test.example:{port}/x?y=1\r\n")),
+        "{raw}"
+    );
+    assert!(
+        !raw.to_ascii_lowercase()
+            .contains("strict-transport-security"),
+        "{raw}"
+    );
+}
+
+#[test]
+fn clients_without_sni_get_the_default_certificate() {
+    let f = Fixture::start("", "");
+    let url = format!("https://127.0.0.1:{}/", f.server.https.port());
+    let res = client::curl_raw(&url, &["--cacert", f.pki.ca_path.to_str().unwrap()]);
+    assert_eq!(res.status, 200);
+}
