@@ -1,11 +1,12 @@
 //! Static files from a site's root folder: index.html, MIME types, ETag/Last-Modified with 304,
 //! single byte ranges, HEAD. Nothing outside the root is ever served: the request path is
 //! decoded once and refused if any segment is `.`/`..`, hidden, or holds `/`, `\` or NUL; the
-//! resolved path is then checked against the root, so symlinks cannot lead outside it either.
+//! file is then opened with `openat2(RESOLVE_BENEATH)` relative to the root, so the kernel
+//! itself refuses any symlink that leads outside it (one syscall instead of a realpath walk).
 
 use std::ffi::OsStr;
 use std::fs::Metadata;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
@@ -30,6 +31,8 @@ const WELCOME_PAGE: &str = include_str!("welcome.html");
 pub struct StaticFiles {
     /// Canonical, so that resolved paths can be compared with it.
     root: PathBuf,
+    /// The root folder, opened once: files are opened relative to it.
+    root_dir: std::fs::File,
     options: StaticOptions,
     welcome: bool,
 }
@@ -45,8 +48,10 @@ enum PathRefusal {
 
 impl StaticFiles {
     pub fn new(root: &Path, options: StaticOptions, welcome: bool) -> std::io::Result<Self> {
+        let root = root.canonicalize()?;
         Ok(StaticFiles {
-            root: root.canonicalize()?,
+            root_dir: std::fs::File::open(&root)?,
+            root,
             options,
             welcome,
         })
@@ -74,37 +79,62 @@ impl StaticFiles {
             }
             Err(PathRefusal::Hidden) => return not_found(raw_path),
         };
-        let mut path = self.root.clone();
-        path.extend(segments.iter().map(|s| OsStr::from_bytes(s)));
-        let Some((resolved, meta)) = self.resolve(&path) else {
+        let rel: PathBuf = segments.iter().map(|s| OsStr::from_bytes(s)).collect();
+        let Some((file, meta)) = self.open(&rel) else {
             return self.missing(raw_path, segments.is_empty());
         };
         if meta.is_dir() {
             return self
-                .serve_dir(req, &resolved, raw_path, segments.is_empty())
+                .serve_dir(req, &rel, raw_path, segments.is_empty())
                 .await;
         }
-        serve_file(req, &resolved, &meta).await
+        serve_file(req, &rel, file, &meta).await
     }
 
-    /// The canonical path and its metadata, if it exists inside the root (or symlinks may
-    /// leave it) and no resolved component is hidden.
-    fn resolve(&self, path: &Path) -> Option<(PathBuf, Metadata)> {
-        let resolved = path.canonicalize().ok()?;
-        if !self.options.follow_symlinks {
-            let rel = resolved.strip_prefix(&self.root).ok()?;
-            if !self.options.hidden && rel.components().any(|c| is_hidden(c.as_os_str())) {
-                return None;
-            }
+    /// Opens `rel` (plain names only) inside the root: a regular file or a folder.
+    fn open(&self, rel: &Path) -> Option<(std::fs::File, Metadata)> {
+        let file = match self.options.follow_symlinks {
+            true => std::fs::File::open(self.root.join(rel)).ok()?,
+            false => self.open_beneath(rel)?,
+        };
+        let meta = file.metadata().ok()?;
+        (meta.is_file() || meta.is_dir()).then_some((file, meta))
+    }
+
+    fn open_beneath(&self, rel: &Path) -> Option<std::fs::File> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let path = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        // NONBLOCK: a FIFO in the root must not hang the server; regular files ignore it.
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(&self.root_dir, path, flags, Mode::empty(), resolve) {
+            Ok(fd) => Some(std::fs::File::from(fd)),
+            // NOSYS: kernel before 5.6. XDEV: the kernel saw an absolute symlink or one that
+            // leaves the root; an absolute one may still land inside, which the slow path allows.
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::XDEV) => self.open_canonical(rel),
+            Err(_) => None,
         }
-        let meta = std::fs::metadata(&resolved).ok()?;
-        Some((resolved, meta))
+    }
+
+    /// The slow path: resolve every symlink, then check that the result is still inside the
+    /// root and not hidden.
+    fn open_canonical(&self, rel: &Path) -> Option<std::fs::File> {
+        let resolved = self.root.join(rel).canonicalize().ok()?;
+        let inside = resolved.strip_prefix(&self.root).ok()?;
+        if !self.options.hidden && inside.components().any(|c| is_hidden(c.as_os_str())) {
+            return None;
+        }
+        std::fs::File::open(resolved).ok()
     }
 
     async fn serve_dir<B>(
         &self,
         req: &Request<B>,
-        dir: &Path,
+        rel: &Path,
         raw_path: &str,
         is_root: bool,
     ) -> Response<Body> {
@@ -117,14 +147,12 @@ impl StaticFiles {
             }
             return moved(&location);
         }
-        if let Some((index, meta)) = self
-            .resolve(&dir.join("index.html"))
-            .filter(|(_, m)| m.is_file())
-        {
-            return serve_file(req, &index, &meta).await;
+        let index = rel.join("index.html");
+        if let Some((file, meta)) = self.open(&index).filter(|(_, m)| m.is_file()) {
+            return serve_file(req, &index, file, &meta).await;
         }
         if self.options.listing {
-            return self.listing(dir, raw_path);
+            return self.listing(&self.root.join(rel), raw_path);
         }
         self.missing(raw_path, is_root)
     }
@@ -360,7 +388,13 @@ fn content_type(path: &Path) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-async fn serve_file<B>(req: &Request<B>, path: &Path, meta: &Metadata) -> Response<Body> {
+/// Answers with `file` (already open); `path` only chooses the MIME type and names it in logs.
+async fn serve_file<B>(
+    req: &Request<B>,
+    path: &Path,
+    file: std::fs::File,
+    meta: &Metadata,
+) -> Response<Body> {
     let len = meta.len();
     let v = Validators::of(meta);
     let mut res = Response::new(empty());
@@ -412,7 +446,7 @@ async fn serve_file<B>(req: &Request<B>, path: &Path, meta: &Metadata) -> Respon
     if req.method() == Method::HEAD || count == 0 {
         return res;
     }
-    match body_for(path, start, count).await {
+    match body_for(file, start, count).await {
         Ok(body) => {
             *res.body_mut() = body;
             res
@@ -429,21 +463,17 @@ async fn serve_file<B>(req: &Request<B>, path: &Path, meta: &Metadata) -> Respon
 
 /// Small files are read at once (page-cache reads cost less than a thread hand-off); larger
 /// ones stream through tokio's blocking pool without holding the whole file in memory.
-async fn body_for(path: &Path, start: u64, count: u64) -> std::io::Result<Body> {
+async fn body_for(mut file: std::fs::File, start: u64, count: u64) -> std::io::Result<Body> {
     if count <= READ_WHOLE_LIMIT {
-        let mut f = std::fs::File::open(path)?;
-        f.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::with_capacity(count as usize);
-        f.take(count).read_to_end(&mut buf)?;
+        let mut buf = vec![0u8; count as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, start)?;
         return Ok(full(Bytes::from(buf)));
     }
-    let mut f = tokio::fs::File::open(path).await?;
-    f.seek(SeekFrom::Start(start)).await.map(drop)?;
+    file.seek(SeekFrom::Start(start))?;
+    let f = tokio::fs::File::from_std(file);
     let reader = tokio_util::io::ReaderStream::with_capacity(f.take(count), STREAM_CHUNK);
     Ok(StreamBody::new(reader.map_ok(Frame::data)).boxed())
 }
-
-use tokio::io::AsyncSeekExt;
 
 #[cfg(test)]
 mod tests {
