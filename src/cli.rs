@@ -27,6 +27,8 @@ pub struct Cli {
 enum Command {
     /// Serve HTTPS (what `candado` does when no command is given).
     Serve(ServeArgs),
+    /// Put a web app behind HTTPS: `candado proxy --to 127.0.0.1:5000`.
+    Proxy(ProxyArgs),
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -90,11 +92,40 @@ struct ServeArgs {
     no_access_log: bool,
 }
 
+#[derive(Debug, Args)]
+struct ProxyArgs {
+    /// The app's address (repeat for several, used in turn): 127.0.0.1:5000, http://… or https://…
+    #[arg(long, value_name = "ADDR", required = true)]
+    to: Vec<String>,
+    /// Public site name and HTTPS port [default: localhost:8443].
+    #[arg(long, value_name = "NAME[:PORT]")]
+    from: Option<String>,
+    /// Address to bind [default: 127.0.0.1, loopback only].
+    #[arg(short = 'H', long, value_name = "HOST")]
+    host: Option<String>,
+    /// Certificate chain (PEM) [default: local development CA].
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key of the certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Port of the HTTP→HTTPS redirect listener; 0 turns it off [default: 8080].
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
+    /// Debug log, including TLS handshake details.
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// Log format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+}
+
 /// Runs the command line; the error, if any, is printed by `main`.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Config(ConfigCommand::Check { file })) => check(&file),
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Proxy(args)) => proxy(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -118,6 +149,64 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("{w}");
     }
     crate::serve::run(config).await
+}
+
+async fn proxy(args: ProxyArgs) -> Result<()> {
+    let ip = args
+        .host
+        .as_deref()
+        .map(parse_host)
+        .transpose()?
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let (name, port) = match &args.from {
+        Some(from) => parse_from(from)?,
+        None => (None, defaults::HTTPS_PORT),
+    };
+    let upstreams = args
+        .to
+        .iter()
+        .map(|t| config::Upstream::parse(t).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let files = args.cert.clone().zip(args.key.clone());
+    let mut site = local_site(
+        ip,
+        port,
+        args.http_port.unwrap_or(defaults::REDIRECT_PORT),
+        files,
+    );
+    if let Some(name) = name {
+        site.names.insert(0, name);
+    }
+    site.routes = vec![config::Route {
+        prefix: "/".into(),
+        upstreams,
+        strip_prefix: false,
+        host_header: None,
+        request_headers: Default::default(),
+        response_headers: Default::default(),
+        connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
+        response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
+    }];
+    let mut config = single_site_config(site, false);
+    if let Some(LogFormatArg::Json) = args.log_format {
+        config.log.format = LogFormat::Json;
+    }
+    crate::telemetry::init(config.log.format, args.debug);
+    crate::serve::run(config).await
+}
+
+/// `--from NAME[:PORT]`: the site name (checked) and the HTTPS port.
+fn parse_from(from: &str) -> Result<(Option<String>, u16)> {
+    let (name, port) = match from.rsplit_once(':') {
+        Some((n, p)) if !n.contains(':') => (
+            n,
+            p.parse()
+                .with_context(|| format!("--from {from}: `{p}` is not a port"))?,
+        ),
+        _ => (from, defaults::HTTPS_PORT),
+    };
+    let name = config::parse_site_name(name).map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
+    Ok((Some(name), port))
 }
 
 /// The config from a file (with flags overriding it) or from flags alone.
@@ -170,39 +259,55 @@ fn apply_overrides(site: &mut Site, args: &ServeArgs) -> Result<()> {
 
 /// No config file: serve a folder on loopback with the development CA and a redirect listener.
 fn config_from_flags(args: &ServeArgs) -> Result<Config> {
-    let ip = match &args.host {
-        Some(h) => parse_host(h)?,
-        None => IpAddr::from([127, 0, 0, 1]),
-    };
+    let ip = args
+        .host
+        .as_deref()
+        .map(parse_host)
+        .transpose()?
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let port = args.port.unwrap_or(defaults::HTTPS_PORT);
     let http_port = args.http_port.unwrap_or(defaults::REDIRECT_PORT);
-    let root = existing_dir(args.static_dir.as_deref().unwrap_or(Path::new(".")))?;
-    let certificate = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => CertSource::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
-        _ => CertSource::Local,
-    };
-    let site = Site {
+    let files = args.cert.clone().zip(args.key.clone());
+    let mut site = local_site(ip, port, http_port, files);
+    site.root = Some(existing_dir(
+        args.static_dir.as_deref().unwrap_or(Path::new(".")),
+    )?);
+    site.welcome_page = true;
+    Ok(single_site_config(site, args.allow_expired))
+}
+
+/// A site on `ip:port` named after this machine, with a redirect listener unless
+/// `http_port` is 0, and the development CA unless certificate files are given.
+fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, PathBuf)>) -> Site {
+    Site {
         names: config::pyserve::local_names(ip),
         listen: (ip, port).into(),
         redirect_from: (http_port != 0).then(|| (ip, http_port).into()),
-        certificate,
-        root: Some(root),
+        certificate: match files {
+            Some((cert, key)) => CertSource::Files { cert, key },
+            None => CertSource::Local,
+        },
+        root: None,
         static_options: Default::default(),
-        welcome_page: true,
+        welcome_page: false,
         hsts: Some(Hsts::default()),
         headers: Vec::new(),
-    };
-    Ok(Config {
+        routes: Vec::new(),
+        max_body_bytes: defaults::MAX_BODY_BYTES,
+        secure_cookies: true,
+        trusted_proxies: Vec::new(),
+    }
+}
+
+fn single_site_config(site: Site, allow_expired: bool) -> Config {
+    Config {
         tls_policy: config::TlsPolicy::Intermediate,
         timeouts: Default::default(),
         limits: Default::default(),
         log: Default::default(),
         sites: vec![site],
-        allow_expired: args.allow_expired,
-    })
+        allow_expired,
+    }
 }
 
 fn parse_host(h: &str) -> Result<IpAddr> {

@@ -42,3 +42,14 @@ pub const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
 
 /// Warn when a served certificate expires within this long.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Time to open a TCP (and TLS) connection to an upstream (Caddy: 3 s).
+pub const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time for an upstream to send its response headers before the client gets 504 (nginx: 60 s).
+pub const PROXY_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest request body forwarded (nginx: 1 MB, too small for uploads to apps like Open WebUI).
+pub const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+/// An upstream that refused a connection is skipped for this long.
+pub const UPSTREAM_DOWN_FOR: Duration = Duration::from_secs(10);
+/// Idle upstream connections kept per host for reuse.
+pub const UPSTREAM_IDLE_PER_HOST: usize = 256;

@@ -304,6 +304,33 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
         .headers
         .map(|h| validate_headers(line_of(&h), &key("headers"), h.value, p))
         .unwrap_or_default();
+    let routes = raw
+        .proxy
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(j, r)| validate_route(r, &key(&format!("proxy[{j}]")), p))
+        .collect();
+    let max_body_bytes = match raw.max_body_bytes {
+        Some(v) if v.value == 0 => {
+            p.add(line_of(&v), key("max_body_bytes"), "must be more than zero");
+            defaults::MAX_BODY_BYTES
+        }
+        Some(v) => v.value,
+        None => defaults::MAX_BODY_BYTES,
+    };
+    let trusted_proxies = raw
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            let ip = t
+                .value
+                .parse()
+                .map_err(|_| format!("`{}` is not an IP address", t.value));
+            p.check(line_of(t), key("trusted_proxies"), ip)
+        })
+        .collect();
     Site {
         names,
         listen,
@@ -314,7 +341,101 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
         welcome_page: false,
         hsts,
         headers,
+        routes,
+        max_body_bytes,
+        secure_cookies: raw.secure_cookies.unwrap_or(true),
+        trusted_proxies,
     }
+}
+
+fn validate_route(r: Spanned<raw::RawRoute>, key: &str, p: &mut Problems) -> Option<Route> {
+    let line = line_of(&r);
+    let r = r.value;
+    let prefix = r.path.value.trim_end_matches('/');
+    let prefix = if prefix.is_empty() { "/" } else { prefix }.to_owned();
+    if !r.path.value.starts_with('/') {
+        p.add(
+            line_of(&r.path),
+            format!("{key}.path"),
+            format!("`{}` must start with /", r.path.value),
+        );
+    }
+    let to_line = line_of(&r.to);
+    let upstreams: Vec<Upstream> =
+        r.to.value
+            .into_vec()
+            .iter()
+            .filter_map(|u| p.check(to_line, format!("{key}.to"), Upstream::parse(u)))
+            .collect();
+    if upstreams.is_empty() {
+        p.add(
+            to_line,
+            format!("{key}.to"),
+            "at least one upstream is needed, e.g. http://127.0.0.1:5000",
+        );
+    }
+    let host_header = r.host_header.and_then(|h| {
+        let v = HeaderValue::from_str(&h.value).map_err(|_| "not a valid Host value".to_owned());
+        p.check(line_of(&h), format!("{key}.host_header"), v)
+    });
+    let mut route = Route {
+        prefix,
+        upstreams,
+        strip_prefix: r.strip_prefix.unwrap_or(false),
+        host_header,
+        request_headers: header_ops(
+            r.request_headers,
+            line,
+            &format!("{key}.request_headers"),
+            p,
+        ),
+        response_headers: header_ops(
+            r.response_headers,
+            line,
+            &format!("{key}.response_headers"),
+            p,
+        ),
+        connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
+        response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
+    };
+    if let Some(t) = r.timeouts {
+        for (name, field, slot) in [
+            ("connect", t.connect, &mut route.connect_timeout),
+            ("response", t.response, &mut route.response_timeout),
+        ] {
+            if let Some(s) = field
+                && let Some(d) = p.check(
+                    line_of(&s),
+                    format!("{key}.timeouts.{name}"),
+                    parse_duration(&s.value),
+                )
+            {
+                *slot = d;
+            }
+        }
+    }
+    Some(route)
+}
+
+fn header_ops(
+    raw: Option<raw::RawHeaderOps>,
+    line: Option<u64>,
+    key: &str,
+    p: &mut Problems,
+) -> HeaderOps {
+    let raw = raw.unwrap_or_default();
+    let set = validate_headers(line, &format!("{key}.set"), raw.set.unwrap_or_default(), p);
+    let remove = raw
+        .remove
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| {
+            let name = HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| format!("`{n}` is not a header name"));
+            p.check(line, format!("{key}.remove"), name)
+        })
+        .collect();
+    HeaderOps { set, remove }
 }
 
 pub(crate) fn default_listen(port: u16) -> std::net::SocketAddr {

@@ -100,6 +100,91 @@ pub struct Site {
     pub hsts: Option<Hsts>,
     /// Extra response headers, added to every HTTPS response of this site.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Reverse-proxy routes; the longest matching prefix wins, static files serve the rest.
+    pub routes: Vec<Route>,
+    /// Largest request body forwarded to an upstream (413 beyond it).
+    pub max_body_bytes: u64,
+    /// Add `Secure` to cookies set by upstreams.
+    pub secure_cookies: bool,
+    /// Peers whose X-Forwarded-For / Forwarded headers are kept (other clients' are replaced).
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// A path prefix served by one or more upstreams.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Starts with `/`, no trailing slash (except `/` itself); matches on segment boundaries.
+    pub prefix: String,
+    pub upstreams: Vec<Upstream>,
+    pub strip_prefix: bool,
+    /// Host header sent upstream; `None` passes the client's through.
+    pub host_header: Option<HeaderValue>,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl Route {
+    /// `/api` matches `/api`, `/api/x` and `/api?q`, never `/apiary`.
+    pub fn matches(&self, path: &str) -> bool {
+        match path.strip_prefix(self.prefix.as_str()) {
+            Some(rest) => self.prefix == "/" || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+}
+
+/// An upstream origin: `http://127.0.0.1:5000` or `https://backend.internal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Scheme and authority, no path: `http://127.0.0.1:5000`.
+    pub origin: String,
+}
+
+impl Upstream {
+    /// Parses `http://host:port`, `https://host[:port]` or a bare `host:port` (HTTP).
+    pub fn parse(s: &str) -> Result<Upstream, String> {
+        let with_scheme = match s.contains("://") {
+            true => s.to_owned(),
+            false => format!("http://{s}"),
+        };
+        let uri: http::Uri = with_scheme.parse().map_err(|_| {
+            format!("`{s}` is not an upstream address; write e.g. http://127.0.0.1:5000")
+        })?;
+        let scheme = uri.scheme_str().unwrap_or("");
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("`{s}`: upstreams are http:// or https://"));
+        }
+        let Some(authority) = uri.authority() else {
+            return Err(format!("`{s}` has no host"));
+        };
+        if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+            return Err(format!(
+                "`{s}`: an upstream is scheme://host:port without a path; use strip_prefix to change paths"
+            ));
+        }
+        Ok(Upstream {
+            origin: format!("{scheme}://{authority}"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOps {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    pub fn apply(&self, h: &mut http::HeaderMap) {
+        for name in &self.remove {
+            h.remove(name);
+        }
+        for (name, value) in &self.set {
+            h.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 impl Site {

@@ -71,13 +71,6 @@ struct PyLogging {
     structured_logs: Option<IgnoredAny>,
 }
 
-/// A `server.reverse_proxy` entry, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PyProxyRoute {
-    pub path: String,
-    pub upstream: String,
-}
-
 /// Reads a PyServe config. Paths are relative to the working folder, as in PyServe.
 pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
     let raw: PyConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(e)])?;
@@ -135,6 +128,7 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         },
     };
     let listen = std::net::SocketAddr::new(ip.unwrap_or([127, 0, 0, 1].into()), port);
+    let mut routes = Vec::new();
     if let Some(s) = &server {
         if s.backlog.is_some() {
             warnings.push("server.backlog is ignored: the kernel's accept queue is used".into());
@@ -143,14 +137,8 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
             check_redirects(r, p);
             warnings.push("server.redirect_instructions are read but not applied yet".into());
         }
-        if let Some(routes) = &s.reverse_proxy {
-            let valid = proxy_routes(routes, p);
-            if !valid.is_empty() {
-                warnings.push(format!(
-                    "server.reverse_proxy: {} route(s) read, but proxying is not available yet; those paths answer 404",
-                    valid.len()
-                ));
-            }
+        if let Some(r) = &s.reverse_proxy {
+            routes = proxy_routes(r, p);
         }
     }
     let root = static_root(raw.http, p, warnings);
@@ -170,6 +158,10 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         welcome_page: false,
         hsts: Some(Hsts::default()),
         headers: Vec::new(),
+        routes,
+        max_body_bytes: defaults::MAX_BODY_BYTES,
+        secure_cookies: true,
+        trusted_proxies: Vec::new(),
     }
 }
 
@@ -248,7 +240,8 @@ fn check_redirects(r: &Spanned<Vec<BTreeMap<String, String>>>, p: &mut Problems)
     }
 }
 
-fn proxy_routes(routes: &[Spanned<PyProxy>], p: &mut Problems) -> Vec<PyProxyRoute> {
+/// PyServe strips the route's path before forwarding (`/api/users` reaches `/users`).
+fn proxy_routes(routes: &[Spanned<PyProxy>], p: &mut Problems) -> Vec<Route> {
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
         let key = format!("server.reverse_proxy[{i}]");
@@ -278,9 +271,26 @@ fn proxy_routes(routes: &[Spanned<PyProxy>], p: &mut Problems) -> Vec<PyProxyRou
             continue;
         }
         let scheme = if v.ssl == Some(true) { "https" } else { "http" };
-        out.push(PyProxyRoute {
-            path: v.path.clone(),
-            upstream: format!("{scheme}://{}:{}", v.host, v.port),
+        let host = match v.host.contains(':') {
+            true => format!("[{}]", v.host),
+            false => v.host.clone(),
+        };
+        let prefix = v.path.trim_end_matches('/');
+        out.push(Route {
+            prefix: if prefix.is_empty() {
+                "/".into()
+            } else {
+                prefix.into()
+            },
+            upstreams: vec![Upstream {
+                origin: format!("{scheme}://{host}:{}", v.port),
+            }],
+            strip_prefix: true,
+            host_header: None,
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
+            connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
+            response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
         });
     }
     out
@@ -503,8 +513,17 @@ mod tests {
                 key: "k.pem".into()
             }
         );
+        let route = &c.sites[0].routes[0];
+        assert_eq!(
+            (
+                route.prefix.as_str(),
+                route.upstreams[0].origin.as_str(),
+                route.strip_prefix
+            ),
+            ("/api", "http://localhost:3000", true)
+        );
         assert!(
-            warnings.iter().any(|w| w.contains("reverse_proxy")),
+            warnings.iter().any(|w| w.contains("logging.level")),
             "{warnings:?}"
         );
     }

@@ -60,6 +60,53 @@ pub(crate) struct RawSite {
     pub static_files: Option<RawStatic>,
     pub hsts: Option<RawHsts>,
     pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    pub proxy: Option<Vec<Spanned<RawRoute>>>,
+    pub max_body_bytes: Option<Spanned<u64>>,
+    pub secure_cookies: Option<bool>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+}
+
+/// `proxy:` entries: a path prefix and where to send it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub path: Spanned<String>,
+    pub to: Spanned<OneOrMany>,
+    pub strip_prefix: Option<bool>,
+    pub host_header: Option<Spanned<String>>,
+    pub request_headers: Option<RawHeaderOps>,
+    pub response_headers: Option<RawHeaderOps>,
+    pub timeouts: Option<RawProxyTimeouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderOps {
+    pub set: Option<BTreeMap<String, String>>,
+    pub remove: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxyTimeouts {
+    pub connect: Option<Spanned<String>>,
+    pub response: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

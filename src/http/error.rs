@@ -24,6 +24,28 @@ pub fn page(status: StatusCode, detail: &str) -> Response<Body> {
     res
 }
 
+/// The error as JSON when the client asked for JSON (an API client), else as a page.
+pub fn page_for(accept: Option<&HeaderValue>, status: StatusCode, detail: &str) -> Response<Body> {
+    let wants_json = accept
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+    if !wants_json {
+        return page(status, detail);
+    }
+    let body = format!(
+        "{{\"status\":{},\"error\":\"{}\"}}\n",
+        status.as_u16(),
+        detail.replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    let mut res = Response::new(full(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
 /// Escapes the five characters that matter in HTML text and attribute values.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

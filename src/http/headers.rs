@@ -60,14 +60,26 @@ pub fn framing_is_ambiguous(h: &HeaderMap) -> bool {
 /// claim any address.
 pub fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_is_trusted: bool) {
     let prior_xff = match peer_is_trusted {
-        true => h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        true => h
+            .get(X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         false => None,
     };
     let prior_fwd = match peer_is_trusted {
-        true => h.get(header::FORWARDED).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        true => h
+            .get(header::FORWARDED)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         false => None,
     };
-    for name in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, X_REAL_IP, header::FORWARDED] {
+    for name in [
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+        X_REAL_IP,
+        header::FORWARDED,
+    ] {
         h.remove(name);
     }
     let xff = match prior_xff {
@@ -117,7 +129,11 @@ pub fn secure_cookies(h: &mut HeaderMap) {
     for c in cookies {
         let has_secure = c
             .to_str()
-            .map(|s| s.split(';').skip(1).any(|a| a.trim().eq_ignore_ascii_case("secure")))
+            .map(|s| {
+                s.split(';')
+                    .skip(1)
+                    .any(|a| a.trim().eq_ignore_ascii_case("secure"))
+            })
             .unwrap_or(true);
         let value = match has_secure {
             true => c,
@@ -150,7 +166,8 @@ pub fn rewrite_location(h: &mut HeaderMap, upstream_origin: &str, public_origin:
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 #[cfg(test)]
@@ -160,25 +177,47 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     #[test]
     fn connection_header_tokens_are_removed_case_insensitively() {
-        let mut h = map(&[("connection", "close, X-Secret"), ("x-secret", "1"), ("keep-alive", "5"), ("proxy-authorization", "x"), ("te", "trailers"), ("x-kept", "1")]);
+        let mut h = map(&[
+            ("connection", "close, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+            ("proxy-authorization", "x"),
+            ("te", "trailers"),
+            ("x-kept", "1"),
+        ]);
         remove_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]
     fn content_length_with_transfer_encoding_is_ambiguous() {
-        assert!(framing_is_ambiguous(&map(&[("content-length", "5"), ("transfer-encoding", "chunked")])));
-        assert!(framing_is_ambiguous(&map(&[("content-length", "5"), ("content-length", "6")])));
+        assert!(framing_is_ambiguous(&map(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked")
+        ])));
+        assert!(framing_is_ambiguous(&map(&[
+            ("content-length", "5"),
+            ("content-length", "6")
+        ])));
         assert!(framing_is_ambiguous(&map(&[("content-length", "5, 6")])));
-        assert!(!framing_is_ambiguous(&map(&[("content-length", "5"), ("content-length", "5")])));
-        assert!(!framing_is_ambiguous(&map(&[("transfer-encoding", "chunked")])));
+        assert!(!framing_is_ambiguous(&map(&[
+            ("content-length", "5"),
+            ("content-length", "5")
+        ])));
+        assert!(!framing_is_ambiguous(&map(&[(
+            "transfer-encoding",
+            "chunked"
+        )])));
     }
 
     #[test]
@@ -187,7 +226,10 @@ mod tests {
         add_forwarding(&mut h, "10.0.0.1".parse().unwrap(), "app.example", false);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-real-ip"], "10.0.0.1");
-        assert_eq!(h["forwarded"], "for=10.0.0.1;host=\"app.example\";proto=https");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.0.0.1;host=\"app.example\";proto=https"
+        );
         assert_eq!(h["x-forwarded-proto"], "https");
     }
 
@@ -202,9 +244,17 @@ mod tests {
 
     #[test]
     fn every_cookie_gets_secure_once() {
-        let mut h = map(&[("set-cookie", "a=1; Path=/"), ("set-cookie", "b=2; secure"), ("set-cookie", "c=3")]);
+        let mut h = map(&[
+            ("set-cookie", "a=1; Path=/"),
+            ("set-cookie", "b=2; secure"),
+            ("set-cookie", "c=3"),
+        ]);
         secure_cookies(&mut h);
-        let all: Vec<_> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<_> = h
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert_eq!(all, ["a=1; Path=/; Secure", "b=2; secure", "c=3; Secure"]);
     }
 
@@ -215,6 +265,9 @@ mod tests {
         assert_eq!(h["location"], "https://app.example/login?next=%2F");
         let mut h = map(&[("location", "http://127.0.0.1:50001/x")]);
         rewrite_location(&mut h, "http://127.0.0.1:5000", "https://app.example");
-        assert_eq!(h["location"], "http://127.0.0.1:50001/x", "another port is another origin");
+        assert_eq!(
+            h["location"], "http://127.0.0.1:50001/x",
+            "another port is another origin"
+        );
     }
 }

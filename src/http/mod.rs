@@ -5,7 +5,9 @@
 //! site's security headers. Plain-HTTP request → [`redirect::to_https`].
 
 pub mod error;
+pub mod headers;
 pub mod host;
+pub mod proxy;
 pub mod redirect;
 pub mod static_files;
 
@@ -15,10 +17,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper::body::Incoming;
 
 use crate::config::{Site, defaults};
+use proxy::{RouteHandler, UpstreamClient};
 use static_files::StaticFiles;
 
 /// Every response body: boxed, so files, pages and (later) proxied streams share one type.
@@ -47,16 +51,19 @@ pub struct ConnInfo {
     pub local_port: u16,
 }
 
-/// One site as the request path sees it: its names, its handler and the headers it adds.
+/// One site as the request path sees it: its names, its handlers and the headers it adds.
 pub struct SiteHandler {
     pub site: Site,
     files: Option<StaticFiles>,
+    /// Longest prefix first, so the first match is the longest.
+    routes: Vec<RouteHandler>,
+    client: Option<UpstreamClient>,
     /// HSTS, nosniff, Referrer-Policy and the configured extras, built once at start-up.
     headers: HeaderMap,
 }
 
 impl SiteHandler {
-    pub fn new(site: Site) -> std::io::Result<Self> {
+    pub fn new(site: Site, client: Option<UpstreamClient>) -> std::io::Result<Self> {
         let files = match &site.root {
             Some(root) => Some(StaticFiles::new(
                 root,
@@ -66,9 +73,14 @@ impl SiteHandler {
             None => None,
         };
         let headers = security_headers(&site);
+        let mut routes: Vec<RouteHandler> =
+            site.routes.iter().cloned().map(RouteHandler::new).collect();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.route.prefix.len()));
         Ok(SiteHandler {
             site,
             files,
+            routes,
+            client,
             headers,
         })
     }
@@ -119,15 +131,20 @@ impl Router {
     }
 
     /// Serves one HTTPS request.
-    pub async fn handle<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
-        let res = self.dispatch(&req).await;
-        self.log(&req, &res, conn, started);
+        let line = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
+        let res = self.dispatch(req, conn).await;
+        if let Some((method, path)) = line {
+            access_log(&method, &path, &res, conn, started);
+        }
         res
     }
 
-    async fn dispatch<B>(&self, req: &Request<B>) -> Response<Body> {
-        let host = match host::request_host(req) {
+    async fn dispatch(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let host = match host::request_host(&req) {
             Ok(h) => h,
             Err(e) => return error::page(StatusCode::BAD_REQUEST, &e.to_string()),
         };
@@ -137,50 +154,65 @@ impl Router {
                 &format!("This server has no site named {host}."),
             );
         };
-        let mut res = match &site.files {
-            Some(files) => files.serve(req).await,
-            None => error::page(StatusCode::NOT_FOUND, "This site serves no files."),
+        let route = site
+            .routes
+            .iter()
+            .find(|r| r.route.matches(req.uri().path()));
+        let mut res = match (route, &site.client, &site.files) {
+            (Some(rh), Some(client), _) => {
+                let fwd = proxy::Forward {
+                    conn,
+                    host: &host,
+                    site: &site.site,
+                };
+                proxy::forward(client, rh, req, fwd).await
+            }
+            (None, _, Some(files)) => files.serve(&req).await,
+            _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
         };
         add_headers(res.headers_mut(), &site.headers);
         res
     }
 
-    /// The access log: one line per request.
-    pub fn log<B>(
-        &self,
-        req: &Request<B>,
-        res: &Response<Body>,
-        conn: &ConnInfo,
-        started: Instant,
-    ) {
-        if !self.access_log {
-            return;
-        }
-        let bytes = http_body::Body::size_hint(res.body()).exact().or_else(|| {
-            res.headers()
-                .get(header::CONTENT_LENGTH)?
-                .to_str()
-                .ok()?
-                .parse()
-                .ok()
-        });
-        tracing::info!(
-            target: "candado::access",
-            client = %conn.peer.ip(),
-            method = %req.method(),
-            path = %req.uri().path(),
-            status = res.status().as_u16(),
-            bytes,
-            duration_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
-            tls = %conn.tls_version.unwrap_or("none"),
-            "request"
-        );
+    /// Whether the access log is on.
+    pub fn logs_access(&self) -> bool {
+        self.access_log
     }
 }
 
+/// The access log: one line per request.
+pub fn access_log(
+    method: &Method,
+    path: &str,
+    res: &Response<Body>,
+    conn: &ConnInfo,
+    started: Instant,
+) {
+    let bytes = http_body::Body::size_hint(res.body()).exact().or_else(|| {
+        res.headers()
+            .get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    });
+    tracing::info!(
+        target: "candado::access",
+        client = %conn.peer.ip(),
+        method = %method,
+        path = %path,
+        status = res.status().as_u16(),
+        bytes,
+        duration_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
+        tls = %conn.tls_version.unwrap_or("none"),
+        "request"
+    );
+}
+
+/// Adds the site's headers where the response has none of its own (an upstream's own HSTS
+/// or Referrer-Policy is left as the application set it).
 fn add_headers(target: &mut HeaderMap, extra: &HeaderMap) {
     for (name, value) in extra {
-        let name: &HeaderName = name;
-        target.insert(name.clone(), value.clone());
+        target.entry(name).or_insert_with(|| value.clone());
     }
 }

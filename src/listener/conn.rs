@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
 use super::activity::{Activity, Tracked};
-use crate::http::{ConnInfo, redirect};
+use crate::http::{ConnInfo, access_log, redirect};
 use crate::tls::ALPN_H2;
 
 fn version_name(v: rustls::ProtocolVersion) -> &'static str {
@@ -141,7 +141,9 @@ pub(crate) async fn serve_plain(
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let started = std::time::Instant::now();
         let res = redirect::to_https(&router, &req);
-        router.log(&req, &res, &info, started);
+        if router.logs_access() {
+            access_log(req.method(), req.uri().path(), &res, &info, started);
+        }
         std::future::ready(Ok::<_, Infallible>(res))
     });
     let conn = http1::Builder::new()

@@ -8,6 +8,7 @@ mod support;
 mod certificates;
 mod config_files;
 mod hardening;
+mod proxy;
 mod redirect;
 mod static_files;
 mod tls;

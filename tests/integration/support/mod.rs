@@ -6,6 +6,7 @@
 pub mod client;
 pub mod pki;
 pub mod server;
+pub mod upstream;
 
 use std::path::Path;
 

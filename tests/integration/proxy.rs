@@ -1,0 +1,409 @@
+//! The reverse proxy against a backend written in the tests: byte-exact targets, streaming
+//! bodies both ways, header rules, smuggling attempts, failures and upgrades.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::support::client::{self, HOST, raw_tls, status_of};
+use crate::support::server::{Candado, run_to_exit};
+use crate::support::upstream::{self, Upstream, checksum, pattern};
+use crate::support::{Fixture, pki::TestPki};
+
+fn proxied(up: &Upstream, route_extra: &str, site_extra: &str) -> Fixture {
+    let site = format!(
+        "    proxy:\n      - path: /api\n        to: {}\n{route_extra}      - path: /dead\n        to: 127.0.0.1:1\n{site_extra}",
+        up.origin()
+    );
+    Fixture::start(&site, "")
+}
+
+#[test]
+fn path_and_query_reach_the_backend_byte_for_byte() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let target = "/api/a%2Fb/%7euser/;p?q=%20x&y=%2e%2E&&z=%F0%9F%94%92";
+    let res = f.get(target, &[]);
+    assert_eq!(res.status, 200);
+    assert!(
+        res.text().starts_with(&format!("GET {target} HTTP/1.1\n")),
+        "{}",
+        res.text()
+    );
+}
+
+#[test]
+fn prefixes_match_on_segment_boundaries_and_the_longest_wins() {
+    let up = upstream::start();
+    let f = proxied(
+        &up,
+        "        strip_prefix: true\n      - path: /api/v2\n        to: 127.0.0.1:1\n",
+        "",
+    );
+    assert!(
+        f.get("/api/users?x=1", &[])
+            .text()
+            .starts_with("GET /users?x=1 "),
+        "strip_prefix"
+    );
+    assert!(f.get("/api", &[]).text().starts_with("GET / "));
+    assert_eq!(
+        f.get("/apiary", &[]).status,
+        404,
+        "/apiary is not under /api"
+    );
+    assert_eq!(
+        f.get("/api/v2/x", &[]).status,
+        502,
+        "the longer prefix wins"
+    );
+}
+
+#[test]
+fn forwarding_headers_are_set_and_hop_by_hop_headers_dropped() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let req = "GET /api/echo HTTP/1.1\r\nHost: test.example\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close, X-Private\r\nX-Private: secret\r\nKeep-Alive: 5\r\nProxy-Authorization: x\r\nTE: trailers\r\nX-Custom: kept\r\n\r\n";
+    let raw = raw_tls(f.server.https, &f.pki.ca_pem, req.as_bytes());
+    let seen = raw.to_ascii_lowercase();
+    for expected in [
+        "x-forwarded-for: 127.0.0.1\n",
+        "x-forwarded-proto: https\n",
+        "x-forwarded-host: test.example\n",
+        "x-real-ip: 127.0.0.1\n",
+        "forwarded: for=127.0.0.1;host=\"test.example\";proto=https\n",
+        "host: test.example\n",
+        "x-custom: kept\n",
+    ] {
+        assert!(seen.contains(expected), "missing {expected:?} in {raw}");
+    }
+    for dropped in [
+        "6.6.6.6",
+        "x-private",
+        "keep-alive: 5",
+        "proxy-authorization",
+        "te: trailers",
+    ] {
+        assert!(!seen.contains(dropped), "{dropped} was forwarded: {raw}");
+    }
+}
+
+#[test]
+fn every_response_header_survives_and_cookies_become_secure() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let raw = raw_tls(
+        f.server.https,
+        &f.pki.ca_pem,
+        b"GET /api/cookies HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        raw.contains("set-cookie: session=abc; Path=/; HttpOnly; Secure\r\n"),
+        "{raw}"
+    );
+    assert!(raw.contains("set-cookie: theme=dark; Secure\r\n"), "{raw}");
+    assert!(raw.contains("x-app: kept\r\n"), "{raw}");
+}
+
+#[test]
+fn locations_pointing_at_the_backend_are_rewritten_to_the_public_url() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let res = f.get("/api/redirect", &[]);
+    assert_eq!(res.status, 302);
+    let port = f.server.https.port();
+    assert_eq!(
+        res.header("location"),
+        Some(format!(
+            "https://test.example:{port}/landing?from=%2Fredirect"
+        ))
+    );
+}
+
+#[test]
+fn large_bodies_stream_both_ways_plain_and_chunked() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upload.bin");
+    let data = pattern(0, 1 << 20);
+    std::fs::write(&file, &data).unwrap();
+    let expected = format!("{} {}", data.len(), checksum(&data));
+    let at = format!("@{}", file.display());
+    for proto in ["--http1.1", "--http2"] {
+        let res = f.get("/api/upload", &[proto, "--data-binary", &at]);
+        assert_eq!(res.text(), expected, "{proto} with Content-Length");
+        let res = f.get(
+            "/api/upload",
+            &[
+                proto,
+                "--data-binary",
+                &at,
+                "-H",
+                "Transfer-Encoding: chunked",
+            ],
+        );
+        assert_eq!(res.text(), expected, "{proto} chunked");
+        let res = f.get("/api/download?n=1048576", &[proto]);
+        assert!(
+            res.body == data,
+            "{proto} chunked download of {} bytes",
+            res.body.len()
+        );
+    }
+}
+
+#[test]
+fn differing_content_lengths_are_rejected_never_forwarded() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    for cl in [
+        "Content-Length: 5\r\nContent-Length: 6",
+        "Content-Length: 5, 6",
+    ] {
+        let req = format!(
+            "POST /api/echo HTTP/1.1\r\nHost: test.example\r\n{cl}\r\nConnection: close\r\n\r\nhello!"
+        );
+        let raw = raw_tls(f.server.https, &f.pki.ca_pem, req.as_bytes());
+        assert_eq!(status_of(&raw), 400, "{raw}");
+        assert!(
+            !raw.contains("POST /api/echo"),
+            "reached the backend: {raw}"
+        );
+    }
+}
+
+#[test]
+fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
+    // hyper drops the Content-Length, reads the body as chunked and closes the connection
+    // after answering (RFC 9112 §6.3), so the bytes after the chunked body are never read as
+    // a request. (The issue asks for a 400 here; hyper hides the conflict from the service.)
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let req = "POST /api/echo HTTP/1.1\r\nHost: test.example\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: test.example\r\n\r\n";
+    let raw = raw_tls(f.server.https, &f.pki.ca_pem, req.as_bytes());
+    assert_eq!(
+        raw.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one response: {raw}"
+    );
+    assert!(
+        !raw.contains("smuggled"),
+        "the smuggled request was served: {raw}"
+    );
+    assert!(raw.contains("connection: close\r\n"), "{raw}");
+}
+
+#[test]
+fn bodies_over_the_limit_get_413() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "    max_body_bytes: 1000\n");
+    let big = "x".repeat(5000);
+    // HTTP/1.1: over HTTP/2 an early 413 races the rest of the upload (curl may see the
+    // stream reset before the response), which says nothing about candado.
+    let res = f.get("/api/upload", &["--http1.1", "--data-binary", &big]);
+    assert_eq!(res.status, 413);
+    let res = f.get(
+        "/api/upload",
+        &[
+            "--http1.1",
+            "--data-binary",
+            &big,
+            "-H",
+            "Transfer-Encoding: chunked",
+        ],
+    );
+    assert_eq!(res.status, 413, "chunked bodies are counted as they stream");
+    assert_eq!(
+        f.get("/api/upload", &["--data-binary", "small"]).status,
+        200
+    );
+}
+
+#[test]
+fn an_unreachable_backend_is_502_and_a_slow_one_504_without_leaking_details() {
+    let up = upstream::start();
+    let f = proxied(&up, "        timeouts: {response: 1s}\n", "");
+    let res = f.get("/dead/x", &[]);
+    assert_eq!(res.status, 502);
+    assert!(
+        !res.text().contains("127.0.0.1") && !res.text().contains("refused"),
+        "{}",
+        res.text()
+    );
+    let res = f.get("/dead/x", &["-H", "Accept: application/json"]);
+    assert_eq!(
+        res.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert!(res.text().contains("\"status\":502"), "{}", res.text());
+    let started = Instant::now();
+    let res = f.get("/api/slow", &[]);
+    assert_eq!(res.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn server_sent_events_are_flushed_as_they_arrive() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let mut tls = client::connect(
+        f.server.https,
+        HOST,
+        client::client_config(&f.pki.ca_pem, &[b"http/1.1"]),
+    )
+    .unwrap();
+    tls.write_all(
+        b"GET /api/sse HTTP/1.1\r\nHost: test.example\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut seen = String::new();
+    let mut first_event = None;
+    let mut buf = [0u8; 4096];
+    while !seen.contains("data: 2") && started.elapsed() < Duration::from_secs(5) {
+        let n = tls.read(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if first_event.is_none() && seen.contains("data: 0") {
+            first_event = Some(started.elapsed());
+        }
+    }
+    let total = started.elapsed();
+    let first = first_event.expect("first event");
+    // The backend sends event 0 at once and the next ones 400 ms apart: event 0 must not wait
+    // for the rest.
+    assert!(
+        first < Duration::from_millis(300),
+        "first event after {first:?}"
+    );
+    assert!(
+        total >= Duration::from_millis(700),
+        "all events at once after {total:?}: buffered"
+    );
+}
+
+#[test]
+fn websocket_upgrades_are_relayed_both_ways() {
+    let up = upstream::start();
+    // Short timeouts: a tunnel must outlive them.
+    let f = Fixture::start(
+        &format!(
+            "    proxy:\n      - path: /api\n        to: {}\n        timeouts: {{response: 1s}}\n",
+            up.origin()
+        ),
+        "timeouts: {header_read: 1s, idle: 1s}",
+    );
+    let mut tls = client::connect(
+        f.server.https,
+        HOST,
+        client::client_config(&f.pki.ca_pem, &[b"http/1.1"]),
+    )
+    .unwrap();
+    tls.write_all(b"GET /api/ws HTTP/1.1\r\nHost: test.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for (i, message) in [
+        &b"hello text"[..],
+        &[0u8, 1, 2, 255, 254][..],
+        &vec![7u8; 200_000][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i == 1 {
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        tls.write_all(message).unwrap();
+        let mut back = vec![0u8; message.len()];
+        tls.read_exact(&mut back).unwrap();
+        assert!(back == message, "echo of {} bytes differs", message.len());
+    }
+}
+
+#[test]
+fn proxy_command_puts_an_app_behind_https_in_one_line() {
+    let up = upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let https = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let to = up.addr.to_string();
+    let from = format!("app.localhost:{https}");
+    let server = Candado::with_args(
+        &["proxy", "--to", &to, "--from", &from, "--http-port", "0"],
+        dir.path(),
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    let ca = server.data_dir().join("ca/ca.crt");
+    let url = format!("https://app.localhost:{https}/hello?x=1");
+    let resolve = format!("app.localhost:{https}:127.0.0.1");
+    let res = client::curl_raw(
+        &url,
+        &["--cacert", ca.to_str().unwrap(), "--resolve", &resolve],
+    );
+    assert_eq!(res.status, 200);
+    assert!(
+        res.text().starts_with("GET /hello?x=1 HTTP/1.1\n"),
+        "{}",
+        res.text()
+    );
+    assert!(
+        res.text().contains("host: app.localhost:"),
+        "{}",
+        res.text()
+    );
+    assert_eq!(
+        res.header("strict-transport-security").as_deref(),
+        Some("max-age=31536000")
+    );
+    let _ = TestPki::new;
+}
+
+#[test]
+fn pyserve_reverse_proxy_routes_strip_their_prefix() {
+    let up = upstream::start();
+    let pki = TestPki::new();
+    let leaf = pki.leaf("py", &["localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "server:\n  port: {port}\n  reverse_proxy:\n    - path: /api\n      host: 127.0.0.1\n      port: {}\nssl:\n  enabled: true\n  cert_file: {}\n  key_file: {}\n",
+        up.addr.port(),
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    let server = Candado::with_args(
+        &["-c", "config.yaml"],
+        dir.path(),
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    let res = client::curl_raw(
+        &format!("https://localhost:{}/api/users?id=7", server.https.port()),
+        &["--cacert", pki.ca_path.to_str().unwrap()],
+    );
+    assert!(
+        res.text().starts_with("GET /users?id=7 HTTP/1.1\n"),
+        "{}",
+        res.text()
+    );
+    let _ = run_to_exit;
+}
