@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::certs::{self, LoadedCert, SniResolver};
 use crate::config::{CertSource, Config, Site};
 use crate::devca::{self, DevCa};
-use crate::http::proxy::UpstreamClient;
 use crate::http::{Router, SiteHandler};
 use crate::listener::{self, ListenerCtx};
 use crate::tls;
@@ -37,17 +36,11 @@ pub async fn run(config: Config) -> Result<()> {
         s.listen = https[&s.listen].1;
     }
     let redirects = bind_all(sites.iter().filter_map(|s| s.redirect_from)).await?;
-    let client = match sites.iter().any(|s| !s.routes.is_empty()) {
-        true => Some(
-            UpstreamClient::new(provider.clone()).context("cannot set up the upstream client")?,
-        ),
-        false => None,
-    };
     let handlers = sites
         .into_iter()
         .map(|s| {
             let root = s.root.clone();
-            SiteHandler::new(s, client.clone())
+            SiteHandler::new(s, &provider)
                 .map(Arc::new)
                 .with_context(|| {
                     format!(

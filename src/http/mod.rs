@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 
 use crate::config::{Site, defaults};
-use proxy::{RouteHandler, UpstreamClient};
+use proxy::RouteHandler;
 use static_files::StaticFiles;
 
 /// Every response body: boxed, so files, pages and (later) proxied streams share one type.
@@ -57,13 +57,15 @@ pub struct SiteHandler {
     files: Option<StaticFiles>,
     /// Longest prefix first, so the first match is the longest.
     routes: Vec<RouteHandler>,
-    client: Option<UpstreamClient>,
     /// HSTS, nosniff, Referrer-Policy and the configured extras, built once at start-up.
     headers: HeaderMap,
 }
 
 impl SiteHandler {
-    pub fn new(site: Site, client: Option<UpstreamClient>) -> std::io::Result<Self> {
+    pub fn new(
+        site: Site,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+    ) -> std::io::Result<Self> {
         let files = match &site.root {
             Some(root) => Some(StaticFiles::new(
                 root,
@@ -73,14 +75,16 @@ impl SiteHandler {
             None => None,
         };
         let headers = security_headers(&site);
-        let mut routes: Vec<RouteHandler> =
-            site.routes.iter().cloned().map(RouteHandler::new).collect();
+        let mut routes: Vec<RouteHandler> = site
+            .routes
+            .iter()
+            .map(|r| RouteHandler::new(r.clone(), provider.clone()))
+            .collect::<std::io::Result<_>>()?;
         routes.sort_by_key(|r| std::cmp::Reverse(r.route.prefix.len()));
         Ok(SiteHandler {
             site,
             files,
             routes,
-            client,
             headers,
         })
     }
@@ -158,16 +162,16 @@ impl Router {
             .routes
             .iter()
             .find(|r| r.route.matches(req.uri().path()));
-        let mut res = match (route, &site.client, &site.files) {
-            (Some(rh), Some(client), _) => {
+        let mut res = match (route, &site.files) {
+            (Some(rh), _) => {
                 let fwd = proxy::Forward {
                     conn,
                     host: &host,
                     site: &site.site,
                 };
-                proxy::forward(client, rh, req, fwd).await
+                proxy::forward(rh, req, fwd).await
             }
-            (None, _, Some(files)) => files.serve(&req).await,
+            (None, Some(files)) => files.serve(&req).await,
             _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
         };
         add_headers(res.headers_mut(), &site.headers);

@@ -23,19 +23,22 @@ use crate::config::{Route, Site, Upstream, defaults};
 type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn StdError + Send + Sync>>;
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// The pooled HTTP client every route shares: keep-alive connections to upstreams, https://
-/// upstreams verified against the system's roots with SNI.
+/// A route's pooled HTTP client: keep-alive connections to its upstreams, https:// upstreams
+/// verified against the system's roots with SNI.
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<Connector, UpstreamBody>,
 }
 
 impl UpstreamClient {
-    pub fn new(provider: Arc<rustls::crypto::CryptoProvider>) -> std::io::Result<Self> {
+    pub fn new(
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        connect_timeout: std::time::Duration,
+    ) -> std::io::Result<Self> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(defaults::PROXY_CONNECT_TIMEOUT));
+        http.set_connect_timeout(Some(connect_timeout));
         let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(provider)?
             .https_or_http()
@@ -48,9 +51,10 @@ impl UpstreamClient {
     }
 }
 
-/// A route and the state of its upstreams.
+/// A route, its client and the state of its upstreams.
 pub struct RouteHandler {
     pub route: Route,
+    client: UpstreamClient,
     next: AtomicUsize,
     /// Per upstream: milliseconds after `epoch` until which it is skipped.
     down_until: Vec<AtomicU64>,
@@ -58,14 +62,19 @@ pub struct RouteHandler {
 }
 
 impl RouteHandler {
-    pub fn new(route: Route) -> Self {
+    pub fn new(
+        route: Route,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> std::io::Result<Self> {
+        let client = UpstreamClient::new(provider, route.connect_timeout)?;
         let down_until = route.upstreams.iter().map(|_| AtomicU64::new(0)).collect();
-        RouteHandler {
+        Ok(RouteHandler {
             route,
+            client,
             next: AtomicUsize::new(0),
             down_until,
             epoch: Instant::now(),
-        }
+        })
     }
 
     /// Round robin over the upstreams that did not fail recently (all of them if none is up).
@@ -95,7 +104,6 @@ pub struct Forward<'a> {
 }
 
 pub async fn forward(
-    client: &UpstreamClient,
     rh: &RouteHandler,
     mut req: Request<Incoming>,
     fwd: Forward<'_>,
@@ -145,7 +153,7 @@ pub async fn forward(
     let body: UpstreamBody = Limited::new(body, fwd.site.max_body_bytes as usize).boxed();
     let sent = tokio::time::timeout(
         rh.route.response_timeout,
-        client.client.request(Request::from_parts(parts, body)),
+        rh.client.client.request(Request::from_parts(parts, body)),
     )
     .await;
     let mut res = match sent {
@@ -262,12 +270,18 @@ fn prepare_request_headers(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    let host = route.host_header.clone().or(original_host);
-    if let Some(host) = host {
+    // X-Forwarded-Host carries the Host as the client sent it, port included, so that apps
+    // build correct external URLs (Werkzeug's ProxyFix, Django's USE_X_FORWARDED_HOST).
+    let public = original_host
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(fwd.host)
+        .to_owned();
+    let trusted = fwd.site.trusted_proxies.contains(&fwd.conn.peer.ip());
+    headers::add_forwarding(h, fwd.conn.peer.ip(), &public, trusted);
+    if let Some(host) = route.host_header.clone().or(original_host) {
         h.insert(header::HOST, host);
     }
-    let trusted = fwd.site.trusted_proxies.contains(&fwd.conn.peer.ip());
-    headers::add_forwarding(h, fwd.conn.peer.ip(), fwd.host, trusted);
     route.request_headers.apply(h);
 }
 

@@ -9,6 +9,7 @@ mod certificates;
 mod config_files;
 mod hardening;
 mod proxy;
+mod python_apps;
 mod redirect;
 mod static_files;
 mod tls;
