@@ -177,16 +177,7 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
     if let Some(name) = name {
         site.names.insert(0, name);
     }
-    site.routes = vec![config::Route {
-        prefix: "/".into(),
-        upstreams,
-        strip_prefix: false,
-        host_header: None,
-        request_headers: Default::default(),
-        response_headers: Default::default(),
-        connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
-        response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
-    }];
+    site.routes = vec![config::Route::to("/", upstreams)];
     let mut config = single_site_config(site, false);
     if let Some(LogFormatArg::Json) = args.log_format {
         config.log.format = LogFormat::Json;

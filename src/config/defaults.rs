@@ -53,3 +53,7 @@ pub const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 pub const UPSTREAM_DOWN_FOR: Duration = Duration::from_secs(10);
 /// Idle upstream connections kept per host for reuse.
 pub const UPSTREAM_IDLE_PER_HOST: usize = 256;
+/// Active health checks run this often unless configured.
+pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// A health check that takes longer than this fails.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -309,7 +309,7 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
         .unwrap_or_default()
         .into_iter()
         .enumerate()
-        .filter_map(|(j, r)| validate_route(r, &key(&format!("proxy[{j}]")), p))
+        .filter_map(|(j, r)| validate_route(r, &key(&format!("proxy[{j}]")), base, p))
         .collect();
     let max_body_bytes = match raw.max_body_bytes {
         Some(v) if v.value == 0 => {
@@ -348,7 +348,12 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
     }
 }
 
-fn validate_route(r: Spanned<raw::RawRoute>, key: &str, p: &mut Problems) -> Option<Route> {
+fn validate_route(
+    r: Spanned<raw::RawRoute>,
+    key: &str,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<Route> {
     let line = line_of(&r);
     let r = r.value;
     let prefix = r.path.value.trim_end_matches('/');
@@ -378,26 +383,55 @@ fn validate_route(r: Spanned<raw::RawRoute>, key: &str, p: &mut Problems) -> Opt
         let v = HeaderValue::from_str(&h.value).map_err(|_| "not a valid Host value".to_owned());
         p.check(line_of(&h), format!("{key}.host_header"), v)
     });
-    let mut route = Route {
-        prefix,
-        upstreams,
-        strip_prefix: r.strip_prefix.unwrap_or(false),
-        host_header,
-        request_headers: header_ops(
-            r.request_headers,
-            line,
-            &format!("{key}.request_headers"),
-            p,
-        ),
-        response_headers: header_ops(
-            r.response_headers,
-            line,
-            &format!("{key}.response_headers"),
-            p,
-        ),
-        connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
-        response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
-    };
+    let mut route = Route::to(&prefix, upstreams);
+    route.strip_prefix = r.strip_prefix.unwrap_or(false);
+    route.host_header = host_header;
+    route.request_headers = header_ops(
+        r.request_headers,
+        line,
+        &format!("{key}.request_headers"),
+        p,
+    );
+    route.response_headers = header_ops(
+        r.response_headers,
+        line,
+        &format!("{key}.response_headers"),
+        p,
+    );
+    route.http2 = r.http2.unwrap_or(false);
+    route.ca = r.ca.map(|c| base.join(c));
+    if let Some(b) = r.balance {
+        match b.value.as_str() {
+            "round_robin" => route.balance = Balance::RoundRobin,
+            "least_connections" => route.balance = Balance::LeastConnections,
+            other => p.add(
+                line_of(&b),
+                format!("{key}.balance"),
+                format!("unknown policy `{other}`: use round_robin or least_connections"),
+            ),
+        }
+    }
+    if let Some(h) = r.health_check {
+        if !h.path.value.starts_with('/') {
+            p.add(
+                line_of(&h.path),
+                format!("{key}.health_check.path"),
+                "must start with /",
+            );
+        }
+        let interval = match h.interval {
+            Some(i) => p.check(
+                line_of(&i),
+                format!("{key}.health_check.interval"),
+                parse_duration(&i.value),
+            ),
+            None => Some(defaults::HEALTH_CHECK_INTERVAL),
+        };
+        route.health_check = interval.map(|interval| HealthCheck {
+            path: h.path.value,
+            interval,
+        });
+    }
     if let Some(t) = r.timeouts {
         for (name, field, slot) in [
             ("connect", t.connect, &mut route.connect_timeout),

@@ -123,9 +123,50 @@ pub struct Route {
     pub response_headers: HeaderOps,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    /// Trust only this CA (PEM) for https:// upstreams instead of the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Speak HTTP/2 to the upstreams (ALPN for https://, prior knowledge for http://).
+    pub http2: bool,
+}
+
+/// How a route spreads requests over its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    /// The upstream with the fewest requests in flight.
+    LeastConnections,
+}
+
+/// Active health checking: GET `path` on each upstream every `interval`; a failure (no 2xx or
+/// 3xx in time) takes it out of rotation until a check succeeds again.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
 }
 
 impl Route {
+    /// A route to `upstreams` with every option at its default.
+    pub fn to(prefix: &str, upstreams: Vec<Upstream>) -> Route {
+        Route {
+            prefix: prefix.to_owned(),
+            upstreams,
+            strip_prefix: false,
+            host_header: None,
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
+            connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
+            response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
+            balance: Balance::default(),
+            health_check: None,
+            ca: None,
+            http2: false,
+        }
+    }
+
     /// `/api` matches `/api`, `/api/x` and `/api?q`, never `/apiary`.
     pub fn matches(&self, path: &str) -> bool {
         match path.strip_prefix(self.prefix.as_str()) {

@@ -276,22 +276,15 @@ fn proxy_routes(routes: &[Spanned<PyProxy>], p: &mut Problems) -> Vec<Route> {
             false => v.host.clone(),
         };
         let prefix = v.path.trim_end_matches('/');
-        out.push(Route {
-            prefix: if prefix.is_empty() {
-                "/".into()
-            } else {
-                prefix.into()
-            },
-            upstreams: vec![Upstream {
+        let prefix = if prefix.is_empty() { "/" } else { prefix };
+        let mut route = Route::to(
+            prefix,
+            vec![Upstream {
                 origin: format!("{scheme}://{host}:{}", v.port),
             }],
-            strip_prefix: true,
-            host_header: None,
-            request_headers: HeaderOps::default(),
-            response_headers: HeaderOps::default(),
-            connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
-            response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
-        });
+        );
+        route.strip_prefix = true;
+        out.push(route);
     }
     out
 }

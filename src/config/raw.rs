@@ -77,6 +77,17 @@ pub(crate) struct RawRoute {
     pub request_headers: Option<RawHeaderOps>,
     pub response_headers: Option<RawHeaderOps>,
     pub timeouts: Option<RawProxyTimeouts>,
+    pub balance: Option<Spanned<String>>,
+    pub health_check: Option<RawHealthCheck>,
+    pub ca: Option<String>,
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

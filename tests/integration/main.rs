@@ -5,6 +5,7 @@
 
 mod support;
 
+mod balancing;
 mod certificates;
 mod config_files;
 mod hardening;

@@ -123,9 +123,13 @@ async fn handle(mut req: Request<Incoming>, me: SocketAddr) -> Result<Response<B
                 .header("upgrade", "websocket")
                 .body(full(""))
         }
+        p if p.ends_with("/health") => Response::builder().body(full("ok")),
         _ => echo(req).await,
     };
-    Ok(res.unwrap())
+    let mut res = res.unwrap();
+    // Which backend answered, for the balancing tests.
+    res.headers_mut().insert("x-upstream", me.port().into());
+    Ok(res)
 }
 
 /// Describes the request: one line for the method and target, one per header, then the body.

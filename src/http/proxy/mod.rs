@@ -4,94 +4,48 @@
 //! every header the upstream sent, cookies made `Secure` and `Location` rewritten.
 //! WebSocket upgrades (HTTP/1.1) are relayed as a byte tunnel once both sides agree.
 
+mod upstreams;
+
 use std::error::Error as StdError;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
 
 use super::{Body, ConnInfo, error, headers};
-use crate::config::{Route, Site, Upstream, defaults};
+use crate::config::{Route, Site, Upstream};
+use upstreams::{Picked, Pool, UpstreamHttp};
 
 type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn StdError + Send + Sync>>;
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// A route's pooled HTTP client: keep-alive connections to its upstreams, https:// upstreams
-/// verified against the system's roots with SNI.
-#[derive(Clone)]
-pub struct UpstreamClient {
-    client: Client<Connector, UpstreamBody>,
-}
-
-impl UpstreamClient {
-    pub fn new(
-        provider: Arc<rustls::crypto::CryptoProvider>,
-        connect_timeout: std::time::Duration,
-    ) -> std::io::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(defaults::UPSTREAM_IDLE_PER_HOST)
-            .build(tls);
-        Ok(UpstreamClient { client })
-    }
-}
 
 /// A route, its client and the state of its upstreams.
 pub struct RouteHandler {
     pub route: Route,
-    client: UpstreamClient,
-    next: AtomicUsize,
-    /// Per upstream: milliseconds after `epoch` until which it is skipped.
-    down_until: Vec<AtomicU64>,
-    epoch: Instant,
+    client: UpstreamHttp,
+    pool: Arc<Pool>,
 }
 
 impl RouteHandler {
+    /// Builds the route's client; starts its health checks when configured (needs a runtime).
     pub fn new(
         route: Route,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> std::io::Result<Self> {
-        let client = UpstreamClient::new(provider, route.connect_timeout)?;
-        let down_until = route.upstreams.iter().map(|_| AtomicU64::new(0)).collect();
+        let client = upstreams::client(&route, provider)?;
+        let pool = Pool::new(&route);
+        if let Some(check) = route.health_check.clone() {
+            upstreams::spawn_health_checks(pool.clone(), client.clone(), check);
+        }
         Ok(RouteHandler {
             route,
             client,
-            next: AtomicUsize::new(0),
-            down_until,
-            epoch: Instant::now(),
+            pool,
         })
-    }
-
-    /// Round robin over the upstreams that did not fail recently (all of them if none is up).
-    fn pick(&self) -> (usize, &Upstream) {
-        let n = self.route.upstreams.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_millis() as u64;
-        let i = (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| self.down_until[i].load(Ordering::Relaxed) <= now)
-            .unwrap_or(start % n);
-        (i, &self.route.upstreams[i])
-    }
-
-    fn mark_down(&self, i: usize) {
-        let until = self.epoch.elapsed() + defaults::UPSTREAM_DOWN_FOR;
-        self.down_until[i].store(until.as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -127,7 +81,8 @@ pub async fn forward(
         );
     }
     let upgrade = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-    let (i, upstream) = rh.pick();
+    let picked = rh.pool.pick();
+    let upstream = picked.upstream();
     let Some(uri) = upstream_uri(&rh.route, upstream, req.uri()) else {
         return fail(
             StatusCode::BAD_REQUEST,
@@ -153,7 +108,7 @@ pub async fn forward(
     let body: UpstreamBody = Limited::new(body, fwd.site.max_body_bytes as usize).boxed();
     let sent = tokio::time::timeout(
         rh.route.response_timeout,
-        rh.client.client.request(Request::from_parts(parts, body)),
+        rh.client.request(Request::from_parts(parts, body)),
     )
     .await;
     let mut res = match sent {
@@ -164,7 +119,7 @@ pub async fn forward(
                 "The application did not answer in time.",
             );
         }
-        Ok(Err(e)) => return upstream_error(rh, i, upstream, &e, fail),
+        Ok(Err(e)) => return upstream_error(&picked, &e, fail),
         Ok(Ok(res)) => res,
     };
     if let Some(client_side) = upgrade.filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS) {
@@ -174,13 +129,42 @@ pub async fn forward(
     }
     let (mut parts, body) = res.into_parts();
     prepare_response_headers(&mut parts.headers, &rh.route, upstream, &fwd);
+    let body = Counted {
+        inner: body,
+        _picked: picked,
+    };
     Response::from_parts(parts, body.map_err(std::io::Error::other).boxed())
 }
 
+/// A response body that keeps its upstream counted as busy until it has been streamed (or
+/// dropped), for least-connections balancing.
+struct Counted {
+    inner: Incoming,
+    _picked: Picked,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 fn upstream_error(
-    rh: &RouteHandler,
-    i: usize,
-    upstream: &Upstream,
+    picked: &Picked,
     e: &hyper_util::client::legacy::Error,
     fail: impl Fn(StatusCode, &str) -> Response<Body>,
 ) -> Response<Body> {
@@ -190,8 +174,9 @@ fn upstream_error(
             "The request body is larger than this site accepts.",
         );
     }
+    let upstream = picked.upstream();
     if e.is_connect() {
-        rh.mark_down(i);
+        picked.mark_down();
         tracing::warn!(upstream = %upstream.origin, error = %chain(e), "cannot connect to the upstream");
     } else {
         tracing::warn!(upstream = %upstream.origin, error = %chain(e), "upstream request failed");
@@ -320,16 +305,9 @@ mod tests {
     use super::*;
 
     fn route(prefix: &str, strip: bool) -> Route {
-        Route {
-            prefix: prefix.into(),
-            upstreams: vec![Upstream::parse("127.0.0.1:5000").unwrap()],
-            strip_prefix: strip,
-            host_header: None,
-            request_headers: Default::default(),
-            response_headers: Default::default(),
-            connect_timeout: defaults::PROXY_CONNECT_TIMEOUT,
-            response_timeout: defaults::PROXY_RESPONSE_TIMEOUT,
-        }
+        let mut r = Route::to(prefix, vec![Upstream::parse("127.0.0.1:5000").unwrap()]);
+        r.strip_prefix = strip;
+        r
     }
 
     #[test]
