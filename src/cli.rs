@@ -32,6 +32,8 @@ enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Read a password on standard input and print its argon2id hash, for `basic_auth` users.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +128,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Config(ConfigCommand::Check { file })) => check(&file),
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Proxy(args)) => proxy(args).await,
+        Some(Command::HashPassword) => hash_password(),
         None => serve(cli.serve).await,
     }
 }
@@ -287,6 +290,8 @@ fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, Pat
         max_body_bytes: defaults::MAX_BODY_BYTES,
         secure_cookies: true,
         trusted_proxies: Vec::new(),
+        auth: Vec::new(),
+        redirects: Vec::new(),
     }
 }
 
@@ -343,6 +348,27 @@ fn write_ssl_config(args: &ServeArgs) -> Result<()> {
     println!(
         "{}: ssl.enabled = true, ssl.cert_file = {cert}, ssl.key_file = {key} (other settings and comments kept)",
         path.display()
+    );
+    Ok(())
+}
+
+fn hash_password() -> Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        bail!(
+            "the password is empty: type it on standard input, e.g. candado hash-password <<< 'my password'"
+        );
+    }
+    println!(
+        "{}",
+        crate::http::auth::hash_password(password).map_err(anyhow::Error::msg)?
     );
     Ok(())
 }

@@ -345,7 +345,85 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
         max_body_bytes,
         secure_cookies: raw.secure_cookies.unwrap_or(true),
         trusted_proxies,
+        auth: raw
+            .basic_auth
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(j, a)| validate_auth(a, &key(&format!("basic_auth[{j}]")), p))
+            .collect(),
+        redirects: raw
+            .redirects
+            .map(|r| validate_redirects(line_of(&r), &key("redirects"), r.value, p))
+            .unwrap_or_default(),
     }
+}
+
+fn validate_auth(a: Spanned<raw::RawAuth>, key: &str, p: &mut Problems) -> AuthRule {
+    let line = line_of(&a);
+    let a = a.value;
+    if !a.path.starts_with('/') {
+        p.add(
+            line,
+            format!("{key}.path"),
+            format!("`{}` must start with /", a.path),
+        );
+    }
+    if a.users.is_empty() {
+        p.add(
+            line,
+            format!("{key}.users"),
+            "no user: add `name: HASH` (candado hash-password makes the hash)",
+        );
+    }
+    let users = a
+        .users
+        .into_iter()
+        .filter_map(|(user, hash)| {
+            let check = PasswordCheck::parse_hash(&hash);
+            p.check(line, format!("{key}.users.{user}"), check)
+                .map(|c| (user, c))
+        })
+        .collect();
+    AuthRule {
+        prefix: trim_prefix(&a.path),
+        users,
+    }
+}
+
+/// `/admin/` and `/admin` protect the same subtree.
+pub(crate) fn trim_prefix(path: &str) -> String {
+    match path.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        p => p.to_owned(),
+    }
+}
+
+pub(crate) fn validate_redirects(
+    line: Option<u64>,
+    key: &str,
+    map: impl IntoIterator<Item = (String, String)>,
+    p: &mut Problems,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (from, to) in map {
+        if !from.starts_with('/') {
+            p.add(
+                line,
+                key,
+                format!("`{from}` must be a path starting with /"),
+            );
+        } else if to.is_empty() || HeaderValue::from_str(&to).is_err() {
+            p.add(
+                line,
+                key,
+                format!("the target of `{from}` is empty or not a valid URL"),
+            );
+        } else {
+            out.push((from, to));
+        }
+    }
+    out
 }
 
 fn validate_route(

@@ -108,6 +108,57 @@ pub struct Site {
     pub secure_cookies: bool,
     /// Peers whose X-Forwarded-For / Forwarded headers are kept (other clients' are replaced).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Paths behind HTTP basic auth; each protects its whole subtree, proxied paths included.
+    pub auth: Vec<AuthRule>,
+    /// Exact-path redirects (PyServe's `redirect_instructions`): path → target, answered 302.
+    pub redirects: Vec<(String, String)>,
+}
+
+/// Basic auth for a path prefix.
+#[derive(Debug, Clone)]
+pub struct AuthRule {
+    pub prefix: String,
+    /// User name → how to check the password.
+    pub users: Vec<(String, PasswordCheck)>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// PyServe's plain-text passwords (compared in constant time).
+    Plain(String),
+    /// A bcrypt (`$2b$…`) or argon2 (`$argon2id$…`) hash.
+    Hash(String),
+}
+
+impl fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print a password, even in debug output.
+        match self {
+            PasswordCheck::Plain(_) => f.write_str("Plain(***)"),
+            PasswordCheck::Hash(h) => write!(f, "Hash({})", h.split('$').nth(1).unwrap_or("?")),
+        }
+    }
+}
+
+impl PasswordCheck {
+    /// Accepts a bcrypt or argon2 hash in its usual text form.
+    pub fn parse_hash(s: &str) -> Result<PasswordCheck, String> {
+        let bcrypt = ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) && s.len() == 60;
+        let argon2 = s.starts_with("$argon2") && argon2::PasswordHash::new(s).is_ok();
+        match bcrypt || argon2 {
+            true => Ok(PasswordCheck::Hash(s.to_owned())),
+            false => Err("not a bcrypt ($2b$...) or argon2 ($argon2id$...) hash; make one with: candado hash-password".into()),
+        }
+    }
+}
+
+/// Whether `path` is `prefix` or below it, on segment boundaries (`/api` covers `/api/x`,
+/// never `/apiary`).
+pub fn path_in_prefix(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix == "/" || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 /// A path prefix served by one or more upstreams.
@@ -169,10 +220,7 @@ impl Route {
 
     /// `/api` matches `/api`, `/api/x` and `/api?q`, never `/apiary`.
     pub fn matches(&self, path: &str) -> bool {
-        match path.strip_prefix(self.prefix.as_str()) {
-            Some(rest) => self.prefix == "/" || rest.is_empty() || rest.starts_with('/'),
-            None => false,
-        }
+        path_in_prefix(&self.prefix, path)
     }
 }
 

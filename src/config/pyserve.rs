@@ -18,7 +18,7 @@ struct PyConfig {
     http: Option<PyHttp>,
     ssl: Option<PySsl>,
     logging: Option<PyLogging>,
-    locations: Option<Spanned<IgnoredAny>>,
+    locations: Option<Spanned<BTreeMap<String, PyLocation>>>,
     extensions: Option<Spanned<IgnoredAny>>,
 }
 
@@ -30,6 +30,22 @@ struct PyServer {
     backlog: Option<IgnoredAny>,
     redirect_instructions: Option<Spanned<Vec<BTreeMap<String, String>>>>,
     reverse_proxy: Option<Vec<Spanned<PyProxy>>>,
+    locations: Option<Spanned<BTreeMap<String, PyLocation>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PyLocation {
+    auth: PyAuth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PyAuth {
+    #[serde(rename = "type")]
+    kind: String,
+    username: String,
+    password: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,15 +110,22 @@ pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
 }
 
 fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site {
-    // Basic auth that we would silently drop must stop the start: serving the protected
-    // pages to everyone is worse than not serving.
-    if let Some(l) = &raw.locations {
-        p.add(line_of(l), "locations", "PyServe's basic-auth `locations` are not supported yet; candado refuses to serve those paths unprotected");
-    }
     if let Some(e) = &raw.extensions {
         p.add(line_of(e), "extensions", "PyServe v2 extensions are not supported: write a candado config instead (see candado.example.yaml)");
     }
-    let server = raw.server;
+    let mut server = raw.server;
+    // PyServe documents `locations` under `server:`; older files have it at the top level.
+    let mut auth = Vec::new();
+    let top_locations = raw.locations;
+    let server_locations = server.as_mut().and_then(|s| s.locations.take());
+    for (key, l) in [
+        ("locations", top_locations),
+        ("server.locations", server_locations),
+    ] {
+        if let Some(l) = l {
+            auth.extend(locations(&l, key, p));
+        }
+    }
     let host = server.as_ref().and_then(|s| s.host.as_ref());
     let ip = host.and_then(|h| {
         let parsed = match h.value.as_str() {
@@ -129,13 +152,21 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
     };
     let listen = std::net::SocketAddr::new(ip.unwrap_or([127, 0, 0, 1].into()), port);
     let mut routes = Vec::new();
+    let mut redirects = Vec::new();
     if let Some(s) = &server {
         if s.backlog.is_some() {
             warnings.push("server.backlog is ignored: the kernel's accept queue is used".into());
         }
         if let Some(r) = &s.redirect_instructions {
-            check_redirects(r, p);
-            warnings.push("server.redirect_instructions are read but not applied yet".into());
+            redirects = super::validate_redirects(
+                line_of(r),
+                "server.redirect_instructions",
+                r.value
+                    .iter()
+                    .flatten()
+                    .map(|(a, b)| (a.clone(), b.clone())),
+                p,
+            );
         }
         if let Some(r) = &s.reverse_proxy {
             routes = proxy_routes(r, p);
@@ -162,6 +193,62 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         max_body_bytes: defaults::MAX_BODY_BYTES,
         secure_cookies: true,
         trusted_proxies: Vec::new(),
+        auth,
+        redirects,
+    }
+}
+
+/// PyServe's basic auth: plain-text credentials, `${VAR}` read from the environment.
+fn locations(
+    l: &Spanned<BTreeMap<String, PyLocation>>,
+    key: &str,
+    p: &mut Problems,
+) -> Vec<AuthRule> {
+    let mut out = Vec::new();
+    for (path, loc) in &l.value {
+        let k = format!("{key}.{path}.auth");
+        if !loc.auth.kind.eq_ignore_ascii_case("basic") {
+            p.add(
+                line_of(l),
+                format!("{k}.type"),
+                format!(
+                    "unknown auth type `{}`: only basic is supported",
+                    loc.auth.kind
+                ),
+            );
+            continue;
+        }
+        let user = p.check(
+            line_of(l),
+            format!("{k}.username"),
+            expand_env(&loc.auth.username),
+        );
+        let pass = p.check(
+            line_of(l),
+            format!("{k}.password"),
+            expand_env(&loc.auth.password),
+        );
+        if !path.starts_with('/') {
+            p.add(line_of(l), k.clone(), format!("`{path}` must start with /"));
+            continue;
+        }
+        if let (Some(user), Some(pass)) = (user, pass) {
+            out.push(AuthRule {
+                prefix: super::trim_prefix(path),
+                users: vec![(user, PasswordCheck::Plain(pass))],
+            });
+        }
+    }
+    out
+}
+
+/// `${NAME}` → the environment variable NAME (PyServe's convention); other text as is.
+fn expand_env(s: &str) -> Result<String, String> {
+    match s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(name) => {
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+        }
+        None => Ok(s.to_owned()),
     }
 }
 
@@ -215,27 +302,6 @@ fn certificate(ssl: Option<PySsl>, p: &mut Problems, warnings: &mut Vec<String>)
                 "ssl.enabled is true but cert_file or key_file is missing: set both",
             );
             CertSource::Local
-        }
-    }
-}
-
-fn check_redirects(r: &Spanned<Vec<BTreeMap<String, String>>>, p: &mut Problems) {
-    for (i, m) in r.value.iter().enumerate() {
-        for (from, to) in m {
-            if !from.starts_with('/') {
-                p.add(
-                    line_of(r),
-                    format!("server.redirect_instructions[{i}]"),
-                    format!("`{from}` must be a path starting with /"),
-                );
-            }
-            if to.is_empty() {
-                p.add(
-                    line_of(r),
-                    format!("server.redirect_instructions[{i}]"),
-                    "the target is empty",
-                );
-            }
         }
     }
 }
@@ -530,8 +596,23 @@ mod tests {
     }
 
     #[test]
-    fn pyserve_basic_auth_is_refused_not_ignored() {
-        let p = parse("locations:\n  /admin:\n    auth: basic\n").expect_err("auth");
-        assert_eq!(p[0].key, "locations");
+    fn pyserve_basic_auth_and_redirects_are_read() {
+        let (c, _) = parse("server:\n  redirect_instructions:\n    - /home: /index.html\n  locations:\n    /admin/:\n      auth:\n        type: basic\n        username: admin\n        password: secret\n").expect("valid");
+        let site = &c.sites[0];
+        assert_eq!(
+            site.redirects,
+            [("/home".to_owned(), "/index.html".to_owned())]
+        );
+        assert_eq!(site.auth[0].prefix, "/admin");
+        assert_eq!(
+            site.auth[0].users,
+            [("admin".to_owned(), PasswordCheck::Plain("secret".into()))]
+        );
+    }
+
+    #[test]
+    fn pyserve_auth_with_a_missing_variable_is_an_error() {
+        let p = parse("server:\n  locations:\n    /a:\n      auth: {type: basic, username: u, password: '${CANDADO_TEST_UNSET_VAR}'}\n").expect_err("unset");
+        assert!(p[0].message.contains("CANDADO_TEST_UNSET_VAR"), "{p:?}");
     }
 }

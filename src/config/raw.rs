@@ -64,6 +64,16 @@ pub(crate) struct RawSite {
     pub max_body_bytes: Option<Spanned<u64>>,
     pub secure_cookies: Option<bool>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub basic_auth: Option<Vec<Spanned<RawAuth>>>,
+    pub redirects: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub path: String,
+    /// User name → bcrypt or argon2 hash.
+    pub users: BTreeMap<String, String>,
 }
 
 /// `proxy:` entries: a path prefix and where to send it.

@@ -4,6 +4,7 @@
 //! HTTPS request → [`Router::handle`]: check the Host, pick the site, serve its files, add the
 //! site's security headers. Plain-HTTP request → [`redirect::to_https`].
 
+pub mod auth;
 pub mod error;
 pub mod headers;
 pub mod host;
@@ -57,6 +58,7 @@ pub struct SiteHandler {
     files: Option<StaticFiles>,
     /// Longest prefix first, so the first match is the longest.
     routes: Vec<RouteHandler>,
+    auth: auth::BasicAuth,
     /// HSTS, nosniff, Referrer-Policy and the configured extras, built once at start-up.
     headers: HeaderMap,
 }
@@ -82,6 +84,7 @@ impl SiteHandler {
             .collect::<std::io::Result<_>>()?;
         routes.sort_by_key(|r| std::cmp::Reverse(r.route.prefix.len()));
         Ok(SiteHandler {
+            auth: auth::BasicAuth::new(site.auth.clone()),
             site,
             files,
             routes,
@@ -91,6 +94,40 @@ impl SiteHandler {
 
     pub fn static_root(&self) -> Option<&std::path::Path> {
         self.files.as_ref().map(StaticFiles::root)
+    }
+
+    /// Basic auth, then exact redirects, then the longest matching route, then files.
+    async fn respond(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        host: &str,
+    ) -> Response<Body> {
+        match self.auth.check(req.uri().path(), req.headers()).await {
+            // The credentials were for candado: the application never sees them.
+            Ok(true) => drop(req.headers_mut().remove(header::AUTHORIZATION)),
+            Ok(false) => {}
+            Err(challenge) => return challenge,
+        }
+        if let Some(res) = redirect::exact(&self.site.redirects, req.uri()) {
+            return res;
+        }
+        let path = req.uri().path();
+        match (
+            self.routes.iter().find(|r| r.route.matches(path)),
+            &self.files,
+        ) {
+            (Some(rh), _) => {
+                let fwd = proxy::Forward {
+                    conn,
+                    host,
+                    site: &self.site,
+                };
+                proxy::forward(rh, req, fwd).await
+            }
+            (None, Some(files)) => files.serve(&req).await,
+            _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
+        }
     }
 }
 
@@ -158,26 +195,10 @@ impl Router {
                 &format!("This server has no site named {host}."),
             );
         };
-        let route = site
-            .routes
-            .iter()
-            .find(|r| r.route.matches(req.uri().path()));
-        let mut res = match (route, &site.files) {
-            (Some(rh), _) => {
-                let fwd = proxy::Forward {
-                    conn,
-                    host: &host,
-                    site: &site.site,
-                };
-                proxy::forward(rh, req, fwd).await
-            }
-            (None, Some(files)) => files.serve(&req).await,
-            _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
-        };
+        let mut res = site.respond(req, conn, &host).await;
         add_headers(res.headers_mut(), &site.headers);
         res
     }
-
     /// Whether the access log is on.
     pub fn logs_access(&self) -> bool {
         self.access_log

@@ -51,6 +51,22 @@ pub fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
     res
 }
 
+/// PyServe's `redirect_instructions`: an exact path answered with 302 to its target, the
+/// query string carried over byte for byte (PyServe re-encoded it).
+pub fn exact(redirects: &[(String, String)], uri: &http::Uri) -> Option<Response<Body>> {
+    let (_, target) = redirects.iter().find(|(from, _)| from == uri.path())?;
+    let location = match uri.query() {
+        Some(q) if target.contains('?') => format!("{target}&{q}"),
+        Some(q) => format!("{target}?{q}"),
+        None => target.clone(),
+    };
+    let mut res = Response::new(empty());
+    *res.status_mut() = StatusCode::FOUND;
+    res.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(&location).ok()?);
+    Some(res)
+}
+
 /// `https://name[:port]/path?query`, with IPv6 literals bracketed and :443 left out.
 pub fn https_url(name: &str, port: u16, path_and_query: &str) -> String {
     let host = match name.contains(':') {

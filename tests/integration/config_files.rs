@@ -221,17 +221,18 @@ fn ssl_config_writes_the_three_settings_and_keeps_comments_and_keys() {
 }
 
 #[test]
-fn pyserve_basic_auth_locations_stop_the_start() {
+fn an_auth_type_candado_cannot_enforce_stops_the_start() {
+    // Serving the protected pages to everyone would be worse than not serving.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.yaml"),
-        "locations:\n  /admin:\n    auth: basic\n",
+        "server:\n  locations:\n    /admin:\n      auth: {type: digest, username: a, password: b}\n",
     )
     .unwrap();
     let (status, out, _) = run_to_exit(&["-c", "config.yaml"], dir.path());
     assert_eq!(status.code(), Some(1));
     assert!(
-        out.contains("config.yaml:2: locations:") && out.contains("unprotected"),
+        out.contains("server.locations./admin.auth.type: unknown auth type `digest`"),
         "{out}"
     );
 }

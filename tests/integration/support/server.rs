@@ -36,8 +36,19 @@ impl Candado {
     /// Runs the binary with `args` in `cwd`; `expect_http` says whether a redirect listener
     /// will come up too.
     pub fn with_args(args: &[&str], cwd: &Path, dir: TempDir, expect_http: bool) -> Candado {
+        Candado::with_args_env(args, &[], cwd, dir, expect_http)
+    }
+
+    /// As `with_args`, with extra environment variables.
+    pub fn with_args_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: &Path,
+        dir: TempDir,
+        expect_http: bool,
+    ) -> Candado {
         let mut cmd = command(dir.path());
-        cmd.args(args).current_dir(cwd);
+        cmd.args(args).envs(env.iter().copied()).current_dir(cwd);
         Candado::spawn(cmd, dir, expect_http)
     }
 

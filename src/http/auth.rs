@@ -1,0 +1,205 @@
+//! HTTP basic auth (RFC 7617) in front of a subtree, proxied paths included. Hashes are
+//! bcrypt or argon2; verifying one costs tens of milliseconds, so it runs on the blocking pool
+//! and a successful check is remembered (by a SHA-256 of the credentials, never in clear).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Body, error};
+use crate::config::{AuthRule, PasswordCheck, path_in_prefix};
+
+/// Remembered successful logins at most; beyond that the cache starts over.
+const CACHE_LIMIT: usize = 10_000;
+
+pub struct BasicAuth {
+    /// Longest prefix first.
+    rules: Vec<AuthRule>,
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl BasicAuth {
+    pub fn new(mut rules: Vec<AuthRule>) -> Self {
+        rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        BasicAuth {
+            rules,
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// `Ok` when `path` is unprotected or the request carries valid credentials for it;
+    /// otherwise the 401 to send.
+    pub async fn check(&self, raw_path: &str, headers: &HeaderMap) -> Result<bool, Response<Body>> {
+        if self.rules.is_empty() {
+            return Ok(false);
+        }
+        let path = normalize(raw_path);
+        let Some(rule) = self.rules.iter().find(|r| path_in_prefix(&r.prefix, &path)) else {
+            return Ok(false);
+        };
+        let Some((user, password)) = credentials(headers) else {
+            return Err(challenge(&rule.prefix));
+        };
+        let Some((_, check)) = rule.users.iter().find(|(u, _)| *u == user) else {
+            tracing::warn!(user = %user, path = %rule.prefix, "basic auth: unknown user");
+            return Err(challenge(&rule.prefix));
+        };
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(rule.prefix.as_bytes())
+            .chain_update([0])
+            .chain_update(user.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        if self.remembered(&key) {
+            return Ok(true);
+        }
+        let check = check.clone();
+        let ok = tokio::task::spawn_blocking(move || verify(&check, &password))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            tracing::warn!(user = %user, path = %rule.prefix, "basic auth: wrong password");
+            return Err(challenge(&rule.prefix));
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            if v.len() >= CACHE_LIMIT {
+                v.clear();
+            }
+            v.insert(key);
+        }
+        Ok(true)
+    }
+
+    fn remembered(&self, key: &[u8; 32]) -> bool {
+        self.verified
+            .lock()
+            .map(|v| v.contains(key))
+            .unwrap_or(false)
+    }
+}
+
+/// The path as a file server or an application would finally see it, so that no encoding
+/// slips past a prefix: percent-decoded, `\` taken as `/`, `;params` cut (as servlet
+/// containers do), empty and `.` segments dropped, `..` applied.
+fn normalize(raw: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg.split(';').next().unwrap_or("") {
+            "" | "." => {}
+            ".." => drop(segments.pop()),
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+fn verify(check: &PasswordCheck, password: &str) -> bool {
+    match check {
+        PasswordCheck::Plain(expected) => {
+            bool::from(expected.as_bytes().ct_eq(password.as_bytes()))
+        }
+        PasswordCheck::Hash(h) if h.starts_with("$argon2") => {
+            use argon2::PasswordVerifier;
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), h.as_str())
+                .is_ok()
+        }
+        PasswordCheck::Hash(h) => bcrypt::verify(password, h).unwrap_or(false),
+    }
+}
+
+/// The user and password of an `Authorization: Basic …` header.
+fn credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn challenge(realm: &str) -> Response<Body> {
+    let mut res = error::page(
+        StatusCode::UNAUTHORIZED,
+        "This area needs a user name and password.",
+    );
+    let realm = realm.replace(['"', '\\'], "");
+    if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+/// An argon2id hash of `password` with a random salt, for `candado hash-password`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2_and_bcrypt_hashes_verify() {
+        let argon = hash_password("s3cret").unwrap();
+        assert!(verify(
+            &PasswordCheck::parse_hash(&argon).unwrap(),
+            "s3cret"
+        ));
+        assert!(!verify(&PasswordCheck::Hash(argon), "wrong"));
+        let b = bcrypt::hash("pw", 4).unwrap();
+        assert!(verify(&PasswordCheck::parse_hash(&b).unwrap(), "pw"));
+        assert!(!verify(&PasswordCheck::Hash(b), "pW"));
+        assert!(PasswordCheck::parse_hash("plaintext").is_err());
+    }
+
+    #[test]
+    fn encoded_and_dotted_paths_normalise_before_matching() {
+        for raw in [
+            "/%61dmin/x",
+            "/x/../admin",
+            "//admin",
+            "/admin;jsessionid=1/x",
+            "/./admin",
+            "/%2e%2e/admin",
+            "/a\\..\\admin",
+        ] {
+            assert!(
+                path_in_prefix("/admin", &normalize(raw)),
+                "{raw} -> {}",
+                normalize(raw)
+            );
+        }
+        assert!(!path_in_prefix("/admin", &normalize("/administrator")));
+    }
+
+    #[test]
+    fn basic_credentials_are_decoded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YWRtaW46cGE6c3M="),
+        );
+        assert_eq!(credentials(&h), Some(("admin".into(), "pa:ss".into())));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert_eq!(credentials(&h), None);
+    }
+}
