@@ -155,12 +155,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 async fn proxy(args: ProxyArgs) -> Result<()> {
-    let ip = args
-        .host
-        .as_deref()
-        .map(parse_host)
-        .transpose()?
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = bind_ip(args.host.as_deref())?;
     let (name, port) = match &args.from {
         Some(from) => parse_from(from)?,
         None => (None, defaults::HTTPS_PORT),
@@ -253,12 +248,7 @@ fn apply_overrides(site: &mut Site, args: &ServeArgs) -> Result<()> {
 
 /// No config file: serve a folder on loopback with the development CA and a redirect listener.
 fn config_from_flags(args: &ServeArgs) -> Result<Config> {
-    let ip = args
-        .host
-        .as_deref()
-        .map(parse_host)
-        .transpose()?
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = bind_ip(args.host.as_deref())?;
     let port = args.port.unwrap_or(defaults::HTTPS_PORT);
     let http_port = args.http_port.unwrap_or(defaults::REDIRECT_PORT);
     let files = args.cert.clone().zip(args.key.clone());
@@ -304,6 +294,11 @@ fn single_site_config(site: Site, allow_expired: bool) -> Config {
         sites: vec![site],
         allow_expired,
     }
+}
+
+/// The address to bind: `-H` when given, loopback otherwise.
+fn bind_ip(host: Option<&str>) -> Result<IpAddr> {
+    host.map_or(Ok(IpAddr::from([127, 0, 0, 1])), parse_host)
 }
 
 fn parse_host(h: &str) -> Result<IpAddr> {

@@ -149,7 +149,11 @@ pub fn secure_cookies(h: &mut HeaderMap) {
 
 /// Rewrites a `Location` that points at the upstream (`http://127.0.0.1:5000/x`) to the public
 /// origin (`https://app.example/x`), as nginx's `proxy_redirect default` does.
-pub fn rewrite_location(h: &mut HeaderMap, upstream_origin: &str, public_origin: &str) {
+pub fn rewrite_location(
+    h: &mut HeaderMap,
+    upstream_origin: &str,
+    public_origin: impl FnOnce() -> String,
+) {
     let Some(loc) = h.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
         return;
     };
@@ -159,7 +163,7 @@ pub fn rewrite_location(h: &mut HeaderMap, upstream_origin: &str, public_origin:
     if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
         return;
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{public_origin}{rest}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{}{rest}", public_origin())) {
         h.insert(header::LOCATION, v);
     }
 }
@@ -261,10 +265,14 @@ mod tests {
     #[test]
     fn locations_pointing_at_the_upstream_become_public() {
         let mut h = map(&[("location", "http://127.0.0.1:5000/login?next=%2F")]);
-        rewrite_location(&mut h, "http://127.0.0.1:5000", "https://app.example");
+        rewrite_location(&mut h, "http://127.0.0.1:5000", || {
+            "https://app.example".into()
+        });
         assert_eq!(h["location"], "https://app.example/login?next=%2F");
         let mut h = map(&[("location", "http://127.0.0.1:50001/x")]);
-        rewrite_location(&mut h, "http://127.0.0.1:5000", "https://app.example");
+        rewrite_location(&mut h, "http://127.0.0.1:5000", || {
+            "https://app.example".into()
+        });
         assert_eq!(
             h["location"], "http://127.0.0.1:50001/x",
             "another port is another origin"

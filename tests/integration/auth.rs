@@ -126,11 +126,7 @@ fn pyserve_locations_protect_with_plain_credentials_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("static/admin")).unwrap();
     std::fs::write(dir.path().join("static/admin/index.html"), "py admin").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let config = format!(
         "server:\n  port: {port}\n  redirect_instructions:\n    - /home: /index.html\n  locations:\n    /admin:\n      auth:\n        type: basic\n        username: admin\n        password: ${{CANDADO_TEST_ADMIN_PASS}}\nhttp:\n  static_dir: ./static\nssl:\n  enabled: true\n  cert_file: {}\n  key_file: {}\n",
         leaf.cert.display(),

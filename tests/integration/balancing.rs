@@ -107,11 +107,7 @@ impl Drop for TlsUpstream {
 
 fn tls_upstream(pki: &TestPki) -> TlsUpstream {
     let leaf = pki.leaf("backend", &["127.0.0.1"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let child = Command::new("openssl")
         .args([
             "s_server",

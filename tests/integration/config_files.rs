@@ -4,9 +4,9 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use crate::support::client;
 use crate::support::pki::TestPki;
 use crate::support::server::{Candado, run_to_exit};
+use crate::support::{client, free_port};
 
 #[test]
 fn config_check_prints_every_problem_with_file_line_and_key() {
@@ -80,14 +80,6 @@ fn a_busy_port_is_a_one_line_error_naming_the_address() {
         )),
         "{out}"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -334,11 +334,7 @@ fn websocket_upgrades_are_relayed_both_ways() {
 fn proxy_command_puts_an_app_behind_https_in_one_line() {
     let up = upstream::start();
     let dir = tempfile::tempdir().unwrap();
-    let https = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let https = crate::support::free_port();
     let to = up.addr.to_string();
     let from = format!("app.localhost:{https}");
     let server = Candado::with_args(
@@ -378,11 +374,7 @@ fn pyserve_reverse_proxy_routes_strip_their_prefix() {
     let pki = TestPki::new();
     let leaf = pki.leaf("py", &["localhost"]);
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let config = format!(
         "server:\n  port: {port}\n  reverse_proxy:\n    - path: /api\n      host: 127.0.0.1\n      port: {}\nssl:\n  enabled: true\n  cert_file: {}\n  key_file: {}\n",
         up.addr.port(),

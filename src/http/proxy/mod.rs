@@ -280,8 +280,10 @@ fn prepare_response_headers(
     if fwd.site.secure_cookies {
         headers::secure_cookies(h);
     }
-    let public = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
-    headers::rewrite_location(h, &upstream.origin, public.trim_end_matches('/'));
+    headers::rewrite_location(h, &upstream.origin, || {
+        let url = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
+        url.trim_end_matches('/').to_owned()
+    });
     route.response_headers.apply(h);
 }
 

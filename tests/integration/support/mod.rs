@@ -12,6 +12,15 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
+/// A port that was free a moment ago, for programs that cannot bind port 0 themselves.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running candado with one site (test.example, *.wild.example, 127.0.0.1) serving a
 /// folder, with a certificate from a fresh test CA.
 pub struct Fixture {
