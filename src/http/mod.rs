@@ -41,6 +41,22 @@ pub fn empty() -> Body {
         .boxed()
 }
 
+/// Keeps the connection counted as busy while a clone is alive, so that the idle deadline does
+/// not close an HTTP/2 connection that carries a long-lived tunnel. The listener puts one in
+/// every request's extensions.
+#[derive(Clone)]
+pub struct ConnBusy {
+    _guard: std::sync::Arc<dyn Send + Sync>,
+}
+
+impl ConnBusy {
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        ConnBusy {
+            _guard: std::sync::Arc::new(guard),
+        }
+    }
+}
+
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {

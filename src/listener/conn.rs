@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
 use super::activity::{Activity, Tracked};
-use crate::http::{ConnInfo, access_log, redirect};
+use crate::http::{ConnBusy, ConnInfo, access_log, redirect};
 use crate::tls::ALPN_H2;
 
 fn version_name(v: rustls::ProtocolVersion) -> &'static str {
@@ -93,19 +93,18 @@ async fn serve_https<S>(
     let info = Arc::new(info);
     let router = ctx.router.clone();
     let act = activity.clone();
-    let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let (router, info, guard) = (router.clone(), info.clone(), act.begin());
-        async move {
-            let res = router.handle(req, &info).await;
-            drop(guard);
-            Ok::<_, Infallible>(res)
-        }
+    let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnBusy::new(act.begin()));
+        let (router, info) = (router.clone(), info.clone());
+        async move { Ok::<_, Infallible>(router.handle(req, &info).await) }
     });
     let t = ctx.timeouts;
     if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
+            // RFC 8441: WebSockets over HTTP/2 streams.
+            .enable_connect_protocol()
             .max_header_list_size(ctx.limits.max_header_bytes as u32)
             .keep_alive_interval(Some(t.idle / 2))
             .keep_alive_timeout(t.handshake)

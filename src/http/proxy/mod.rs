@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
-use super::{Body, ConnInfo, error, headers};
+use super::{Body, ConnBusy, ConnInfo, error, headers};
 use crate::config::{Route, Site, Upstream};
 use upstreams::{Picked, Pool, UpstreamHttp};
 
@@ -28,6 +28,7 @@ pub struct RouteHandler {
     pub route: Route,
     client: UpstreamHttp,
     pool: Arc<Pool>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl RouteHandler {
@@ -36,7 +37,7 @@ impl RouteHandler {
         route: Route,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> std::io::Result<Self> {
-        let client = upstreams::client(&route, provider)?;
+        let client = upstreams::client(&route, provider.clone())?;
         let pool = Pool::new(&route);
         if let Some(check) = route.health_check.clone() {
             upstreams::spawn_health_checks(pool.clone(), client.clone(), check);
@@ -45,6 +46,7 @@ impl RouteHandler {
             route,
             client,
             pool,
+            provider,
         })
     }
 }
@@ -80,7 +82,9 @@ pub async fn forward(
             "The request body is larger than this site accepts.",
         );
     }
-    let upgrade = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let over_h2 = is_extended_connect_websocket(&req);
+    let upgrade = (over_h2 || is_websocket_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
+    let busy = req.extensions().get::<ConnBusy>().cloned();
     let picked = rh.pool.pick();
     let upstream = picked.upstream();
     let Some(uri) = upstream_uri(&rh.route, upstream, req.uri()) else {
@@ -105,7 +109,20 @@ pub async fn forward(
         original_host,
         upgrade.is_some(),
     );
-    let body: UpstreamBody = Limited::new(body, fwd.site.max_body_bytes as usize).boxed();
+    if over_h2 {
+        // RFC 8441 §5: the HTTP/2 CONNECT becomes an HTTP/1.1 Upgrade to the application.
+        parts.method = Method::GET;
+        parts
+            .headers
+            .insert(SEC_WEBSOCKET_KEY, websocket_key(&rh.provider));
+    }
+    // After an upgrade the stream's bytes belong to the tunnel, not to a request body.
+    let body: UpstreamBody = match upgrade.is_some() {
+        true => http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+        false => Limited::new(body, fwd.site.max_body_bytes as usize).boxed(),
+    };
     let sent = tokio::time::timeout(
         rh.route.response_timeout,
         rh.client.request(Request::from_parts(parts, body)),
@@ -123,8 +140,14 @@ pub async fn forward(
         Ok(Ok(res)) => res,
     };
     if let Some(client_side) = upgrade.filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS) {
-        tunnel(client_side, hyper::upgrade::on(&mut res));
-        let (parts, _) = res.into_parts();
+        tunnel(client_side, hyper::upgrade::on(&mut res), busy);
+        let (mut parts, _) = res.into_parts();
+        if over_h2 {
+            // HTTP/2 accepts the stream with 200 and has no connection-specific headers.
+            parts.status = StatusCode::OK;
+            headers::remove_hop_by_hop(&mut parts.headers);
+            parts.headers.remove(SEC_WEBSOCKET_ACCEPT);
+        }
         return Response::from_parts(parts, super::empty());
     }
     let (mut parts, body) = res.into_parts();
@@ -227,6 +250,29 @@ fn upstream_uri(route: &Route, upstream: &Upstream, uri: &Uri) -> Option<Uri> {
     format!("{}{pq}", upstream.origin).parse().ok()
 }
 
+const SEC_WEBSOCKET_KEY: http::HeaderName = http::HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_ACCEPT: http::HeaderName =
+    http::HeaderName::from_static("sec-websocket-accept");
+
+/// An extended CONNECT with `:protocol = websocket` (RFC 8441 §4).
+fn is_extended_connect_websocket<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// A fresh Sec-WebSocket-Key: 16 random bytes, base64 (RFC 6455 §4.1).
+fn websocket_key(provider: &rustls::crypto::CryptoProvider) -> HeaderValue {
+    use base64::Engine;
+    let mut nonce = [0u8; 16];
+    // A nonce for the handshake, not a secret: a failed random source still yields a valid key.
+    let _ = provider.secure_random.fill(&mut nonce);
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    HeaderValue::from_str(&key).unwrap_or(HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="))
+}
+
 /// `Connection: upgrade` + `Upgrade: websocket` on an HTTP/1.1 GET (RFC 6455 §4.1).
 fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     let has_token = |name, token: &str| {
@@ -289,8 +335,14 @@ fn prepare_response_headers(
 
 /// Relays bytes both ways between the upgraded client and upstream connections, until either
 /// side closes. No request timeout applies: WebSockets live as long as both ends want.
-fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    busy: Option<ConnBusy>,
+) {
     tokio::spawn(async move {
+        // Held for the tunnel's life: an HTTP/2 connection carrying it is not idle.
+        let _busy = busy;
         let (client, upstream) = match tokio::join!(client, upstream) {
             (Ok(c), Ok(u)) => (c, u),
             (Err(e), _) | (_, Err(e)) => return tracing::debug!(error = %e, "upgrade failed"),
