@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::framing::FramingScanner;
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -59,15 +61,26 @@ impl Drop for InFlight {
     }
 }
 
-/// An I/O stream that records activity whenever bytes are read or written.
+/// An I/O stream that records activity whenever bytes are read or written, and optionally
+/// lets a framing scanner see every byte read (HTTP/1.1 only).
 pub(crate) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    framing: Option<FramingScanner>,
 }
 
 impl<S> Tracked<S> {
     pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Tracked { inner, activity }
+        Tracked {
+            inner,
+            activity,
+            framing: None,
+        }
+    }
+
+    pub(crate) fn with_framing(mut self, scanner: FramingScanner) -> Self {
+        self.framing = Some(scanner);
+        self
     }
 }
 
@@ -81,6 +94,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.touch();
+            if let Some(scanner) = &mut self.framing {
+                scanner.feed(&buf.filled()[before..]);
+            }
         }
         res
     }

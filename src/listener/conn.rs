@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
 use super::activity::{Activity, Tracked};
+use super::framing::FramingScanner;
 use crate::http::{ConnBusy, ConnInfo, access_log, redirect};
 use crate::tls::ALPN_H2;
 
@@ -89,14 +91,28 @@ async fn serve_https<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    // HTTP/1.1 only: the scanner flags requests whose framing hyper would quietly resolve.
+    let ambiguous = Arc::new(AtomicU64::new(0));
+    let mut tracked = Tracked::new(stream, activity.clone());
+    if !h2 {
+        tracked = tracked.with_framing(FramingScanner::new(ambiguous.clone()));
+    }
+    let io = TokioIo::new(tracked);
     let info = Arc::new(info);
     let router = ctx.router.clone();
     let act = activity.clone();
+    let served = Arc::new(AtomicU64::new(0));
     let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnBusy::new(act.begin()));
+        let index = served.fetch_add(1, Ordering::Relaxed);
+        let refuse = ambiguous.load(Ordering::Relaxed) == index + 1;
         let (router, info) = (router.clone(), info.clone());
-        async move { Ok::<_, Infallible>(router.handle(req, &info).await) }
+        async move {
+            if refuse {
+                return Ok::<_, Infallible>(refuse_ambiguous(&req, &info));
+            }
+            Ok::<_, Infallible>(router.handle(req, &info).await)
+        }
     });
     let t = ctx.timeouts;
     if h2 {
@@ -119,6 +135,23 @@ async fn serve_https<S>(
             .with_upgrades();
         drive(conn, &activity, &ctx, shutdown).await;
     }
+}
+
+/// RFC 9112 §6.3: Content-Length together with Transfer-Encoding is refused, never forwarded.
+fn refuse_ambiguous(
+    req: &hyper::Request<Incoming>,
+    info: &ConnInfo,
+) -> hyper::Response<crate::http::Body> {
+    tracing::warn!(client = %info.peer.ip(), path = %req.uri().path(), "refused a request with both Content-Length and Transfer-Encoding");
+    let mut res = crate::http::error::page(
+        http::StatusCode::BAD_REQUEST,
+        "The request has both Content-Length and Transfer-Encoding headers.",
+    );
+    res.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    res
 }
 
 /// HTTP/1.1 without TLS: every request gets a redirect to its HTTPS address.

@@ -3,6 +3,7 @@
 
 mod activity;
 mod conn;
+mod framing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,245 @@
+//! A second look at HTTP/1.1 request framing, underneath hyper. hyper resolves a request that
+//! carries both Content-Length and Transfer-Encoding by dropping the Content-Length and closing
+//! the connection afterwards (RFC 9112 §6.3), so the service never learns of the conflict. A
+//! proxy must refuse such a request outright (it is how requests are smuggled past front ends),
+//! so this scanner follows the request stream as hyper reads it (heads parsed with httparse,
+//! bodies skipped by length or chunk size) and flags the index of any ambiguous request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Request heads larger than this are hyper's to refuse (431); the scanner gives up.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+#[derive(Debug)]
+enum State {
+    Head,
+    /// Bytes of a Content-Length body still to come.
+    Fixed(u64),
+    ChunkSize,
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd(u8),
+    Trailers,
+    /// Past an upgrade, a parse error or an oversized head: nothing more to learn.
+    Stopped,
+}
+
+pub(crate) struct FramingScanner {
+    state: State,
+    line: Vec<u8>,
+    index: u64,
+    /// 1 + the index of the first ambiguous request, or 0.
+    flagged: Arc<AtomicU64>,
+}
+
+impl FramingScanner {
+    pub(crate) fn new(flagged: Arc<AtomicU64>) -> Self {
+        FramingScanner {
+            state: State::Head,
+            line: Vec::new(),
+            index: 0,
+            flagged,
+        }
+    }
+
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            data = match self.state {
+                State::Stopped => return,
+                State::Head => self.head(data),
+                State::Fixed(n) => {
+                    let k = n.min(data.len() as u64);
+                    self.state = if k == n {
+                        State::Head
+                    } else {
+                        State::Fixed(n - k)
+                    };
+                    &data[k as usize..]
+                }
+                State::ChunkData(n) => {
+                    let k = n.min(data.len() as u64);
+                    self.state = if k == n {
+                        State::ChunkEnd(2)
+                    } else {
+                        State::ChunkData(n - k)
+                    };
+                    &data[k as usize..]
+                }
+                State::ChunkEnd(n) => {
+                    self.state = if n == 1 {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkEnd(n - 1)
+                    };
+                    &data[1..]
+                }
+                State::ChunkSize => self.chunk_size(data),
+                State::Trailers => self.trailers(data),
+            };
+        }
+    }
+
+    /// Accumulates a request head; at its blank line, checks and classifies it.
+    fn head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        for (i, &b) in data.iter().enumerate() {
+            // RFC 9112 §2.2: empty lines before a request line are ignored.
+            if self.line.is_empty() && (b == b'\r' || b == b'\n') {
+                continue;
+            }
+            self.line.push(b);
+            if self.line.ends_with(b"\r\n\r\n") || self.line.ends_with(b"\n\n") {
+                let head = std::mem::take(&mut self.line);
+                self.state = self.classify(&head);
+                return &data[i + 1..];
+            }
+            if self.line.len() > MAX_HEAD {
+                self.state = State::Stopped;
+                return &[];
+            }
+        }
+        &[]
+    }
+
+    fn classify(&mut self, head: &[u8]) -> State {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+            return State::Stopped;
+        }
+        let index = self.index;
+        self.index += 1;
+        let named = |name: &'static str| {
+            req.headers
+                .iter()
+                .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        };
+        let te = named("transfer-encoding").next_back();
+        let cl = named("content-length").next();
+        if te.is_some() && cl.is_some() {
+            let _ =
+                self.flagged
+                    .compare_exchange(0, index + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        let upgrade = named("upgrade").next().is_some() || req.method == Some("CONNECT");
+        match (te, cl) {
+            _ if upgrade => State::Stopped,
+            (Some(te), _) => match te
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .map(<[u8]>::trim_ascii)
+            {
+                Some(v) if v.eq_ignore_ascii_case(b"chunked") => State::ChunkSize,
+                _ => State::Stopped,
+            },
+            (None, Some(cl)) => match std::str::from_utf8(cl.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                Some(0) => State::Head,
+                Some(n) => State::Fixed(n),
+                None => State::Stopped,
+            },
+            (None, None) => State::Head,
+        }
+    }
+
+    fn chunk_size<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let Some(rest) = self.take_line(data) else {
+            return &[];
+        };
+        let line = std::mem::take(&mut self.line);
+        let hex: Vec<u8> = line
+            .iter()
+            .copied()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .collect();
+        self.state = match std::str::from_utf8(&hex)
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        {
+            Some(0) => State::Trailers,
+            Some(n) => State::ChunkData(n),
+            None => State::Stopped,
+        };
+        rest
+    }
+
+    fn trailers<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let Some(rest) = self.take_line(data) else {
+            return &[];
+        };
+        let line = std::mem::take(&mut self.line);
+        if line == b"\r\n" || line == b"\n" {
+            self.state = State::Head;
+        }
+        rest
+    }
+
+    /// Appends `data` to the current line up to and including '\n'; returns what follows it,
+    /// or `None` when the line goes on.
+    fn take_line<'a>(&mut self, data: &'a [u8]) -> Option<&'a [u8]> {
+        match data.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                self.line.extend_from_slice(&data[..=i]);
+                Some(&data[i + 1..])
+            }
+            None => {
+                self.line.extend_from_slice(data);
+                if self.line.len() > MAX_HEAD {
+                    self.state = State::Stopped;
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `stream` in pieces of `step` bytes; returns the flagged request index.
+    fn flagged(stream: &[u8], step: usize) -> Option<u64> {
+        let flag = Arc::new(AtomicU64::new(0));
+        let mut s = FramingScanner::new(flag.clone());
+        for piece in stream.chunks(step) {
+            s.feed(piece);
+        }
+        flag.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_flagged_at_its_index() {
+        let stream = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        for step in [1, 3, 7, stream.len()] {
+            assert_eq!(flagged(stream, step), Some(1), "step {step}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_skipped_so_their_bytes_are_never_read_as_heads() {
+        let inner = b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut stream = format!(
+            "POST /a HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            inner.len()
+        )
+        .into_bytes();
+        stream.extend_from_slice(inner);
+        stream.extend_from_slice(b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        stream.extend_from_slice(format!("{:x};ext=1\r\n", inner.len()).as_bytes());
+        stream.extend_from_slice(inner);
+        stream.extend_from_slice(b"\r\n0\r\nX-Trailer: 1\r\n\r\nGET /c HTTP/1.1\r\n\r\n");
+        for step in [1, 5, stream.len()] {
+            assert_eq!(flagged(&stream, step), None, "step {step}");
+        }
+    }
+
+    #[test]
+    fn ordinary_keep_alive_traffic_is_never_flagged() {
+        let stream = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(flagged(stream, 2), None);
+    }
+}
