@@ -262,39 +262,14 @@ fn an_unreachable_backend_is_502_and_a_slow_one_504_without_leaking_details() {
 fn server_sent_events_are_flushed_as_they_arrive() {
     let up = upstream::start();
     let f = proxied(&up, "", "");
-    let mut tls = client::connect(
+    let req = b"GET /api/sse HTTP/1.1\r\nHost: test.example\r\nAccept: text/event-stream\r\n\r\n";
+    let times = client::arrival_times(
         f.server.https,
-        HOST,
-        client::client_config(&f.pki.ca_pem, &[b"http/1.1"]),
-    )
-    .unwrap();
-    tls.write_all(
-        b"GET /api/sse HTTP/1.1\r\nHost: test.example\r\nAccept: text/event-stream\r\n\r\n",
-    )
-    .unwrap();
-    let started = Instant::now();
-    let mut seen = String::new();
-    let mut first_event = None;
-    let mut buf = [0u8; 4096];
-    while !seen.contains("data: 2") && started.elapsed() < Duration::from_secs(5) {
-        let n = tls.read(&mut buf).unwrap();
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if first_event.is_none() && seen.contains("data: 0") {
-            first_event = Some(started.elapsed());
-        }
-    }
-    let total = started.elapsed();
-    let first = first_event.expect("first event");
-    // The backend sends event 0 at once and the next ones 400 ms apart: event 0 must not wait
-    // for the rest.
-    assert!(
-        first < Duration::from_millis(300),
-        "first event after {first:?}"
+        &f.pki.ca_pem,
+        req,
+        &["data: 0", "data: 1", "data: 2"],
     );
-    assert!(
-        total >= Duration::from_millis(700),
-        "all events at once after {total:?}: buffered"
-    );
+    client::assert_flushed_as_sent(&times);
 }
 
 #[test]
@@ -476,4 +451,52 @@ fn websockets_over_http2_extended_connect_reach_an_http1_app() {
             assert!(back == message, "echo of {} bytes differs", message.len());
         }
     });
+}
+
+#[test]
+fn a_client_that_goes_away_cancels_the_upstream_request() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let dropped = || upstream::FOREVER_DROPPED.load(std::sync::atomic::Ordering::SeqCst);
+    let before = dropped();
+    let config = client::client_config(&f.pki.ca_pem, &[b"http/1.1"]);
+    let mut tls = client::connect(f.server.https, HOST, config).unwrap();
+    tls.write_all(b"GET /api/forever HTTP/1.1\r\nHost: test.example\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(tls.read(&mut buf).unwrap() > 0);
+    drop(tls);
+    let started = Instant::now();
+    while dropped() == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the upstream stream was not cancelled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn host_and_header_rules_and_cookie_policy_are_configurable() {
+    let up = upstream::start();
+    let route = "        host_header: app.internal\n        request_headers: {set: {X-Env: prod}, remove: [X-Debug]}\n        response_headers: {set: {X-Served-By: candado}, remove: [X-App]}\n";
+    let f = proxied(&up, route, "    secure_cookies: false\n");
+    let text = f.get("/api/echo", &["-H", "X-Debug: 1"]).text();
+    assert!(
+        text.contains("host: app.internal\n") && text.contains("x-env: prod\n"),
+        "{text}"
+    );
+    assert!(!text.contains("x-debug"), "{text}");
+    assert!(
+        text.contains("x-forwarded-host: test.example:"),
+        "the public host is still forwarded: {text}"
+    );
+    let res = f.get("/api/cookies", &[]);
+    assert_eq!(res.header("x-served-by").as_deref(), Some("candado"));
+    assert_eq!(res.header("x-app"), None);
+    assert_eq!(
+        res.header("set-cookie").as_deref(),
+        Some("session=abc; Path=/; HttpOnly"),
+        "no Secure when turned off"
+    );
 }

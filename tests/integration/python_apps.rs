@@ -172,32 +172,12 @@ fn uvicorn_websocket_echo_passes_text_binary_ping_and_close() {
 fn uvicorn_server_sent_events_arrive_as_they_are_sent() {
     let app = uvicorn();
     let f = behind_candado(&app);
-    use std::io::{Read, Write};
-    let mut tls = client::connect(
+    let req = b"GET /sse HTTP/1.1\r\nHost: test.example\r\nAccept: text/event-stream\r\n\r\n";
+    let times = client::arrival_times(
         f.server.https,
-        HOST,
-        client::client_config(&f.pki.ca_pem, &[b"http/1.1"]),
-    )
-    .unwrap();
-    tls.write_all(b"GET /sse HTTP/1.1\r\nHost: test.example\r\nAccept: text/event-stream\r\n\r\n")
-        .unwrap();
-    let started = Instant::now();
-    let (mut seen, mut first) = (String::new(), None);
-    let mut buf = [0u8; 4096];
-    while !seen.contains("token 2") && started.elapsed() < Duration::from_secs(5) {
-        let n = tls.read(&mut buf).unwrap();
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if first.is_none() && seen.contains("token 0") {
-            first = Some(started.elapsed());
-        }
-    }
-    let first = first.expect("first token");
-    assert!(
-        first < Duration::from_millis(300),
-        "first token after {first:?}"
+        &f.pki.ca_pem,
+        req,
+        &["token 0", "token 1", "token 2"],
     );
-    assert!(
-        started.elapsed() >= Duration::from_millis(700),
-        "all tokens at once: buffered"
-    );
+    client::assert_flushed_as_sent(&times);
 }

@@ -198,3 +198,48 @@ pub fn status_of(raw: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// Sends `request` over a fresh TLS connection and returns when each marker first appeared
+/// in the response stream, measured from the moment the request was sent (at most 5 s).
+pub fn arrival_times(
+    addr: SocketAddr,
+    ca_pem: &str,
+    request: &[u8],
+    markers: &[&str],
+) -> Vec<Duration> {
+    let mut tls = connect(addr, HOST, client_config(ca_pem, &[b"http/1.1"])).unwrap();
+    tls.write_all(request).unwrap();
+    let started = std::time::Instant::now();
+    let (mut seen, mut times) = (String::new(), Vec::new());
+    let mut buf = [0u8; 4096];
+    while times.len() < markers.len() && started.elapsed() < Duration::from_secs(5) {
+        let n = tls.read(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        while times.len() < markers.len() && seen.contains(markers[times.len()]) {
+            times.push(started.elapsed());
+        }
+    }
+    assert_eq!(
+        times.len(),
+        markers.len(),
+        "not every marker arrived: {seen}"
+    );
+    times
+}
+
+/// Asserts that events sent 400 ms apart arrive 400 ms apart (each flushed within 50 ms of
+/// being sent, none held back until the stream ends), the first one promptly.
+pub fn assert_flushed_as_sent(times: &[Duration]) {
+    assert!(
+        times[0] < Duration::from_millis(300),
+        "first event after {:?}",
+        times[0]
+    );
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap > Duration::from_millis(350) && gap < Duration::from_millis(450),
+            "events {gap:?} apart, sent 400 ms apart"
+        );
+    }
+}

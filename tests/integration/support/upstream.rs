@@ -107,6 +107,18 @@ async fn handle(mut req: Request<Incoming>, me: SocketAddr) -> Result<Response<B
                 .header("content-type", "text/event-stream")
                 .body(BodyExt::boxed(StreamBody::new(events)))
         }
+        p if p.ends_with("/forever") => {
+            // Streams until the reader goes away; the guard counts how often that happened.
+            let guard = DropCounter;
+            let ticks = futures_util::stream::unfold(guard, |g| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"tick\n"))),
+                    g,
+                ))
+            });
+            Response::builder().body(BodyExt::boxed(StreamBody::new(ticks)))
+        }
         p if p.ends_with("/ws") => {
             // Not a WebSocket stack: after 101 it echoes raw bytes, which is all a proxy's
             // tunnel has to carry.
@@ -151,6 +163,17 @@ async fn echo(req: Request<Incoming>) -> http::Result<Response<Body>> {
         .unwrap_or_default();
     text.push_str(&format!("\n{}", String::from_utf8_lossy(&body)));
     Response::builder().body(full(text))
+}
+
+/// How many `/forever` streams were dropped because their reader went away.
+pub static FOREVER_DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct DropCounter;
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        FOREVER_DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub fn pattern(start: usize, len: usize) -> Vec<u8> {
