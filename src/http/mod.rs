@@ -57,6 +57,12 @@ impl ConnBusy {
     }
 }
 
+/// Set by the listener on an HTTP/1.1 request that carried both Content-Length and
+/// Transfer-Encoding (hyper resolves the conflict before the request reaches us). Answered
+/// with 400 and never forwarded: it is how requests are smuggled past front ends.
+#[derive(Clone, Copy, Debug)]
+pub struct FramingConflict;
+
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -211,7 +217,10 @@ impl Router {
                 &format!("This server has no site named {host}."),
             );
         };
-        let mut res = site.respond(req, conn, &host).await;
+        let mut res = match req.extensions().get::<FramingConflict>() {
+            Some(_) => framing_conflict(&req, conn),
+            None => site.respond(req, conn, &host).await,
+        };
         add_headers(res.headers_mut(), &site.headers);
         res
     }
@@ -219,6 +228,17 @@ impl Router {
     pub fn logs_access(&self) -> bool {
         self.access_log
     }
+}
+
+fn framing_conflict<B>(req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
+    tracing::warn!(client = %conn.peer.ip(), path = %req.uri().path(), "refused a request with both Content-Length and Transfer-Encoding");
+    let mut res = error::page(
+        StatusCode::BAD_REQUEST,
+        "The request has both Content-Length and Transfer-Encoding headers.",
+    );
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// The access log: one line per request.

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::ListenerCtx;
 use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
-use crate::http::{ConnBusy, ConnInfo, access_log, redirect};
+use crate::http::{ConnBusy, ConnInfo, FramingConflict, access_log, redirect};
 use crate::tls::ALPN_H2;
 
 fn version_name(v: rustls::ProtocolVersion) -> &'static str {
@@ -105,14 +105,11 @@ async fn serve_https<S>(
     let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnBusy::new(act.begin()));
         let index = served.fetch_add(1, Ordering::Relaxed);
-        let refuse = ambiguous.load(Ordering::Relaxed) == index + 1;
-        let (router, info) = (router.clone(), info.clone());
-        async move {
-            if refuse {
-                return Ok::<_, Infallible>(refuse_ambiguous(&req, &info));
-            }
-            Ok::<_, Infallible>(router.handle(req, &info).await)
+        if ambiguous.load(Ordering::Relaxed) == index + 1 {
+            req.extensions_mut().insert(FramingConflict);
         }
+        let (router, info) = (router.clone(), info.clone());
+        async move { Ok::<_, Infallible>(router.handle(req, &info).await) }
     });
     let t = ctx.timeouts;
     if h2 {
@@ -135,23 +132,6 @@ async fn serve_https<S>(
             .with_upgrades();
         drive(conn, &activity, &ctx, shutdown).await;
     }
-}
-
-/// RFC 9112 §6.3: Content-Length together with Transfer-Encoding is refused, never forwarded.
-fn refuse_ambiguous(
-    req: &hyper::Request<Incoming>,
-    info: &ConnInfo,
-) -> hyper::Response<crate::http::Body> {
-    tracing::warn!(client = %info.peer.ip(), path = %req.uri().path(), "refused a request with both Content-Length and Transfer-Encoding");
-    let mut res = crate::http::error::page(
-        http::StatusCode::BAD_REQUEST,
-        "The request has both Content-Length and Transfer-Encoding headers.",
-    );
-    res.headers_mut().insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("close"),
-    );
-    res
 }
 
 /// HTTP/1.1 without TLS: every request gets a redirect to its HTTPS address.

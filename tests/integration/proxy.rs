@@ -196,13 +196,26 @@ fn content_length_with_transfer_encoding_is_rejected_never_forwarded() {
             "reached the backend: {raw}"
         );
     }
+    // Content-Length first is caught by candado's scanner (hyper would read it as chunked);
+    // Transfer-Encoding first hyper refuses by itself. Candado's refusal is logged.
+    let wait = |needle| f.server.wait_log(needle, Duration::from_secs(3));
     assert!(
-        f.server
-            .log()
-            .contains("both Content-Length and Transfer-Encoding"),
+        wait("both Content-Length and Transfer-Encoding"),
         "{}",
         f.server.log()
     );
+    assert!(
+        wait("path=/api/echo status=400"),
+        "in the access log: {}",
+        f.server.log()
+    );
+    assert!(raw_has_hsts(&f), "refusals carry the site's headers");
+}
+
+fn raw_has_hsts(f: &Fixture) -> bool {
+    let req = "POST /api/echo HTTP/1.1\r\nHost: test.example\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let raw = raw_tls(f.server.https, &f.pki.ca_pem, req.as_bytes());
+    status_of(&raw) == 400 && raw.contains("strict-transport-security: max-age=31536000\r\n")
 }
 
 #[test]
