@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, CertSource, Config, Format, Hsts, LogFormat, Site, defaults};
+use crate::devca::{self, DevCa, KeyKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +35,12 @@ enum Command {
     Config(ConfigCommand),
     /// Read a password on standard input and print its argon2id hash, for `basic_auth` users.
     HashPassword,
+    /// The local development CA (like mkcert).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Make certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +50,49 @@ enum ConfigCommand {
         /// The config file.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create the development CA (if there is none yet) and print where it is.
+    Init,
+    /// Print the path of the CA certificate to trust.
+    Path,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// A certificate from the local development CA, for names, wildcards and IP addresses.
+    Issue(IssueArgs),
+    /// A self-signed certificate (replaces `openssl req -x509 -newkey rsa:4096 -nodes ...`).
+    SelfSigned(IssueArgs),
+}
+
+#[derive(Debug, Args)]
+struct IssueArgs {
+    /// Host names the certificate is for, e.g. app.test '*.app.test' localhost.
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
+    /// IP addresses the certificate is for (repeatable).
+    #[arg(long = "ip", value_name = "IP")]
+    ips: Vec<IpAddr>,
+    /// Days of validity [default: 397 from the CA, 365 self-signed].
+    #[arg(long, value_name = "N")]
+    days: Option<u32>,
+    /// Key type.
+    #[arg(long, value_enum, default_value = "ecdsa")]
+    key: KeyArg,
+    /// Folder for NAME.crt and NAME.key.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyArg {
+    Ecdsa,
+    Rsa2048,
+    Rsa4096,
+    Ed25519,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -129,6 +179,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Proxy(args)) => proxy(args).await,
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Ca(c)) => ca(c),
+        Some(Command::Cert(CertCommand::Issue(args))) => cert(args, false),
+        Some(Command::Cert(CertCommand::SelfSigned(args))) => cert(args, true),
         None => serve(cli.serve).await,
     }
 }
@@ -344,6 +397,88 @@ fn write_ssl_config(args: &ServeArgs) -> Result<()> {
         "{}: ssl.enabled = true, ssl.cert_file = {cert}, ssl.key_file = {key} (other settings and comments kept)",
         path.display()
     );
+    Ok(())
+}
+
+fn ca(command: CaCommand) -> Result<()> {
+    let dir = devca::data_dir();
+    match command {
+        CaCommand::Init => {
+            let (ca, created) = DevCa::load_or_create(&dir).with_context(|| {
+                format!("cannot set up the development CA in {}", dir.display())
+            })?;
+            let what = if created { "created" } else { "already exists" };
+            println!("development CA {what}: {}", ca.cert_path().display());
+        }
+        CaCommand::Path => {
+            let path = dir.join("ca").join("ca.crt");
+            if !path.exists() {
+                bail!(
+                    "no development CA yet in {}: create it with `candado ca init`",
+                    dir.display()
+                );
+            }
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `candado cert issue|self-signed`: writes NAME.crt and NAME.key, prints what it made.
+fn cert(args: IssueArgs, self_signed: bool) -> Result<()> {
+    let mut names = Vec::new();
+    for n in &args.names {
+        names.push(config::parse_site_name(n).map_err(anyhow::Error::msg)?);
+    }
+    names.extend(args.ips.iter().map(IpAddr::to_string));
+    if names.is_empty() {
+        bail!("name at least one host or --ip, e.g. candado cert issue app.test --ip 127.0.0.1");
+    }
+    let default_days = if self_signed { 365 } else { devca::LEAF_DAYS };
+    let days = args.days.map_or(default_days, i64::from);
+    if !(1..=3650).contains(&days) {
+        bail!("--days {days}: choose between 1 and 3650");
+    }
+    let kind = match args.key {
+        KeyArg::Ecdsa => KeyKind::Ecdsa,
+        KeyArg::Rsa2048 => KeyKind::Rsa2048,
+        KeyArg::Rsa4096 => KeyKind::Rsa4096,
+        KeyArg::Ed25519 => KeyKind::Ed25519,
+    };
+    let (cert_pem, key_pem, trust) = match self_signed {
+        true => {
+            let (c, k) = devca::self_signed(&names, days, kind)?;
+            (c, k, None)
+        }
+        false => {
+            let dir = devca::data_dir();
+            let (ca, _) = DevCa::load_or_create(&dir).with_context(|| {
+                format!("cannot set up the development CA in {}", dir.display())
+            })?;
+            let (c, k) = ca.issue_with(&names, days, kind)?;
+            (c, k, Some(ca.cert_path()))
+        }
+    };
+    let (cert, key) = devca::write_pair(&args.out, &devca::file_stem(&names), &cert_pem, &key_pem)?;
+    println!(
+        "certificate: {} ({}, {days} days)",
+        cert.display(),
+        names.join(", ")
+    );
+    println!("key:         {} (mode 0600)", key.display());
+    match trust {
+        Some(ca) => println!(
+            "clients trust it through the development CA: {}",
+            ca.display()
+        ),
+        None => println!("self-signed: clients must trust this certificate itself"),
+    }
+    if !self_signed && days > devca::LEAF_DAYS {
+        eprintln!(
+            "warning: browsers refuse leaf certificates valid for more than {} days",
+            devca::LEAF_DAYS
+        );
+    }
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use x509_parser::prelude::GeneralName;
 /// The CA lives ten years; leaves 397 days (the longest browsers accept) and are reissued when
 /// fewer than 30 days are left.
 const CA_DAYS: i64 = 3650;
-const LEAF_DAYS: i64 = 397;
+pub const LEAF_DAYS: i64 = 397;
 const LEAF_RENEW_DAYS: i64 = 30;
 
 /// Where candado keeps its state: `$CANDADO_DATA_DIR`, else `$XDG_DATA_HOME/candado`
@@ -81,10 +81,7 @@ impl DevCa {
     /// was issued by this CA, covers every name and is not close to expiry.
     pub fn leaf_for(&self, names: &[String]) -> Result<(PathBuf, PathBuf)> {
         let certs = self.dir.parent().unwrap_or(&self.dir).join("certs");
-        let stem = names
-            .first()
-            .map(|n| n.replace('*', "_wildcard"))
-            .unwrap_or_else(|| "localhost".into());
+        let stem = file_stem(names);
         let (cert_path, key_path) = (
             certs.join(format!("{stem}.crt")),
             certs.join(format!("{stem}.key")),
@@ -99,26 +96,23 @@ impl DevCa {
         Ok((cert_path, key_path))
     }
 
-    /// Issues a leaf for `names` (DNS names, wildcards or IP addresses): (cert PEM, key PEM).
+    /// Issues a P-256 leaf for `names` (DNS names, wildcards or IP addresses):
+    /// (cert PEM, key PEM).
     pub fn issue(&self, names: &[String]) -> Result<(String, String)> {
+        self.issue_with(names, LEAF_DAYS, KeyKind::Ecdsa)
+    }
+
+    /// Issues a leaf with a chosen lifetime and key type.
+    pub fn issue_with(
+        &self,
+        names: &[String],
+        days: i64,
+        kind: KeyKind,
+    ) -> Result<(String, String)> {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)
             .context("reading the development CA")?;
-        let mut params =
-            CertificateParams::new(names.to_vec()).context("invalid certificate name")?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "candado development certificate");
-        if let Some(n) = names.first() {
-            dn.push(DnType::CommonName, n.as_str());
-        }
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(LEAF_DAYS);
-        let key = KeyPair::generate().context("generating a key")?;
+        let params = leaf_params(names, days, "candado development certificate")?;
+        let key = kind.generate()?;
         let cert = params
             .signed_by(&key, &issuer)
             .context("signing the certificate")?;
@@ -158,6 +152,87 @@ impl DevCa {
             && leaf.validity().not_after.timestamp() > renew_at.unix_timestamp()
             && names.iter().all(|n| covered.contains(n))
     }
+}
+
+/// A self-signed certificate for `names`, the one-command replacement for
+/// `openssl req -x509 -newkey rsa:4096 -nodes ...`: (cert PEM, key PEM).
+pub fn self_signed(names: &[String], days: i64, kind: KeyKind) -> Result<(String, String)> {
+    let mut params = leaf_params(names, days, "candado self-signed certificate")?;
+    params.use_authority_key_identifier_extension = false;
+    let key = kind.generate()?;
+    let cert = params
+        .self_signed(&key)
+        .context("signing the certificate")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The key types `cert issue` and `cert self-signed` can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// ECDSA P-256: small, fast, accepted everywhere.
+    Ecdsa,
+    Rsa2048,
+    Rsa4096,
+    Ed25519,
+}
+
+impl KeyKind {
+    fn generate(self) -> Result<KeyPair> {
+        let rsa = |size| KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size);
+        let key = match self {
+            KeyKind::Ecdsa => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            KeyKind::Rsa2048 => rsa(rcgen::RsaKeySize::_2048),
+            KeyKind::Rsa4096 => rsa(rcgen::RsaKeySize::_4096),
+            KeyKind::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        };
+        key.context("generating a key")
+    }
+}
+
+fn leaf_params(names: &[String], days: i64, org: &str) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(names.to_vec()).context("invalid certificate name")?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, org);
+    if let Some(n) = names.first() {
+        dn.push(DnType::CommonName, n.as_str());
+    }
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+    Ok(params)
+}
+
+/// Writes a certificate (0644) and its key (0600) as `DIR/STEM.crt` and `DIR/STEM.key`.
+pub fn write_pair(
+    dir: &Path,
+    stem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    write_private(&key, key_pem.as_bytes())?;
+    write_public(&cert, cert_pem.as_bytes())?;
+    Ok((cert, key))
+}
+
+/// A file name for a certificate's names: the first one, `*` and `:` spelled out.
+pub fn file_stem(names: &[String]) -> String {
+    names
+        .first()
+        .map(|n| n.replace('*', "_wildcard").replace(':', "_"))
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn general_name(g: &GeneralName<'_>) -> String {

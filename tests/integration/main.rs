@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod balancing;
+mod cert_commands;
 mod certificates;
 mod config_files;
 mod hardening;
