@@ -341,6 +341,7 @@ fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, Pat
 fn single_site_config(site: Site, allow_expired: bool) -> Config {
     Config {
         tls_policy: config::TlsPolicy::Intermediate,
+        unknown_sni: config::UnknownSni::default(),
         timeouts: Default::default(),
         limits: Default::default(),
         log: Default::default(),

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::{self, LoadedCert, SniResolver};
-use crate::config::{CertSource, Config, Site};
+use crate::config::{CertSource, Config, Site, UnknownSni};
 use crate::devca::{self, DevCa};
 use crate::http::{Router, SiteHandler};
 use crate::listener::{self, ListenerCtx};
@@ -56,7 +56,7 @@ pub async fn run(config: Config) -> Result<()> {
         let on_it: Vec<usize> = (0..handlers.len())
             .filter(|&i| config.sites[i].listen == requested)
             .collect();
-        let mut resolver = SniResolver::default();
+        let mut resolver = SniResolver::new(config.unknown_sni == UnknownSni::Reject);
         for &i in &on_it {
             resolver.add(&handlers[i].site.names, certs[i].key.clone());
         }

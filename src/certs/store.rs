@@ -1,6 +1,6 @@
 //! Chooses the certificate for a TLS handshake from the SNI name: exact names first, then
-//! `*.parent` wildcards, then the listener's default (used for clients that send no SNI, such
-//! as those connecting to an IP address).
+//! `*.parent` wildcards, then the listener's default: always for clients that send no SNI (such
+//! as those connecting to an IP address), and for unknown names unless they are rejected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,9 +13,18 @@ pub struct SniResolver {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    reject_unknown: bool,
 }
 
 impl SniResolver {
+    /// `reject_unknown`: a name no site serves gets a handshake failure, not the default.
+    pub fn new(reject_unknown: bool) -> Self {
+        SniResolver {
+            reject_unknown,
+            ..Default::default()
+        }
+    }
+
     /// Adds a site's names; the first site added also becomes the default.
     pub fn add(&mut self, names: &[String], key: Arc<CertifiedKey>) {
         for n in names {
@@ -38,7 +47,7 @@ impl SniResolver {
                 name.split_once('.')
                     .and_then(|(_, parent)| self.wildcard.get(parent))
             })
-            .or(self.default.as_ref())
+            .or(self.default.as_ref().filter(|_| !self.reject_unknown))
             .cloned()
     }
 }

@@ -148,7 +148,22 @@ fn parse_candado(text: &str, base: &Path) -> Result<Config, Vec<Problem>> {
 }
 
 fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
-    let tls_policy = match raw.tls.and_then(|t| t.policy) {
+    let (policy, unknown_sni) = raw
+        .tls
+        .map(|t| (t.policy, t.unknown_sni))
+        .unwrap_or_default();
+    let unknown_sni = match unknown_sni {
+        None => UnknownSni::DefaultCertificate,
+        Some(s) => match s.value.as_str() {
+            "default" => UnknownSni::DefaultCertificate,
+            "reject" => UnknownSni::Reject,
+            other => {
+                p.add(line_of(&s), "tls.unknown_sni", format!("unknown choice `{other}`: use `default` (the first site's certificate) or `reject` (a handshake failure)"));
+                UnknownSni::DefaultCertificate
+            }
+        },
+    };
+    let tls_policy = match policy {
         None => TlsPolicy::Intermediate,
         Some(s) => match s.value.as_str() {
             "intermediate" => TlsPolicy::Intermediate,
@@ -230,6 +245,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
     check_addresses(&sites, p);
     Config {
         tls_policy,
+        unknown_sni,
         timeouts,
         limits,
         log,

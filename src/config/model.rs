@@ -12,6 +12,7 @@ use super::defaults;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tls_policy: TlsPolicy,
+    pub unknown_sni: UnknownSni,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub log: LogSettings,
@@ -26,6 +27,16 @@ pub enum TlsPolicy {
     Intermediate,
     /// TLS 1.3 only (Mozilla "modern").
     Modern,
+}
+
+/// What a handshake for a name no site serves gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownSni {
+    /// The listener's first site's certificate (as nginx's default server does).
+    #[default]
+    DefaultCertificate,
+    /// A handshake failure: nothing about the sites is revealed.
+    Reject,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -97,6 +97,7 @@ pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
         true => Ok((
             Config {
                 tls_policy: TlsPolicy::Intermediate,
+                unknown_sni: UnknownSni::default(),
                 timeouts: Timeouts::default(),
                 limits: Limits::default(),
                 log: LogSettings::default(),

@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTls {
     pub policy: Option<Spanned<String>>,
+    pub unknown_sni: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,5 +14,6 @@ mod hardening;
 mod proxy;
 mod python_apps;
 mod redirect;
+mod sni;
 mod static_files;
 mod tls;
