@@ -66,6 +66,20 @@ enum CertCommand {
     Issue(IssueArgs),
     /// A self-signed certificate (replaces `openssl req -x509 -newkey rsa:4096 -nodes ...`).
     SelfSigned(IssueArgs),
+    /// Describe a certificate file or the chain a server presents.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A PEM file, or HOST[:PORT] (port 443 unless given) of a server to ask.
+    target: String,
+    /// A private key file: say whether it matches the leaf certificate.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +196,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Ca(c)) => ca(c),
         Some(Command::Cert(CertCommand::Issue(args))) => cert(args, false),
         Some(Command::Cert(CertCommand::SelfSigned(args))) => cert(args, true),
+        Some(Command::Cert(CertCommand::Inspect(args))) => inspect(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -481,6 +496,53 @@ fn cert(args: IssueArgs, self_signed: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `candado cert inspect FILE|HOST[:PORT]`.
+async fn inspect(args: InspectArgs) -> Result<()> {
+    let provider = crate::tls::provider();
+    let file = Path::new(&args.target);
+    let chain = match file.is_file() {
+        true => crate::certs::load::read_chain(file)?,
+        false => {
+            let target = args
+                .target
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            let (host, port) = split_host_port(target)?;
+            crate::check::fetch_chain(&host, port, std::time::Duration::from_secs(10))
+                .await
+                .map_err(anyhow::Error::msg)?
+        }
+    };
+    let spki = args
+        .key
+        .as_deref()
+        .map(|k| crate::certs::load::read_key_spki(k, &provider))
+        .transpose()?;
+    let report = crate::certs::inspect::describe(&args.target, &chain, spki.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", crate::certs::inspect::render(&report)),
+    }
+    Ok(())
+}
+
+/// `host`, `host:port`, `[v6]:port` → (host, port), port 443 by default.
+fn split_host_port(s: &str) -> Result<(String, u16)> {
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => {
+            let port = p
+                .parse()
+                .with_context(|| format!("`{p}` in {s} is not a port"))?;
+            Ok((h.trim_matches(['[', ']']).to_owned(), port))
+        }
+        _ => Ok((s.trim_matches(['[', ']']).to_owned(), 443)),
+    }
 }
 
 fn hash_password() -> Result<()> {

@@ -11,6 +11,7 @@
 //! `serve` wires it all together; `cli` is the command line.
 
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod devca;

@@ -101,6 +101,27 @@ pub fn load_files(
     })
 }
 
+/// The certificates of a PEM file, in file order.
+pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    parse_chain(path, &read(path, CertError::CertNotFound)?)
+}
+
+/// The SubjectPublicKeyInfo (DER) of the private key in a PEM file, to compare with a
+/// certificate's.
+pub fn read_key_spki(path: &Path, provider: &CryptoProvider) -> Result<Vec<u8>, CertError> {
+    let key = parse_key(path, &read(path, CertError::KeyNotFound)?)?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| CertError::BadKey(path.to_owned(), e.to_string()))?;
+    signing
+        .public_key()
+        .map(|spki| spki.as_ref().to_vec())
+        .ok_or_else(|| {
+            CertError::BadKey(path.to_owned(), "its public key cannot be derived".into())
+        })
+}
+
 fn read(path: &Path, not_found: fn(PathBuf) -> CertError) -> Result<Vec<u8>, CertError> {
     std::fs::read(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound => not_found(path.to_owned()),

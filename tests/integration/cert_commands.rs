@@ -201,3 +201,91 @@ fn bad_names_and_days_are_refused_with_a_reason() {
         );
     }
 }
+
+fn inspect(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg("cert")
+        .arg("inspect")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn inspect_describes_a_chain_file_and_whether_a_key_matches() {
+    let pki = crate::support::pki::TestPki::new();
+    let leaf = pki.leaf_via_intermediate("chain", &["test.example", "127.0.0.1"]);
+    let other = pki.leaf("other", &["x.test"]);
+    let (ok, text) = inspect(&[
+        leaf.cert.to_str().unwrap(),
+        "--key",
+        leaf.key.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    for expected in [
+        "certificate 1 of 2 (leaf)",
+        "certificate 2 of 2 (intermediate)",
+        "names      test.example, 127.0.0.1",
+        "key        ECDSA P-256",
+        "signature  ecdsa-with-SHA256",
+        "days left",
+        "chain: in order",
+        "ends before its issuer CN=candado test root",
+        "key: matches the leaf certificate",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let (_, text) = inspect(&[
+        leaf.cert.to_str().unwrap(),
+        "--key",
+        other.key.to_str().unwrap(),
+    ]);
+    assert!(text.contains("key: does NOT match"), "{text}");
+    let (ok, json) = inspect(&[leaf.cert.to_str().unwrap(), "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["certificates"][0]["names"],
+        serde_json::json!(["test.example", "127.0.0.1"])
+    );
+    assert_eq!(v["chain_in_order"], true);
+    assert!(v["certificates"][0]["days_left"].as_i64().unwrap() > 80);
+}
+
+#[test]
+fn inspect_spots_a_chain_out_of_order() {
+    let pki = crate::support::pki::TestPki::new();
+    let leaf = pki.leaf_via_intermediate("chain", &["test.example"]);
+    let pems: Vec<&str> = leaf
+        .cert_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    let swapped = pki.path("swapped.crt");
+    std::fs::write(&swapped, format!("{}{}", pems[1], pems[0])).unwrap();
+    let (_, text) = inspect(&[swapped.to_str().unwrap()]);
+    assert!(text.contains("chain: OUT OF ORDER"), "{text}");
+}
+
+#[test]
+fn inspect_asks_a_running_server_for_its_chain() {
+    let f = crate::support::Fixture::start("", "");
+    let target = format!("127.0.0.1:{}", f.server.https.port());
+    let (ok, text) = inspect(&[&target, "--json"]);
+    assert!(ok, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["certificates"][0]["names"],
+        serde_json::json!(["test.example", "*.wild.example", "127.0.0.1"])
+    );
+    let (ok, text) = inspect(&["127.0.0.1:1"]);
+    assert!(
+        !ok && text.contains("cannot connect to 127.0.0.1:1"),
+        "{text}"
+    );
+}
