@@ -115,7 +115,7 @@ enum LogFormatArg {
     Json,
 }
 
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 struct ServeArgs {
     /// Config file: candado's YAML format (with `sites:`) or PyServe's config.yaml.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
@@ -158,7 +158,7 @@ struct ServeArgs {
     no_access_log: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct ProxyArgs {
     /// The app's address (repeat for several, used in turn): 127.0.0.1:5000, http://… or https://…
     #[arg(long, value_name = "ADDR", required = true)]
@@ -205,7 +205,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.ssl_config {
         return write_ssl_config(&args);
     }
-    let (mut config, warnings) = build_config(&args)?;
+    let (config, warnings) = serve_config(&args)?;
+    crate::telemetry::init(config.log.format, args.debug);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    // A reload reads the same file with the same flags.
+    let reload: crate::serve::Reloader = Box::new(move || {
+        let (config, warnings) = serve_config(&args)?;
+        warnings.iter().for_each(|w| tracing::warn!("{w}"));
+        Ok(config)
+    });
+    crate::serve::run(config, Some(reload)).await
+}
+
+/// The config for `serve`: the file (or flags alone), then the logging flags.
+fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
+    let (mut config, warnings) = build_config(args)?;
     if let Some(f) = args.log_format {
         config.log.format = match f {
             LogFormatArg::Human => LogFormat::Human,
@@ -215,14 +231,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.no_access_log {
         config.log.access = false;
     }
-    crate::telemetry::init(config.log.format, args.debug);
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    crate::serve::run(config).await
+    Ok((config, warnings))
 }
 
 async fn proxy(args: ProxyArgs) -> Result<()> {
+    let config = proxy_config(&args)?;
+    crate::telemetry::init(config.log.format, args.debug);
+    let reload: crate::serve::Reloader = Box::new(move || proxy_config(&args));
+    crate::serve::run(config, Some(reload)).await
+}
+
+fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     let ip = bind_ip(args.host.as_deref())?;
     let (name, port) = match &args.from {
         Some(from) => parse_from(from)?,
@@ -234,12 +253,8 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
         .map(|t| config::Upstream::parse(t).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
     let files = args.cert.clone().zip(args.key.clone());
-    let mut site = local_site(
-        ip,
-        port,
-        args.http_port.unwrap_or(defaults::REDIRECT_PORT),
-        files,
-    );
+    let http_port = args.http_port.unwrap_or(defaults::REDIRECT_PORT);
+    let mut site = local_site(ip, port, http_port, files);
     if let Some(name) = name {
         site.names.insert(0, name);
     }
@@ -248,8 +263,7 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
     if let Some(LogFormatArg::Json) = args.log_format {
         config.log.format = LogFormat::Json;
     }
-    crate::telemetry::init(config.log.format, args.debug);
-    crate::serve::run(config).await
+    Ok(config)
 }
 
 /// `--from NAME[:PORT]`: the site name (checked) and the HTTPS port.

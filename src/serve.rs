@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -16,84 +17,57 @@ use crate::certs::{self, LoadedCert, SniResolver};
 use crate::config::{CertSource, Config, Site, UnknownSni};
 use crate::devca::{self, DevCa};
 use crate::http::{Router, SiteHandler};
-use crate::listener::{self, ListenerCtx};
+use crate::listener::{self, ListenerCtx, ListenerState};
 use crate::tls;
 
-pub async fn run(config: Config) -> Result<()> {
+/// A listener is known by its role and the address the config asks for (two `:0` addresses,
+/// an HTTPS one and a redirect one, are different listeners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Role {
+    Https,
+    Redirect,
+}
+
+type ListenerKey = (Role, SocketAddr);
+
+/// Rebuilds the configuration for a reload (re-reads the config file, same flags).
+pub type Reloader = Box<dyn Fn() -> Result<Config> + Send + Sync>;
+
+pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::debug!(error = %e, "cannot raise the open-file limit");
     }
     let provider = tls::provider();
     let ca = local_ca(&config)?;
-    let certs = config
-        .sites
-        .iter()
-        .map(|s| site_certificate(s, ca.as_ref(), &provider, config.allow_expired))
-        .collect::<Result<Vec<_>>>()?;
-    let mut sites = config.sites.clone();
-    let https = bind_all(sites.iter().map(|s| s.listen)).await?;
-    for s in &mut sites {
-        s.listen = https[&s.listen].1;
-    }
-    let redirects = bind_all(sites.iter().filter_map(|s| s.redirect_from)).await?;
-    let handlers = sites
-        .into_iter()
-        .map(|s| {
-            let root = s.root.clone();
-            SiteHandler::new(s, &provider)
-                .map(Arc::new)
-                .with_context(|| {
-                    format!(
-                        "cannot serve the folder {}",
-                        root.unwrap_or_default().display()
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let certs = load_certificates(&config, ca.as_ref(), &provider)?;
+    let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
+    let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
+    let ports: HashMap<SocketAddr, SocketAddr> = https.iter().map(|(r, (_, a))| (*r, *a)).collect();
+    let mut states = build_states(&config, &certs, &ports, &provider)?;
 
     let mut listeners = Vec::new();
-    for (requested, (tcp, actual)) in https {
-        let on_it: Vec<usize> = (0..handlers.len())
-            .filter(|&i| config.sites[i].listen == requested)
-            .collect();
-        let mut resolver = SniResolver::new(config.unknown_sni == UnknownSni::Reject);
-        for &i in &on_it {
-            resolver.add(&handlers[i].site.names, certs[i].key.clone());
+    let roles = https
+        .into_iter()
+        .map(|b| (Role::Https, b))
+        .chain(redirects.into_iter().map(|b| (Role::Redirect, b)));
+    for (role, (requested, (tcp, actual))) in roles {
+        let Some(state) = states.remove(&(role, requested)) else {
+            continue;
+        };
+        match &state.acceptor {
+            Some(_) => announce_https(&state.router, actual),
+            None => {
+                tracing::info!(kind = %"http", addr = %actual, "listening");
+                tracing::info!("http://{actual}/ redirects to https");
+            }
         }
-        let server_config =
-            tls::server_config(config.tls_policy, provider.clone(), Arc::new(resolver))?;
-        let router = Router::new(
-            on_it.iter().map(|&i| handlers[i].clone()).collect(),
-            config.log.access,
-        );
-        announce_https(&router, actual);
-        listeners.push((
-            tcp,
-            ctx(
-                &config,
-                Some(TlsAcceptor::from(server_config)),
-                router,
-                actual,
-            ),
-        ));
-    }
-    for (requested, (tcp, actual)) in redirects {
-        let from_it = handlers
-            .iter()
-            .filter(|h| h.site.redirect_from == Some(requested))
-            .cloned()
-            .collect();
-        tracing::info!(kind = %"http", addr = %actual, "listening");
-        tracing::info!("http://{actual}/ redirects to https");
-        listeners.push((
-            tcp,
-            ctx(
-                &config,
-                None,
-                Router::new(from_it, config.log.access),
-                actual,
-            ),
-        ));
+        let ctx = Arc::new(ListenerCtx {
+            state: ArcSwap::from_pointee(state),
+            timeouts: config.timeouts,
+            limits: config.limits,
+            local_port: actual.port(),
+        });
+        listeners.push(((role, requested), tcp, ctx));
     }
     if let Some(ca) = &ca {
         tracing::info!(
@@ -104,6 +78,15 @@ pub async fn run(config: Config) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    if let Some(reload) = reload {
+        let targets: Vec<(ListenerKey, Arc<ListenerCtx>)> =
+            listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect();
+        tokio::spawn(reload_on_hangup(reload, targets, ports, provider));
+    }
+    let listeners = listeners
+        .into_iter()
+        .map(|(_, tcp, ctx)| (tcp, ctx))
+        .collect();
     let left = listener::serve(
         listeners,
         config.limits.max_connections,
@@ -121,19 +104,128 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn ctx(
+/// Every site's certificate, loaded and checked; the first failure stops everything.
+fn load_certificates(
     config: &Config,
-    acceptor: Option<TlsAcceptor>,
-    router: Router,
-    addr: SocketAddr,
-) -> Arc<ListenerCtx> {
-    Arc::new(ListenerCtx {
-        acceptor,
-        router: Arc::new(router),
-        timeouts: config.timeouts,
-        limits: config.limits,
-        local_port: addr.port(),
-    })
+    ca: Option<&DevCa>,
+    provider: &CryptoProvider,
+) -> Result<Vec<LoadedCert>> {
+    config
+        .sites
+        .iter()
+        .map(|s| site_certificate(s, ca, provider, config.allow_expired))
+        .collect()
+}
+
+/// What each listener serves, keyed by the address the config asks for: the TLS acceptor with
+/// its SNI table and the router with its sites. `ports` maps requested to bound addresses, so
+/// that redirects name the real port when the config said `:0`.
+fn build_states(
+    config: &Config,
+    certs: &[LoadedCert],
+    ports: &HashMap<SocketAddr, SocketAddr>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<HashMap<ListenerKey, ListenerState>> {
+    let handlers = config
+        .sites
+        .iter()
+        .map(|s| {
+            let mut site = s.clone();
+            site.listen = ports.get(&s.listen).copied().unwrap_or(s.listen);
+            let root = site.root.clone().unwrap_or_default();
+            SiteHandler::new(site, provider)
+                .map(Arc::new)
+                .with_context(|| format!("cannot serve the folder {}", root.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut states = HashMap::new();
+    for site in &config.sites {
+        if states.contains_key(&(Role::Https, site.listen)) {
+            continue;
+        }
+        let on_it: Vec<usize> = (0..handlers.len())
+            .filter(|&j| config.sites[j].listen == site.listen)
+            .collect();
+        let mut resolver = SniResolver::new(config.unknown_sni == UnknownSni::Reject);
+        for &j in &on_it {
+            resolver.add(&handlers[j].site.names, certs[j].key.clone());
+        }
+        let server_config =
+            tls::server_config(config.tls_policy, provider.clone(), Arc::new(resolver))?;
+        let router = Router::new(
+            on_it.iter().map(|&j| handlers[j].clone()).collect(),
+            config.log.access,
+        );
+        let state = ListenerState {
+            acceptor: Some(TlsAcceptor::from(server_config)),
+            router: Arc::new(router),
+        };
+        states.insert((Role::Https, site.listen), state);
+    }
+    for site in &config.sites {
+        let Some(from) = site.redirect_from else {
+            continue;
+        };
+        let sites = handlers
+            .iter()
+            .filter(|h| h.site.redirect_from == Some(from))
+            .cloned()
+            .collect();
+        let state = ListenerState {
+            acceptor: None,
+            router: Arc::new(Router::new(sites, config.log.access)),
+        };
+        states.entry((Role::Redirect, from)).or_insert(state);
+    }
+    Ok(states)
+}
+
+/// SIGHUP (or `candado reload`) re-reads the config and every certificate. The new state is
+/// built off to the side and swapped in only when all of it loads: new connections get it at
+/// once, open ones keep what they started with, and a broken file leaves everything as it was.
+async fn reload_on_hangup(
+    reload: Reloader,
+    listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
+    ports: HashMap<SocketAddr, SocketAddr>,
+    provider: Arc<CryptoProvider>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return tracing::warn!("cannot listen for SIGHUP: reloads are off");
+    };
+    while hup.recv().await.is_some() {
+        match reload_once(&reload, &listeners, &ports, &provider) {
+            Ok(sites) => tracing::info!(sites, "reloaded the configuration and certificates"),
+            Err(e) => {
+                tracing::error!("reload failed, still serving the previous configuration: {e:#}")
+            }
+        }
+    }
+}
+
+fn reload_once(
+    reload: &Reloader,
+    listeners: &[(ListenerKey, Arc<ListenerCtx>)],
+    ports: &HashMap<SocketAddr, SocketAddr>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<usize> {
+    let config = reload()?;
+    let ca = local_ca(&config)?;
+    let certs = load_certificates(&config, ca.as_ref(), provider)?;
+    let mut states = build_states(&config, &certs, ports, provider)?;
+    let wanted: std::collections::BTreeSet<_> = states.keys().copied().collect();
+    let bound: std::collections::BTreeSet<_> = listeners.iter().map(|(r, _)| *r).collect();
+    if wanted != bound {
+        anyhow::bail!(
+            "the listen addresses changed ({wanted:?} instead of {bound:?}): restart candado to apply that"
+        );
+    }
+    for (requested, ctx) in listeners {
+        if let Some(state) = states.remove(requested) {
+            ctx.state.store(Arc::new(state));
+        }
+    }
+    Ok(config.sites.len())
 }
 
 fn announce_https(router: &Router, addr: SocketAddr) {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::ListenerCtx;
 use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
-use crate::http::{ConnBusy, ConnInfo, FramingConflict, access_log, redirect};
+use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
 use crate::tls::ALPN_H2;
 
 fn version_name(v: rustls::ProtocolVersion) -> &'static str {
@@ -39,6 +39,8 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 pub(crate) async fn serve_tls(
     tcp: TcpStream,
     peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    router: Arc<Router>,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) {
@@ -50,11 +52,8 @@ pub(crate) async fn serve_tls(
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         tracing::debug!(%peer, "plain HTTP on the TLS port: answering with a redirect");
-        return serve_plain(tcp, peer, ctx, shutdown).await;
+        return serve_plain(tcp, peer, router, ctx, shutdown).await;
     }
-    let Some(acceptor) = &ctx.acceptor else {
-        return;
-    };
     let tls = match timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -78,13 +77,14 @@ pub(crate) async fn serve_tls(
         resumed = matches!(session.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
         "TLS handshake done"
     );
-    serve_https(tls, info, h2, ctx, shutdown).await
+    serve_https(tls, info, h2, router, ctx, shutdown).await
 }
 
 async fn serve_https<S>(
     stream: S,
     info: ConnInfo,
     h2: bool,
+    router: Arc<Router>,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) where
@@ -99,7 +99,6 @@ async fn serve_https<S>(
     }
     let io = TokioIo::new(tracked);
     let info = Arc::new(info);
-    let router = ctx.router.clone();
     let act = activity.clone();
     let served = Arc::new(AtomicU64::new(0));
     let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -138,6 +137,7 @@ async fn serve_https<S>(
 pub(crate) async fn serve_plain(
     tcp: TcpStream,
     peer: SocketAddr,
+    router: Arc<Router>,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) {
@@ -149,7 +149,6 @@ pub(crate) async fn serve_plain(
         sni: None,
         local_port: ctx.local_port,
     });
-    let router = ctx.router.clone();
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let started = std::time::Instant::now();
         let res = redirect::to_https(&router, &req);

@@ -18,11 +18,17 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Limits, Timeouts};
 use crate::http::Router;
 
-/// What every connection of one listener shares.
-pub struct ListenerCtx {
+/// What a listener serves; replaced whole on reload. A connection takes the current one when
+/// it is accepted and keeps it to the end.
+pub struct ListenerState {
     /// `None` for a plain-HTTP redirect listener.
     pub acceptor: Option<TlsAcceptor>,
     pub router: Arc<Router>,
+}
+
+/// What every connection of one listener shares.
+pub struct ListenerCtx {
+    pub state: arc_swap::ArcSwap<ListenerState>,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub local_port: u16,
@@ -123,8 +129,11 @@ async fn serve_connection(
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) {
-    match ctx.acceptor.is_some() {
-        true => conn::serve_tls(tcp, peer, ctx, shutdown).await,
-        false => conn::serve_plain(tcp, peer, ctx, shutdown).await,
+    let state = ctx.state.load_full();
+    match &state.acceptor {
+        Some(acceptor) => {
+            conn::serve_tls(tcp, peer, acceptor, state.router.clone(), ctx, shutdown).await
+        }
+        None => conn::serve_plain(tcp, peer, state.router.clone(), ctx, shutdown).await,
     }
 }

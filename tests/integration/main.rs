@@ -14,6 +14,7 @@ mod hardening;
 mod proxy;
 mod python_apps;
 mod redirect;
+mod reload;
 mod sni;
 mod static_files;
 mod tls;
