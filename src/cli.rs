@@ -35,6 +35,8 @@ enum Command {
     Config(ConfigCommand),
     /// Read a password on standard input and print its argon2id hash, for `basic_auth` users.
     HashPassword,
+    /// Tell the running candado to reload its config and certificates (SIGHUP).
+    Reload,
     /// The local development CA (like mkcert).
     #[command(subcommand)]
     Ca(CaCommand),
@@ -193,6 +195,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Proxy(args)) => proxy(args).await,
         Some(Command::HashPassword) => hash_password(),
+        Some(Command::Reload) => reload(),
         Some(Command::Ca(c)) => ca(c),
         Some(Command::Cert(CertCommand::Issue(args))) => cert(args, false),
         Some(Command::Cert(CertCommand::SelfSigned(args))) => cert(args, true),
@@ -557,6 +560,33 @@ fn split_host_port(s: &str) -> Result<(String, u16)> {
         }
         _ => Ok((s.trim_matches(['[', ']']).to_owned(), 443)),
     }
+}
+
+/// `candado reload`: SIGHUP to the server whose pid file is in the data folder.
+fn reload() -> Result<()> {
+    use rustix::process::{Pid, Signal, kill_process};
+    let path = crate::serve::pid_file();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no running candado found ({} is missing); is it started, with the same CANDADO_DATA_DIR?", path.display()))?;
+    let raw: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", path.display()))?;
+    let pid = Pid::from_raw(raw)
+        .with_context(|| format!("{} holds an invalid process id", path.display()))?;
+    // A stale file may name a process id that now belongs to another program.
+    let comm = std::fs::read_to_string(format!("/proc/{raw}/comm")).unwrap_or_default();
+    if comm.trim() != "candado" {
+        bail!(
+            "process {raw} from {} is not candado (it has exited?): nothing sent",
+            path.display()
+        );
+    }
+    kill_process(pid, Signal::HUP).with_context(|| format!("cannot signal candado (pid {raw})"))?;
+    println!(
+        "asked candado (pid {raw}) to reload; its log says whether the new configuration was taken"
+    );
+    Ok(())
 }
 
 fn hash_password() -> Result<()> {

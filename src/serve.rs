@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::certs::watch::FileWatch;
 use crate::certs::{self, LoadedCert, SniResolver};
-use crate::config::{CertSource, Config, Site, UnknownSni};
+use crate::config::{CertSource, Config, Site, UnknownSni, defaults};
 use crate::devca::{self, DevCa};
 use crate::http::{Router, SiteHandler};
 use crate::listener::{self, ListenerCtx, ListenerState};
@@ -42,6 +43,8 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     let certs = load_certificates(&config, ca.as_ref(), &provider)?;
     let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
     let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
+    // Before "listening" is announced, so `candado reload` works as soon as it is.
+    let pid_file = write_pid_file();
     let ports: HashMap<SocketAddr, SocketAddr> = https.iter().map(|(r, (_, a))| (*r, *a)).collect();
     let mut states = build_states(&config, &certs, &ports, &provider)?;
 
@@ -81,7 +84,8 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     if let Some(reload) = reload {
         let targets: Vec<(ListenerKey, Arc<ListenerCtx>)> =
             listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect();
-        tokio::spawn(reload_on_hangup(reload, targets, ports, provider));
+        let watch = FileWatch::of(&config);
+        tokio::spawn(reload_on_hangup(reload, watch, targets, ports, provider));
     }
     let listeners = listeners
         .into_iter()
@@ -94,6 +98,9 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         config.timeouts.shutdown,
     )
     .await;
+    if let Some(p) = pid_file {
+        let _ = std::fs::remove_file(p);
+    }
     match left {
         0 => tracing::info!("stopped"),
         n => tracing::warn!(
@@ -102,6 +109,32 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Where `candado reload` finds the running server.
+pub fn pid_file() -> std::path::PathBuf {
+    devca::data_dir().join("candado.pid")
+}
+
+fn write_pid_file() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = pid_file();
+    let dir = path.parent()?;
+    let written = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|_| std::fs::write(&path, format!("{}\n", std::process::id())));
+    match written {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!(
+                "cannot write {} ({e}): `candado reload` will not find this server; send SIGHUP instead",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 /// Every site's certificate, loaded and checked; the first failure stops everything.
@@ -180,11 +213,13 @@ fn build_states(
     Ok(states)
 }
 
-/// SIGHUP (or `candado reload`) re-reads the config and every certificate. The new state is
-/// built off to the side and swapped in only when all of it loads: new connections get it at
-/// once, open ones keep what they started with, and a broken file leaves everything as it was.
+/// SIGHUP (`candado reload`) or a changed certificate file re-reads the config and every
+/// certificate. The new state is built off to the side and swapped in only when all of it
+/// loads: new connections get it at once, open ones keep what they started with, and a broken
+/// file leaves everything as it was.
 async fn reload_on_hangup(
     reload: Reloader,
+    mut watch: FileWatch,
     listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
     ports: HashMap<SocketAddr, SocketAddr>,
     provider: Arc<CryptoProvider>,
@@ -193,12 +228,26 @@ async fn reload_on_hangup(
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return tracing::warn!("cannot listen for SIGHUP: reloads are off");
     };
-    while hup.recv().await.is_some() {
+    let mut tick = tokio::time::interval(defaults::CERT_WATCH_INTERVAL);
+    loop {
+        let why = tokio::select! {
+            _ = hup.recv() => "SIGHUP received",
+            _ = tick.tick() => match watch.changed() {
+                true => "a certificate file changed",
+                false => continue,
+            },
+        };
         match reload_once(&reload, &listeners, &ports, &provider) {
-            Ok(sites) => tracing::info!(sites, "reloaded the configuration and certificates"),
-            Err(e) => {
-                tracing::error!("reload failed, still serving the previous configuration: {e:#}")
+            Ok(config) => {
+                watch = FileWatch::of(&config);
+                tracing::info!(
+                    sites = config.sites.len(),
+                    "{why}: reloaded the configuration and certificates"
+                );
             }
+            Err(e) => tracing::error!(
+                "{why}: reload failed, still serving the previous configuration: {e:#}"
+            ),
         }
     }
 }
@@ -208,7 +257,7 @@ fn reload_once(
     listeners: &[(ListenerKey, Arc<ListenerCtx>)],
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
-) -> Result<usize> {
+) -> Result<Config> {
     let config = reload()?;
     let ca = local_ca(&config)?;
     let certs = load_certificates(&config, ca.as_ref(), provider)?;
@@ -225,7 +274,7 @@ fn reload_once(
             ctx.state.store(Arc::new(state));
         }
     }
-    Ok(config.sites.len())
+    Ok(config)
 }
 
 fn announce_https(router: &Router, addr: SocketAddr) {

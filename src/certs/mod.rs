@@ -3,6 +3,7 @@
 pub mod inspect;
 pub mod load;
 pub mod store;
+pub mod watch;
 
 pub use load::{CertError, LoadedCert, load_files};
 pub use store::SniResolver;

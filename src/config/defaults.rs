@@ -40,6 +40,9 @@ pub const HSTS_PRELOAD_MIN_AGE: Duration = Duration::from_secs(31_536_000);
 /// Referrer-Policy sent by default (the browsers' own default, made explicit).
 pub const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
 
+/// How often certificate files are checked for changes.
+pub const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Warn when a served certificate expires within this long.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 

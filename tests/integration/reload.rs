@@ -39,7 +39,10 @@ fn start() -> Reloadable {
 
 /// Replaces the live files the way certbot or an operator does: write aside, then rename.
 fn install(leaf: &Leaf, cert: &std::path::Path, key: &std::path::Path) {
-    let (tc, tk) = (cert.with_extension("crt.new"), key.with_extension("key.new"));
+    let (tc, tk) = (
+        cert.with_extension("crt.new"),
+        key.with_extension("key.new"),
+    );
     std::fs::copy(&leaf.cert, &tc).unwrap();
     std::fs::copy(&leaf.key, &tk).unwrap();
     std::fs::rename(&tk, key).unwrap();
@@ -81,10 +84,10 @@ fn sighup_serves_the_new_certificate_and_a_broken_file_keeps_the_old() {
     install(&next, &r.cert, &r.key);
     r.server.signal("HUP");
     wait_until_served(&r, &der(&next.cert_pem));
-    assert!(
-        r.server
-            .wait_log("reloaded the configuration", Duration::from_secs(2))
-    );
+    assert!(r.server.wait_log(
+        "SIGHUP received: reloaded the configuration",
+        Duration::from_secs(2)
+    ));
 
     std::fs::write(&r.cert, "not a certificate").unwrap();
     r.server.signal("HUP");
@@ -176,4 +179,52 @@ fn twenty_certificate_swaps_under_load_fail_no_request() {
         failed, 0,
         "{failed} of {done} requests failed during reloads"
     );
+}
+
+#[test]
+fn a_replaced_certificate_file_is_served_without_a_signal() {
+    let r = start();
+    let next = r.pki.leaf("watched", &["test.example"]);
+    install(&next, &r.cert, &r.key);
+    wait_until_served(&r, &der(&next.cert_pem));
+    assert!(
+        r.server
+            .log()
+            .contains("a certificate file changed: reloaded"),
+        "{}",
+        r.server.log()
+    );
+}
+
+#[test]
+fn candado_reload_signals_the_running_server() {
+    let r = start();
+    let next = r.pki.leaf("asked", &["test.example"]);
+    install(&next, &r.cert, &r.key);
+    let out = std::process::Command::new(crate::support::server::BIN)
+        .arg("reload")
+        .env("CANDADO_DATA_DIR", r.server.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until_served(&r, &der(&next.cert_pem));
+    assert!(
+        r.server
+            .wait_log("SIGHUP received: reloaded", Duration::from_secs(2)),
+        "{}",
+        r.server.log()
+    );
+    // With no server behind the data folder, it says so instead of signalling anything.
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::support::server::BIN)
+        .arg("reload")
+        .env("CANDADO_DATA_DIR", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no running candado found"));
 }

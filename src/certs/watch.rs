@@ -1,0 +1,53 @@
+//! Certificate files are watched: their size and modification time are compared at every
+//! tick, so a renewed certificate (certbot, an operator's `cp`) is served without a signal.
+//! Polling is deliberate: it sees files replaced through symlinks and renames alike.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::config::{CertSource, Config};
+
+type Fingerprint = Option<(SystemTime, u64)>;
+
+pub struct FileWatch {
+    files: Vec<(PathBuf, Fingerprint)>,
+}
+
+impl FileWatch {
+    /// Watches the certificate and key files `config` names.
+    pub fn of(config: &Config) -> Self {
+        let files = config
+            .sites
+            .iter()
+            .filter_map(|s| match &s.certificate {
+                CertSource::Files { cert, key } => Some([cert.clone(), key.clone()]),
+                CertSource::Local => None,
+            })
+            .flatten()
+            .map(|p| {
+                let f = fingerprint(&p);
+                (p, f)
+            })
+            .collect();
+        FileWatch { files }
+    }
+
+    /// Whether any file changed since the last call (or since `of`).
+    pub fn changed(&mut self) -> bool {
+        let mut changed = false;
+        for (path, seen) in &mut self.files {
+            let now = fingerprint(path);
+            if now != *seen {
+                *seen = now;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+fn fingerprint(path: &PathBuf) -> Fingerprint {
+    // metadata() follows symlinks, so a re-pointed `live/` link counts as a change.
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
