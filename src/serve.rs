@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
 use crate::certs::{self, LoadedCert, SniResolver};
 use crate::config::{CertSource, Config, Site, UnknownSni, defaults};
@@ -81,11 +82,15 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let (expiry_tx, expiry_rx) = tokio::sync::watch::channel(served_certs(&config, &certs));
+    tokio::spawn(watch_expiry(expiry_rx));
     if let Some(reload) = reload {
         let targets: Vec<(ListenerKey, Arc<ListenerCtx>)> =
             listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect();
         let watch = FileWatch::of(&config);
-        tokio::spawn(reload_on_hangup(reload, watch, targets, ports, provider));
+        tokio::spawn(reload_on_hangup(
+            reload, watch, targets, ports, provider, expiry_tx,
+        ));
     }
     let listeners = listeners
         .into_iter()
@@ -109,6 +114,39 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+fn served_certs(config: &Config, certs: &[LoadedCert]) -> Vec<Served> {
+    config
+        .sites
+        .iter()
+        .zip(certs)
+        .map(|(s, c)| Served {
+            site: s.primary_name().to_owned(),
+            not_after: c.not_after,
+        })
+        .collect()
+}
+
+/// Checks expiry at start, hourly, and whenever a reload brings new certificates.
+async fn watch_expiry(mut served: tokio::sync::watch::Receiver<Vec<Served>>) {
+    let now = std::time::SystemTime::now;
+    let mut watch = ExpiryWatch::new(
+        served.borrow_and_update().clone(),
+        &devca::data_dir(),
+        now(),
+    );
+    let mut tick = tokio::time::interval(defaults::EXPIRY_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = served.changed() => match changed {
+                Ok(()) => watch = ExpiryWatch::new(served.borrow_and_update().clone(), &devca::data_dir(), now()),
+                Err(_) => return,
+            },
+        }
+        watch.check(now());
+    }
 }
 
 /// Where `candado reload` finds the running server.
@@ -223,6 +261,7 @@ async fn reload_on_hangup(
     listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
     ports: HashMap<SocketAddr, SocketAddr>,
     provider: Arc<CryptoProvider>,
+    expiry: tokio::sync::watch::Sender<Vec<Served>>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -238,8 +277,9 @@ async fn reload_on_hangup(
             },
         };
         match reload_once(&reload, &listeners, &ports, &provider) {
-            Ok(config) => {
+            Ok((config, served)) => {
                 watch = FileWatch::of(&config);
+                let _ = expiry.send(served);
                 tracing::info!(
                     sites = config.sites.len(),
                     "{why}: reloaded the configuration and certificates"
@@ -257,7 +297,7 @@ fn reload_once(
     listeners: &[(ListenerKey, Arc<ListenerCtx>)],
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
-) -> Result<Config> {
+) -> Result<(Config, Vec<Served>)> {
     let config = reload()?;
     let ca = local_ca(&config)?;
     let certs = load_certificates(&config, ca.as_ref(), provider)?;
@@ -274,7 +314,8 @@ fn reload_once(
             ctx.state.store(Arc::new(state));
         }
     }
-    Ok(config)
+    let served = served_certs(&config, &certs);
+    Ok((config, served))
 }
 
 fn announce_https(router: &Router, addr: SocketAddr) {

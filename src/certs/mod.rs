@@ -1,5 +1,6 @@
 //! Certificates: loading PEM files into what rustls serves, and choosing one per SNI name.
 
+pub mod expiry;
 pub mod inspect;
 pub mod load;
 pub mod store;

@@ -43,6 +43,9 @@ pub const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
 /// How often certificate files are checked for changes.
 pub const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often served certificates' expiry is checked (and metrics.prom rewritten).
+pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Warn when a served certificate expires within this long.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 

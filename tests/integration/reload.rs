@@ -228,3 +228,33 @@ fn candado_reload_signals_the_running_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no running candado found"));
 }
+
+#[test]
+fn the_time_left_on_each_certificate_is_written_for_monitoring() {
+    let pki = TestPki::new();
+    let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    let leaf = pki.leaf_with(
+        "soon",
+        &["test.example"],
+        crate::support::pki::key_of("p256"),
+        |p| p.not_after = expiry,
+    );
+    let root = tempfile::tempdir().unwrap();
+    let server = Candado::from_yaml(&site_yaml(&leaf.cert, &leaf.key, root.path(), "", ""), &[]);
+    let metrics = server.data_dir().join("metrics.prom");
+    let started = Instant::now();
+    while !metrics.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no metrics.prom"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("candado_certificate_expiry_seconds{site=\"test.example\"}"))
+        .expect(&text);
+    let seconds: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((4 * 86_400..=5 * 86_400).contains(&seconds), "{line}");
+}
