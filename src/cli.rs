@@ -60,6 +60,10 @@ enum CaCommand {
     Init,
     /// Print the path of the CA certificate to trust.
     Path,
+    /// Trust the CA: the system store and the browsers' certificate databases.
+    Install,
+    /// Remove the CA from everything `install` changed.
+    Uninstall,
 }
 
 #[derive(Debug, Subcommand)]
@@ -453,6 +457,17 @@ fn ca(command: CaCommand) -> Result<()> {
             }
             println!("{}", path.display());
         }
+        CaCommand::Install => {
+            let (ca, _) = DevCa::load_or_create(&dir).with_context(|| {
+                format!("cannot set up the development CA in {}", dir.display())
+            })?;
+            crate::trust::install(&ca.cert_path())?
+                .iter()
+                .for_each(|c| println!("{c}"));
+        }
+        CaCommand::Uninstall => crate::trust::uninstall()?
+            .iter()
+            .for_each(|c| println!("{c}")),
     }
     Ok(())
 }

@@ -20,3 +20,4 @@ pub mod listener;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
+pub mod trust;

@@ -289,3 +289,72 @@ fn inspect_asks_a_running_server_for_its_chain() {
         "{text}"
     );
 }
+
+#[test]
+fn ca_install_and_uninstall_change_exactly_what_they_say() {
+    let data = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let system = home.path().join("system-trust");
+    let nssdb = home.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    assert!(
+        Command::new("certutil")
+            .args(["-N", "--empty-password", "-d", &db])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let run = |what: &str| {
+        let out = Command::new(BIN)
+            .args(["ca", what])
+            .env("CANDADO_DATA_DIR", data.path())
+            .env("HOME", home.path())
+            .env("CANDADO_SYSTEM_TRUST_DIR", &system)
+            .env("CANDADO_UPDATE_CA_COMMAND", "true")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = || {
+        Command::new("certutil")
+            .args(["-L", "-d", &db, "-n", "candado development CA"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let installed = system.join("candado-development-ca.crt");
+
+    let out = run("install");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            format!("added {}", installed.display()),
+            "ran true".to_owned(),
+            format!("added to the browser database {}", nssdb.display())
+        ]
+    );
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(data.path().join("ca/ca.crt")).unwrap()
+    );
+    assert!(listed(), "certutil lists the CA");
+
+    let out = run("uninstall");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            format!("removed {}", installed.display()),
+            "ran true".to_owned(),
+            format!("removed from the browser database {}", nssdb.display())
+        ]
+    );
+    assert!(!installed.exists() && !listed());
+    assert!(run("uninstall").contains("nothing to remove"));
+}
