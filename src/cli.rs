@@ -634,8 +634,8 @@ fn check(file: &Path) -> Result<()> {
     let provider = crate::tls::provider();
     let mut cert_errors = Vec::new();
     for site in &loaded.config.sites {
-        if let CertSource::Files { cert, key } = &site.certificate {
-            match crate::certs::load_files(cert, key, &provider, false) {
+        for (cert, key) in site.certificate.files() {
+            match crate::certs::load_files(&cert, &key, &provider, false) {
                 Ok(c) => c.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
                 Err(e) => cert_errors.push(format!("site {}: {e}", site.primary_name())),
             }

@@ -116,14 +116,16 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     Ok(())
 }
 
-fn served_certs(config: &Config, certs: &[LoadedCert]) -> Vec<Served> {
+fn served_certs(config: &Config, certs: &[Vec<LoadedCert>]) -> Vec<Served> {
     config
         .sites
         .iter()
         .zip(certs)
-        .map(|(s, c)| Served {
-            site: s.primary_name().to_owned(),
-            not_after: c.not_after,
+        .flat_map(|(s, list)| {
+            list.iter().map(|c| Served {
+                site: s.primary_name().to_owned(),
+                not_after: c.not_after,
+            })
         })
         .collect()
 }
@@ -180,7 +182,7 @@ fn load_certificates(
     config: &Config,
     ca: Option<&DevCa>,
     provider: &CryptoProvider,
-) -> Result<Vec<LoadedCert>> {
+) -> Result<Vec<Vec<LoadedCert>>> {
     config
         .sites
         .iter()
@@ -193,7 +195,7 @@ fn load_certificates(
 /// that redirects name the real port when the config said `:0`.
 fn build_states(
     config: &Config,
-    certs: &[LoadedCert],
+    certs: &[Vec<LoadedCert>],
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
 ) -> Result<HashMap<ListenerKey, ListenerState>> {
@@ -219,7 +221,10 @@ fn build_states(
             .collect();
         let mut resolver = SniResolver::new(config.unknown_sni == UnknownSni::Reject);
         for &j in &on_it {
-            resolver.add(&handlers[j].site.names, certs[j].key.clone());
+            resolver.add(
+                &handlers[j].site.names,
+                certs[j].iter().map(|c| c.key.clone()).collect(),
+            );
         }
         let server_config =
             tls::server_config(config.tls_policy, provider.clone(), Arc::new(resolver))?;
@@ -354,41 +359,44 @@ fn local_ca(config: &Config) -> Result<Option<DevCa>> {
     Ok(Some(ca))
 }
 
+/// A site's certificates, in order of preference (one, unless several are configured).
 fn site_certificate(
     site: &Site,
     ca: Option<&DevCa>,
     provider: &CryptoProvider,
     allow_expired: bool,
-) -> Result<LoadedCert> {
-    let (cert, key) = match (&site.certificate, ca) {
-        (CertSource::Files { cert, key }, _) => (cert.clone(), key.clone()),
-        (CertSource::Local, Some(ca)) => ca.leaf_for(&site.names)?,
+) -> Result<Vec<LoadedCert>> {
+    let files = match (&site.certificate, ca) {
+        (CertSource::Local, Some(ca)) => vec![ca.leaf_for(&site.names)?],
         (CertSource::Local, None) => {
             anyhow::bail!("internal: no local CA for site {}", site.primary_name())
         }
+        (source, _) => source.files(),
     };
-    let loaded = certs::load_files(&cert, &key, provider, allow_expired)?;
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
-    let uncovered: Vec<&String> = site
-        .names
+    files
         .iter()
-        .filter(|n| {
-            !loaded
-                .names
-                .iter()
-                .any(|c| crate::config::name_matches(c, n) || c == *n)
+        .map(|(cert, key)| {
+            let loaded = certs::load_files(cert, key, provider, allow_expired)?;
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            let covered = |n: &String| {
+                loaded
+                    .names
+                    .iter()
+                    .any(|c| crate::config::name_matches(c, n) || c == n)
+            };
+            let uncovered: Vec<&String> = site.names.iter().filter(|n| !covered(n)).collect();
+            if !uncovered.is_empty() && !loaded.names.is_empty() {
+                tracing::warn!(
+                    "the certificate {} does not cover {:?}: clients will reject those names",
+                    cert.display(),
+                    uncovered
+                );
+            }
+            Ok(loaded)
         })
-        .collect();
-    if !uncovered.is_empty() && !loaded.names.is_empty() {
-        tracing::warn!(
-            "the certificate {} does not cover {:?}: clients will reject those names",
-            cert.display(),
-            uncovered
-        );
-    }
-    Ok(loaded)
+        .collect()
 }
 
 /// Binds each distinct address once, in order: requested → (listener, actual address).

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::config::{CertSource, Config};
+use crate::config::Config;
 
 type Fingerprint = Option<(SystemTime, u64)>;
 
@@ -19,11 +19,8 @@ impl FileWatch {
         let files = config
             .sites
             .iter()
-            .filter_map(|s| match &s.certificate {
-                CertSource::Files { cert, key } => Some([cert.clone(), key.clone()]),
-                CertSource::Local => None,
-            })
-            .flatten()
+            .flat_map(|s| s.certificate.files())
+            .flat_map(|(cert, key)| [cert, key])
             .map(|p| {
                 let f = fingerprint(&p);
                 (p, f)

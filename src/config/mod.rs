@@ -290,6 +290,19 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
                     cert: base.join(f.cert),
                     key: base.join(f.key),
                 },
+                RawCertificate::Several(list) if list.is_empty() => {
+                    p.add(
+                        Some(c.referenced.line()),
+                        key("certificate"),
+                        "the list of certificates is empty",
+                    );
+                    CertSource::Local
+                }
+                RawCertificate::Several(list) => CertSource::Several(
+                    list.into_iter()
+                        .map(|f| (base.join(f.cert), base.join(f.key)))
+                        .collect(),
+                ),
             }
         }
     };

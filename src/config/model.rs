@@ -322,6 +322,19 @@ pub enum CertSource {
         cert: PathBuf,
         key: PathBuf,
     },
+    /// Several certificates for the same names, the first one the client can use is served.
+    Several(Vec<(PathBuf, PathBuf)>),
+}
+
+impl CertSource {
+    /// The (certificate, key) files, in order of preference.
+    pub fn files(&self) -> Vec<(PathBuf, PathBuf)> {
+        match self {
+            CertSource::Local => Vec::new(),
+            CertSource::Files { cert, key } => vec![(cert.clone(), key.clone())],
+            CertSource::Several(list) => list.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]

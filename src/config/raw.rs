@@ -153,6 +153,8 @@ pub(crate) struct RawHsts {
 pub(crate) enum RawCertificate {
     Keyword(String),
     Files(RawCertFiles),
+    /// Several certificates for the same names (e.g. ECDSA and RSA), in order of preference.
+    Several(Vec<RawCertFiles>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,7 +172,9 @@ impl<'de> Deserialize<'de> for RawCertificate {
         impl<'de> Visitor<'de> for CertVisitor {
             type Value = RawCertificate;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`local` or a mapping with `cert` and `key` file paths")
+                f.write_str(
+                    "`local`, a mapping with `cert` and `key` file paths, or a list of them",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(RawCertificate::Keyword(v.to_owned()))
@@ -178,6 +182,10 @@ impl<'de> Deserialize<'de> for RawCertificate {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 RawCertFiles::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(RawCertificate::Files)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<RawCertFiles>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawCertificate::Several)
             }
         }
         deserializer.deserialize_any(CertVisitor)

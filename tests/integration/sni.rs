@@ -101,3 +101,60 @@ fn unknown_names_can_be_refused_at_the_handshake() {
     );
     assert_eq!(presented(server.https, &pki, "nobody.test"), None);
 }
+
+#[test]
+fn ecdsa_and_rsa_certificates_for_one_name_are_chosen_by_what_the_client_supports() {
+    let pki = TestPki::new();
+    let ecdsa = pki.leaf_with(
+        "ec",
+        &["test.example"],
+        crate::support::pki::key_of("p256"),
+        |_| {},
+    );
+    let rsa = pki.leaf_with(
+        "rsa",
+        &["test.example"],
+        crate::support::pki::key_of("rsa"),
+        |_| {},
+    );
+    let root = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "sites:\n  - names: [test.example]\n    listen: 127.0.0.1:0\n    certificate:\n      - {{cert: {}, key: {}}}\n      - {{cert: {}, key: {}}}\n    root: {}\n",
+        ecdsa.cert.display(),
+        ecdsa.key.display(),
+        rsa.cert.display(),
+        rsa.key.display(),
+        root.path().display()
+    );
+    let server = Candado::from_yaml(&yaml, &[]);
+    let key_of = |extra: &[&str]| {
+        let (ok, out) = crate::support::client::s_client(server.https, &pki.ca_path, extra);
+        assert!(ok, "{extra:?}: {out}");
+        out.lines()
+            .find(|l| l.starts_with("Server public key is"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        key_of(&["-tls1_3"]),
+        "Server public key is 256 bit",
+        "ECDSA first when the client takes it"
+    );
+    assert_eq!(
+        key_of(&[
+            "-tls1_3",
+            "-sigalgs",
+            "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384"
+        ]),
+        "Server public key is 2048 bit"
+    );
+    assert_eq!(
+        key_of(&["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"]),
+        "Server public key is 2048 bit",
+        "a TLS 1.2 RSA-only suite list"
+    );
+    assert_eq!(
+        key_of(&["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"]),
+        "Server public key is 256 bit"
+    );
+}
