@@ -125,6 +125,11 @@ fn issued_certificates_verify_and_are_trusted_by_curl_and_python() {
         ca = ca.display().to_string(),
         port = server.https.port()
     );
+    // rustls, with the development CA as its only root.
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+    let config = client::client_config(&ca_pem, &[b"h2"]);
+    let tls = client::connect(server.https, client::HOST, config).unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
     let py = Command::new("python3")
         .args(["-c", &python])
         .output()
