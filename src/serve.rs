@@ -44,10 +44,11 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     let certs = load_certificates(&config, ca.as_ref(), &provider)?;
     let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
     let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
-    // Before "listening" is announced, so `candado reload` works as soon as it is.
-    let pid_file = write_pid_file();
     let ports: HashMap<SocketAddr, SocketAddr> = https.iter().map(|(r, (_, a))| (*r, *a)).collect();
     let mut states = build_states(&config, &certs, &ports, &provider)?;
+    // Once nothing can fail any more, and before "listening" is announced, so that
+    // `candado reload` works as soon as the server is up.
+    let pid_file = write_pid_file();
 
     let mut listeners = Vec::new();
     let roles = https
