@@ -12,7 +12,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
-use x509_parser::prelude::GeneralName;
 
 /// The CA lives ten years; leaves 397 days (the longest browsers accept) and are reissued when
 /// fewer than 30 days are left.
@@ -136,18 +135,7 @@ impl DevCa {
             return false;
         };
         let renew_at = OffsetDateTime::now_utc() + Duration::days(LEAF_RENEW_DAYS);
-        let covered: Vec<String> = leaf
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .map(|g| general_name(g))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let covered = crate::certs::load::san_names(&leaf);
         leaf.issuer().as_raw() == ca.subject().as_raw()
             && leaf.validity().not_after.timestamp() > renew_at.unix_timestamp()
             && names.iter().all(|n| covered.contains(n))
@@ -233,19 +221,6 @@ pub fn file_stem(names: &[String]) -> String {
         .first()
         .map(|n| n.replace('*', "_wildcard").replace(':', "_"))
         .unwrap_or_else(|| "localhost".into())
-}
-
-fn general_name(g: &GeneralName<'_>) -> String {
-    match g {
-        GeneralName::DNSName(d) => d.to_ascii_lowercase(),
-        GeneralName::IPAddress(b) if b.len() == 4 => <[u8; 4]>::try_from(*b)
-            .map(|a| std::net::IpAddr::from(a).to_string())
-            .unwrap_or_default(),
-        GeneralName::IPAddress(b) if b.len() == 16 => <[u8; 16]>::try_from(*b)
-            .map(|a| std::net::IpAddr::from(a).to_string())
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
 }
 
 fn ca_params() -> CertificateParams {

@@ -5,10 +5,12 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
-use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+use x509_parser::extensions::{DistributionPointName, ParsedExtension};
 use x509_parser::objects::{oid_registry, oid2sn};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
+
+use super::load::general_name_text;
 
 /// The id-ad-ocsp access method (RFC 5280 §4.2.2.1).
 const OID_OCSP: &str = "1.3.6.1.5.5.7.48.1";
@@ -87,13 +89,13 @@ fn info(c: &X509Certificate<'_>) -> CertInfo {
     for ext in c.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(san) => {
-                names.extend(san.general_names.iter().filter_map(name))
+                names.extend(san.general_names.iter().filter_map(general_name_text))
             }
             ParsedExtension::AuthorityInfoAccess(aia) => ocsp.extend(
                 aia.accessdescs
                     .iter()
                     .filter(|d| d.access_method.to_id_string() == OID_OCSP)
-                    .filter_map(|d| name(&d.access_location)),
+                    .filter_map(|d| general_name_text(&d.access_location)),
             ),
             ParsedExtension::CRLDistributionPoints(points) => crl.extend(
                 points
@@ -101,7 +103,7 @@ fn info(c: &X509Certificate<'_>) -> CertInfo {
                     .iter()
                     .flat_map(|p| match &p.distribution_point {
                         Some(DistributionPointName::FullName(n)) => {
-                            n.iter().filter_map(name).collect()
+                            n.iter().filter_map(general_name_text).collect()
                         }
                         _ => Vec::new(),
                     }),
@@ -124,22 +126,6 @@ fn info(c: &X509Certificate<'_>) -> CertInfo {
         is_ca: c.is_ca(),
         ocsp,
         crl,
-    }
-}
-
-fn name(g: &GeneralName<'_>) -> Option<String> {
-    match g {
-        GeneralName::DNSName(d) | GeneralName::URI(d) => Some((*d).to_owned()),
-        GeneralName::IPAddress(b) => match b.len() {
-            4 => <[u8; 4]>::try_from(*b)
-                .ok()
-                .map(|a| std::net::IpAddr::from(a).to_string()),
-            16 => <[u8; 16]>::try_from(*b)
-                .ok()
-                .map(|a| std::net::IpAddr::from(a).to_string()),
-            _ => None,
-        },
-        _ => None,
     }
 }
 

@@ -255,25 +255,33 @@ fn to_system_time(unix: i64) -> SystemTime {
     }
 }
 
-fn san_names(cert: &X509Certificate<'_>) -> Vec<String> {
+/// The DNS names and IP addresses a certificate covers (its subjectAltName).
+pub(crate) fn san_names(cert: &X509Certificate<'_>) -> Vec<String> {
     let Ok(Some(san)) = cert.subject_alternative_name() else {
         return Vec::new();
     };
     san.value
         .general_names
         .iter()
-        .filter_map(|n| match n {
-            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-            GeneralName::IPAddress(b) => match b.len() {
-                4 => <[u8; 4]>::try_from(*b)
-                    .ok()
-                    .map(|a| std::net::IpAddr::from(a).to_string()),
-                16 => <[u8; 16]>::try_from(*b)
-                    .ok()
-                    .map(|a| std::net::IpAddr::from(a).to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
+        .filter_map(general_name_text)
         .collect()
+}
+
+/// A name from a certificate as text: DNS names lower-cased, IP addresses in their usual
+/// form, URIs as written; other kinds are left out.
+pub(crate) fn general_name_text(g: &GeneralName<'_>) -> Option<String> {
+    match g {
+        GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+        GeneralName::URI(u) => Some((*u).to_owned()),
+        GeneralName::IPAddress(b) => match b.len() {
+            4 => <[u8; 4]>::try_from(*b)
+                .ok()
+                .map(|a| std::net::IpAddr::from(a).to_string()),
+            16 => <[u8; 16]>::try_from(*b)
+                .ok()
+                .map(|a| std::net::IpAddr::from(a).to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
