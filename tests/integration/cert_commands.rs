@@ -15,22 +15,14 @@ fn candado(data: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::output_text(&out);
     assert!(out.status.success(), "candado {args:?}: {text}");
     text
 }
 
 fn openssl(args: &[&str]) -> String {
     let out = Command::new("openssl").args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::output_text(&out);
     assert!(out.status.success(), "openssl {args:?}: {text}");
     text
 }
@@ -214,11 +206,7 @@ fn inspect(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::output_text(&out);
     (out.status.success(), text)
 }
 

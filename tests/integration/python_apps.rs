@@ -157,11 +157,7 @@ fn uvicorn_websocket_echo_passes_text_binary_ping_and_close() {
         ])
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::output_text(&out);
     assert!(
         out.status.success() && text.contains("websocket ok"),
         "{text}"

@@ -3,7 +3,6 @@
 //! certificate or, when configured, a handshake failure.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
 use crate::support::pki::TestPki;
 use crate::support::server::Candado;
@@ -30,26 +29,7 @@ fn three_sites(top: &str) -> (TestPki, Vec<tempfile::TempDir>, Candado) {
 
 /// The subject CN the server presents for `sni`, or None when the handshake fails.
 fn presented(addr: SocketAddr, pki: &TestPki, sni: &str) -> Option<String> {
-    let mut child = Command::new("timeout")
-        .args([
-            "10",
-            "openssl",
-            "s_client",
-            "-connect",
-            &addr.to_string(),
-            "-servername",
-            sni,
-            "-CAfile",
-            pki.ca_path.to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = crate::support::client::s_client_for(addr, sni, &pki.ca_path, &[]);
     let subject = text.lines().find(|l| l.starts_with("subject="))?;
     Some(subject.rsplit("CN = ").next()?.trim().to_owned())
 }

@@ -101,6 +101,11 @@ pub fn curl_fails(url: &str, args: &[&str]) -> String {
 
 /// `openssl s_client` with extra flags; returns (exit success, stdout + stderr).
 pub fn s_client(addr: SocketAddr, ca: &Path, extra: &[&str]) -> (bool, String) {
+    s_client_for(addr, HOST, ca, extra)
+}
+
+/// `openssl s_client` asking for `sni`.
+pub fn s_client_for(addr: SocketAddr, sni: &str, ca: &Path, extra: &[&str]) -> (bool, String) {
     let connect = addr.to_string();
     let mut child = Command::new("timeout")
         .args([
@@ -110,7 +115,7 @@ pub fn s_client(addr: SocketAddr, ca: &Path, extra: &[&str]) -> (bool, String) {
             "-connect",
             &connect,
             "-servername",
-            HOST,
+            sni,
             "-CAfile",
             ca.to_str().unwrap(),
         ])
@@ -123,11 +128,7 @@ pub fn s_client(addr: SocketAddr, ca: &Path, extra: &[&str]) -> (bool, String) {
     // Closing stdin makes s_client end the session after the handshake.
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::output_text(&out);
     (out.status.success(), text)
 }
 

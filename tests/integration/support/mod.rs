@@ -12,6 +12,15 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
+/// What a finished program printed, stdout then stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A port that was free a moment ago, for programs that cannot bind port 0 themselves.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -182,11 +182,7 @@ pub fn run_to_exit(args: &[&str], cwd: &Path) -> (ExitStatus, String, Duration) 
         std::thread::sleep(Duration::from_millis(10));
     }
     let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::output_text(&out);
     (out.status, text, started.elapsed())
 }
 
