@@ -4,11 +4,13 @@
 //! `listener` accepts (within the connection limit) → `listener::conn` waits for the first
 //! byte and the TLS handshake (rustls, configured by `tls`, certificate chosen per SNI by
 //! `certs::store`) → hyper serves HTTP/1.1 or HTTP/2 as ALPN says → `http::Router` checks the
-//! Host and picks the site → `http::static_files` answers → the site's security headers are
+//! Host and picks the site → `http::auth` checks credentials → a route sends it to
+//! `http::proxy`, anything else to `http::static_files` → the site's security headers are
 //! added. Plain HTTP (on the redirect listener or the TLS port) goes to `http::redirect`.
 //!
-//! `config` reads and validates both config dialects; `devca` is the local development CA;
-//! `serve` wires it all together; `cli` is the command line.
+//! `config` reads and validates both config dialects; `devca` is the local development CA and
+//! `trust` installs it; `check` looks at other servers (client side only); `serve` wires it all
+//! together and reloads it; `cli` is the command line.
 
 pub mod certs;
 pub mod check;
