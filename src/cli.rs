@@ -1,6 +1,8 @@
 //! The command line: `candado [serve] [flags]` (PyServe's flags included) and
 //! `candado config check FILE`.
 
+mod acme_commands;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +76,11 @@ enum CertCommand {
     SelfSigned(IssueArgs),
     /// Describe a certificate file or the chain a server presents.
     Inspect(InspectArgs),
+    /// Get a certificate from an ACME CA (Let's Encrypt) and write it to files, like
+    /// `certbot certonly --standalone`.
+    Obtain(acme_commands::ObtainArgs),
+    /// Revoke a certificate obtained with ACME and remove it from the store.
+    Revoke(acme_commands::RevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -169,7 +176,8 @@ struct ProxyArgs {
     /// The app's address (repeat for several, used in turn): 127.0.0.1:5000, http://… or https://…
     #[arg(long, value_name = "ADDR", required = true)]
     to: Vec<String>,
-    /// Public site name and HTTPS port [default: localhost:8443].
+    /// Public site name and HTTPS port [default: localhost:8443; a public name gets an ACME
+    /// certificate and 0.0.0.0:443, with the HTTP listener on :80].
     #[arg(long, value_name = "NAME[:PORT]")]
     from: Option<String>,
     /// Address to bind [default: 127.0.0.1, loopback only].
@@ -190,6 +198,8 @@ struct ProxyArgs {
     /// Log format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormatArg>,
+    #[command(flatten)]
+    acme: acme_commands::AcmeArgs,
 }
 
 /// Runs the command line; the error, if any, is printed by `main`.
@@ -204,6 +214,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Cert(CertCommand::Issue(args))) => cert(args, false),
         Some(Command::Cert(CertCommand::SelfSigned(args))) => cert(args, true),
         Some(Command::Cert(CertCommand::Inspect(args))) => inspect(args).await,
+        Some(Command::Cert(CertCommand::Obtain(args))) => acme_commands::obtain(args).await,
+        Some(Command::Cert(CertCommand::Revoke(args))) => acme_commands::revoke(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -249,10 +261,9 @@ async fn proxy(args: ProxyArgs) -> Result<()> {
 }
 
 fn proxy_config(args: &ProxyArgs) -> Result<Config> {
-    let ip = bind_ip(args.host.as_deref())?;
     let (name, port) = match &args.from {
         Some(from) => parse_from(from)?,
-        None => (None, defaults::HTTPS_PORT),
+        None => (None, None),
     };
     let upstreams = args
         .to
@@ -260,28 +271,55 @@ fn proxy_config(args: &ProxyArgs) -> Result<Config> {
         .map(|t| config::Upstream::parse(t).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
     let files = args.cert.clone().zip(args.key.clone());
-    let http_port = args.http_port.unwrap_or(defaults::REDIRECT_PORT);
-    let mut site = local_site(ip, port, http_port, files);
+    // Like Caddy: a public name, or any ACME flag, means a certificate from the ACME CA.
+    let acme = files.is_none()
+        && name
+            .as_deref()
+            .is_some_and(|n| config::is_public_name(n) || args.acme.any());
+    if files.is_none() && name.is_none() && args.acme.any() {
+        bail!("ACME certificates are for a site name: add --from NAME");
+    }
+    // A public site is reached from outside, on the standard ports.
+    let (default_ip, default_port, default_http) = match acme {
+        true => (IpAddr::from([0, 0, 0, 0]), 443, 80),
+        false => (
+            IpAddr::from([127, 0, 0, 1]),
+            defaults::HTTPS_PORT,
+            defaults::REDIRECT_PORT,
+        ),
+    };
+    let ip = args.host.as_deref().map_or(Ok(default_ip), parse_host)?;
+    let http_port = args.http_port.unwrap_or(default_http);
+    let mut site = local_site(ip, port.unwrap_or(default_port), http_port, files);
     if let Some(name) = name {
-        site.names.insert(0, name);
+        match acme {
+            true => site.names = vec![name],
+            false => site.names.insert(0, name),
+        }
     }
     site.routes = vec![config::Route::to("/", upstreams)];
     let mut config = single_site_config(site, false);
+    if acme {
+        config.sites[0].certificate = CertSource::Acme;
+        config.acme = args.acme.settings()?;
+    }
     if let Some(LogFormatArg::Json) = args.log_format {
         config.log.format = LogFormat::Json;
     }
     Ok(config)
 }
 
-/// `--from NAME[:PORT]`: the site name (checked) and the HTTPS port.
-fn parse_from(from: &str) -> Result<(Option<String>, u16)> {
+/// `--from NAME[:PORT]`: the site name (checked) and the HTTPS port, if given.
+fn parse_from(from: &str) -> Result<(Option<String>, Option<u16>)> {
     let (name, port) = match from.rsplit_once(':') {
         Some((n, p)) if !n.contains(':') => (
             n,
-            p.parse()
-                .with_context(|| format!("--from {from}: `{p}` is not a port"))?,
+            Some(
+                p.parse()
+                    .with_context(|| format!("--from {from}: `{p}` is not a port"))?,
+            ),
         ),
-        _ => (from, defaults::HTTPS_PORT),
+        _ => (from, None),
     };
     let name = config::parse_site_name(name).map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
     Ok((Some(name), port))
@@ -383,6 +421,7 @@ fn single_site_config(site: Site, allow_expired: bool) -> Config {
         log: Default::default(),
         sites: vec![site],
         allow_expired,
+        acme: Default::default(),
     }
 }
 

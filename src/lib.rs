@@ -12,6 +12,7 @@
 //! `trust` installs it; `check` looks at other servers (client side only); `serve` wires it all
 //! together and reloads it; `cli` is the command line.
 
+pub mod acme;
 pub mod certs;
 pub mod check;
 pub mod cli;

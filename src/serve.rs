@@ -13,10 +13,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::Acme;
 use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
 use crate::certs::{self, LoadedCert, SniResolver};
-use crate::config::{CertSource, Config, Site, UnknownSni, defaults};
+use crate::config::{CertSource, Config, Site, UnknownSni, WhilePending, defaults};
 use crate::devca::{self, DevCa};
 use crate::http::{Router, SiteHandler};
 use crate::listener::{self, ListenerCtx, ListenerState};
@@ -45,7 +46,16 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
     let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
     let ports: HashMap<SocketAddr, SocketAddr> = https.iter().map(|(r, (_, a))| (*r, *a)).collect();
-    let mut states = build_states(&config, &certs, &ports, &provider)?;
+    // Made once and kept across reloads: it owns the account and the renewal loops.
+    let acme = uses_acme(&config).then(|| Acme::new(config.acme.clone(), provider.clone()));
+    let mut states = build_states(
+        &config,
+        &certs,
+        &ports,
+        &provider,
+        acme.as_ref(),
+        ca.as_ref(),
+    )?;
     // Once nothing can fail any more, and before "listening" is announced, so that
     // `candado reload` works as soon as the server is up.
     let pid_file = write_pid_file();
@@ -90,7 +100,7 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
             listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect();
         let watch = FileWatch::of(&config);
         tokio::spawn(reload_on_hangup(
-            reload, watch, targets, ports, provider, expiry_tx,
+            reload, watch, targets, ports, provider, expiry_tx, acme,
         ));
     }
     let listeners = listeners
@@ -199,6 +209,8 @@ fn build_states(
     certs: &[Vec<LoadedCert>],
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
+    acme: Option<&Arc<Acme>>,
+    ca: Option<&DevCa>,
 ) -> Result<HashMap<ListenerKey, ListenerState>> {
     let handlers = config
         .sites
@@ -221,14 +233,29 @@ fn build_states(
             .filter(|&j| config.sites[j].listen == site.listen)
             .collect();
         let mut resolver = SniResolver::new(config.unknown_sni == UnknownSni::Reject);
+        let mut answers_acme = false;
         for &j in &on_it {
-            resolver.add(
-                &handlers[j].site.names,
-                certs[j].iter().map(|c| c.key.clone()).collect(),
-            );
+            let site = &config.sites[j];
+            match (&site.certificate, acme) {
+                (CertSource::Acme, Some(acme)) => {
+                    let fallback = pending_certificate(config, site, ca, provider)?;
+                    let slot = acme.managed(&site.names, site.redirect_from.is_some(), fallback);
+                    resolver.add_managed(&site.names, slot);
+                    resolver.answer_challenges(acme.challenges());
+                    answers_acme = true;
+                }
+                _ => resolver.add(
+                    &site.names,
+                    certs[j].iter().map(|c| c.key.clone()).collect(),
+                ),
+            }
         }
-        let server_config =
-            tls::server_config(config.tls_policy, provider.clone(), Arc::new(resolver))?;
+        let server_config = tls::server_config(
+            config.tls_policy,
+            provider.clone(),
+            Arc::new(resolver),
+            answers_acme,
+        )?;
         let router = Router::new(
             on_it.iter().map(|&j| handlers[j].clone()).collect(),
             config.log.access,
@@ -248,9 +275,13 @@ fn build_states(
             .filter(|h| h.site.redirect_from == Some(from))
             .cloned()
             .collect();
+        let mut router = Router::new(sites, config.log.access);
+        if let Some(acme) = acme {
+            router = router.with_challenges(acme.challenges());
+        }
         let state = ListenerState {
             acceptor: None,
-            router: Arc::new(Router::new(sites, config.log.access)),
+            router: Arc::new(router),
         };
         states.entry((Role::Redirect, from)).or_insert(state);
     }
@@ -268,6 +299,7 @@ async fn reload_on_hangup(
     ports: HashMap<SocketAddr, SocketAddr>,
     provider: Arc<CryptoProvider>,
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
+    acme: Option<Arc<Acme>>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -282,7 +314,7 @@ async fn reload_on_hangup(
                 false => continue,
             },
         };
-        match reload_once(&reload, &listeners, &ports, &provider) {
+        match reload_once(&reload, &listeners, &ports, &provider, acme.as_ref()) {
             Ok((config, served)) => {
                 watch = FileWatch::of(&config);
                 let _ = expiry.send(served);
@@ -303,11 +335,21 @@ fn reload_once(
     listeners: &[(ListenerKey, Arc<ListenerCtx>)],
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
+    acme: Option<&Arc<Acme>>,
 ) -> Result<(Config, Vec<Served>)> {
     let config = reload()?;
+    match acme {
+        None if uses_acme(&config) => {
+            anyhow::bail!("a site now uses ACME certificates: restart candado to start it")
+        }
+        Some(a) if a.settings() != &config.acme => tracing::warn!(
+            "the acme settings changed: restart candado to apply them (the running ones stay)"
+        ),
+        _ => {}
+    }
     let ca = local_ca(&config)?;
     let certs = load_certificates(&config, ca.as_ref(), provider)?;
-    let mut states = build_states(&config, &certs, ports, provider)?;
+    let mut states = build_states(&config, &certs, ports, provider, acme, ca.as_ref())?;
     let wanted: std::collections::BTreeSet<_> = states.keys().copied().collect();
     let bound: std::collections::BTreeSet<_> = listeners.iter().map(|(r, _)| *r).collect();
     if wanted != bound {
@@ -335,12 +377,36 @@ fn announce_https(router: &Router, addr: SocketAddr) {
     }
 }
 
-/// The development CA, loaded (or created on first run) only if some site uses it.
-fn local_ca(config: &Config) -> Result<Option<DevCa>> {
-    if !config
+fn uses_acme(config: &Config) -> bool {
+    config
         .sites
         .iter()
-        .any(|s| s.certificate == CertSource::Local)
+        .any(|s| s.certificate == CertSource::Acme)
+}
+
+/// What an ACME site serves until its first certificate arrives: nothing (handshakes fail)
+/// or, with `acme.while_pending: local`, a certificate from the development CA.
+fn pending_certificate(
+    config: &Config,
+    site: &Site,
+    ca: Option<&DevCa>,
+    provider: &CryptoProvider,
+) -> Result<Option<Arc<rustls::sign::CertifiedKey>>> {
+    let (WhilePending::LocalCa, Some(ca)) = (config.acme.while_pending, ca) else {
+        return Ok(None);
+    };
+    let (cert, key) = ca.leaf_for(&site.names)?;
+    Ok(Some(certs::load_files(&cert, &key, provider, false)?.key))
+}
+
+/// The development CA, loaded (or created on first run) only if some site uses it.
+fn local_ca(config: &Config) -> Result<Option<DevCa>> {
+    let temporary = config.acme.while_pending == WhilePending::LocalCa && uses_acme(config);
+    if !temporary
+        && !config
+            .sites
+            .iter()
+            .any(|s| s.certificate == CertSource::Local)
     {
         return Ok(None);
     }
@@ -368,6 +434,8 @@ fn site_certificate(
     allow_expired: bool,
 ) -> Result<Vec<LoadedCert>> {
     let files = match (&site.certificate, ca) {
+        // Served from the ACME slot, not from files.
+        (CertSource::Acme, _) => return Ok(Vec::new()),
         (CertSource::Local, Some(ca)) => vec![ca.leaf_for(&site.names)?],
         (CertSource::Local, None) => {
             anyhow::bail!("internal: no local CA for site {}", site.primary_name())
@@ -431,4 +499,45 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     };
     tracing::info!("{name} received: no new connections, finishing requests in flight");
     shutdown.cancel();
+}
+
+/// A listener that only answers ACME challenges (for `candado cert obtain`): plain HTTP for
+/// HTTP-01, TLS with the `acme-tls/1` certificates for TLS-ALPN-01. Cancel the token to stop.
+pub async fn answer_challenges(
+    addr: SocketAddr,
+    kind: crate::acme::ChallengeKind,
+    acme: &Acme,
+) -> Result<CancellationToken> {
+    let tcp = listener::bind(addr).await?;
+    let local_port = tcp.local_addr().map_or(addr.port(), |a| a.port());
+    let router = Arc::new(Router::new(Vec::new(), false).with_challenges(acme.challenges()));
+    let acceptor = match kind {
+        crate::acme::ChallengeKind::Http01 => None,
+        crate::acme::ChallengeKind::TlsAlpn01 => {
+            let mut resolver = SniResolver::new(true);
+            resolver.answer_challenges(acme.challenges());
+            let config = tls::server_config(
+                crate::config::TlsPolicy::Intermediate,
+                tls::provider(),
+                Arc::new(resolver),
+                true,
+            )?;
+            Some(TlsAcceptor::from(config))
+        }
+    };
+    let ctx = Arc::new(ListenerCtx {
+        state: ArcSwap::from_pointee(ListenerState { acceptor, router }),
+        timeouts: Default::default(),
+        limits: Default::default(),
+        local_port,
+    });
+    let stop = CancellationToken::new();
+    let limits = crate::config::Limits::default();
+    tokio::spawn(listener::serve(
+        vec![(tcp, ctx)],
+        limits.max_connections,
+        stop.clone(),
+        std::time::Duration::ZERO,
+    ));
+    Ok(stop)
 }

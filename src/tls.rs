@@ -1,11 +1,14 @@
 //! rustls server configuration: which versions and suites, ALPN, resumption. One
 //! `ServerConfig` per listener, sharing the crypto provider.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ResolvesServerCert, ServerConfig};
 use rustls::version::{TLS12, TLS13};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 use crate::config::TlsPolicy;
 
@@ -19,10 +22,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// `acme`: also accept the `acme-tls/1` ALPN of TLS-ALPN-01 validations (its certificate is
+/// chosen by the resolver, and the connection is closed right after the handshake).
 pub fn server_config(
     policy: TlsPolicy,
     provider: Arc<CryptoProvider>,
     resolver: Arc<dyn ResolvesServerCert>,
+    acme: bool,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let versions: &[&rustls::SupportedProtocolVersion] = match policy {
         TlsPolicy::Intermediate => &[&TLS13, &TLS12],
@@ -33,11 +39,44 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    if acme {
+        // Last: a client offering h2 or http/1.1 never ends up with it.
+        config
+            .alpn_protocols
+            .push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     // The server picks the suite, so a client that prefers a weaker one cannot choose it.
     config.ignore_client_order = true;
     // Stateless tickets, rotated by the ticketer; resumption keeps reconnects cheap.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     Ok(Arc::new(config))
+}
+
+/// A client TLS config that trusts only the CA certificates in `path`.
+pub(crate) fn client_trusting(
+    path: &Path,
+    provider: Arc<CryptoProvider>,
+) -> std::io::Result<rustls::ClientConfig> {
+    let invalid = |e: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| invalid(e.to_string()))?)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("no CA certificate in the file".into()));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

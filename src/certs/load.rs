@@ -62,6 +62,7 @@ pub enum CertError {
 #[derive(Debug, Clone)]
 pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
+    pub not_before: SystemTime,
     pub not_after: SystemTime,
     /// DNS names and IP addresses the leaf covers.
     pub names: Vec<String>,
@@ -77,9 +78,28 @@ pub fn load_files(
     allow_expired: bool,
 ) -> Result<LoadedCert, CertError> {
     let cert_bytes = read(cert_path, CertError::CertNotFound)?;
-    let chain = parse_chain(cert_path, &cert_bytes)?;
     let key_bytes = read(key_path, CertError::KeyNotFound)?;
-    let key = parse_key(key_path, &key_bytes)?;
+    let mut loaded = load_pem(
+        (cert_path, &cert_bytes),
+        (key_path, &key_bytes),
+        provider,
+        allow_expired,
+    )?;
+    if let Some(w) = key_permission_warning(key_path) {
+        loaded.warnings.push(w);
+    }
+    Ok(loaded)
+}
+
+/// As `load_files`, from PEM text already read (the paths name it in messages).
+pub fn load_pem(
+    (cert_path, cert_bytes): (&Path, &[u8]),
+    (key_path, key_bytes): (&Path, &[u8]),
+    provider: &CryptoProvider,
+    allow_expired: bool,
+) -> Result<LoadedCert, CertError> {
+    let chain = parse_chain(cert_path, cert_bytes)?;
+    let key = parse_key(key_path, key_bytes)?;
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => CertError::KeyMismatch {
             cert: cert_path.to_owned(),
@@ -88,13 +108,11 @@ pub fn load_files(
         other => CertError::BadKey(key_path.to_owned(), other.to_string()),
     })?;
     let mut warnings = Vec::new();
-    if let Some(w) = key_permission_warning(key_path) {
-        warnings.push(w);
-    }
-    let (not_after, names) =
+    let (not_before, not_after, names) =
         check_validity(cert_path, &certified.cert[0], allow_expired, &mut warnings)?;
     Ok(LoadedCert {
         key: Arc::new(certified),
+        not_before,
         not_after,
         names,
         warnings,
@@ -218,7 +236,7 @@ fn check_validity(
     leaf: &CertificateDer<'_>,
     allow_expired: bool,
     warnings: &mut Vec<String>,
-) -> Result<(SystemTime, Vec<String>), CertError> {
+) -> Result<(SystemTime, SystemTime, Vec<String>), CertError> {
     let (_, cert) = X509Certificate::from_der(leaf.as_ref())
         .map_err(|e| CertError::BadCert(path.to_owned(), e.to_string()))?;
     let validity = cert.validity();
@@ -245,7 +263,7 @@ fn check_validity(
     if now < not_before {
         return Err(CertError::NotYetValid(path.to_owned(), date(not_before)));
     }
-    Ok((not_after, san_names(&cert)))
+    Ok((not_before, not_after, san_names(&cert)))
 }
 
 fn to_system_time(unix: i64) -> SystemTime {

@@ -6,5 +6,5 @@ pub mod load;
 pub mod store;
 pub mod watch;
 
-pub use load::{CertError, LoadedCert, load_files};
-pub use store::SniResolver;
+pub use load::{CertError, LoadedCert, load_files, load_pem};
+pub use store::{ManagedCert, SniResolver};

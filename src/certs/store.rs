@@ -7,11 +7,57 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CipherSuite, SignatureAlgorithm, SignatureScheme};
 
-type Candidates = Arc<[Arc<CertifiedKey>]>;
+use crate::acme::{ACME_TLS_ALPN, Challenges};
+
+/// A site's certificates: fixed at load time, or managed (ACME) and replaced while serving.
+#[derive(Debug, Clone)]
+enum Candidates {
+    Fixed(Arc<[Arc<CertifiedKey>]>),
+    Managed(Arc<ManagedCert>),
+}
+
+/// The slot a certificate manager publishes into; every handshake reads the newest.
+#[derive(Debug)]
+pub struct ManagedCert {
+    name: String,
+    current: ArcSwapOption<CertifiedKey>,
+    /// Served until the first certificate arrives (a temporary local-CA certificate), if set.
+    fallback: Option<Arc<CertifiedKey>>,
+}
+
+impl ManagedCert {
+    pub fn new(name: &str, fallback: Option<Arc<CertifiedKey>>) -> Self {
+        ManagedCert {
+            name: name.to_owned(),
+            current: ArcSwapOption::empty(),
+            fallback,
+        }
+    }
+
+    pub fn publish(&self, key: Arc<CertifiedKey>) {
+        self.current.store(Some(key));
+    }
+
+    pub fn is_issued(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    fn get(&self) -> Option<Arc<CertifiedKey>> {
+        let current = self.current.load_full().or_else(|| self.fallback.clone());
+        if current.is_none() {
+            tracing::info!(
+                site = %self.name,
+                "TLS handshake refused: the site's certificate is still being obtained from the ACME CA"
+            );
+        }
+        current
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct SniResolver {
@@ -19,6 +65,8 @@ pub struct SniResolver {
     wildcard: HashMap<String, Candidates>,
     default: Option<Candidates>,
     reject_unknown: bool,
+    /// Answers TLS-ALPN-01 validations, when some site on the listener uses ACME.
+    challenges: Option<Arc<Challenges>>,
 }
 
 impl SniResolver {
@@ -33,7 +81,20 @@ impl SniResolver {
     /// Adds a site's names with its certificates, in order of preference; the first site added
     /// also becomes the default.
     pub fn add(&mut self, names: &[String], keys: Vec<Arc<CertifiedKey>>) {
-        let keys: Candidates = keys.into();
+        self.insert(names, Candidates::Fixed(keys.into()));
+    }
+
+    /// Adds a site whose certificate is managed (and replaced) elsewhere.
+    pub fn add_managed(&mut self, names: &[String], slot: Arc<ManagedCert>) {
+        self.insert(names, Candidates::Managed(slot));
+    }
+
+    /// Lets `acme-tls/1` handshakes get TLS-ALPN-01 validation certificates.
+    pub fn answer_challenges(&mut self, challenges: Arc<Challenges>) {
+        self.challenges = Some(challenges);
+    }
+
+    fn insert(&mut self, names: &[String], keys: Candidates) {
         for n in names {
             match n.strip_prefix("*.") {
                 Some(parent) => self.wildcard.insert(parent.to_owned(), keys.clone()),
@@ -87,7 +148,14 @@ fn suite_auth(suite: CipherSuite) -> Option<SignatureAlgorithm> {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let candidates = self.candidates(hello.server_name())?;
+        if is_acme_validation(&hello) {
+            let challenges = self.challenges.as_ref()?;
+            return challenges.tls_alpn01_cert(hello.server_name()?);
+        }
+        let candidates = match self.candidates(hello.server_name())? {
+            Candidates::Managed(slot) => return slot.get(),
+            Candidates::Fixed(list) => list,
+        };
         let (schemes, suites) = (hello.signature_schemes(), hello.cipher_suites());
         candidates
             .iter()
@@ -96,4 +164,12 @@ impl ResolvesServerCert for SniResolver {
             .or(candidates.first())
             .cloned()
     }
+}
+
+/// A TLS-ALPN-01 validation offers `acme-tls/1` and nothing else (RFC 8737 §3).
+fn is_acme_validation(hello: &ClientHello<'_>) -> bool {
+    hello.alpn().is_some_and(|protocols| {
+        let offered: Vec<&[u8]> = protocols.collect();
+        !offered.is_empty() && offered.iter().all(|p| *p == ACME_TLS_ALPN)
+    })
 }

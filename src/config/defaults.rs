@@ -63,3 +63,20 @@ pub const UPSTREAM_IDLE_PER_HOST: usize = 256;
 pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// A health check that takes longer than this fails.
 pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Let's Encrypt's production ACME directory: where `certificate: acme` gets certificates.
+pub const ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (`--acme-staging`): untrusted certificates, high limits.
+pub const ACME_STAGING_DIRECTORY: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// First wait after a failed ACME attempt; it doubles each time. Starting at 3 min keeps a
+/// failing name at 5 failed validations in its first hour, Let's Encrypt's per-hour limit.
+pub const ACME_RETRY_FIRST: Duration = Duration::from_secs(180);
+/// Longest wait between failed ACME attempts (Caddy: 1 day; a shorter cap recovers sooner).
+pub const ACME_RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
+/// How long one issuance (order, challenges, validation, download) may take in all.
+pub const ACME_ORDER_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often a stored certificate's renewal time is reconsidered when the CA offers ARI
+/// and gives no Retry-After of its own (RFC 9773 §4.3.2 suggests hours, not minutes).
+pub const ACME_ARI_RECHECK: Duration = Duration::from_secs(6 * 3600);
+/// Time to connect to and hear from the ACME server per request.
+pub const ACME_HTTP_TIMEOUT: Duration = Duration::from_secs(30);

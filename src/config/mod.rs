@@ -14,7 +14,7 @@ use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
 pub use model::*;
-use raw::{RawCertificate, RawConfig, RawSite};
+use raw::{RawAcme, RawCertificate, RawConfig, RawSite};
 
 /// Which dialect a file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +243,11 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         .map(|(i, s)| validate_site(i, s, base, p))
         .collect();
     check_addresses(&sites, p);
+    let acme = raw
+        .acme
+        .map(|a| validate_acme(a, base, p))
+        .unwrap_or_default();
+    check_acme_sites(&sites, &acme, p);
     Config {
         tls_policy,
         unknown_sni,
@@ -251,6 +256,123 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         log,
         sites,
         allow_expired: false,
+        acme,
+    }
+}
+
+fn validate_acme(raw: RawAcme, base: &Path, p: &mut Problems) -> AcmeSettings {
+    let mut acme = AcmeSettings::default();
+    if let Some(d) = raw.directory
+        && let Some(url) = p.check(line_of(&d), "acme.directory", acme_directory(&d.value))
+    {
+        acme.directory = url;
+    }
+    if let Some(e) = raw.email {
+        match e.value.split_once('@') {
+            Some((user, domain)) if !user.is_empty() && domain.contains('.') => {
+                acme.email = Some(e.value.clone())
+            }
+            _ => p.add(
+                line_of(&e),
+                "acme.email",
+                format!("`{}` is not an email address", e.value),
+            ),
+        }
+    }
+    if let Some(c) = raw.ca {
+        let path = base.join(&c.value);
+        match path.is_file() {
+            true => acme.ca = Some(path),
+            false => p.add(
+                line_of(&c),
+                "acme.ca",
+                format!("file not found: {}", path.display()),
+            ),
+        }
+    }
+    if let Some(eab) = raw.eab {
+        let key = &eab.hmac_key;
+        match acme_eab_key(&key.value) {
+            Ok(()) => acme.eab = Some((eab.kid, key.value.clone())),
+            Err(m) => p.add(line_of(key), "acme.eab.hmac_key", m),
+        }
+    }
+    if let Some(c) = raw.challenge
+        && let Some(choice) = p.check(line_of(&c), "acme.challenge", challenge_choice(&c.value))
+    {
+        acme.challenge = choice;
+    }
+    if let Some(s) = raw.storage {
+        acme.storage = base.join(s);
+    }
+    if let Some(w) = raw.while_pending {
+        match w.value.as_str() {
+            "refuse" => acme.while_pending = WhilePending::Refuse,
+            "local" => acme.while_pending = WhilePending::LocalCa,
+            other => p.add(
+                line_of(&w),
+                "acme.while_pending",
+                format!("unknown choice `{other}`: use `refuse` (handshakes fail until the certificate arrives) or `local` (a temporary local-CA certificate)"),
+            ),
+        }
+    }
+    acme
+}
+
+/// `letsencrypt`, `letsencrypt-staging` or an https:// directory URL.
+pub fn acme_directory(s: &str) -> Result<String, String> {
+    match s {
+        "letsencrypt" => Ok(defaults::ACME_DIRECTORY.to_owned()),
+        "letsencrypt-staging" => Ok(defaults::ACME_STAGING_DIRECTORY.to_owned()),
+        url if url.starts_with("https://") && url.parse::<http::Uri>().is_ok() => {
+            Ok(url.to_owned())
+        }
+        other => Err(format!(
+            "`{other}` is not an ACME directory: use `letsencrypt`, `letsencrypt-staging` or an https:// URL"
+        )),
+    }
+}
+
+/// An EAB HMAC key is base64url, as the CA shows it.
+pub fn acme_eab_key(s: &str) -> Result<(), String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map(|_| ())
+        .map_err(|_| "not a base64url key: copy it exactly as the CA shows it".to_owned())
+}
+
+pub fn challenge_choice(s: &str) -> Result<ChallengeChoice, String> {
+    match s {
+        "auto" => Ok(ChallengeChoice::Auto),
+        "http-01" => Ok(ChallengeChoice::Http01),
+        "tls-alpn-01" => Ok(ChallengeChoice::TlsAlpn01),
+        other => Err(format!(
+            "unknown challenge `{other}`: use `auto`, `http-01` or `tls-alpn-01`"
+        )),
+    }
+}
+
+/// ACME sites need names a CA can issue for, and HTTP-01 needs the site's HTTP listener.
+fn check_acme_sites(sites: &[Site], acme: &AcmeSettings, p: &mut Problems) {
+    for (i, s) in sites.iter().enumerate() {
+        if s.certificate != CertSource::Acme {
+            continue;
+        }
+        let key = format!("sites[{i}].certificate");
+        if let Some(n) = s
+            .names
+            .iter()
+            .find(|n| n.parse::<std::net::IpAddr>().is_ok())
+        {
+            p.add(None, &key, format!("ACME certificates are for host names; `{n}` is an IP address: use `local` or certificate files for it"));
+        }
+        if acme.challenge == ChallengeChoice::Http01 && s.redirect_from.is_none() {
+            p.add(None, &key, "acme.challenge is http-01, which needs the site's HTTP listener: set `http_redirect: :80`, or use tls-alpn-01");
+        }
+        if s.names.iter().any(|n| n.starts_with("*.")) {
+            p.add(None, &key, "wildcard names need the DNS-01 challenge, which candado does not do: list the names, or use certificate files");
+        }
     }
 }
 
@@ -278,33 +400,34 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
         v => p.check(line_of(&r), key("http_redirect"), parse_listen(v)),
     });
     let certificate = match raw.certificate {
+        // Like Caddy: public names get a public certificate, the rest the local CA's.
+        None if !names.is_empty() && names.iter().all(|n| is_public_name(n)) => CertSource::Acme,
         None => CertSource::Local,
-        Some(c) => {
-            match c.value {
-                RawCertificate::Keyword(k) if k == "local" => CertSource::Local,
-                RawCertificate::Keyword(k) => {
-                    p.add(Some(c.referenced.line()), key("certificate"), format!("unknown certificate source `{k}`: use `local` or {{cert: FILE, key: FILE}}"));
-                    CertSource::Local
-                }
-                RawCertificate::Files(f) => CertSource::Files {
-                    cert: base.join(f.cert),
-                    key: base.join(f.key),
-                },
-                RawCertificate::Several(list) if list.is_empty() => {
-                    p.add(
-                        Some(c.referenced.line()),
-                        key("certificate"),
-                        "the list of certificates is empty",
-                    );
-                    CertSource::Local
-                }
-                RawCertificate::Several(list) => CertSource::Several(
-                    list.into_iter()
-                        .map(|f| (base.join(f.cert), base.join(f.key)))
-                        .collect(),
-                ),
+        Some(c) => match c.value {
+            RawCertificate::Keyword(k) if k == "local" => CertSource::Local,
+            RawCertificate::Keyword(k) if k == "acme" => CertSource::Acme,
+            RawCertificate::Keyword(k) => {
+                p.add(Some(c.referenced.line()), key("certificate"), format!("unknown certificate source `{k}`: use `local`, `acme` or {{cert: FILE, key: FILE}}"));
+                CertSource::Local
             }
-        }
+            RawCertificate::Files(f) => CertSource::Files {
+                cert: base.join(f.cert),
+                key: base.join(f.key),
+            },
+            RawCertificate::Several(list) if list.is_empty() => {
+                p.add(
+                    Some(c.referenced.line()),
+                    key("certificate"),
+                    "the list of certificates is empty",
+                );
+                CertSource::Local
+            }
+            RawCertificate::Several(list) => CertSource::Several(
+                list.into_iter()
+                    .map(|f| (base.join(f.cert), base.join(f.key)))
+                    .collect(),
+            ),
+        },
     };
     let root = raw.root.and_then(|r| {
         let path = base.join(&r.value);

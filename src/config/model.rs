@@ -19,6 +19,60 @@ pub struct Config {
     pub sites: Vec<Site>,
     /// Serve certificates past their notAfter date (never the default).
     pub allow_expired: bool,
+    /// Where `certificate: acme` sites get their certificates.
+    pub acme: AcmeSettings,
+}
+
+/// The ACME CA and account that `certificate: acme` sites use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The CA's directory URL (Let's Encrypt production unless configured).
+    pub directory: String,
+    /// Contact address for the account (expiry notices, policy changes).
+    pub email: Option<String>,
+    /// PEM bundle of extra roots to trust the directory's HTTPS with (a private CA, pebble).
+    pub ca: Option<PathBuf>,
+    /// External Account Binding (ZeroSSL, some private CAs): key id and base64url HMAC key.
+    pub eab: Option<(String, String)>,
+    pub challenge: ChallengeChoice,
+    /// Accounts and certificates are kept here (0700 folders, 0600 keys).
+    pub storage: PathBuf,
+    /// What a site serves while its first certificate is being obtained.
+    pub while_pending: WhilePending,
+}
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        AcmeSettings {
+            directory: defaults::ACME_DIRECTORY.to_owned(),
+            email: None,
+            ca: None,
+            eab: None,
+            challenge: ChallengeChoice::Auto,
+            storage: crate::devca::data_dir().join("acme"),
+            while_pending: WhilePending::Refuse,
+        }
+    }
+}
+
+/// Which ACME challenge proves control of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeChoice {
+    /// HTTP-01 when the site has an HTTP listener, TLS-ALPN-01 otherwise; a failed attempt
+    /// tries the other one next time.
+    Auto,
+    /// A token served at http://NAME/.well-known/acme-challenge/ by the site's HTTP listener.
+    Http01,
+    /// A special certificate on the TLS port itself (RFC 8737): no port 80 needed.
+    TlsAlpn01,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhilePending {
+    /// Handshakes fail (with a log line saying why) until the certificate arrives.
+    Refuse,
+    /// A temporary certificate from the local development CA.
+    LocalCa,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,13 +378,15 @@ pub enum CertSource {
     },
     /// Several certificates for the same names, the first one the client can use is served.
     Several(Vec<(PathBuf, PathBuf)>),
+    /// Obtained and renewed automatically from the ACME CA in `Config::acme`.
+    Acme,
 }
 
 impl CertSource {
     /// The (certificate, key) files, in order of preference.
     pub fn files(&self) -> Vec<(PathBuf, PathBuf)> {
         match self {
-            CertSource::Local => Vec::new(),
+            CertSource::Local | CertSource::Acme => Vec::new(),
             CertSource::Files { cert, key } => vec![(cert.clone(), key.clone())],
             CertSource::Several(list) => list.clone(),
         }
@@ -472,6 +528,27 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be more than zero".into());
     }
     Ok(d)
+}
+
+/// Whether a public CA could issue a certificate for `name`: not an IP address, not
+/// `localhost`, and not under a name reserved for private use (RFC 2606, RFC 6762, RFC 8375).
+pub fn is_public_name(name: &str) -> bool {
+    const PRIVATE_SUFFIXES: [&str; 8] = [
+        "localhost",
+        "local",
+        "internal",
+        "test",
+        "example",
+        "invalid",
+        "home.arpa",
+        "lan",
+    ];
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.contains('.')
+        && name.parse::<IpAddr>().is_err()
+        && !PRIVATE_SUFFIXES
+            .iter()
+            .any(|s| name == *s || name.ends_with(&format!(".{s}")))
 }
 
 #[cfg(test)]

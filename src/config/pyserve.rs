@@ -103,6 +103,7 @@ pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
                 log: LogSettings::default(),
                 sites: vec![site],
                 allow_expired: false,
+                acme: Default::default(),
             },
             warnings,
         )),

@@ -16,7 +16,27 @@ pub(crate) struct RawConfig {
     pub timeouts: Option<RawTimeouts>,
     pub limits: Option<RawLimits>,
     pub log: Option<RawLog>,
+    pub acme: Option<RawAcme>,
     pub sites: Spanned<Vec<RawSite>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub directory: Option<Spanned<String>>,
+    pub email: Option<Spanned<String>>,
+    pub ca: Option<Spanned<String>>,
+    pub eab: Option<RawEab>,
+    pub challenge: Option<Spanned<String>>,
+    pub storage: Option<String>,
+    pub while_pending: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEab {
+    pub kid: String,
+    pub hmac_key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -178,11 +178,27 @@ fn security_headers(site: &Site) -> HeaderMap {
 pub struct Router {
     sites: Vec<Arc<SiteHandler>>,
     access_log: bool,
+    /// ACME HTTP-01 tokens, answered on plain HTTP before any redirect.
+    challenges: Option<Arc<crate::acme::Challenges>>,
 }
 
 impl Router {
     pub fn new(sites: Vec<Arc<SiteHandler>>, access_log: bool) -> Self {
-        Router { sites, access_log }
+        Router {
+            sites,
+            access_log,
+            challenges: None,
+        }
+    }
+
+    pub fn with_challenges(mut self, challenges: Arc<crate::acme::Challenges>) -> Self {
+        self.challenges = Some(challenges);
+        self
+    }
+
+    /// The key authorization for an HTTP-01 token in flight, if `path` asks for one.
+    pub fn acme_http01(&self, path: &str) -> Option<String> {
+        self.challenges.as_ref()?.http01_response(path)
     }
 
     pub fn site_for(&self, host: &str) -> Option<&Arc<SiteHandler>> {

@@ -8,6 +8,9 @@ use super::{Body, Router, empty, error, host};
 
 /// Answers a plain-HTTP request with a redirect to the same path on the site's HTTPS port.
 pub fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
+    if let Some(answer) = router.acme_http01(req.uri().path()) {
+        return acme_answer(answer);
+    }
     let host = match host::request_host(req) {
         Ok(h) => h,
         Err(e) => {
@@ -82,6 +85,16 @@ pub fn https_url(name: &str, port: u16, path_and_query: &str) -> String {
         443 => format!("https://{host}{pq}"),
         p => format!("https://{host}:{p}{pq}"),
     }
+}
+
+/// An ACME HTTP-01 token's key authorization (RFC 8555 §8.3): the one plain-HTTP answer.
+fn acme_answer(key_authorization: String) -> Response<Body> {
+    let mut res = Response::new(super::full(key_authorization.into()));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    res
 }
 
 #[cfg(test)]

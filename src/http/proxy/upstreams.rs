@@ -2,7 +2,6 @@
 //! HTTP/1.1 or HTTP/2), which one serves the next request (round robin or least connections),
 //! and which are out of rotation (passive: a refused connection; active: a failed check).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,8 +13,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::crypto::CryptoProvider;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 use super::UpstreamBody;
 use crate::config::{Balance, HealthCheck, Route, Upstream, defaults};
@@ -36,9 +33,8 @@ pub(super) fn client(
         None => {
             hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider)?
         }
-        Some(ca) => {
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(ca_config(ca, provider)?)
-        }
+        Some(ca) => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(crate::tls::client_trusting(ca, provider)?),
     };
     let tls = tls.https_or_http();
     let connector = match route.http2 {
@@ -51,30 +47,6 @@ pub(super) fn client(
         builder.http2_only(true);
     }
     Ok(builder.build(connector))
-}
-
-/// A client TLS config that trusts only the CA certificates in `path`.
-fn ca_config(path: &Path, provider: Arc<CryptoProvider>) -> std::io::Result<rustls::ClientConfig> {
-    let invalid = |e: String| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: {e}", path.display()),
-        )
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
-        roots
-            .add(cert.map_err(|e| invalid(e.to_string()))?)
-            .map_err(|e| invalid(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(invalid("no CA certificate in the file".into()));
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// Which upstreams are up and how busy each is, shared with the health checker.

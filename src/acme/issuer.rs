@@ -1,0 +1,407 @@
+//! One ACME account and what it does: obtain a certificate (order → challenges → validation
+//! → download), ask for the renewal window, revoke. Challenge answers go into `Challenges`;
+//! nothing here touches a listening socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, CertificateIdentifier,
+    ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    RevocationRequest,
+};
+use rcgen::{CertificateParams, DistinguishedName, KeyPair};
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::CertificateDer;
+
+use super::challenges::{self, Challenges};
+use super::schedule::Window;
+use crate::config::{AcmeSettings, defaults};
+
+/// Which challenge proves control of the names in one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Http01,
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            ChallengeKind::Http01 => ChallengeKind::TlsAlpn01,
+            ChallengeKind::TlsAlpn01 => ChallengeKind::Http01,
+        }
+    }
+
+    fn acme_type(self) -> ChallengeType {
+        match self {
+            ChallengeKind::Http01 => ChallengeType::Http01,
+            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("cannot use the ACME server {directory}: {source}")]
+    Account {
+        directory: String,
+        #[source]
+        source: instant_acme::Error,
+    },
+    #[error("{step}: {source}")]
+    Protocol {
+        step: &'static str,
+        #[source]
+        source: instant_acme::Error,
+    },
+    #[error("validation of {names} failed with {challenge}: {detail}")]
+    Validation {
+        names: String,
+        challenge: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn step(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
+    move |source| AcmeError::Protocol { step, source }
+}
+
+/// Reports each step to a person: the log when serving, the terminal for `cert obtain`.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// A certificate as issued: the chain (leaf first) and its new private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+pub struct Issuer {
+    account: Account,
+    challenges: Arc<Challenges>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Issuer {
+    /// Restores the stored account (`credentials`) or creates one, returning new credentials
+    /// to store in that case.
+    pub async fn connect(
+        settings: &AcmeSettings,
+        credentials: Option<AccountCredentials>,
+        challenges: Arc<Challenges>,
+        provider: Arc<CryptoProvider>,
+        progress: Progress<'_>,
+    ) -> Result<(Issuer, Option<AccountCredentials>), AcmeError> {
+        let http = http_client(settings, provider.clone())?;
+        let builder = Account::builder_with_http(Box::new(http));
+        let failed = |source| AcmeError::Account {
+            directory: settings.directory.clone(),
+            source,
+        };
+        let (account, created) = match credentials {
+            Some(c) => {
+                let account = builder.from_credentials(c).await.map_err(failed)?;
+                progress(&format!(
+                    "account: using the stored account {}",
+                    account.id()
+                ));
+                (account, None)
+            }
+            None => {
+                let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
+                let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let eab = eab_key(settings)?;
+                let (account, credentials) = builder
+                    .create(
+                        &NewAccount {
+                            contact: &contact,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        settings.directory.clone(),
+                        eab.as_ref(),
+                    )
+                    .await
+                    .map_err(failed)?;
+                progress(&format!(
+                    "account: registered {} with {}",
+                    account.id(),
+                    settings.directory
+                ));
+                (account, Some(credentials))
+            }
+        };
+        let issuer = Issuer {
+            account,
+            challenges,
+            provider,
+        };
+        Ok((issuer, created))
+    }
+
+    /// Obtains a certificate for `names` (the first becomes the subject), proving control
+    /// with `kind`. `replaces` names the certificate being renewed, for CAs with ARI.
+    pub async fn obtain(
+        &self,
+        names: &[String],
+        kind: ChallengeKind,
+        replaces: Option<CertificateIdentifier<'static>>,
+        progress: Progress<'_>,
+    ) -> Result<Issued, AcmeError> {
+        let identifiers: Vec<Identifier> =
+            names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut new_order = NewOrder::new(&identifiers);
+        if let Some(r) = replaces {
+            new_order = new_order.replaces(r);
+        }
+        let mut order = self
+            .account
+            .new_order(&new_order)
+            .await
+            .map_err(step("creating the order"))?;
+        progress(&format!("order: {} for {}", order.url(), names.join(", ")));
+        let mut answers = Answers::new(&self.challenges);
+        self.answer_challenges(&mut order, kind, &mut answers, progress)
+            .await?;
+        progress("validation: waiting for the CA to check the challenges");
+        let policy = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .timeout(defaults::ACME_ORDER_TIMEOUT);
+        let status = order
+            .poll_ready(&policy)
+            .await
+            .map_err(step("waiting for validation"))?;
+        if status != OrderStatus::Ready {
+            let detail = failure_detail(&mut order).await;
+            return Err(AcmeError::Validation {
+                names: names.join(", "),
+                challenge: kind.name(),
+                detail,
+            });
+        }
+        drop(answers);
+        progress("validation: every name is proven");
+        let key = KeyPair::generate().map_err(|e| AcmeError::Other(e.to_string()))?;
+        let csr = csr(names, &key)?;
+        order
+            .finalize_csr(&csr)
+            .await
+            .map_err(step("finalizing the order"))?;
+        let chain_pem = order
+            .poll_certificate(&policy)
+            .await
+            .map_err(step("downloading the certificate"))?;
+        progress("download: certificate received");
+        Ok(Issued {
+            chain_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    async fn answer_challenges(
+        &self,
+        order: &mut instant_acme::Order,
+        kind: ChallengeKind,
+        answers: &mut Answers<'_>,
+        progress: Progress<'_>,
+    ) -> Result<(), AcmeError> {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(step("reading an authorization"))?;
+            let name = authz.identifier().to_string();
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => {
+                    progress(&format!("challenge: {name} is already authorized"));
+                    continue;
+                }
+                other => {
+                    return Err(AcmeError::Other(format!(
+                        "the authorization for {name} is {other:?}: start a new order"
+                    )));
+                }
+            }
+            let mut challenge = authz.challenge(kind.acme_type()).ok_or_else(|| {
+                AcmeError::Other(format!(
+                    "the CA offers no {} challenge for {name}: try another `acme.challenge`",
+                    kind.name()
+                ))
+            })?;
+            let key_authorization = challenge.key_authorization();
+            match kind {
+                ChallengeKind::Http01 => {
+                    answers.http01(&challenge.token, key_authorization.as_str());
+                }
+                ChallengeKind::TlsAlpn01 => {
+                    let digest = key_authorization.digest();
+                    let cert = challenges::tls_alpn01_cert(&name, digest.as_ref(), &self.provider)
+                        .map_err(AcmeError::Other)?;
+                    answers.tls_alpn01(&name, cert);
+                }
+            }
+            progress(&format!("challenge: {} for {name} is ready", kind.name()));
+            challenge
+                .set_ready()
+                .await
+                .map_err(step("telling the CA the challenge is ready"))?;
+        }
+        Ok(())
+    }
+
+    /// The CA's suggested renewal window for `cert` (RFC 9773), and when to ask again; `None`
+    /// when the CA does not offer ARI or the question fails (the lifetime rule applies then).
+    pub async fn renewal_window(
+        &self,
+        cert: &CertificateDer<'_>,
+    ) -> Option<(Window, Duration, CertificateIdentifier<'static>)> {
+        let id = CertificateIdentifier::try_from(cert).ok()?.into_owned();
+        match self.account.renewal_info(&id).await {
+            Ok((info, recheck)) => {
+                let w = info.suggested_window;
+                let window = Window {
+                    start: w.start.into(),
+                    end: w.end.into(),
+                };
+                Some((window, recheck, id))
+            }
+            Err(instant_acme::Error::Unsupported(_)) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "ACME renewal information unavailable");
+                None
+            }
+        }
+    }
+
+    pub async fn revoke(&self, cert: &CertificateDer<'_>) -> Result<(), AcmeError> {
+        self.account
+            .revoke(&RevocationRequest {
+                certificate: cert,
+                reason: None,
+            })
+            .await
+            .map_err(step("revoking the certificate"))
+    }
+}
+
+/// Challenge answers published for one order, withdrawn when it ends however it ends.
+struct Answers<'a> {
+    challenges: &'a Challenges,
+    tokens: Vec<String>,
+    names: Vec<String>,
+}
+
+impl<'a> Answers<'a> {
+    fn new(challenges: &'a Challenges) -> Self {
+        Answers {
+            challenges,
+            tokens: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    fn http01(&mut self, token: &str, key_authorization: &str) {
+        self.challenges.add_http01(token, key_authorization);
+        self.tokens.push(token.to_owned());
+    }
+
+    fn tls_alpn01(&mut self, name: &str, cert: Arc<rustls::sign::CertifiedKey>) {
+        self.challenges.add_tls_alpn01(name, cert);
+        self.names.push(name.to_owned());
+    }
+}
+
+impl Drop for Answers<'_> {
+    fn drop(&mut self) {
+        self.tokens
+            .iter()
+            .for_each(|t| self.challenges.remove_http01(t));
+        self.names
+            .iter()
+            .for_each(|n| self.challenges.remove_tls_alpn01(n));
+    }
+}
+
+/// The CA's own words on why an order failed: the order's problem and each challenge's.
+async fn failure_detail(order: &mut instant_acme::Order) -> String {
+    let mut details = Vec::new();
+    if let Some(p) = &order.state().error {
+        details.push(p.to_string());
+    }
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        let name = authz.identifier().to_string();
+        if let Ok(state) = authz.refresh().await {
+            for c in &state.challenges {
+                if let Some(p) = &c.error {
+                    details.push(format!("{name}: {p}"));
+                }
+            }
+        }
+    }
+    match details.is_empty() {
+        true => "the CA gave no reason".to_owned(),
+        false => details.join("; "),
+    }
+}
+
+fn csr(names: &[String], key: &KeyPair) -> Result<Vec<u8>, AcmeError> {
+    let mut params =
+        CertificateParams::new(names.to_vec()).map_err(|e| AcmeError::Other(e.to_string()))?;
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| AcmeError::Other(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
+fn eab_key(settings: &AcmeSettings) -> Result<Option<ExternalAccountKey>, AcmeError> {
+    use base64::Engine;
+    let Some((kid, hmac)) = &settings.eab else {
+        return Ok(None);
+    };
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(hmac.trim_end_matches('='))
+        .map_err(|_| AcmeError::Other("acme.eab.hmac_key is not base64url".into()))?;
+    Ok(Some(ExternalAccountKey::new(kid.clone(), &key)))
+}
+
+type AcmeHttp = Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
+
+/// The HTTPS client for the directory: the system's roots, or only those in `acme.ca`.
+fn http_client(
+    settings: &AcmeSettings,
+    provider: Arc<CryptoProvider>,
+) -> Result<AcmeHttp, AcmeError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(defaults::ACME_HTTP_TIMEOUT));
+    let tls = match &settings.ca {
+        None => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider)
+            .map_err(|e| AcmeError::Other(format!("cannot read the system's CA roots: {e}")))?,
+        Some(ca) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            crate::tls::client_trusting(ca, provider)
+                .map_err(|e| AcmeError::Other(format!("acme.ca: {e}")))?,
+        ),
+    };
+    let connector = tls
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}

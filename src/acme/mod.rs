@@ -1,0 +1,369 @@
+//! Automatic certificates from an ACME CA (Let's Encrypt, ZeroSSL, step-ca, pebble).
+//!
+//! `Acme` is shared by every site whose certificate is `acme`, and survives reloads: it holds
+//! the account, the store, the challenge answers the listeners serve, and one renewal loop
+//! per site. A loop publishes each new certificate into the site's `ManagedCert` slot, which
+//! the TLS resolver reads on every handshake: renewal needs no restart and drops nothing.
+
+mod challenges;
+mod issuer;
+pub mod schedule;
+pub mod storage;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
+
+pub use challenges::{ACME_TLS_ALPN, Challenges, HTTP01_PREFIX};
+pub use issuer::{AcmeError, ChallengeKind, Issued, Issuer, Progress};
+use schedule::{Lifetime, Next};
+pub use storage::{FileStorage, Storage, key_part};
+
+use crate::certs::{self, ManagedCert};
+use crate::config::{AcmeSettings, ChallengeChoice, defaults};
+
+/// A stored certificate, loaded and ready to serve.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: Arc<CertifiedKey>,
+    pub lifetime: Lifetime,
+}
+
+impl Stored {
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.key.cert[0]
+    }
+}
+
+pub struct Acme {
+    settings: AcmeSettings,
+    storage: Arc<dyn Storage>,
+    challenges: Arc<Challenges>,
+    provider: Arc<CryptoProvider>,
+    /// Connected on first use and shared by every site.
+    issuer: tokio::sync::Mutex<Option<Arc<Issuer>>>,
+    sites: Mutex<HashMap<Vec<String>, Arc<ManagedCert>>>,
+}
+
+impl Acme {
+    pub fn new(settings: AcmeSettings, provider: Arc<CryptoProvider>) -> Arc<Acme> {
+        let storage = Arc::new(FileStorage::new(&settings.storage));
+        Acme::with_storage(settings, storage, provider)
+    }
+
+    pub fn with_storage(
+        settings: AcmeSettings,
+        storage: Arc<dyn Storage>,
+        provider: Arc<CryptoProvider>,
+    ) -> Arc<Acme> {
+        Arc::new(Acme {
+            settings,
+            storage,
+            challenges: Arc::default(),
+            provider,
+            issuer: tokio::sync::Mutex::new(None),
+            sites: Mutex::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &AcmeSettings {
+        &self.settings
+    }
+
+    pub fn challenges(&self) -> Arc<Challenges> {
+        self.challenges.clone()
+    }
+
+    fn account_key(&self) -> String {
+        format!("{}/account.json", key_part(&self.settings.directory))
+    }
+
+    /// Where a certificate for `names` is stored: (chain, key).
+    pub fn cert_keys(&self, names: &[String]) -> (String, String) {
+        let first = names.first().map_or("_", String::as_str);
+        let base = format!(
+            "{}/certificates/{}",
+            key_part(&self.settings.directory),
+            key_part(first)
+        );
+        (format!("{base}/cert.pem"), format!("{base}/key.pem"))
+    }
+
+    /// The account, restored from the store or registered (and then stored).
+    pub async fn issuer(&self, progress: Progress<'_>) -> Result<Arc<Issuer>, AcmeError> {
+        let mut slot = self.issuer.lock().await;
+        if let Some(i) = slot.as_ref() {
+            return Ok(i.clone());
+        }
+        let key = self.account_key();
+        let stored = self.storage.load(&key).map_err(|e| {
+            AcmeError::Other(format!("cannot read {}: {e}", self.storage.describe(&key)))
+        })?;
+        let credentials = match stored {
+            None => None,
+            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+                AcmeError::Other(format!(
+                    "{} is not an ACME account ({e}): move it away to register a new account",
+                    self.storage.describe(&key)
+                ))
+            })?),
+        };
+        let (issuer, created) = Issuer::connect(
+            &self.settings,
+            credentials,
+            self.challenges.clone(),
+            self.provider.clone(),
+            progress,
+        )
+        .await?;
+        if let Some(c) = created {
+            let json =
+                serde_json::to_vec_pretty(&c).map_err(|e| AcmeError::Other(e.to_string()))?;
+            self.storage.store(&key, &json).map_err(|e| {
+                AcmeError::Other(format!(
+                    "cannot store the account in {}: {e}",
+                    self.storage.describe(&key)
+                ))
+            })?;
+        }
+        let issuer = Arc::new(issuer);
+        *slot = Some(issuer.clone());
+        Ok(issuer)
+    }
+
+    /// The stored certificate for `names`, if there is one that covers them all and has not
+    /// expired. A damaged one is reported and treated as missing (a new one is obtained).
+    pub fn load_stored(&self, names: &[String]) -> Option<Stored> {
+        let (cert_key, key_key) = self.cert_keys(names);
+        let chain = self.storage.load(&cert_key).ok()??;
+        let key = self.storage.load(&key_key).ok()??;
+        let label = |k: &str| std::path::PathBuf::from(self.storage.describe(k));
+        let loaded = certs::load_pem(
+            (&label(&cert_key), &chain),
+            (&label(&key_key), &key),
+            &self.provider,
+            false,
+        );
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(certs::CertError::Expired(..)) => return None,
+            Err(e) => {
+                tracing::warn!("ignoring the stored ACME certificate: {e}");
+                return None;
+            }
+        };
+        let covers = |n: &String| loaded.names.iter().any(|c| c.eq_ignore_ascii_case(n));
+        names.iter().all(covers).then(|| Stored {
+            key: loaded.key,
+            lifetime: Lifetime {
+                not_before: loaded.not_before,
+                not_after: loaded.not_after,
+            },
+        })
+    }
+
+    /// The stored chain and key PEM for `names`, as they are.
+    pub fn stored_pem(&self, names: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (cert_key, key_key) = self.cert_keys(names);
+        Some((
+            self.storage.load(&cert_key).ok()??,
+            self.storage.load(&key_key).ok()??,
+        ))
+    }
+
+    /// Obtains a certificate for `names`, stores it and returns it loaded.
+    pub async fn obtain(
+        &self,
+        names: &[String],
+        kind: ChallengeKind,
+        replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+        progress: Progress<'_>,
+    ) -> Result<Stored, AcmeError> {
+        let issuer = self.issuer(progress).await?;
+        let issued = tokio::time::timeout(
+            defaults::ACME_ORDER_TIMEOUT,
+            issuer.obtain(names, kind, replaces, progress),
+        )
+        .await
+        .map_err(|_| {
+            AcmeError::Other(format!(
+                "no certificate within {}s",
+                defaults::ACME_ORDER_TIMEOUT.as_secs()
+            ))
+        })??;
+        self.store(names, &issued)?;
+        self.load_stored(names).ok_or_else(|| {
+            AcmeError::Other("the CA's certificate does not cover the names asked for".into())
+        })
+    }
+
+    fn store(&self, names: &[String], issued: &Issued) -> Result<(), AcmeError> {
+        let (cert_key, key_key) = self.cert_keys(names);
+        for (k, v) in [(&key_key, &issued.key_pem), (&cert_key, &issued.chain_pem)] {
+            self.storage.store(k, v.as_bytes()).map_err(|e| {
+                AcmeError::Other(format!("cannot store {}: {e}", self.storage.describe(k)))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Revokes the stored certificate for `names` and removes it from the store.
+    pub async fn revoke(&self, names: &[String], progress: Progress<'_>) -> Result<(), AcmeError> {
+        let (cert_key, key_key) = self.cert_keys(names);
+        let stored = self.load_stored(names).ok_or_else(|| {
+            AcmeError::Other(format!(
+                "no valid stored certificate for {} in {}",
+                names.join(", "),
+                self.storage.describe(&cert_key)
+            ))
+        })?;
+        let issuer = self.issuer(progress).await?;
+        issuer.revoke(stored.leaf()).await?;
+        progress("revoked: the CA will no longer vouch for this certificate");
+        for k in [&cert_key, &key_key] {
+            let _ = self.storage.delete(k);
+        }
+        Ok(())
+    }
+
+    /// The slot serving `names`' certificate. The first call for a set of names fills it from
+    /// the store at once (startup never waits for the CA when a valid certificate is stored)
+    /// and starts the site's renewal loop. `http01`: the site has an HTTP listener.
+    pub fn managed(
+        self: &Arc<Self>,
+        names: &[String],
+        http01: bool,
+        fallback: Option<Arc<CertifiedKey>>,
+    ) -> Arc<ManagedCert> {
+        let mut sites = self.sites.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = sites.get(names) {
+            return slot.clone();
+        }
+        let primary = names.first().map_or("", String::as_str);
+        let slot = Arc::new(ManagedCert::new(primary, fallback));
+        let stored = self.load_stored(names);
+        if let Some(s) = &stored {
+            slot.publish(s.key.clone());
+        }
+        sites.insert(names.to_vec(), slot.clone());
+        let kind = match (self.settings.challenge, http01) {
+            (ChallengeChoice::Http01, _) | (ChallengeChoice::Auto, true) => ChallengeKind::Http01,
+            _ => ChallengeKind::TlsAlpn01,
+        };
+        let site = SiteLoop {
+            acme: self.clone(),
+            names: names.to_vec(),
+            slot: slot.clone(),
+            kind,
+            alternate: self.settings.challenge == ChallengeChoice::Auto,
+        };
+        tokio::spawn(site.run(stored));
+        slot
+    }
+}
+
+/// One site's certificate over time: obtain, wait, renew; back off after failures.
+struct SiteLoop {
+    acme: Arc<Acme>,
+    names: Vec<String>,
+    slot: Arc<ManagedCert>,
+    kind: ChallengeKind,
+    /// `acme.challenge: auto`: after a failure, try the other challenge.
+    alternate: bool,
+}
+
+impl SiteLoop {
+    async fn run(mut self, mut stored: Option<Stored>) {
+        let site = self.names.join(", ");
+        let progress = |step: &str| tracing::info!(site = %site, "ACME {step}");
+        let mut failures = 0u32;
+        loop {
+            let (ari, recheck, replaces) = match &stored {
+                Some(s) => self.renewal_window(s).await,
+                None => (None, None, None),
+            };
+            let next = match &stored {
+                None => Next::Renew,
+                Some(s) => {
+                    schedule::next(SystemTime::now(), s.lifetime, ari, schedule::random_unit())
+                }
+            };
+            if let Next::WaitUntil(at) = next {
+                let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+                let wait = recheck.map_or(wait, |r| wait.min(r));
+                tracing::debug!(site = %site, "next ACME renewal check in {}s", wait.as_secs());
+                tokio::time::sleep(wait).await;
+                stored = self.acme.load_stored(&self.names).or(stored);
+                continue;
+            }
+            match self
+                .acme
+                .obtain(&self.names, self.kind, replaces, &progress)
+                .await
+            {
+                Ok(new) => {
+                    failures = 0;
+                    self.slot.publish(new.key.clone());
+                    tracing::info!(
+                        site = %site,
+                        "ACME certificate obtained and now served, valid until {}",
+                        humantime::format_rfc3339_seconds(new.lifetime.not_after)
+                    );
+                    stored = Some(new);
+                }
+                Err(e) => {
+                    failures += 1;
+                    let delay = schedule::retry_delay(failures, schedule::random_unit());
+                    self.log_failure(&e, failures, delay, stored.is_some());
+                    if self.alternate {
+                        self.kind = self.kind.other();
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn renewal_window(
+        &self,
+        stored: &Stored,
+    ) -> (
+        Option<schedule::Window>,
+        Option<Duration>,
+        Option<instant_acme::CertificateIdentifier<'static>>,
+    ) {
+        let Ok(issuer) = self.acme.issuer(&|_| {}).await else {
+            return (None, None, None);
+        };
+        match issuer.renewal_window(stored.leaf()).await {
+            Some((window, recheck, id)) => {
+                let recheck = recheck.clamp(Duration::from_secs(60), defaults::ACME_ARI_RECHECK);
+                (Some(window), Some(recheck), Some(id))
+            }
+            None => (None, None, None),
+        }
+    }
+
+    fn log_failure(&self, e: &AcmeError, failures: u32, delay: Duration, serving: bool) {
+        let what = match serving {
+            true => "the site keeps its current certificate",
+            false => "handshakes for it fail until then",
+        };
+        tracing::error!(
+            site = %self.names.join(", "),
+            attempt = failures,
+            "ACME: could not get a certificate: {e}; retrying in {} ({what})",
+            humantime::format_duration(Duration::from_secs(delay.as_secs()))
+        );
+    }
+}
+
+/// Where the certificate for `names` is kept, for messages.
+pub fn describe_store(acme: &Acme, names: &[String]) -> String {
+    let (cert, _) = acme.cert_keys(names);
+    acme.storage.describe(&cert)
+}
