@@ -349,9 +349,10 @@ impl SiteLoop {
     }
 
     fn log_failure(&self, e: &AcmeError, failures: u32, delay: Duration, serving: bool) {
-        let what = match serving {
-            true => "the site keeps its current certificate",
-            false => "handshakes for it fail until then",
+        let what = match (serving, self.slot.has_fallback()) {
+            (true, _) => "the site keeps its current certificate",
+            (false, true) => "a temporary local-CA certificate is served until then",
+            (false, false) => "handshakes for it fail until then",
         };
         tracing::error!(
             site = %self.names.join(", "),

@@ -47,6 +47,10 @@ impl ManagedCert {
         self.current.load().is_some()
     }
 
+    pub fn has_fallback(&self) -> bool {
+        self.fallback.is_some()
+    }
+
     fn get(&self) -> Option<Arc<CertifiedKey>> {
         let current = self.current.load_full().or_else(|| self.fallback.clone());
         if current.is_none() {

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod acme;
 mod auth;
 mod balancing;
 mod cert_commands;
