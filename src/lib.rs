@@ -8,7 +8,10 @@
 //! `http::proxy`, anything else to `http::static_files` → the site's security headers are
 //! added. Plain HTTP (on the redirect listener or the TLS port) goes to `http::redirect`.
 //!
-//! `config` reads and validates both config dialects; `devca` is the local development CA and
+//! `config` reads and validates both config dialects; `acme` obtains and renews certificates
+//! from an ACME CA and publishes them into `certs::store` (its challenge answers are served by
+//! the resolver for TLS-ALPN-01 and by `http::redirect` for HTTP-01); `devca` is the local
+//! development CA and
 //! `trust` installs it; `check` looks at other servers (client side only); `serve` wires it all
 //! together and reloads it; `cli` is the command line.
 

@@ -817,6 +817,80 @@ mod tests {
     }
 
     #[test]
+    fn a_public_name_without_a_certificate_gets_acme_and_a_private_one_the_local_ca() {
+        let c = parse_candado(
+            "sites:\n  - names: [app.example.com]\n    http_redirect: :80\n  - names: [app.test]\n    listen: 127.0.0.1:9443\n  - names: [localhost]\n    listen: 127.0.0.1:9444\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.sites[0].certificate, CertSource::Acme);
+        assert_eq!(c.sites[1].certificate, CertSource::Local);
+        assert_eq!(c.sites[2].certificate, CertSource::Local);
+        assert_eq!(c.acme.directory, defaults::ACME_DIRECTORY);
+        assert_eq!(c.acme.challenge, ChallengeChoice::Auto);
+    }
+
+    #[test]
+    fn acme_settings_are_checked_each_with_its_line() {
+        let p = problems(
+            "acme:\n  directory: http://insecure.example/dir\n  email: nobody\n  challenge: dns-01\n  while_pending: wait\n  eab: {kid: k, hmac_key: 'not base64!'}\nsites:\n  - names: [a.test]\n",
+        );
+        let at = |line: u64, key: &str, text: &str| {
+            assert!(
+                p.iter()
+                    .any(|x| x.line == Some(line) && x.key == key && x.message.contains(text)),
+                "{key} at {line}: {p:?}"
+            )
+        };
+        at(2, "acme.directory", "https:// URL");
+        at(3, "acme.email", "not an email address");
+        at(4, "acme.challenge", "http-01");
+        at(5, "acme.while_pending", "refuse");
+        at(6, "acme.eab.hmac_key", "base64url");
+        let staging = parse_candado(
+            "acme: {directory: letsencrypt-staging}\nsites:\n  - names: [a.test]\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(staging.acme.directory, defaults::ACME_STAGING_DIRECTORY);
+    }
+
+    #[test]
+    fn acme_sites_need_host_names_and_http01_needs_the_http_listener() {
+        let p = problems(
+            "acme: {challenge: http-01}\nsites:\n  - names: [a.example.com, 192.0.2.1]\n    certificate: acme\n  - names: ['*.b.example.com']\n    listen: :9443\n    http_redirect: :9080\n    certificate: acme\n",
+        );
+        let text = format!("{p:?}");
+        assert!(text.contains("`192.0.2.1` is an IP address"), "{text}");
+        assert!(text.contains("set `http_redirect: :80`"), "{text}");
+        assert!(
+            text.contains("wildcard names need the DNS-01 challenge"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn public_names_are_those_a_public_ca_can_issue_for() {
+        for public in ["example.com", "app.example.com", "xn--caf-dma.fr."] {
+            assert!(is_public_name(public), "{public}");
+        }
+        for private in [
+            "localhost",
+            "a.localhost",
+            "printer.local",
+            "app.test",
+            "a.example",
+            "db.internal",
+            "10.0.0.1",
+            "::1",
+            "nas.home.arpa",
+            "intranet",
+        ] {
+            assert!(!is_public_name(private), "{private}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_their_line() {
         let p = problems("sites:\n  - names: [a.test]\n    hstss: {}\n");
         assert_eq!(p[0].line, Some(3));

@@ -332,7 +332,10 @@ fn a_failing_challenge_logs_the_cas_error_backs_off_and_serves_a_temporary_certi
         "{line}"
     );
     assert!(line.contains("attempt=1"), "{line}");
-    assert!(line.contains("a temporary local-CA certificate is served"), "{line}");
+    assert!(
+        line.contains("a temporary local-CA certificate is served"),
+        "{line}"
+    );
     // Meanwhile the site answers with the local development CA's certificate.
     let local_ca = server.data_dir().join("ca").join("ca.crt");
     assert!(local_ca.exists(), "{}", server.log());
