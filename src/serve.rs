@@ -84,6 +84,13 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         });
         listeners.push(((role, requested), tcp, ctx));
     }
+    if let Some(acme) = &acme {
+        tracing::info!(
+            "ACME certificates come from {} and are kept in {}",
+            acme.settings().directory,
+            acme.settings().storage.display()
+        );
+    }
     if let Some(ca) = &ca {
         tracing::info!(
             "certificates come from candado's local development CA; trust it to avoid browser warnings: {}",

@@ -297,7 +297,11 @@ impl SiteLoop {
                 let wait = recheck.map_or(wait, |r| wait.min(r));
                 tracing::debug!(site = %site, "next ACME renewal check in {}s", wait.as_secs());
                 tokio::time::sleep(wait).await;
-                stored = self.acme.load_stored(&self.names).or(stored);
+                // Another instance sharing the store may have renewed it meanwhile.
+                if let Some(s) = self.acme.load_stored(&self.names) {
+                    self.slot.publish(s.key.clone());
+                    stored = Some(s);
+                }
                 continue;
             }
             match self

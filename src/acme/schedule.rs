@@ -40,7 +40,12 @@ pub enum Next {
     WaitUntil(SystemTime),
 }
 
+/// A CA window that has already opened means now (that is how a CA asks for an early
+/// renewal, after a revocation for instance).
 pub fn next(now: SystemTime, lifetime: Lifetime, ari: Option<Window>, jitter: f64) -> Next {
+    if ari.is_some_and(|w| w.start <= now) {
+        return Next::Renew;
+    }
     match renew_at(lifetime, ari, jitter) {
         at if at <= now || lifetime.not_after <= now => Next::Renew,
         at => Next::WaitUntil(at),
@@ -118,8 +123,21 @@ mod tests {
         assert_eq!(renew_at(l, Some(w), 0.0), w.start);
         assert_eq!(renew_at(l, Some(w), 0.5), t0 + 11 * DAY);
         assert!(renew_at(l, Some(w), 0.999_999) < w.end);
-        // A window already open (say, after a revocation) means now.
-        assert_eq!(next(t0 + 11 * DAY, l, Some(w), 0.9), Next::Renew);
+        // Before the window: wait for the chosen point; once it has opened: now.
+        assert_eq!(
+            next(t0 + 9 * DAY, l, Some(w), 0.5),
+            Next::WaitUntil(t0 + 11 * DAY)
+        );
+        assert_eq!(next(t0 + 10 * DAY, l, Some(w), 0.9), Next::Renew);
+        // A window ahead of the lifetime rule still wins (the CA knows better).
+        let late = Window {
+            start: t0 + 70 * DAY,
+            end: t0 + 71 * DAY,
+        };
+        assert_eq!(
+            next(t0 + 65 * DAY, l, Some(late), 0.0),
+            Next::WaitUntil(late.start)
+        );
         // A window in the past of a backwards one never panics.
         let backwards = Window {
             start: w.end,

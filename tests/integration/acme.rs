@@ -288,6 +288,20 @@ fn cert_obtain_writes_files_asks_once_and_revoke_revokes_at_the_ca() {
     );
     assert!(!text.contains("order: "), "{text}");
 
+    // --force asks anyway (a forced renewal): a new certificate, the account reused.
+    let (ok, text) = obtain(&["--force"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("account: using the stored account"), "{text}");
+    assert!(text.contains("download: certificate received"), "{text}");
+    let renewed = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&crt)
+        .output()
+        .unwrap();
+    let renewed = output_text(&renewed).trim().to_ascii_lowercase();
+    assert_ne!(renewed.trim_start_matches("serial="), serial);
+    let serial = renewed.trim_start_matches("serial=").to_owned();
+
     let mut args = vec!["cert", "revoke", "-d", SITE, "-d", "www.site.test"];
     args.extend_from_slice(&acme);
     let (ok, text) = run_cli(&args, data.path());
