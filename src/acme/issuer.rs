@@ -83,6 +83,16 @@ fn step(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
 /// Reports each step to a person: the log when serving, the terminal for `cert obtain`.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
+/// What an ARI CA says about a certificate's renewal.
+#[derive(Debug, Clone)]
+pub struct RenewalInfo {
+    pub window: Window,
+    /// When to ask again (the CA's Retry-After).
+    pub recheck: Duration,
+    /// Names the certificate in the renewal order, so the CA can link the two.
+    pub replaces: CertificateIdentifier<'static>,
+}
+
 /// A certificate as issued: the chain (leaf first) and its new private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -262,22 +272,19 @@ impl Issuer {
         Ok(())
     }
 
-    /// The CA's suggested renewal window for `cert` (RFC 9773), and when to ask again; `None`
-    /// when the CA does not offer ARI or the question fails (the lifetime rule applies then).
-    pub async fn renewal_window(
-        &self,
-        cert: &CertificateDer<'_>,
-    ) -> Option<(Window, Duration, CertificateIdentifier<'static>)> {
+    /// The CA's suggested renewal window for `cert` (RFC 9773); `None` when the CA does not
+    /// offer ARI or the question fails.
+    pub async fn renewal_info(&self, cert: &CertificateDer<'_>) -> Option<RenewalInfo> {
         let id = CertificateIdentifier::try_from(cert).ok()?.into_owned();
         match self.account.renewal_info(&id).await {
-            Ok((info, recheck)) => {
-                let w = info.suggested_window;
-                let window = Window {
-                    start: w.start.into(),
-                    end: w.end.into(),
-                };
-                Some((window, recheck, id))
-            }
+            Ok((info, recheck)) => Some(RenewalInfo {
+                window: Window {
+                    start: info.suggested_window.start.into(),
+                    end: info.suggested_window.end.into(),
+                },
+                recheck,
+                replaces: id,
+            }),
             Err(instant_acme::Error::Unsupported(_)) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "ACME renewal information unavailable");

@@ -19,7 +19,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 
 pub use challenges::{ACME_TLS_ALPN, Challenges, HTTP01_PREFIX};
-pub use issuer::{AcmeError, ChallengeKind, Issued, Issuer, Progress};
+pub use issuer::{AcmeError, ChallengeKind, Issued, Issuer, Progress, RenewalInfo};
 use schedule::{Lifetime, Next};
 pub use storage::{FileStorage, Storage, key_part};
 
@@ -282,19 +282,22 @@ impl SiteLoop {
         let progress = |step: &str| tracing::info!(site = %site, "ACME {step}");
         let mut failures = 0u32;
         loop {
-            let (ari, recheck, replaces) = match &stored {
-                Some(s) => self.renewal_window(s).await,
-                None => (None, None, None),
+            let ari = match &stored {
+                Some(s) => self.renewal_info(s).await,
+                None => None,
             };
             let next = match &stored {
                 None => Next::Renew,
-                Some(s) => {
-                    schedule::next(SystemTime::now(), s.lifetime, ari, schedule::random_unit())
-                }
+                Some(s) => schedule::next(
+                    SystemTime::now(),
+                    s.lifetime,
+                    ari.as_ref().map(|a| a.window),
+                    schedule::random_unit(),
+                ),
             };
             if let Next::WaitUntil(at) = next {
                 let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
-                let wait = recheck.map_or(wait, |r| wait.min(r));
+                let wait = ari.map_or(wait, |a| wait.min(a.recheck));
                 tracing::debug!(site = %site, "next ACME renewal check in {}s", wait.as_secs());
                 tokio::time::sleep(wait).await;
                 // Another instance sharing the store may have renewed it meanwhile.
@@ -304,6 +307,7 @@ impl SiteLoop {
                 }
                 continue;
             }
+            let replaces = ari.map(|a| a.replaces);
             match self
                 .acme
                 .obtain(&self.names, self.kind, replaces, &progress)
@@ -332,24 +336,15 @@ impl SiteLoop {
         }
     }
 
-    async fn renewal_window(
-        &self,
-        stored: &Stored,
-    ) -> (
-        Option<schedule::Window>,
-        Option<Duration>,
-        Option<instant_acme::CertificateIdentifier<'static>>,
-    ) {
-        let Ok(issuer) = self.acme.issuer(&|_| {}).await else {
-            return (None, None, None);
-        };
-        match issuer.renewal_window(stored.leaf()).await {
-            Some((window, recheck, id)) => {
-                let recheck = recheck.clamp(Duration::from_secs(60), defaults::ACME_ARI_RECHECK);
-                (Some(window), Some(recheck), Some(id))
-            }
-            None => (None, None, None),
-        }
+    /// The CA's renewal information for the stored certificate, when it offers ARI; without
+    /// it (or without the CA) the lifetime rule applies.
+    async fn renewal_info(&self, stored: &Stored) -> Option<RenewalInfo> {
+        let issuer = self.acme.issuer(&|_| {}).await.ok()?;
+        let mut info = issuer.renewal_info(stored.leaf()).await?;
+        info.recheck = info
+            .recheck
+            .clamp(Duration::from_secs(60), defaults::ACME_ARI_RECHECK);
+        Some(info)
     }
 
     fn log_failure(&self, e: &AcmeError, failures: u32, delay: Duration, serving: bool) {
