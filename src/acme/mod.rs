@@ -112,14 +112,24 @@ impl Acme {
                 ))
             })?),
         };
-        let (issuer, created) = Issuer::connect(
+        let connect = Issuer::connect(
             &self.settings,
             credentials,
             self.challenges.clone(),
             self.provider.clone(),
             progress,
-        )
-        .await?;
+        );
+        // Bounded, so that a CA that accepts connections and then hangs cannot stall a site's
+        // renewal loop forever.
+        let (issuer, created) = tokio::time::timeout(defaults::ACME_HTTP_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                AcmeError::Other(format!(
+                    "{} did not answer within {}s",
+                    self.settings.directory,
+                    defaults::ACME_HTTP_TIMEOUT.as_secs()
+                ))
+            })??;
         if let Some(c) = created {
             let json =
                 serde_json::to_vec_pretty(&c).map_err(|e| AcmeError::Other(e.to_string()))?;
@@ -340,7 +350,10 @@ impl SiteLoop {
     /// it (or without the CA) the lifetime rule applies.
     async fn renewal_info(&self, stored: &Stored) -> Option<RenewalInfo> {
         let issuer = self.acme.issuer(&|_| {}).await.ok()?;
-        let mut info = issuer.renewal_info(stored.leaf()).await?;
+        let ask = issuer.renewal_info(stored.leaf());
+        let mut info = tokio::time::timeout(defaults::ACME_HTTP_TIMEOUT, ask)
+            .await
+            .ok()??;
         info.recheck = info
             .recheck
             .clamp(Duration::from_secs(60), defaults::ACME_ARI_RECHECK);
