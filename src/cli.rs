@@ -279,6 +279,11 @@ fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     if files.is_none() && name.is_none() && args.acme.any() {
         bail!("ACME certificates are for a site name: add --from NAME");
     }
+    if acme && name.as_deref().is_some_and(|n| n.starts_with("*.")) {
+        bail!(
+            "--from: wildcard names need the DNS-01 challenge, which candado does not do: name the host, or give --cert and --key"
+        );
+    }
     // A public site is reached from outside, on the standard ports.
     let (default_ip, default_port, default_http) = match acme {
         true => (IpAddr::from([0, 0, 0, 0]), 443, 80),
@@ -698,4 +703,75 @@ fn check(file: &Path) -> Result<()> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy_config_of(args: &[&str]) -> Result<Config> {
+        let cli = Cli::try_parse_from(["candado", "proxy"].iter().chain(args))?;
+        match cli.command {
+            Some(Command::Proxy(p)) => proxy_config(&p),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_public_name_gets_acme_on_the_standard_ports_of_every_interface() {
+        let c = proxy_config_of(&[
+            "--to",
+            "127.0.0.1:5000",
+            "--from",
+            "app.example.com",
+            "--email",
+            "me@example.com",
+        ])
+        .unwrap();
+        let site = &c.sites[0];
+        assert_eq!(site.certificate, CertSource::Acme);
+        assert_eq!(site.names, ["app.example.com"]);
+        assert_eq!(site.listen, "0.0.0.0:443".parse().unwrap());
+        assert_eq!(site.redirect_from, Some("0.0.0.0:80".parse().unwrap()));
+        assert_eq!(c.acme.directory, defaults::ACME_DIRECTORY);
+        assert_eq!(c.acme.email.as_deref(), Some("me@example.com"));
+    }
+
+    #[test]
+    fn a_private_name_stays_on_loopback_with_the_local_ca_unless_acme_is_asked_for() {
+        let c = proxy_config_of(&["--to", "127.0.0.1:5000", "--from", "app.test"]).unwrap();
+        assert_eq!(c.sites[0].certificate, CertSource::Local);
+        assert_eq!(c.sites[0].listen, "127.0.0.1:8443".parse().unwrap());
+        let c = proxy_config_of(&[
+            "--to",
+            "127.0.0.1:5000",
+            "--from",
+            "app.test:9443",
+            "--acme-staging",
+        ])
+        .unwrap();
+        assert_eq!(c.sites[0].certificate, CertSource::Acme);
+        assert_eq!(c.sites[0].listen, "0.0.0.0:9443".parse().unwrap());
+        assert_eq!(c.acme.directory, defaults::ACME_STAGING_DIRECTORY);
+    }
+
+    #[test]
+    fn acme_flags_without_a_name_or_with_a_wildcard_are_refused() {
+        let e =
+            proxy_config_of(&["--to", "127.0.0.1:5000", "--email", "me@example.com"]).unwrap_err();
+        assert!(e.to_string().contains("add --from NAME"), "{e}");
+        let e =
+            proxy_config_of(&["--to", "127.0.0.1:5000", "--from", "*.example.com"]).unwrap_err();
+        assert!(e.to_string().contains("DNS-01"), "{e}");
+        let e = proxy_config_of(&[
+            "--to",
+            "127.0.0.1:5000",
+            "--from",
+            "a.example.com",
+            "--acme-directory",
+            "http://x/dir",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("https:// URL"), "{e}");
+    }
 }
