@@ -336,7 +336,7 @@ impl SiteLoop {
                 Err(e) => {
                     failures += 1;
                     let delay = schedule::retry_delay(failures, schedule::random_unit());
-                    self.log_failure(&e, failures, delay, stored.is_some());
+                    self.log_failure(&e, failures, delay, stored.as_ref());
                     if self.alternate {
                         self.kind = self.kind.other();
                     }
@@ -360,11 +360,14 @@ impl SiteLoop {
         Some(info)
     }
 
-    fn log_failure(&self, e: &AcmeError, failures: u32, delay: Duration, serving: bool) {
+    fn log_failure(&self, e: &AcmeError, failures: u32, delay: Duration, serving: Option<&Stored>) {
         let what = match (serving, self.slot.has_fallback()) {
-            (true, _) => "the site keeps its current certificate",
-            (false, true) => "a temporary local-CA certificate is served until then",
-            (false, false) => "handshakes for it fail until then",
+            (Some(s), _) => format!(
+                "the site keeps its current certificate, valid until {}",
+                humantime::format_rfc3339_seconds(s.lifetime.not_after)
+            ),
+            (None, true) => "a temporary local-CA certificate is served until then".to_owned(),
+            (None, false) => "handshakes for it fail until then".to_owned(),
         };
         tracing::error!(
             site = %self.names.join(", "),

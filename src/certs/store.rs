@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -28,6 +29,8 @@ pub struct ManagedCert {
     current: ArcSwapOption<CertifiedKey>,
     /// Served until the first certificate arrives (a temporary local-CA certificate), if set.
     fallback: Option<Arc<CertifiedKey>>,
+    /// Handshakes refused while there is no certificate (for a rate-limited log line).
+    refusals: AtomicU64,
 }
 
 impl ManagedCert {
@@ -36,6 +39,7 @@ impl ManagedCert {
             name: name.to_owned(),
             current: ArcSwapOption::empty(),
             fallback,
+            refusals: AtomicU64::new(0),
         }
     }
 
@@ -53,9 +57,16 @@ impl ManagedCert {
 
     fn get(&self) -> Option<Arc<CertifiedKey>> {
         let current = self.current.load_full().or_else(|| self.fallback.clone());
-        if current.is_none() {
+        if current.is_none()
+            && self
+                .refusals
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(100)
+        {
+            // Every 100th refusal only: a client cannot flood the log by retrying.
             tracing::info!(
                 site = %self.name,
+                refused = self.refusals.load(Ordering::Relaxed),
                 "TLS handshake refused: the site's certificate is still being obtained from the ACME CA"
             );
         }
