@@ -428,3 +428,31 @@ fn external_account_binding_is_sent_when_the_ca_requires_it() {
     assert!(ok, "{text}");
     assert!(out.path().join("site.test.crt").exists());
 }
+
+#[test]
+fn a_failed_renewal_never_takes_down_a_site_whose_certificate_is_still_valid() {
+    let (https, http) = (free_port(), free_port());
+    let mut options = Options::ports(http, https);
+    options.validity_secs = Some(30);
+    let mut pebble = Pebble::start(options);
+    let storage = tempfile::tempdir().unwrap();
+    let yaml = acme_yaml(&pebble, https, Some(http), "", storage.path());
+    let server = Candado::from_yaml(&yaml, &[]);
+    wait_for(&server, "ACME certificate obtained and now served", 60);
+    let trust = pebble.trust_file();
+    let serial = served_serial(server.https, &trust);
+    // The CA goes away before renewal is due (a third of 30 s left, about 20 s in).
+    pebble.stop();
+    wait_for(&server, "ACME: could not get a certificate", 40);
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("could not get a certificate"))
+        .unwrap();
+    assert!(
+        line.contains("the site keeps its current certificate, valid until"),
+        "{line}"
+    );
+    assert_eq!(get(server.https, &trust).status, 200);
+    assert_eq!(served_serial(server.https, &trust), serial);
+}

@@ -180,11 +180,18 @@ impl Pebble {
     }
 }
 
-impl Drop for Pebble {
-    fn drop(&mut self) {
+impl Pebble {
+    /// Stops the CA (to see what candado does when its CA is gone).
+    pub fn stop(&mut self) {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
