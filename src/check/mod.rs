@@ -31,7 +31,7 @@ pub use grade::{Cap, Grade, Grading};
 pub use hello::Protocol;
 pub use http::{Cookie, Hsts, HttpFindings, Redirect};
 pub use probe::{GroupFinding, Probes, ProtocolFinding};
-pub use reply::{Parsed, Reply, ServerHello, parse_server_reply};
+pub use reply::{Parsed, Reply, ServerHello, parse_certificates, parse_server_reply};
 pub use report::{Report, render};
 pub use suites::{Flaw, Strength, Suite};
 
@@ -106,7 +106,12 @@ pub async fn run(host: &str, port: u16, opts: &Options) -> Result<Report, CheckE
         timeout: opts.timeout,
     };
     let probes = prober.scan().await?;
-    let fetched = http::fetch(addr, host, port, opts.http_port, opts.timeout).await;
+    let mut fetched = http::fetch(addr, host, port, opts.http_port, opts.timeout).await;
+    if fetched.chain.is_empty()
+        && let Ok(chain) = prober.legacy_chain(&probes.protocols).await
+    {
+        fetched.chain = chain.into_iter().map(CertificateDer::from).collect();
+    }
     let (certificate, certificate_error) = match fetched.chain.is_empty() {
         true => (
             None,

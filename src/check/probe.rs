@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::CheckError;
 use super::hello::{GROUPS, Hello, Protocol, X25519, group_name, is_legacy_ec_group};
-use super::reply::{Reply, ServerHello, alert_name, read_reply};
+use super::reply::{Reply, ServerHello, alert_name, read_certificates, read_reply};
 use super::suites::{self, Suite};
 
 /// More rounds than there are registered suites means the server is not removing choices.
@@ -74,6 +74,37 @@ impl Prober {
             return Ok(Reply::Closed);
         }
         Ok(read_reply(&mut tcp, self.timeout).await)
+    }
+
+    /// The certificate chain from a TLS 1.2-or-older handshake (sent in the clear), for
+    /// servers that rustls, which needs forward-secret AEAD suites, cannot talk to.
+    pub(crate) async fn legacy_chain(
+        &self,
+        protocols: &[ProtocolFinding],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let Some(f) = protocols
+            .iter()
+            .rev()
+            .find(|f| f.offered && f.protocol != Protocol::Tls13)
+        else {
+            return Err("no TLS 1.2-or-older protocol to read the certificate with".into());
+        };
+        let mut hello = Hello::new(
+            f.protocol,
+            f.suites.iter().map(|s| s.id).collect(),
+            groups_for(f.protocol),
+        );
+        hello.server_name = self.server_name.clone();
+        let connect = tokio::time::timeout(self.timeout, TcpStream::connect(self.addr));
+        let mut tcp = match connect.await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(format!("cannot connect to {}: {e}", self.addr)),
+            Err(_) => return Err(format!("{} did not accept a connection in time", self.addr)),
+        };
+        tcp.write_all(&hello.to_bytes())
+            .await
+            .map_err(|e| format!("cannot send a hello to {}: {e}", self.addr))?;
+        read_certificates(&mut tcp, self.timeout).await
     }
 
     pub(crate) async fn scan(&self) -> Result<Probes, CheckError> {

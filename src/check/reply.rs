@@ -209,6 +209,103 @@ fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
     Some(hello)
 }
 
+/// Bytes read while looking for a TLS 1.2-or-older Certificate message.
+pub(crate) const MAX_FLIGHT_BYTES: usize = 128 * 1024;
+/// More certificates than any real chain has.
+const MAX_CHAIN_LEN: usize = 16;
+
+/// The certificate chain in a TLS 1.2-or-older server flight (ServerHello, then Certificate,
+/// both in the clear), for servers rustls cannot talk to. `None` means "need more bytes".
+pub fn parse_certificates(bytes: &[u8]) -> Option<Result<Vec<Vec<u8>>, String>> {
+    if bytes.len() > MAX_FLIGHT_BYTES {
+        return Some(Err("server flight too large".into()));
+    }
+    let mut handshake: Vec<u8> = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let header = rest.get(..5)?;
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if len > MAX_RECORD || header[1] != 3 {
+            return Some(Err("not a TLS record".into()));
+        }
+        let fragment = rest.get(5..5 + len)?;
+        rest = &rest[5 + len..];
+        match header[0] {
+            22 => handshake.extend_from_slice(fragment),
+            21 => return Some(Err("alert instead of a certificate".into())),
+            _ => return Some(Err("unexpected record before the certificate".into())),
+        }
+        let mut msgs = Reader(&handshake);
+        while let (Some(kind), Some(len)) = (msgs.u8(), msgs.take(3)) {
+            let len = u32::from_be_bytes([0, len[0], len[1], len[2]]) as usize;
+            if len > MAX_FLIGHT_BYTES {
+                return Some(Err(format!("handshake message of {len} bytes")));
+            }
+            let Some(body) = msgs.take(len) else {
+                break;
+            };
+            match kind {
+                2 => continue,
+                11 => return Some(certificate_list(body)),
+                other => {
+                    return Some(Err(format!(
+                        "handshake message {other} before the certificate"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// RFC 5246 §7.4.2: a 24-bit length, then each certificate with its own 24-bit length.
+fn certificate_list(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut r = Reader(body);
+    let bad = || "malformed Certificate message".to_owned();
+    let len = r.take(3).ok_or_else(bad)?;
+    let len = u32::from_be_bytes([0, len[0], len[1], len[2]]) as usize;
+    let mut list = Reader(r.take(len).ok_or_else(bad)?);
+    let mut chain = Vec::new();
+    while !list.0.is_empty() {
+        let n = list.take(3).ok_or_else(bad)?;
+        let n = u32::from_be_bytes([0, n[0], n[1], n[2]]) as usize;
+        chain.push(list.take(n).ok_or_else(bad)?.to_vec());
+        if chain.len() > MAX_CHAIN_LEN {
+            return Err(format!("more than {MAX_CHAIN_LEN} certificates"));
+        }
+    }
+    Ok(chain)
+}
+
+/// Reads a TLS 1.2-or-older server flight from `stream` until its Certificate message.
+pub(crate) async fn read_certificates<S>(
+    stream: &mut S,
+    timeout: Duration,
+) -> Result<Vec<Vec<u8>>, String>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let read = async {
+        let mut buf = Vec::with_capacity(8192);
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    return Err("the connection closed before the certificate".to_owned());
+                }
+                Ok(n) => n,
+            };
+            let room = MAX_FLIGHT_BYTES + 1 - buf.len().min(MAX_FLIGHT_BYTES + 1);
+            buf.extend_from_slice(&chunk[..n.min(room)]);
+            if let Some(done) = parse_certificates(&buf) {
+                return done;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| Err("no certificate in time".into()))
+}
+
 /// Reads a server's answer from `stream` until it is decided, the peer closes, the cap is
 /// reached, or `timeout` passes.
 pub(crate) async fn read_reply<S>(stream: &mut S, timeout: Duration) -> Reply
@@ -436,6 +533,36 @@ mod tests {
             parse_server_reply(&bytes),
             Parsed::Done(Reply::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn a_certificate_message_after_the_server_hello_gives_the_chain() {
+        let mut hs = server_hello(0x0303, 0x009c, [7; 32], &[]);
+        let certs: [&[u8]; 2] = [b"leaf", b"issuer"];
+        let mut list = Vec::new();
+        for c in certs {
+            list.extend_from_slice(&(c.len() as u32).to_be_bytes()[1..]);
+            list.extend_from_slice(c);
+        }
+        let mut body = (list.len() as u32).to_be_bytes()[1..].to_vec();
+        body.extend_from_slice(&list);
+        hs.push(11);
+        hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        hs.extend_from_slice(&body);
+        let (a, b) = hs.split_at(hs.len() - 5);
+        let mut bytes = record(22, a);
+        for n in 0..bytes.len() {
+            assert_eq!(parse_certificates(&bytes[..n]), None, "{n}");
+        }
+        bytes.extend(record(22, b));
+        assert_eq!(
+            parse_certificates(&bytes),
+            Some(Ok(vec![b"leaf".to_vec(), b"issuer".to_vec()]))
+        );
+        // Inner lengths that overrun are an error, not a panic.
+        let mut hs = server_hello(0x0303, 0x009c, [7; 32], &[]);
+        hs.extend_from_slice(&[11, 0, 0, 4, 0, 0, 9, 1]);
+        assert!(matches!(parse_certificates(&record(22, &hs)), Some(Err(_))));
     }
 
     #[tokio::test]
