@@ -9,8 +9,10 @@
 //! added. Plain HTTP (on the redirect listener or the TLS port) goes to `http::redirect`.
 //!
 //! `config` reads and validates both config dialects; `devca` is the local development CA and
-//! `trust` installs it; `check` looks at other servers (client side only); `serve` wires it all
-//! together and reloads it; `cli` is the command line.
+//! `trust` installs it; `check` grades any HTTPS server's TLS set-up from the client side
+//! (hand-written ClientHello probes, certificate and HTTP checks, SSL Labs-style grade) and
+//! uses no server module; `serve` wires it all together and reloads it; `cli` is the command
+//! line.
 
 pub mod certs;
 pub mod check;

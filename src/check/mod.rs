@@ -54,9 +54,15 @@ pub enum CheckError {
     },
     #[error("{addr} did not accept a connection in time")]
     ConnectTimeout { addr: SocketAddr },
+    #[error("{addr}: the probes took longer than {}s in all", .limit.as_secs())]
+    Deadline { addr: SocketAddr, limit: Duration },
     #[error("cannot use {path} as CA file: {reason}")]
     Ca { path: PathBuf, reason: String },
 }
+
+/// The whole scan may take this many per-answer timeouts (a slow server answering every probe
+/// just in time would otherwise take hours).
+const SCAN_DEADLINE_FACTOR: u32 = 60;
 
 /// What to check and how.
 #[derive(Debug, Clone)]
@@ -105,7 +111,12 @@ pub async fn run(host: &str, port: u16, opts: &Options) -> Result<Report, CheckE
         server_name,
         timeout: opts.timeout,
     };
-    let probes = prober.scan().await?;
+    // Each answer is bounded by `timeout` and the number of probes by the suite registry;
+    // this bounds the whole scan too, whatever a slow server does.
+    let limit = opts.timeout * SCAN_DEADLINE_FACTOR;
+    let probes = tokio::time::timeout(limit, prober.scan())
+        .await
+        .map_err(|_| CheckError::Deadline { addr, limit })??;
     let mut fetched = http::fetch(addr, host, port, opts.http_port, opts.timeout).await;
     if fetched.chain.is_empty()
         && let Ok(chain) = prober.legacy_chain(&probes.protocols).await

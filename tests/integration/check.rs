@@ -22,7 +22,7 @@ fn candado_check(name: &str, port: u16, ca: &Path, http_port: u16, extra: &[&str
         .args(["check", &format!("{name}:{port}"), "--connect", "127.0.0.1"])
         .arg("--ca")
         .arg(ca)
-        .args(["--http-port", &http_port.to_string(), "--timeout", "5"])
+        .args(["--http-port", &http_port.to_string()])
         .args(extra)
         .output()
         .unwrap()
@@ -397,4 +397,66 @@ fn serve_in_debug_mode_logs_the_grade_of_its_own_tls_set_up() {
     // The test CA is in no trust store the server knows of, so its own check says F.
     assert!(line.contains("grade=F"), "{line}");
     assert!(line.contains("not trusted"), "{line}");
+}
+
+#[test]
+fn a_server_that_never_answers_is_reported_within_the_deadline() {
+    // The kernel completes TCP connections on a listening socket nobody reads from.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let pki = TestPki::new();
+    let started = std::time::Instant::now();
+    let out = candado_check(
+        "test.example",
+        port,
+        &pki.ca_path,
+        free_port(),
+        &["--json", "--timeout", "1"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in r["protocols"].as_array().unwrap() {
+        assert_eq!(p["offered"], false, "{p}");
+        assert_eq!(p["answer"], "no answer in time", "{p}");
+    }
+    assert_eq!(r["grade"], "F");
+    assert!(
+        caps(&r).contains("no protocol version was accepted"),
+        "{}",
+        caps(&r)
+    );
+}
+
+#[test]
+fn a_closed_port_is_an_error_naming_the_address() {
+    let pki = TestPki::new();
+    let port = free_port();
+    let out = candado_check("test.example", port, &pki.ca_path, free_port(), &[]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_https_url_is_accepted_as_the_target() {
+    let pki = TestPki::new();
+    let (server, _root) = candado_server(&pki, &[]);
+    let url = format!("https://test.example:{}/some/path", server.https.port());
+    let out = Command::new(BIN)
+        .args(["check", &url, "--connect", "127.0.0.1", "--json", "--ca"])
+        .arg(&pki.ca_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["host"], "test.example");
+    assert_eq!(r["port"], server.https.port());
 }
