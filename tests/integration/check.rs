@@ -313,6 +313,17 @@ fn nginx_with_a_strong_configuration_gets_a_plus_and_matches_sslyze() {
     assert_eq!(r["http"]["hsts"]["include_subdomains"], true);
     assert_eq!(r["http"]["redirect"]["kind"], "to_https", "{}", r["http"]);
     assert_eq!(r["hsts_preload_ready"], false, "no preload directive");
+    // A cookie without Secure is named in the fixes but, as at SSL Labs, caps nothing.
+    assert_eq!(r["http"]["cookies"][0]["name"], "session");
+    assert_eq!(r["http"]["cookies"][0]["secure"], false);
+    assert_eq!(r["http"]["cookies"][0]["http_only"], true);
+    assert!(
+        r["fixes"]
+            .to_string()
+            .contains("mark the cookie `session` Secure"),
+        "{}",
+        r["fixes"]
+    );
     assert_eq!(r["certificate"]["trusted"], true);
     assert_agrees_with_sslyze(&r, nginx.https.port);
 }

@@ -66,7 +66,8 @@ pub fn openssl_server(cert: &Path, key: &Path, args: &[&str]) -> Server {
 }
 
 /// nginx with a strong configuration (TLS 1.2 and 1.3, ECDHE AEAD suites, HSTS for two
-/// years) on an HTTPS port, and an http:// port that redirects to it.
+/// years) on an HTTPS port, and an http:// port that redirects to it. Its one flaw: a cookie
+/// without the Secure flag.
 pub struct Nginx {
     pub https: Server,
     pub http_port: u16,
@@ -100,6 +101,7 @@ http {{
         ssl_prefer_server_ciphers on;
         ssl_ecdh_curve X25519:prime256v1:secp384r1;
         add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
+        add_header Set-Cookie "session=abc; Path=/; HttpOnly" always;
         location / {{ return 200 "hello\n"; }}
     }}
 }}
