@@ -119,13 +119,13 @@ pub fn render(r: &Report, colour: bool) -> String {
                 Strength::Insecure => (Colour::Red, "INSECURE"),
             };
             let flaws: Vec<&str> = s.flaws.iter().map(|f| f.text()).collect();
-            let _ = writeln!(
-                o,
+            let line = format!(
                 "    {:<48} {}  {}",
                 s.name,
                 p.paint(c, &format!("{word:<8}")),
                 flaws.join(", ")
             );
+            let _ = writeln!(o, "{}", line.trim_end());
         }
     }
 
