@@ -471,3 +471,28 @@ fn an_https_url_is_accepted_as_the_target() {
     assert_eq!(r["host"], "test.example");
     assert_eq!(r["port"], server.https.port());
 }
+
+#[test]
+fn serve_in_debug_mode_with_the_development_ca_grades_itself_a_plus() {
+    let site = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (https, http) = (free_port(), free_port());
+    let args = [
+        "-d",
+        "-p",
+        &https.to_string(),
+        "--http-port",
+        &http.to_string(),
+    ];
+    let server = Candado::with_args(&args, site.path(), data, true);
+    assert!(
+        server.wait_log("TLS self-check", Duration::from_secs(30)),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("TLS self-check")).unwrap();
+    // The check trusts the development CA the server issued its certificate from.
+    assert!(line.contains("grade=A+"), "{line}");
+    assert!(line.contains("capped_by=[]"), "{line}");
+}
