@@ -1,5 +1,5 @@
 //! The command line: `candado [serve] [flags]` (PyServe's flags included) and
-//! `candado config check FILE`.
+//! `candado config check FILE`, `candado check HOST` and the certificate commands.
 
 mod acme_commands;
 
@@ -45,6 +45,32 @@ enum Command {
     /// Make certificates.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Grade any HTTPS server's TLS set-up (protocols, suites, certificate, HSTS), A+ to F.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// HOST[:PORT] (port 443 unless given) or an https:// URL.
+    target: String,
+    /// Also trust the CA certificates in this PEM file (besides the system roots).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Connect to this IP address instead of resolving HOST (HOST is still the name checked).
+    #[arg(long, value_name = "IP")]
+    connect: Option<IpAddr>,
+    /// Port of the http:// listener expected to redirect to https:// [default: 80].
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    http_port: u16,
+    /// Exit with code 1 when the grade is below this one (A+, A, A-, B, C, D, E, F).
+    #[arg(long, value_name = "GRADE")]
+    min_grade: Option<crate::check::Grade>,
+    /// Seconds to wait for each answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    timeout: u64,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +242,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Cert(CertCommand::Inspect(args))) => inspect(args).await,
         Some(Command::Cert(CertCommand::Obtain(args))) => acme_commands::obtain(args).await,
         Some(Command::Cert(CertCommand::Revoke(args))) => acme_commands::revoke(args).await,
+        Some(Command::Check(args)) => tls_check(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -601,6 +628,36 @@ async fn inspect(args: InspectArgs) -> Result<()> {
     match args.json {
         true => println!("{}", serde_json::to_string_pretty(&report)?),
         false => print!("{}", crate::certs::inspect::render(&report)),
+    }
+    Ok(())
+}
+
+/// `candado check HOST[:PORT]|URL`.
+async fn tls_check(args: CheckArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let target = args.target.trim_start_matches("https://");
+    let target = target.split('/').next().unwrap_or(target);
+    let (host, port) = split_host_port(target)?;
+    let opts = crate::check::Options {
+        ca: args.ca,
+        http_port: args.http_port,
+        connect: args.connect,
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+    };
+    let report = crate::check::run(&host, port, &opts)
+        .await
+        .with_context(|| format!("cannot check {host}:{port}"))?;
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!(
+            "{}",
+            crate::check::render(&report, std::io::stdout().is_terminal())
+        ),
+    }
+    if let Some(min) = args.min_grade
+        && report.grade < min
+    {
+        bail!("grade {} is below --min-grade {min}", report.grade);
     }
     Ok(())
 }

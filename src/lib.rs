@@ -11,8 +11,10 @@
 //! `config` reads and validates both config dialects; `acme` obtains and renews certificates
 //! from an ACME CA and publishes them into `certs::store` (its challenge answers are served by
 //! the resolver for TLS-ALPN-01 and by `http::redirect` for HTTP-01); `devca` is the local
-//! development CA and `trust` installs it; `check` looks at other servers (client side only);
-//! `serve` wires it all together and reloads it; `cli` is the command line.
+//! development CA and `trust` installs it; `check` grades any HTTPS server's TLS set-up from
+//! the client side (hand-written ClientHello probes, certificate and HTTP checks, SSL Labs-style
+//! grade) and uses no server module; `serve` wires it all together and reloads it; `cli` is the
+//! command line.
 
 pub mod acme;
 pub mod certs;

@@ -46,6 +46,8 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
     let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
     let ports: HashMap<SocketAddr, SocketAddr> = https.iter().map(|(r, (_, a))| (*r, *a)).collect();
+    let redirect_ports: HashMap<SocketAddr, SocketAddr> =
+        redirects.iter().map(|(r, (_, a))| (*r, *a)).collect();
     // Made once and kept across reloads: it owns the account and the renewal loops.
     let acme = uses_acme(&config).then(|| Acme::new(config.acme.clone(), provider.clone()));
     let mut states = build_states(
@@ -98,6 +100,10 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         );
     }
 
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        spawn_self_check(&config, &ports, &redirect_ports, ca.as_ref());
+    }
+
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let (expiry_tx, expiry_rx) = tokio::sync::watch::channel(served_certs(&config, &certs));
@@ -132,6 +138,43 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `-d`: grades the first site's TLS set-up as `candado check` would, once it listens.
+fn spawn_self_check(
+    config: &Config,
+    ports: &HashMap<SocketAddr, SocketAddr>,
+    redirect_ports: &HashMap<SocketAddr, SocketAddr>,
+    ca: Option<&DevCa>,
+) {
+    let Some(site) = config.sites.first() else {
+        return;
+    };
+    let Some(&addr) = ports.get(&site.listen) else {
+        return;
+    };
+    let name = site.primary_name().replace("*.", "www.");
+    let opts = crate::check::Options {
+        ca: ca.map(|c| c.cert_path()),
+        http_port: site
+            .redirect_from
+            .and_then(|r| redirect_ports.get(&r))
+            .map_or(80, |a| a.port()),
+        connect: Some(match addr.ip().is_unspecified() {
+            true => std::net::IpAddr::from([127, 0, 0, 1]),
+            false => addr.ip(),
+        }),
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        match crate::check::run(&name, addr.port(), &opts).await {
+            Ok(r) => {
+                let caps: Vec<&str> = r.caps.iter().map(|c| c.reason.as_str()).collect();
+                tracing::info!(grade = %r.grade, capped_by = ?caps, "TLS self-check");
+            }
+            Err(e) => tracing::warn!("TLS self-check failed: {e}"),
+        }
+    });
 }
 
 fn served_certs(config: &Config, certs: &[Vec<LoadedCert>]) -> Vec<Served> {

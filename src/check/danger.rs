@@ -1,7 +1,7 @@
-//! The only non-verifying certificate verifier in candado. It lets `cert inspect HOST` (and
-//! later `check`) see whatever chain a server sends, expired or self-signed, in order to
-//! describe it. Nothing sent over such a connection is trusted: it is closed after the
-//! handshake.
+//! The only non-verifying certificate verifier in candado. It lets `cert inspect HOST` and
+//! `check` see whatever chain a server sends, expired or self-signed, in order to describe it
+//! (`check` judges trust separately, with webpki). Nothing sent over such a connection is
+//! trusted: `check` reads the headers of one response, then closes it.
 
 use std::sync::Arc;
 

@@ -10,6 +10,7 @@ mod auth;
 mod balancing;
 mod cert_commands;
 mod certificates;
+mod check;
 mod config_files;
 mod hardening;
 mod proxy;

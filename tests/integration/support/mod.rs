@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod judges;
 pub mod pebble;
 pub mod pki;
 pub mod server;
