@@ -582,10 +582,9 @@ pub async fn answer_challenges(
         local_port,
     });
     let stop = CancellationToken::new();
-    let limits = crate::config::Limits::default();
     tokio::spawn(listener::serve(
         vec![(tcp, ctx)],
-        limits.max_connections,
+        defaults::MAX_CONNECTIONS,
         stop.clone(),
         std::time::Duration::ZERO,
     ));

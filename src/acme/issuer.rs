@@ -134,7 +134,10 @@ impl Issuer {
             None => {
                 let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
                 let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
-                let eab = eab_key(settings)?;
+                let eab = settings
+                    .eab
+                    .as_ref()
+                    .map(|(kid, hmac)| ExternalAccountKey::new(kid.clone(), hmac));
                 let (account, credentials) = builder
                     .create(
                         &NewAccount {
@@ -373,17 +376,6 @@ fn csr(names: &[String], key: &KeyPair) -> Result<Vec<u8>, AcmeError> {
         .serialize_request(key)
         .map_err(|e| AcmeError::Other(e.to_string()))?;
     Ok(csr.der().to_vec())
-}
-
-fn eab_key(settings: &AcmeSettings) -> Result<Option<ExternalAccountKey>, AcmeError> {
-    use base64::Engine;
-    let Some((kid, hmac)) = &settings.eab else {
-        return Ok(None);
-    };
-    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(hmac.trim_end_matches('='))
-        .map_err(|_| AcmeError::Other("acme.eab.hmac_key is not base64url".into()))?;
-    Ok(Some(ExternalAccountKey::new(kid.clone(), &key)))
 }
 
 type AcmeHttp = Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;

@@ -47,10 +47,6 @@ impl ManagedCert {
         self.current.store(Some(key));
     }
 
-    pub fn is_issued(&self) -> bool {
-        self.current.load().is_some()
-    }
-
     pub fn has_fallback(&self) -> bool {
         self.fallback.is_some()
     }
@@ -183,8 +179,7 @@ impl ResolvesServerCert for SniResolver {
 
 /// A TLS-ALPN-01 validation offers `acme-tls/1` and nothing else (RFC 8737 §3).
 fn is_acme_validation(hello: &ClientHello<'_>) -> bool {
-    hello.alpn().is_some_and(|protocols| {
-        let offered: Vec<&[u8]> = protocols.collect();
-        !offered.is_empty() && offered.iter().all(|p| *p == ACME_TLS_ALPN)
+    hello.alpn().is_some_and(|mut protocols| {
+        protocols.next() == Some(ACME_TLS_ALPN) && protocols.all(|p| p == ACME_TLS_ALPN)
     })
 }

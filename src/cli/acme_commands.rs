@@ -72,8 +72,9 @@ impl AcmeArgs {
             s.ca = Some(ca.clone());
         }
         if let (Some(kid), Some(key)) = (&self.eab_kid, &self.eab_hmac_key) {
-            config::acme_eab_key(key).map_err(|e| anyhow::anyhow!("--eab-hmac-key: {e}"))?;
-            s.eab = Some((kid.clone(), key.clone()));
+            let hmac =
+                config::acme_eab_key(key).map_err(|e| anyhow::anyhow!("--eab-hmac-key: {e}"))?;
+            s.eab = Some((kid.clone(), hmac));
         }
         s.challenge = match self.acme_challenge {
             None | Some(ChallengeArg::Auto) => ChallengeChoice::Auto,
@@ -135,21 +136,18 @@ pub(super) async fn obtain(args: ObtainArgs) -> Result<()> {
     let names = names(&args.domains)?;
     let settings = args.acme.settings()?;
     let acme = Acme::new(settings.clone(), crate::tls::provider());
-    let stored = acme.load_stored(&names).filter(|s| {
-        let now = std::time::SystemTime::now();
-        args.force || schedule::next(now, s.lifetime, None, 0.0) != schedule::Next::Renew
+    let now = std::time::SystemTime::now();
+    let reusable = acme.load_stored(&names).filter(|s| {
+        !args.force && schedule::next(now, s.lifetime, None, 0.0) != schedule::Next::Renew
     });
-    let stored = match (stored, args.force) {
-        (Some(s), false) => {
-            say(&format!(
-                "stored: a valid certificate for {} is already in {} (valid until {}; --force asks for a new one)",
-                names.join(", "),
-                crate::acme::describe_store(&acme, &names),
-                humantime::format_rfc3339_seconds(s.lifetime.not_after)
-            ));
-            s
-        }
-        _ => {
+    match reusable {
+        Some(s) => say(&format!(
+            "stored: a valid certificate for {} is already in {} (valid until {}; --force asks for a new one)",
+            names.join(", "),
+            crate::acme::describe_store(&acme, &names),
+            humantime::format_rfc3339_seconds(s.lifetime.not_after)
+        )),
+        None => {
             let kind = match settings.challenge {
                 ChallengeChoice::TlsAlpn01 => ChallengeKind::TlsAlpn01,
                 _ => ChallengeKind::Http01,
@@ -166,10 +164,9 @@ pub(super) async fn obtain(args: ObtainArgs) -> Result<()> {
             say(&format!("listening: {} challenges on {addr}", kind.name()));
             let got = acme.obtain(&names, kind, None, &say).await;
             responder.cancel();
-            got.context("no certificate was issued")?
+            got.context("no certificate was issued")?;
         }
-    };
-    drop(stored);
+    }
     write_out(&args.out, &acme, &names)
 }
 

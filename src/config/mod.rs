@@ -292,9 +292,8 @@ fn validate_acme(raw: RawAcme, base: &Path, p: &mut Problems) -> AcmeSettings {
     }
     if let Some(eab) = raw.eab {
         let key = &eab.hmac_key;
-        match acme_eab_key(&key.value) {
-            Ok(()) => acme.eab = Some((eab.kid, key.value.clone())),
-            Err(m) => p.add(line_of(key), "acme.eab.hmac_key", m),
+        if let Some(hmac) = p.check(line_of(key), "acme.eab.hmac_key", acme_eab_key(&key.value)) {
+            acme.eab = Some((eab.kid, hmac));
         }
     }
     if let Some(c) = raw.challenge
@@ -333,12 +332,11 @@ pub fn acme_directory(s: &str) -> Result<String, String> {
     }
 }
 
-/// An EAB HMAC key is base64url, as the CA shows it.
-pub fn acme_eab_key(s: &str) -> Result<(), String> {
+/// An EAB HMAC key, given in base64url as the CA shows it.
+pub fn acme_eab_key(s: &str) -> Result<Vec<u8>, String> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
-        .map(|_| ())
         .map_err(|_| "not a base64url key: copy it exactly as the CA shows it".to_owned())
 }
 

@@ -32,8 +32,8 @@ pub struct AcmeSettings {
     pub email: Option<String>,
     /// PEM bundle of extra roots to trust the directory's HTTPS with (a private CA, pebble).
     pub ca: Option<PathBuf>,
-    /// External Account Binding (ZeroSSL, some private CAs): key id and base64url HMAC key.
-    pub eab: Option<(String, String)>,
+    /// External Account Binding (ZeroSSL, some private CAs): key id and HMAC key bytes.
+    pub eab: Option<(String, Vec<u8>)>,
     pub challenge: ChallengeChoice,
     /// Accounts and certificates are kept here (0700 folders, 0600 keys).
     pub storage: PathBuf,

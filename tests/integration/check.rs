@@ -398,13 +398,7 @@ fn without_the_ca_candado_itself_is_not_trusted() {
 fn serve_in_debug_mode_logs_the_grade_of_its_own_tls_set_up() {
     let pki = TestPki::new();
     let (server, _root) = candado_server(&pki, &["-d"]);
-    assert!(
-        server.wait_log("TLS self-check", Duration::from_secs(30)),
-        "{}",
-        server.log()
-    );
-    let log = server.log();
-    let line = log.lines().find(|l| l.contains("TLS self-check")).unwrap();
+    let line = self_check_line(&server);
     // The test CA is in no trust store the server knows of, so its own check says F.
     assert!(line.contains("grade=F"), "{line}");
     assert!(line.contains("not trusted"), "{line}");
@@ -485,14 +479,22 @@ fn serve_in_debug_mode_with_the_development_ca_grades_itself_a_plus() {
         &http.to_string(),
     ];
     let server = Candado::with_args(&args, site.path(), data, true);
+    let line = self_check_line(&server);
+    // The check trusts the development CA the server issued its certificate from.
+    assert!(line.contains("grade=A+"), "{line}");
+    assert!(line.contains("capped_by=[]"), "{line}");
+}
+
+/// The `serve -d` start-up line with the server's grade of itself.
+fn self_check_line(server: &Candado) -> String {
     assert!(
         server.wait_log("TLS self-check", Duration::from_secs(30)),
         "{}",
         server.log()
     );
     let log = server.log();
-    let line = log.lines().find(|l| l.contains("TLS self-check")).unwrap();
-    // The check trusts the development CA the server issued its certificate from.
-    assert!(line.contains("grade=A+"), "{line}");
-    assert!(line.contains("capped_by=[]"), "{line}");
+    log.lines()
+        .find(|l| l.contains("TLS self-check"))
+        .unwrap()
+        .to_owned()
 }
