@@ -2,6 +2,7 @@
 //! `candado config check FILE`, `candado check HOST` and the certificate commands.
 
 mod acme_commands;
+mod tunnel_command;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ enum Command {
     Cert(CertCommand),
     /// Grade any HTTPS server's TLS set-up (protocols, suites, certificate, HSTS), A+ to F.
     Check(CheckArgs),
+    /// TLS for a raw TCP service (like stunnel): `candado tunnel --listen :7443 --to 127.0.0.1:5432`.
+    Tunnel(tunnel_command::TunnelArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +141,9 @@ struct IssueArgs {
     /// Folder for NAME.crt and NAME.key.
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
+    /// A client certificate (for mutual TLS) for NAME: a user, a host or a SPIFFE ID.
+    #[arg(long, conflicts_with = "ips")]
+    client: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -243,6 +249,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Cert(CertCommand::Obtain(args))) => acme_commands::obtain(args).await,
         Some(Command::Cert(CertCommand::Revoke(args))) => acme_commands::revoke(args).await,
         Some(Command::Check(args)) => tls_check(args).await,
+        Some(Command::Tunnel(args)) => tunnel_command::tunnel(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -441,6 +448,7 @@ fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, Pat
         trusted_proxies: Vec::new(),
         auth: Vec::new(),
         redirects: Vec::new(),
+        client_auth: None,
     }
 }
 
@@ -452,6 +460,7 @@ fn single_site_config(site: Site, allow_expired: bool) -> Config {
         limits: Default::default(),
         log: Default::default(),
         sites: vec![site],
+        tunnels: Vec::new(),
         allow_expired,
         acme: Default::default(),
     }
@@ -545,6 +554,9 @@ fn ca(command: CaCommand) -> Result<()> {
 
 /// `candado cert issue|self-signed`: writes NAME.crt and NAME.key, prints what it made.
 fn cert(args: IssueArgs, self_signed: bool) -> Result<()> {
+    if args.client {
+        return client_cert(args, self_signed);
+    }
     let mut names = Vec::new();
     for n in &args.names {
         names.push(config::parse_site_name(n).map_err(anyhow::Error::msg)?);
@@ -558,12 +570,7 @@ fn cert(args: IssueArgs, self_signed: bool) -> Result<()> {
     if !(1..=3650).contains(&days) {
         bail!("--days {days}: choose between 1 and 3650");
     }
-    let kind = match args.key {
-        KeyArg::Ecdsa => KeyKind::Ecdsa,
-        KeyArg::Rsa2048 => KeyKind::Rsa2048,
-        KeyArg::Rsa4096 => KeyKind::Rsa4096,
-        KeyArg::Ed25519 => KeyKind::Ed25519,
-    };
+    let kind = key_kind(args.key);
     let (cert_pem, key_pem, trust) = match self_signed {
         true => {
             let (c, k) = devca::self_signed(&names, days, kind)?;
@@ -599,6 +606,56 @@ fn cert(args: IssueArgs, self_signed: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `candado cert issue --client NAME`: a client certificate from the development CA.
+fn client_cert(args: IssueArgs, self_signed: bool) -> Result<()> {
+    if self_signed {
+        bail!(
+            "--client certificates come from the development CA: use `candado cert issue --client NAME`"
+        );
+    }
+    let [name] = args.names.as_slice() else {
+        bail!("name one client, e.g. candado cert issue --client alice");
+    };
+    let days = args.days.map_or(devca::CLIENT_DAYS, i64::from);
+    if !(1..=3650).contains(&days) {
+        bail!("--days {days}: choose between 1 and 3650");
+    }
+    let dir = devca::data_dir();
+    let (ca, _) = DevCa::load_or_create(&dir)
+        .with_context(|| format!("cannot set up the development CA in {}", dir.display()))?;
+    let (cert_pem, key_pem) = ca.issue_client(name, days, key_kind(args.key))?;
+    let stem = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    let (cert, key) = devca::write_pair(&args.out, &stem, &cert_pem, &key_pem)?;
+    println!(
+        "certificate: {} (client {name}, {days} days)",
+        cert.display()
+    );
+    println!("key:         {} (mode 0600)", key.display());
+    println!(
+        "servers accept it with `client_auth: {{ca: local}}` (the development CA: {})",
+        ca.cert_path().display()
+    );
+    Ok(())
+}
+
+fn key_kind(k: KeyArg) -> KeyKind {
+    match k {
+        KeyArg::Ecdsa => KeyKind::Ecdsa,
+        KeyArg::Rsa2048 => KeyKind::Rsa2048,
+        KeyArg::Rsa4096 => KeyKind::Rsa4096,
+        KeyArg::Ed25519 => KeyKind::Ed25519,
+    }
 }
 
 /// `candado cert inspect FILE|HOST[:PORT]`.

@@ -18,6 +18,8 @@ use rcgen::{
 const CA_DAYS: i64 = 3650;
 pub const LEAF_DAYS: i64 = 397;
 const LEAF_RENEW_DAYS: i64 = 30;
+/// Client certificates from `cert issue --client` (no browser limit applies to them).
+pub const CLIENT_DAYS: i64 = 365;
 
 /// Where candado keeps its state: `$CANDADO_DATA_DIR`, else `$XDG_DATA_HOME/candado`
 /// (`~/.local/share/candado`).
@@ -111,6 +113,46 @@ impl DevCa {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)
             .context("reading the development CA")?;
         let params = leaf_params(names, days, "candado development certificate")?;
+        let key = kind.generate()?;
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("signing the certificate")?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Issues a client certificate (clientAuth) for `name`: subject CN=name, and a SAN that
+    /// allow lists can match: URI for `scheme://…` (SPIFFE IDs), email for `user@host`, DNS
+    /// for a host name. (cert PEM, key PEM).
+    pub fn issue_client(&self, name: &str, days: i64, kind: KeyKind) -> Result<(String, String)> {
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)
+            .context("reading the development CA")?;
+        let san = if name.contains("://") {
+            Some(rcgen::SanType::URI(name.try_into().context("invalid URI")?))
+        } else if name.contains('@') {
+            Some(rcgen::SanType::Rfc822Name(
+                name.try_into().context("invalid email address")?,
+            ))
+        } else {
+            crate::config::parse_site_name(name)
+                .ok()
+                .filter(|n| !n.starts_with("*."))
+                .and_then(|n| n.try_into().ok())
+                .map(rcgen::SanType::DnsName)
+        };
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = san.into_iter().collect();
+        params.distinguished_name.push(
+            DnType::OrganizationName,
+            "candado development client certificate",
+        );
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(days);
         let key = kind.generate()?;
         let cert = params
             .signed_by(&key, &issuer)

@@ -8,6 +8,10 @@
 //! `http::proxy`, anything else to `http::static_files` → the site's security headers are
 //! added. Plain HTTP (on the redirect listener or the TLS port) goes to `http::redirect`.
 //!
+//! Tunnels take another path after `listener`: `tls::front` picks the tunnel by SNI and checks
+//! the client certificate (`tls::client_auth`) → `tunnel` connects to the upstream and relays
+//! bytes (or, in client mode, accepts plain TCP and speaks TLS to the upstream).
+//!
 //! `config` reads and validates both config dialects; `acme` obtains and renews certificates
 //! from an ACME CA and publishes them into `certs::store` (its challenge answers are served by
 //! the resolver for TLS-ALPN-01 and by `http::redirect` for HTTP-01); `devca` is the local
@@ -28,3 +32,4 @@ pub mod serve;
 pub mod telemetry;
 pub mod tls;
 pub mod trust;
+pub mod tunnel;

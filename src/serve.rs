@@ -10,18 +10,21 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::Acme;
 use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
 use crate::certs::{self, LoadedCert, SniResolver};
-use crate::config::{CertSource, Config, Site, UnknownSni, WhilePending, defaults};
+use crate::config::{
+    CertSource, ClientAuth, ClientCa, Config, Tunnel, TunnelMode, UnknownSni, WhilePending,
+    defaults,
+};
 use crate::devca::{self, DevCa};
 use crate::http::{Router, SiteHandler};
 use crate::listener::{self, ListenerCtx, ListenerState};
-use crate::tls;
+use crate::tls::{self, Offer, TlsFront};
+use crate::tunnel::{Endpoint, TunnelListener};
 
 /// A listener is known by its role and the address the config asks for (two `:0` addresses,
 /// an HTTPS one and a redirect one, are different listeners).
@@ -29,6 +32,7 @@ use crate::tls;
 enum Role {
     Https,
     Redirect,
+    Tunnel,
 }
 
 type ListenerKey = (Role, SocketAddr);
@@ -45,6 +49,7 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     let certs = load_certificates(&config, ca.as_ref(), &provider)?;
     let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
     let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
+    let tunnels = bind_all(config.tunnels.iter().map(|t| t.listen)).await?;
     let ports: HashMap<SocketAddr, SocketAddr> = https.iter().map(|(r, (_, a))| (*r, *a)).collect();
     let redirect_ports: HashMap<SocketAddr, SocketAddr> =
         redirects.iter().map(|(r, (_, a))| (*r, *a)).collect();
@@ -66,17 +71,19 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     let roles = https
         .into_iter()
         .map(|b| (Role::Https, b))
-        .chain(redirects.into_iter().map(|b| (Role::Redirect, b)));
+        .chain(redirects.into_iter().map(|b| (Role::Redirect, b)))
+        .chain(tunnels.into_iter().map(|b| (Role::Tunnel, b)));
     for (role, (requested, (tcp, actual))) in roles {
         let Some(state) = states.remove(&(role, requested)) else {
             continue;
         };
-        match &state.acceptor {
-            Some(_) => announce_https(&state.router, actual),
-            None => {
+        match &state {
+            ListenerState::Https { router, .. } => announce_https(router, actual),
+            ListenerState::Redirect(_) => {
                 tracing::info!(kind = %"http", addr = %actual, "listening");
                 tracing::info!("http://{actual}/ redirects to https");
             }
+            ListenerState::Tunnel(_) => announce_tunnels(&config, requested, actual),
         }
         let ctx = Arc::new(ListenerCtx {
             state: ArcSwap::from_pointee(state),
@@ -177,14 +184,15 @@ fn spawn_self_check(
     });
 }
 
-fn served_certs(config: &Config, certs: &[Vec<LoadedCert>]) -> Vec<Served> {
-    config
-        .sites
-        .iter()
-        .zip(certs)
-        .flat_map(|(s, list)| {
-            list.iter().map(|c| Served {
-                site: s.primary_name().to_owned(),
+fn served_certs(config: &Config, certs: &Certificates) -> Vec<Served> {
+    let sites = config.sites.iter().map(|s| s.primary_name().to_owned());
+    let tunnels = config.tunnels.iter().map(|t| format!("tunnel {}", t.name));
+    sites
+        .zip(&certs.sites)
+        .chain(tunnels.zip(&certs.tunnels))
+        .flat_map(|(name, list)| {
+            list.iter().map(move |c| Served {
+                site: name.clone(),
                 not_after: c.not_after,
             })
         })
@@ -238,25 +246,45 @@ fn write_pid_file() -> Option<std::path::PathBuf> {
     }
 }
 
-/// Every site's certificate, loaded and checked; the first failure stops everything.
+/// Every site's and tunnel's certificates, in config order (ACME ones come from their slot).
+struct Certificates {
+    sites: Vec<Vec<LoadedCert>>,
+    tunnels: Vec<Vec<LoadedCert>>,
+}
+
+/// Loads and checks them all; the first failure stops everything.
 fn load_certificates(
     config: &Config,
     ca: Option<&DevCa>,
     provider: &CryptoProvider,
-) -> Result<Vec<Vec<LoadedCert>>> {
-    config
+) -> Result<Certificates> {
+    let load = |names: &[String], source: &CertSource| {
+        certificate(names, source, ca, provider, config.allow_expired)
+    };
+    let sites = config
         .sites
         .iter()
-        .map(|s| site_certificate(s, ca, provider, config.allow_expired))
-        .collect()
+        .map(|s| load(&s.names, &s.certificate))
+        .collect::<Result<_>>()?;
+    let tunnels = config
+        .tunnels
+        .iter()
+        .map(|t| match &t.mode {
+            TunnelMode::Server(s) => {
+                load(&t.cert_names(), &s.certificate).with_context(|| format!("tunnel {}", t.name))
+            }
+            TunnelMode::Client(_) => Ok(Vec::new()),
+        })
+        .collect::<Result<_>>()?;
+    Ok(Certificates { sites, tunnels })
 }
 
-/// What each listener serves, keyed by the address the config asks for: the TLS acceptor with
-/// its SNI table and the router with its sites. `ports` maps requested to bound addresses, so
-/// that redirects name the real port when the config said `:0`.
+/// What each listener serves, keyed by the address the config asks for: the TLS front with
+/// its SNI table and the router with its sites, or the tunnels. `ports` maps requested to bound
+/// addresses, so that redirects name the real port when the config said `:0`.
 fn build_states(
     config: &Config,
-    certs: &[Vec<LoadedCert>],
+    certs: &Certificates,
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
@@ -274,6 +302,12 @@ fn build_states(
                 .with_context(|| format!("cannot serve the folder {}", root.display()))
         })
         .collect::<Result<Vec<_>>>()?;
+    let build = Build {
+        config,
+        provider,
+        acme,
+        ca,
+    };
     let mut states = HashMap::new();
     for site in &config.sites {
         if states.contains_key(&(Role::Https, site.listen)) {
@@ -282,36 +316,13 @@ fn build_states(
         let on_it: Vec<usize> = (0..handlers.len())
             .filter(|&j| config.sites[j].listen == site.listen)
             .collect();
-        let mut resolver = SniResolver::new(config.unknown_sni == UnknownSni::Reject);
-        let mut answers_acme = false;
-        for &j in &on_it {
-            let site = &config.sites[j];
-            match (&site.certificate, acme) {
-                (CertSource::Acme, Some(acme)) => {
-                    let fallback = pending_certificate(config, site, ca, provider)?;
-                    let slot = acme.managed(&site.names, site.redirect_from.is_some(), fallback);
-                    resolver.add_managed(&site.names, slot);
-                    resolver.answer_challenges(acme.challenges());
-                    answers_acme = true;
-                }
-                _ => resolver.add(
-                    &site.names,
-                    certs[j].iter().map(|c| c.key.clone()).collect(),
-                ),
-            }
-        }
-        let server_config = tls::server_config(
-            config.tls_policy,
-            provider.clone(),
-            Arc::new(resolver),
-            answers_acme,
-        )?;
+        let tls = build.https_front(&on_it, &certs.sites)?;
         let router = Router::new(
             on_it.iter().map(|&j| handlers[j].clone()).collect(),
             config.log.access,
         );
-        let state = ListenerState {
-            acceptor: Some(TlsAcceptor::from(server_config)),
+        let state = ListenerState::Https {
+            tls,
             router: Arc::new(router),
         };
         states.insert((Role::Https, site.listen), state);
@@ -329,13 +340,186 @@ fn build_states(
         if let Some(acme) = acme {
             router = router.with_challenges(acme.challenges());
         }
-        let state = ListenerState {
-            acceptor: None,
-            router: Arc::new(router),
-        };
-        states.entry((Role::Redirect, from)).or_insert(state);
+        states
+            .entry((Role::Redirect, from))
+            .or_insert(ListenerState::Redirect(Arc::new(router)));
+    }
+    for t in &config.tunnels {
+        if states.contains_key(&(Role::Tunnel, t.listen)) {
+            continue;
+        }
+        let on_it: Vec<usize> = (0..config.tunnels.len())
+            .filter(|&j| config.tunnels[j].listen == t.listen)
+            .collect();
+        let listener = build
+            .tunnel_listener(&on_it, &certs.tunnels)
+            .with_context(|| format!("tunnel {}", t.name))?;
+        states.insert(
+            (Role::Tunnel, t.listen),
+            ListenerState::Tunnel(Arc::new(listener)),
+        );
     }
     Ok(states)
+}
+
+/// What building a listener's TLS side needs.
+struct Build<'a> {
+    config: &'a Config,
+    provider: &'a Arc<CryptoProvider>,
+    acme: Option<&'a Arc<Acme>>,
+    ca: Option<&'a DevCa>,
+}
+
+impl Build<'_> {
+    /// The TLS front of an HTTPS listener serving the sites `on_it`. One configuration serves
+    /// them all unless some site asks for client certificates: then each site has its own, so
+    /// that its rules apply to exactly its names (and the router can refuse a request whose
+    /// Host names another site than the handshake did).
+    fn https_front(&self, on_it: &[usize], certs: &[Vec<LoadedCert>]) -> Result<TlsFront> {
+        let mut resolver = SniResolver::new(self.config.unknown_sni == UnknownSni::Reject);
+        let mut answers_acme = false;
+        for &j in on_it {
+            let site = &self.config.sites[j];
+            let http01 = site.redirect_from.is_some();
+            answers_acme |= self.add_certificate(
+                &mut resolver,
+                &site.names,
+                &site.certificate,
+                &certs[j],
+                http01,
+            )?;
+        }
+        let resolver: Arc<SniResolver> = Arc::new(resolver);
+        let sites = || on_it.iter().map(|&j| &self.config.sites[j]);
+        let profiles = match sites().any(|s| s.client_auth.is_some()) {
+            false => {
+                let names = sites().flat_map(|s| s.names.clone()).collect();
+                let config = self.server_config(resolver, Offer::http(answers_acme))?;
+                vec![(names, config)]
+            }
+            true => sites()
+                .map(|s| {
+                    let offer = Offer {
+                        client_auth: self
+                            .verifier(s.client_auth.as_ref())
+                            .with_context(|| format!("site {}", s.primary_name()))?,
+                        ..Offer::http(answers_acme)
+                    };
+                    Ok((
+                        s.names.clone(),
+                        self.server_config(resolver.clone(), offer)?,
+                    ))
+                })
+                .collect::<Result<_>>()?,
+        };
+        Ok(TlsFront::new(
+            profiles,
+            self.config.unknown_sni == UnknownSni::Reject,
+        ))
+    }
+
+    /// The tunnels `on_it` sharing one listen address: all terminating TLS (told apart by
+    /// SNI), or one in client mode.
+    fn tunnel_listener(
+        &self,
+        on_it: &[usize],
+        certs: &[Vec<LoadedCert>],
+    ) -> Result<TunnelListener> {
+        let (timeout, log) = (self.config.timeouts.handshake, self.config.log.access);
+        let tunnels = || on_it.iter().map(|&j| (j, &self.config.tunnels[j]));
+        if let Some((_, t)) = tunnels().next()
+            && let TunnelMode::Client(c) = &t.mode
+        {
+            let identity = match &c.identity {
+                Some((cert, key)) => Some(certs::load_files(cert, key, self.provider, false)?.key),
+                None => None,
+            };
+            let mut client = tls::client_config(c.ca.as_deref(), identity, self.provider.clone())
+                .context("cannot set up TLS to the upstream")?;
+            client.alpn_protocols = c.alpn.clone();
+            let endpoint = Endpoint::originating(t, client, &c.server_name)?;
+            return Ok(TunnelListener::originating(endpoint, timeout, log));
+        }
+        let profiles = tunnels()
+            .filter_map(|(j, t)| match &t.mode {
+                TunnelMode::Server(s) => Some((j, t, s)),
+                TunnelMode::Client(_) => None,
+            })
+            .map(|(j, t, s)| {
+                let mut resolver = SniResolver::new(false);
+                let http01 = self.config.sites.iter().any(|s| s.redirect_from.is_some());
+                let acme = self.add_certificate(
+                    &mut resolver,
+                    &t.cert_names(),
+                    &s.certificate,
+                    &certs[j],
+                    http01,
+                )?;
+                let offer = Offer {
+                    alpn: s.alpn.clone(),
+                    acme,
+                    client_auth: self.verifier(s.client_auth.as_ref())?,
+                };
+                let config = self.server_config(Arc::new(resolver), offer)?;
+                Ok((s.names.clone(), config, Endpoint::terminating(t)))
+            })
+            .collect::<Result<_>>()?;
+        let reject = self.config.unknown_sni == UnknownSni::Reject;
+        Ok(TunnelListener::terminating(profiles, reject, timeout, log))
+    }
+
+    /// Adds one site's or tunnel's certificate to `resolver`; returns whether it is an ACME
+    /// one (so the listener must answer TLS-ALPN-01 validations).
+    fn add_certificate(
+        &self,
+        resolver: &mut SniResolver,
+        names: &[String],
+        source: &CertSource,
+        loaded: &[LoadedCert],
+        http01: bool,
+    ) -> Result<bool> {
+        match (source, self.acme) {
+            (CertSource::Acme, Some(acme)) => {
+                let fallback = pending_certificate(self.config, names, self.ca, self.provider)?;
+                let slot = acme.managed(names, http01, fallback);
+                resolver.add_managed(names, slot);
+                resolver.answer_challenges(acme.challenges());
+                Ok(true)
+            }
+            _ => {
+                resolver.add(names, loaded.iter().map(|c| c.key.clone()).collect());
+                Ok(false)
+            }
+        }
+    }
+
+    fn server_config(
+        &self,
+        resolver: Arc<SniResolver>,
+        offer: Offer,
+    ) -> Result<Arc<rustls::ServerConfig>> {
+        Ok(tls::server_config(
+            self.config.tls_policy,
+            self.provider.clone(),
+            resolver,
+            offer,
+        )?)
+    }
+
+    fn verifier(
+        &self,
+        auth: Option<&ClientAuth>,
+    ) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
+        let Some(auth) = auth else {
+            return Ok(None);
+        };
+        let local = self.ca.map(DevCa::cert_path);
+        Ok(Some(tls::client_auth::verifier(
+            auth,
+            local.as_deref(),
+            self.provider.clone(),
+        )?))
+    }
 }
 
 /// SIGHUP (`candado reload`) or a changed certificate file re-reads the config and every
@@ -427,37 +611,94 @@ fn announce_https(router: &Router, addr: SocketAddr) {
     }
 }
 
+/// One line per tunnel: machines read the first (`listening kind=tunnel`), people the second.
+fn announce_tunnels(config: &Config, requested: SocketAddr, addr: SocketAddr) {
+    for t in config.tunnels.iter().filter(|t| t.listen == requested) {
+        tracing::info!(kind = %"tunnel", addr = %addr, tunnel = %t.name, "listening");
+        tracing::info!("{}", describe_tunnel(t, addr));
+    }
+}
+
+fn describe_tunnel(t: &Tunnel, addr: SocketAddr) -> String {
+    match &t.mode {
+        TunnelMode::Client(c) => format!(
+            "tunnel {}: plain TCP on {addr} → TLS to {} (verified as {}{})",
+            t.name,
+            t.to,
+            c.server_name,
+            if c.identity.is_some() {
+                ", with a client certificate"
+            } else {
+                ""
+            }
+        ),
+        TunnelMode::Server(s) => {
+            let clients = match &s.client_auth {
+                None => "",
+                Some(a) if a.required => ", client certificates required",
+                Some(_) => ", client certificates optional",
+            };
+            let names = match s.names.is_empty() {
+                true => String::new(),
+                false => format!(" for {}", s.names.join(", ")),
+            };
+            let proxy = if s.proxy_protocol { ", PROXY v2" } else { "" };
+            format!(
+                "tunnel {}: TLS on {addr}{names} → {}{clients}{proxy}",
+                t.name, t.to
+            )
+        }
+    }
+}
+
 fn uses_acme(config: &Config) -> bool {
+    let tunnels = config
+        .tunnels
+        .iter()
+        .any(|t| matches!(&t.mode, TunnelMode::Server(s) if s.certificate == CertSource::Acme));
+    tunnels
+        || config
+            .sites
+            .iter()
+            .any(|s| s.certificate == CertSource::Acme)
+}
+
+/// Whether any site or tunnel gets its certificate, or checks client certificates, with the
+/// local development CA.
+fn uses_local_ca(config: &Config) -> bool {
+    let local_clients =
+        |a: &Option<ClientAuth>| a.as_ref().is_some_and(|a| a.ca == ClientCa::Local);
     config
         .sites
         .iter()
-        .any(|s| s.certificate == CertSource::Acme)
+        .any(|s| s.certificate == CertSource::Local || local_clients(&s.client_auth))
+        || config.tunnels.iter().any(|t| match &t.mode {
+            TunnelMode::Server(s) => {
+                s.certificate == CertSource::Local || local_clients(&s.client_auth)
+            }
+            TunnelMode::Client(_) => false,
+        })
 }
 
 /// What an ACME site serves until its first certificate arrives: nothing (handshakes fail)
 /// or, with `acme.while_pending: local`, a certificate from the development CA.
 fn pending_certificate(
     config: &Config,
-    site: &Site,
+    names: &[String],
     ca: Option<&DevCa>,
     provider: &CryptoProvider,
 ) -> Result<Option<Arc<rustls::sign::CertifiedKey>>> {
     let (WhilePending::LocalCa, Some(ca)) = (config.acme.while_pending, ca) else {
         return Ok(None);
     };
-    let (cert, key) = ca.leaf_for(&site.names)?;
+    let (cert, key) = ca.leaf_for(names)?;
     Ok(Some(certs::load_files(&cert, &key, provider, false)?.key))
 }
 
 /// The development CA, loaded (or created on first run) only if some site uses it.
 fn local_ca(config: &Config) -> Result<Option<DevCa>> {
     let temporary = config.acme.while_pending == WhilePending::LocalCa && uses_acme(config);
-    if !temporary
-        && !config
-            .sites
-            .iter()
-            .any(|s| s.certificate == CertSource::Local)
-    {
+    if !temporary && !uses_local_ca(config) {
         return Ok(None);
     }
     let dir = devca::data_dir();
@@ -476,19 +717,21 @@ fn local_ca(config: &Config) -> Result<Option<DevCa>> {
     Ok(Some(ca))
 }
 
-/// A site's certificates, in order of preference (one, unless several are configured).
-fn site_certificate(
-    site: &Site,
+/// A site's or tunnel's certificates, in order of preference (one, unless several are
+/// configured).
+fn certificate(
+    names: &[String],
+    source: &CertSource,
     ca: Option<&DevCa>,
     provider: &CryptoProvider,
     allow_expired: bool,
 ) -> Result<Vec<LoadedCert>> {
-    let files = match (&site.certificate, ca) {
+    let files = match (source, ca) {
         // Served from the ACME slot, not from files.
         (CertSource::Acme, _) => return Ok(Vec::new()),
-        (CertSource::Local, Some(ca)) => vec![ca.leaf_for(&site.names)?],
+        (CertSource::Local, Some(ca)) => vec![ca.leaf_for(names)?],
         (CertSource::Local, None) => {
-            anyhow::bail!("internal: no local CA for site {}", site.primary_name())
+            anyhow::bail!("internal: no local CA for {}", names.join(", "))
         }
         (source, _) => source.files(),
     };
@@ -505,7 +748,7 @@ fn site_certificate(
                     .iter()
                     .any(|c| crate::config::name_matches(c, n) || c == n)
             };
-            let uncovered: Vec<&String> = site.names.iter().filter(|n| !covered(n)).collect();
+            let uncovered: Vec<&String> = names.iter().filter(|n| !covered(n)).collect();
             if !uncovered.is_empty() && !loaded.names.is_empty() {
                 tracing::warn!(
                     "the certificate {} does not cover {:?}: clients will reject those names",
@@ -561,8 +804,8 @@ pub async fn answer_challenges(
     let tcp = listener::bind(addr).await?;
     let local_port = tcp.local_addr().map_or(addr.port(), |a| a.port());
     let router = Arc::new(Router::new(Vec::new(), false).with_challenges(acme.challenges()));
-    let acceptor = match kind {
-        crate::acme::ChallengeKind::Http01 => None,
+    let state = match kind {
+        crate::acme::ChallengeKind::Http01 => ListenerState::Redirect(router),
         crate::acme::ChallengeKind::TlsAlpn01 => {
             let mut resolver = SniResolver::new(true);
             resolver.answer_challenges(acme.challenges());
@@ -570,13 +813,16 @@ pub async fn answer_challenges(
                 crate::config::TlsPolicy::Intermediate,
                 tls::provider(),
                 Arc::new(resolver),
-                true,
+                Offer::http(true),
             )?;
-            Some(TlsAcceptor::from(config))
+            ListenerState::Https {
+                tls: TlsFront::new(vec![(Vec::new(), config)], true),
+                router,
+            }
         }
     };
     let ctx = Arc::new(ListenerCtx {
-        state: ArcSwap::from_pointee(ListenerState { acceptor, router }),
+        state: ArcSwap::from_pointee(state),
         timeouts: Default::default(),
         limits: Default::default(),
         local_port,

@@ -3,8 +3,10 @@
 pub mod expiry;
 pub mod inspect;
 pub mod load;
+pub mod names;
 pub mod store;
 pub mod watch;
 
 pub use load::{CertError, LoadedCert, load_files, load_pem};
+pub use names::NameTable;
 pub use store::{ManagedCert, SniResolver};

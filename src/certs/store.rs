@@ -1,10 +1,7 @@
-//! Chooses the certificate for a TLS handshake from the SNI name: exact names first, then
-//! `*.parent` wildcards, then the listener's default: always for clients that send no SNI (such
-//! as those connecting to an IP address), and for unknown names unless they are rejected.
-//! A name may have several certificates (say ECDSA and RSA): the first one the client can
+//! Chooses the certificate for a TLS handshake from the SNI name (looked up as
+//! [`NameTable`] says: exact, wildcard, default). A name may have several certificates (say ECDSA and RSA): the first one the client can
 //! verify is chosen.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,6 +10,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CipherSuite, SignatureAlgorithm, SignatureScheme};
 
+use super::NameTable;
 use crate::acme::{ACME_TLS_ALPN, Challenges};
 
 /// A site's certificates: fixed at load time, or managed (ACME) and replaced while serving.
@@ -72,10 +70,7 @@ impl ManagedCert {
 
 #[derive(Debug, Default)]
 pub struct SniResolver {
-    exact: HashMap<String, Candidates>,
-    wildcard: HashMap<String, Candidates>,
-    default: Option<Candidates>,
-    reject_unknown: bool,
+    names: NameTable<Candidates>,
     /// Answers TLS-ALPN-01 validations, when some site on the listener uses ACME.
     challenges: Option<Arc<Challenges>>,
 }
@@ -84,8 +79,8 @@ impl SniResolver {
     /// `reject_unknown`: a name no site serves gets a handshake failure, not the default.
     pub fn new(reject_unknown: bool) -> Self {
         SniResolver {
-            reject_unknown,
-            ..Default::default()
+            names: NameTable::new(reject_unknown),
+            challenges: None,
         }
     }
 
@@ -106,27 +101,7 @@ impl SniResolver {
     }
 
     fn insert(&mut self, names: &[String], keys: Candidates) {
-        for n in names {
-            match n.strip_prefix("*.") {
-                Some(parent) => self.wildcard.insert(parent.to_owned(), keys.clone()),
-                None => self.exact.insert(n.clone(), keys.clone()),
-            };
-        }
-        self.default.get_or_insert(keys);
-    }
-
-    fn candidates(&self, sni: Option<&str>) -> Option<&Candidates> {
-        let Some(name) = sni else {
-            return self.default.as_ref();
-        };
-        let name = name.to_ascii_lowercase();
-        self.exact
-            .get(&name)
-            .or_else(|| {
-                name.split_once('.')
-                    .and_then(|(_, parent)| self.wildcard.get(parent))
-            })
-            .or(self.default.as_ref().filter(|_| !self.reject_unknown))
+        self.names.insert(names, keys);
     }
 }
 
@@ -163,7 +138,7 @@ impl ResolvesServerCert for SniResolver {
             let challenges = self.challenges.as_ref()?;
             return challenges.tls_alpn01_cert(hello.server_name()?);
         }
-        let candidates = match self.candidates(hello.server_name())? {
+        let candidates = match self.names.get(hello.server_name())? {
             Candidates::Managed(slot) => return slot.get(),
             Candidates::Fixed(list) => list,
         };

@@ -1,4 +1,4 @@
-//! Certificate files are watched: their size and modification time are compared at every
+//! Certificate files (and client CAs and CRLs) are watched: their size and modification time are compared at every
 //! tick, so a renewed certificate (certbot, an operator's `cp`) is served without a signal.
 //! Polling is deliberate: it sees files replaced through symlinks and renames alike.
 
@@ -14,13 +14,11 @@ pub struct FileWatch {
 }
 
 impl FileWatch {
-    /// Watches the certificate and key files `config` names.
+    /// Watches the certificate, key, CA and CRL files `config` names.
     pub fn of(config: &Config) -> Self {
         let files = config
-            .sites
-            .iter()
-            .flat_map(|s| s.certificate.files())
-            .flat_map(|(cert, key)| [cert, key])
+            .watched_files()
+            .into_iter()
             .map(|p| {
                 let f = fingerprint(&p);
                 (p, f)

@@ -5,6 +5,7 @@ pub mod defaults;
 pub mod model;
 pub(crate) mod pyserve;
 mod raw;
+mod tunnels;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde_saphyr::Spanned;
 
 pub use model::*;
 use raw::{RawAcme, RawCertificate, RawConfig, RawSite};
+pub use tunnels::{parse_host_port, parse_spki_pin};
 
 /// Which dialect a file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +75,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         })
 }
 
-/// A file with a top-level `sites:` key is candado's; anything else is read as PyServe's.
+/// A file with a top-level `sites:` or `tunnels:` key is candado's; anything else is read as PyServe's.
 fn detect_format(text: &str) -> Result<Format, Problem> {
     let top: Option<BTreeMap<String, IgnoredAny>> =
         serde_saphyr::from_str(text).map_err(yaml_problem)?;
@@ -83,7 +85,9 @@ fn detect_format(text: &str) -> Result<Format, Problem> {
             key: String::new(),
             message: "the file is empty: see candado.example.yaml for a commented example".into(),
         }),
-        Some(keys) if keys.contains_key("sites") => Ok(Format::Candado),
+        Some(keys) if keys.contains_key("sites") || keys.contains_key("tunnels") => {
+            Ok(Format::Candado)
+        }
         Some(_) => Ok(Format::PyServe),
     }
 }
@@ -228,26 +232,36 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
             }
         }
     }
-    if raw.sites.value.is_empty() {
+    let (sites_line, raw_sites) = match raw.sites {
+        Some(s) => (line_of(&s), s.value),
+        None => (None, Vec::new()),
+    };
+    let (tunnels_line, raw_tunnels) = match raw.tunnels {
+        Some(t) => (line_of(&t), t.value),
+        None => (None, Vec::new()),
+    };
+    if raw_sites.is_empty() && raw_tunnels.is_empty() {
         p.add(
-            line_of(&raw.sites),
+            sites_line.or(tunnels_line),
             "sites",
-            "no site is configured: add at least one",
+            "no site or tunnel is configured: add at least one",
         );
     }
-    let sites: Vec<Site> = raw
-        .sites
-        .value
+    let sites: Vec<Site> = raw_sites
         .into_iter()
         .enumerate()
         .map(|(i, s)| validate_site(i, s, base, p))
         .collect();
+    let tunnels = tunnels::validate_tunnels(raw_tunnels, base, p);
+    tunnels::check_tunnel_addresses(&sites, &tunnels, p);
+    tunnels::check_route_allow_lists(&sites, p);
     check_addresses(&sites, p);
     let acme = raw
         .acme
         .map(|a| validate_acme(a, base, p))
         .unwrap_or_default();
     check_acme_sites(&sites, &acme, p);
+    check_acme_tunnels(&tunnels, p);
     Config {
         tls_policy,
         unknown_sni,
@@ -255,6 +269,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         limits,
         log,
         sites,
+        tunnels,
         allow_expired: false,
         acme,
     }
@@ -397,36 +412,7 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
         "off" | "false" | "no" => None,
         v => p.check(line_of(&r), key("http_redirect"), parse_listen(v)),
     });
-    let certificate = match raw.certificate {
-        // Like Caddy: public names get a public certificate, the rest the local CA's.
-        None if !names.is_empty() && names.iter().all(|n| is_public_name(n)) => CertSource::Acme,
-        None => CertSource::Local,
-        Some(c) => match c.value {
-            RawCertificate::Keyword(k) if k == "local" => CertSource::Local,
-            RawCertificate::Keyword(k) if k == "acme" => CertSource::Acme,
-            RawCertificate::Keyword(k) => {
-                p.add(Some(c.referenced.line()), key("certificate"), format!("unknown certificate source `{k}`: use `local`, `acme` or {{cert: FILE, key: FILE}}"));
-                CertSource::Local
-            }
-            RawCertificate::Files(f) => CertSource::Files {
-                cert: base.join(f.cert),
-                key: base.join(f.key),
-            },
-            RawCertificate::Several(list) if list.is_empty() => {
-                p.add(
-                    Some(c.referenced.line()),
-                    key("certificate"),
-                    "the list of certificates is empty",
-                );
-                CertSource::Local
-            }
-            RawCertificate::Several(list) => CertSource::Several(
-                list.into_iter()
-                    .map(|f| (base.join(f.cert), base.join(f.key)))
-                    .collect(),
-            ),
-        },
-    };
+    let certificate = cert_source(raw.certificate, &names, base, &key("certificate"), p);
     let root = raw.root.and_then(|r| {
         let path = base.join(&r.value);
         match path.is_dir() {
@@ -506,6 +492,49 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
             .redirects
             .map(|r| validate_redirects(line_of(&r), &key("redirects"), r.value, p))
             .unwrap_or_default(),
+        client_auth: raw
+            .client_auth
+            .map(|c| tunnels::validate_client_auth(c, base, &key("client_auth"), p)),
+    }
+}
+
+/// Where a site's or tunnel's certificate comes from. Like Caddy, when none is given, public
+/// names get a public (ACME) certificate and the rest the local CA's.
+pub(crate) fn cert_source(
+    raw: Option<Spanned<RawCertificate>>,
+    names: &[String],
+    base: &Path,
+    key: &str,
+    p: &mut Problems,
+) -> CertSource {
+    match raw {
+        None if !names.is_empty() && names.iter().all(|n| is_public_name(n)) => CertSource::Acme,
+        None => CertSource::Local,
+        Some(c) => match c.value {
+            RawCertificate::Keyword(k) if k == "local" => CertSource::Local,
+            RawCertificate::Keyword(k) if k == "acme" => CertSource::Acme,
+            RawCertificate::Keyword(k) => {
+                p.add(Some(c.referenced.line()), key, format!("unknown certificate source `{k}`: use `local`, `acme` or {{cert: FILE, key: FILE}}"));
+                CertSource::Local
+            }
+            RawCertificate::Files(f) => CertSource::Files {
+                cert: base.join(f.cert),
+                key: base.join(f.key),
+            },
+            RawCertificate::Several(list) if list.is_empty() => {
+                p.add(
+                    Some(c.referenced.line()),
+                    key,
+                    "the list of certificates is empty",
+                );
+                CertSource::Local
+            }
+            RawCertificate::Several(list) => CertSource::Several(
+                list.into_iter()
+                    .map(|f| (base.join(f.cert), base.join(f.key)))
+                    .collect(),
+            ),
+        },
     }
 }
 
@@ -576,6 +605,23 @@ pub(crate) fn validate_redirects(
     out
 }
 
+/// ACME tunnels need host names a CA can issue for (no wildcards: no DNS-01).
+fn check_acme_tunnels(tunnels: &[Tunnel], p: &mut Problems) {
+    for (i, t) in tunnels.iter().enumerate() {
+        let TunnelMode::Server(s) = &t.mode else {
+            continue;
+        };
+        if s.certificate == CertSource::Acme
+            && (s.names.is_empty()
+                || s.names
+                    .iter()
+                    .any(|n| !is_public_name(n) || n.starts_with("*.")))
+        {
+            p.add(None, format!("tunnels[{i}].certificate"), "ACME certificates need the tunnel's public host names in `names` (no wildcards, no IP addresses): list them, or use `local` or certificate files");
+        }
+    }
+}
+
 fn validate_route(
     r: Spanned<raw::RawRoute>,
     key: &str,
@@ -627,6 +673,9 @@ fn validate_route(
         p,
     );
     route.http2 = r.http2.unwrap_or(false);
+    route.allow_clients = r
+        .allow_clients
+        .map(|a| tunnels::validate_allow(a, &format!("{key}.allow_clients"), p));
     route.ca = r.ca.map(|c| base.join(c));
     if let Some(b) = r.balance {
         match b.value.as_str() {

@@ -17,6 +17,8 @@ pub struct Config {
     pub limits: Limits,
     pub log: LogSettings,
     pub sites: Vec<Site>,
+    /// TLS for raw TCP services, and from plain TCP clients to TLS services.
+    pub tunnels: Vec<Tunnel>,
     /// Serve certificates past their notAfter date (never the default).
     pub allow_expired: bool,
     /// Where `certificate: acme` sites get their certificates.
@@ -177,6 +179,132 @@ pub struct Site {
     pub auth: Vec<AuthRule>,
     /// Exact-path redirects (PyServe's `redirect_instructions`): path → target, answered 302.
     pub redirects: Vec<(String, String)>,
+    /// Mutual TLS: the client certificates this site asks for.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Mutual TLS: which client certificates a site or tunnel accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// `required`: no certificate, no handshake. `optional`: none is fine, but one that is
+    /// presented must verify (and pass the allow list).
+    pub required: bool,
+    pub ca: ClientCa,
+    /// Revocation lists (PEM or DER); a certificate they revoke is refused.
+    pub crls: Vec<PathBuf>,
+    /// When set, only these identities get through (default deny).
+    pub allow: Option<AllowList>,
+    /// Also send the whole client certificate upstream (`X-Client-Cert`, URL-encoded PEM).
+    pub forward_pem: bool,
+}
+
+/// The CAs that issue accepted client certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCa {
+    /// A PEM bundle.
+    File(PathBuf),
+    /// candado's local development CA (`candado cert issue --client NAME` issues from it).
+    Local,
+}
+
+/// Client identities let through, by SAN DNS name, SAN URI (SPIFFE IDs), subject CN or the
+/// SHA-256 of the public key (SPKI pin). Any one match is enough.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList {
+    pub dns: Vec<String>,
+    pub uri: Vec<String>,
+    pub cn: Vec<String>,
+    pub spki_sha256: Vec<[u8; 32]>,
+}
+
+/// A TCP service behind TLS (server mode) or a TLS service for plain TCP clients (client mode).
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    /// For logs: the configured name, or the listen address.
+    pub name: String,
+    pub listen: SocketAddr,
+    /// `HOST:PORT` of the upstream (server mode) or of the TLS server (client mode).
+    pub to: String,
+    /// No byte either way for this long closes both sides.
+    pub idle_timeout: Duration,
+    pub mode: TunnelMode,
+}
+
+#[derive(Debug, Clone)]
+pub enum TunnelMode {
+    /// TLS in, plain TCP out.
+    Server(TunnelServer),
+    /// Plain TCP in, verified TLS out (stunnel's client mode).
+    Client(TunnelClient),
+}
+
+#[derive(Debug, Clone)]
+pub struct TunnelServer {
+    /// SNI names, for sharing a port with other tunnels and for the certificate.
+    pub names: Vec<String>,
+    pub certificate: CertSource,
+    /// ALPN protocols offered, most preferred first; the chosen one is sent upstream in the
+    /// PROXY header.
+    pub alpn: Vec<Vec<u8>>,
+    /// Send a PROXY protocol v2 header first, so the upstream learns the client's address.
+    pub proxy_protocol: bool,
+    pub client_auth: Option<ClientAuth>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TunnelClient {
+    /// Trust only these CAs (PEM) instead of the system's roots.
+    pub ca: Option<PathBuf>,
+    /// The name the server's certificate must have (the host of `to` unless set).
+    pub server_name: String,
+    /// A client certificate and key, for servers that ask for one (mTLS).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    pub alpn: Vec<Vec<u8>>,
+}
+
+impl Config {
+    /// Every file whose change reloads the configuration: certificates and keys, client CAs,
+    /// revocation lists.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for s in &self.sites {
+            files.extend(s.certificate.files().into_iter().flat_map(|(c, k)| [c, k]));
+            files.extend(s.client_auth.iter().flat_map(ClientAuth::files));
+        }
+        for t in &self.tunnels {
+            match &t.mode {
+                TunnelMode::Server(s) => {
+                    files.extend(s.certificate.files().into_iter().flat_map(|(c, k)| [c, k]));
+                    files.extend(s.client_auth.iter().flat_map(ClientAuth::files));
+                }
+                TunnelMode::Client(c) => {
+                    files.extend(c.ca.clone());
+                    files.extend(c.identity.iter().flat_map(|(c, k)| [c.clone(), k.clone()]));
+                }
+            }
+        }
+        files
+    }
+}
+
+impl ClientAuth {
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = self.crls.clone();
+        if let ClientCa::File(ca) = &self.ca {
+            files.push(ca.clone());
+        }
+        files
+    }
+}
+
+impl Tunnel {
+    /// The names its certificate is for (`localhost` when it has none).
+    pub fn cert_names(&self) -> Vec<String> {
+        match &self.mode {
+            TunnelMode::Server(s) if !s.names.is_empty() => s.names.clone(),
+            _ => vec!["localhost".to_owned()],
+        }
+    }
 }
 
 /// Basic auth for a path prefix.
@@ -245,6 +373,8 @@ pub struct Route {
     pub ca: Option<PathBuf>,
     /// Speak HTTP/2 to the upstreams (ALPN for https://, prior knowledge for http://).
     pub http2: bool,
+    /// Only clients whose certificate matches get through; the others get 403.
+    pub allow_clients: Option<AllowList>,
 }
 
 /// How a route spreads requests over its upstreams.
@@ -280,6 +410,7 @@ impl Route {
             health_check: None,
             ca: None,
             http2: false,
+            allow_clients: None,
         }
     }
 

@@ -102,6 +102,7 @@ pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
                 limits: Limits::default(),
                 log: LogSettings::default(),
                 sites: vec![site],
+                tunnels: Vec::new(),
                 allow_expired: false,
                 acme: Default::default(),
             },
@@ -197,6 +198,7 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         trusted_proxies: Vec::new(),
         auth,
         redirects,
+        client_auth: None,
     }
 }
 

@@ -17,7 +17,56 @@ pub(crate) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub log: Option<RawLog>,
     pub acme: Option<RawAcme>,
-    pub sites: Spanned<Vec<RawSite>>,
+    pub sites: Option<Spanned<Vec<RawSite>>>,
+    pub tunnels: Option<Spanned<Vec<Spanned<RawTunnel>>>>,
+}
+
+/// `tunnels:` entries: TLS for raw TCP services (server mode) or to them (`tls_client`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    pub name: Option<String>,
+    pub listen: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub names: Option<Vec<Spanned<String>>>,
+    pub certificate: Option<Spanned<RawCertificate>>,
+    pub alpn: Option<Vec<Spanned<String>>>,
+    pub proxy_protocol: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub client_auth: Option<Spanned<RawClientAuth>>,
+    pub tls_client: Option<Spanned<RawTlsClient>>,
+}
+
+/// Mutual TLS: which client certificates a site or tunnel accepts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientAuth {
+    pub mode: Option<Spanned<String>>,
+    pub ca: Spanned<String>,
+    pub crl: Option<Spanned<OneOrMany>>,
+    pub allow: Option<Spanned<RawAllow>>,
+    pub forward_pem: Option<bool>,
+}
+
+/// Client identities let through; any one match is enough.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllow {
+    pub dns: Option<Vec<String>>,
+    pub uri: Option<Vec<String>>,
+    pub cn: Option<Vec<String>>,
+    pub spki_sha256: Option<Vec<String>>,
+}
+
+/// Client mode: accept plain TCP, speak verified TLS to `to`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsClient {
+    pub ca: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub alpn: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +136,7 @@ pub(crate) struct RawSite {
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub basic_auth: Option<Vec<Spanned<RawAuth>>>,
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
+    pub client_auth: Option<Spanned<RawClientAuth>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +162,7 @@ pub(crate) struct RawRoute {
     pub health_check: Option<RawHealthCheck>,
     pub ca: Option<String>,
     pub http2: Option<bool>,
+    pub allow_clients: Option<Spanned<RawAllow>>,
 }
 
 #[derive(Debug, Deserialize)]

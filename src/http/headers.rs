@@ -113,6 +113,54 @@ pub fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_is_trust
     }
 }
 
+/// Replaces any client-sent identity headers with the verified certificate's, if any. A
+/// client can never set these itself: backends trust them as candado's word.
+pub fn set_client_identity(
+    h: &mut HeaderMap,
+    identity: Option<&crate::tls::ClientIdentity>,
+    with_pem: bool,
+) {
+    for name in [
+        X_CLIENT_CERT_SUBJECT,
+        X_CLIENT_CERT_SAN,
+        X_CLIENT_CERT_FINGERPRINT,
+        X_CLIENT_CERT,
+    ] {
+        h.remove(name);
+    }
+    let Some(id) = identity else {
+        return;
+    };
+    // Certificate text may hold any Unicode: escape what a header value cannot carry.
+    let escape = |v: &str| percent_encoding::utf8_percent_encode(v, HEADER_UNSAFE).to_string();
+    let mut values = vec![
+        (X_CLIENT_CERT_SUBJECT, escape(&id.subject)),
+        (X_CLIENT_CERT_SAN, escape(&id.sans.join(", "))),
+        (X_CLIENT_CERT_FINGERPRINT, id.fingerprint_hex()),
+    ];
+    if with_pem {
+        // URL-encoded, as nginx's $ssl_client_escaped_cert: a header cannot hold newlines.
+        let pem = id.pem();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC);
+        values.push((X_CLIENT_CERT, encoded.to_string()));
+    }
+    for (name, value) in values {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+/// Control characters and `%` itself (so that an escape can be told from the text).
+const HEADER_UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+pub const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+pub const X_CLIENT_CERT_SAN: HeaderName = HeaderName::from_static("x-client-cert-san");
+pub const X_CLIENT_CERT_FINGERPRINT: HeaderName =
+    HeaderName::from_static("x-client-cert-fingerprint");
+pub const X_CLIENT_CERT: HeaderName = HeaderName::from_static("x-client-cert");
+
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

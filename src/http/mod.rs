@@ -72,6 +72,11 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// The listener's own port, for redirects that must come back to it.
     pub local_port: u16,
+    /// Which of the listener's sites the TLS handshake was made for (by SNI). It matters
+    /// only where sites ask for client certificates: each then has its own TLS set-up.
+    pub tls_site: usize,
+    /// The verified client certificate, when the client presented one (mutual TLS).
+    pub client: Option<Arc<crate::tls::ClientIdentity>>,
 }
 
 /// One site as the request path sees it: its names, its handlers and the headers it adds.
@@ -139,6 +144,19 @@ impl SiteHandler {
             self.routes.iter().find(|r| r.route.matches(path)),
             &self.files,
         ) {
+            (Some(rh), _) if !client_allowed(rh, conn) => {
+                tracing::warn!(
+                    site = %self.site.primary_name(),
+                    client = %conn.peer.ip(),
+                    certificate = %conn.client.as_ref().map_or("none".into(), |c| c.describe()),
+                    path = %path,
+                    "refused: the client certificate is not in the route's allow_clients"
+                );
+                error::page(
+                    StatusCode::FORBIDDEN,
+                    "This path needs a client certificate that is allowed here.",
+                )
+            }
             (Some(rh), _) => {
                 let fwd = proxy::Forward {
                     conn,
@@ -150,6 +168,14 @@ impl SiteHandler {
             (None, Some(files)) => files.serve(&req).await,
             _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
         }
+    }
+}
+
+/// A route with `allow_clients` lets through only the certificates it names.
+fn client_allowed(route: &RouteHandler, conn: &ConnInfo) -> bool {
+    match &route.route.allow_clients {
+        None => true,
+        Some(allow) => conn.client.as_ref().is_some_and(|c| allow.permits(c)),
     }
 }
 
@@ -227,12 +253,25 @@ impl Router {
             Ok(h) => h,
             Err(e) => return error::page(StatusCode::BAD_REQUEST, &e.to_string()),
         };
-        let Some(site) = self.site_for(&host) else {
+        let Some((index, site)) = self
+            .sites
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.site.matches(&host))
+        else {
             return error::page(
                 StatusCode::MISDIRECTED_REQUEST,
                 &format!("This server has no site named {host}."),
             );
         };
+        if !self.same_tls_rules(index, conn) {
+            return error::page(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!(
+                    "This connection was set up for another site, and {host} checks client certificates on its own: connect to {host} directly."
+                ),
+            );
+        }
         let mut res = match req.extensions().get::<FramingConflict>() {
             Some(_) => framing_conflict(&req, conn),
             None => site.respond(req, conn, &host).await,
@@ -240,6 +279,21 @@ impl Router {
         add_headers(res.headers_mut(), &site.headers);
         res
     }
+    /// Whether a request for the site at `index` may use this connection. When sites ask for
+    /// client certificates each has its own TLS set-up, so a connection made for one site
+    /// (by SNI) must not reach another with different rules: the client could otherwise
+    /// present a certificate to one site, or none, and be served by the other.
+    fn same_tls_rules(&self, index: usize, conn: &ConnInfo) -> bool {
+        let asks = |i: usize| {
+            self.sites
+                .get(i)
+                .is_some_and(|s| s.site.client_auth.is_some())
+        };
+        conn.tls_site == index
+            || conn.tls_version.is_none()
+            || !(asks(index) || asks(conn.tls_site))
+    }
+
     /// Whether the access log is on.
     pub fn logs_access(&self) -> bool {
         self.access_log

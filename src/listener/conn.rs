@@ -23,7 +23,7 @@ use super::ListenerCtx;
 use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
 use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
-use crate::tls::ALPN_H2;
+use crate::tls::{ALPN_H2, ClientIdentity};
 
 fn version_name(v: rustls::ProtocolVersion) -> &'static str {
     match v {
@@ -39,7 +39,7 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 pub(crate) async fn serve_tls(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: &tokio_rustls::TlsAcceptor,
+    front: &crate::tls::TlsFront,
     router: Arc<Router>,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
@@ -54,9 +54,18 @@ pub(crate) async fn serve_tls(
         tracing::debug!(%peer, "plain HTTP on the TLS port: answering with a redirect");
         return serve_plain(tcp, peer, router, ctx, shutdown).await;
     }
-    let tls = match timeout_at(deadline, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+    let (tls, profile) = match timeout_at(deadline, front.accept(tcp)).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            let site = e.profile.and_then(|i| router.sites().get(i));
+            let site = site.map_or("-", |s| s.site.primary_name());
+            return match e.refusal() {
+                Some(reason) => {
+                    tracing::warn!(%site, client = %peer, "client certificate refused: {reason}")
+                }
+                None => tracing::debug!(%peer, error = %e.error, "TLS handshake failed"),
+            };
+        }
         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
     };
     let session = tls.get_ref().1;
@@ -69,6 +78,12 @@ pub(crate) async fn serve_tls(
         tls_version: session.protocol_version().map(version_name),
         sni: session.server_name().map(str::to_owned),
         local_port: ctx.local_port,
+        tls_site: profile,
+        client: session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| ClientIdentity::from_der(leaf))
+            .map(Arc::new),
     };
     let h2 = session.alpn_protocol() == Some(ALPN_H2);
     tracing::debug!(
@@ -152,6 +167,8 @@ pub(crate) async fn serve_plain(
         tls_version: None,
         sni: None,
         local_port: ctx.local_port,
+        tls_site: 0,
+        client: None,
     });
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let started = std::time::Instant::now();

@@ -11,19 +11,23 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Limits, Timeouts};
 use crate::http::Router;
+use crate::tls::TlsFront;
+use crate::tunnel::TunnelListener;
 
 /// What a listener serves; replaced whole on reload. A connection takes the current one when
 /// it is accepted and keeps it to the end.
-pub struct ListenerState {
-    /// `None` for a plain-HTTP redirect listener.
-    pub acceptor: Option<TlsAcceptor>,
-    pub router: Arc<Router>,
+pub enum ListenerState {
+    /// TLS, then HTTP/1.1 or HTTP/2 for the router's sites.
+    Https { tls: TlsFront, router: Arc<Router> },
+    /// Plain HTTP that redirects to HTTPS (and answers ACME HTTP-01 tokens).
+    Redirect(Arc<Router>),
+    /// Raw TCP behind TLS (or TLS for plain TCP clients), relayed to upstreams.
+    Tunnel(Arc<TunnelListener>),
 }
 
 /// What every connection of one listener shares.
@@ -130,10 +134,15 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let state = ctx.state.load_full();
-    match &state.acceptor {
-        Some(acceptor) => {
-            conn::serve_tls(tcp, peer, acceptor, state.router.clone(), ctx, shutdown).await
+    match &*state {
+        ListenerState::Https { tls, router } => {
+            conn::serve_tls(tcp, peer, tls, router.clone(), ctx, shutdown).await
         }
-        None => conn::serve_plain(tcp, peer, state.router.clone(), ctx, shutdown).await,
+        ListenerState::Redirect(router) => {
+            conn::serve_plain(tcp, peer, router.clone(), ctx, shutdown).await
+        }
+        // Tunnels carry no requests to finish: on shutdown they run until they end or the
+        // drain timeout cuts them.
+        ListenerState::Tunnel(tunnels) => crate::tunnel::serve(tcp, peer, tunnels.clone()).await,
     }
 }

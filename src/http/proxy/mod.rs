@@ -310,6 +310,13 @@ fn prepare_request_headers(
         .to_owned();
     let trusted = fwd.site.trusted_proxies.contains(&fwd.conn.peer.ip());
     headers::add_forwarding(h, fwd.conn.peer.ip(), &public, trusted);
+    let identity = fwd
+        .site
+        .client_auth
+        .as_ref()
+        .and(fwd.conn.client.as_deref());
+    let pem = fwd.site.client_auth.as_ref().is_some_and(|a| a.forward_pem);
+    headers::set_client_identity(h, identity, pem);
     if let Some(host) = route.host_header.clone().or(original_host) {
         h.insert(header::HOST, host);
     }

@@ -1,0 +1,78 @@
+//! Name lookup for TLS handshakes: exact names first, then `*.parent` wildcards (one label, as
+//! in certificates), then the listener's default: always for clients that send no SNI (such as
+//! those connecting to an IP address), and for unknown names unless they are rejected.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone)]
+pub struct NameTable<T> {
+    exact: HashMap<String, T>,
+    wildcard: HashMap<String, T>,
+    default: Option<T>,
+    reject_unknown: bool,
+}
+
+impl<T: Clone> NameTable<T> {
+    /// `reject_unknown`: a name nothing serves finds nothing, instead of the default.
+    pub fn new(reject_unknown: bool) -> Self {
+        NameTable {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: None,
+            reject_unknown,
+        }
+    }
+
+    /// Adds `names` (lower-case; `*.parent` for wildcards); the first entry added is also
+    /// the default.
+    pub fn insert(&mut self, names: &[String], value: T) {
+        for n in names {
+            match n.strip_prefix("*.") {
+                Some(parent) => self.wildcard.insert(parent.to_owned(), value.clone()),
+                None => self.exact.insert(n.clone(), value.clone()),
+            };
+        }
+        self.default.get_or_insert(value);
+    }
+
+    /// What serves `sni` (case-insensitive); `None` asks for the default.
+    pub fn get(&self, sni: Option<&str>) -> Option<&T> {
+        let Some(name) = sni else {
+            return self.default.as_ref();
+        };
+        let name = name.to_ascii_lowercase();
+        self.exact
+            .get(&name)
+            .or_else(|| {
+                name.split_once('.')
+                    .and_then(|(_, parent)| self.wildcard.get(parent))
+            })
+            .or(self.default.as_ref().filter(|_| !self.reject_unknown))
+    }
+}
+
+impl<T: Clone> Default for NameTable<T> {
+    fn default() -> Self {
+        NameTable::new(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_names_beat_wildcards_and_unknown_names_get_the_default_unless_rejected() {
+        let mut t = NameTable::new(false);
+        t.insert(&["a.test".into(), "*.w.test".into()], 1);
+        t.insert(&["x.w.test".into()], 2);
+        assert_eq!(t.get(Some("x.w.test")), Some(&2));
+        assert_eq!(t.get(Some("Y.W.test")), Some(&1));
+        assert_eq!(t.get(None), Some(&1));
+        let mut strict = NameTable::new(true);
+        strict.insert(&["a.test".into(), "*.w.test".into()], 1);
+        assert_eq!(strict.get(Some("b.test")), None);
+        assert_eq!(strict.get(Some("a.b.w.test")), None);
+        assert_eq!(strict.get(None), Some(&1));
+    }
+}

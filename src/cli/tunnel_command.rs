@@ -1,0 +1,204 @@
+//! `candado tunnel`: one tunnel from flags, no config file (stunnel's one-liner).
+//! Server mode: `--listen :7443 --to 127.0.0.1:12345 [--cert F --key F] [--client-ca F]`.
+//! Client mode: `--listen 127.0.0.1:5432 --to db.example.com:6432 --tls-client [--ca F]`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::LogFormatArg;
+use crate::config::{
+    self, AllowList, CertSource, ClientAuth, ClientCa, Config, LogFormat, Tunnel, TunnelClient,
+    TunnelMode, TunnelServer, defaults,
+};
+
+#[derive(Debug, Clone, Args)]
+pub(super) struct TunnelArgs {
+    /// Address to accept connections on: 127.0.0.1:7443, or :7443 for every interface.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// Where the bytes go: HOST:PORT of the TCP service (or of the TLS server with --tls-client).
+    #[arg(long, value_name = "HOST:PORT")]
+    to: String,
+    /// Client mode: accept plain TCP and speak verified TLS to --to.
+    #[arg(long)]
+    tls_client: bool,
+    /// SNI name this tunnel answers to (repeatable); also the local-CA certificate's names.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// The certificate chain (PEM) [default: the local development CA]. With --tls-client: the
+    /// client certificate presented to the server.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Ask for client certificates issued by the CAs in this PEM file (`local`: the development CA).
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<String>,
+    /// Whether a client certificate is required or optional.
+    #[arg(long, value_enum, default_value = "required", requires = "client_ca")]
+    client_auth: ClientAuthArg,
+    /// Let through only certificates with this subject CN (repeatable; any --allow-* matches).
+    #[arg(long, value_name = "CN", requires = "client_ca")]
+    allow_cn: Vec<String>,
+    /// … with this SAN DNS name.
+    #[arg(long, value_name = "NAME", requires = "client_ca")]
+    allow_dns: Vec<String>,
+    /// … with this SAN URI (a SPIFFE ID).
+    #[arg(long, value_name = "URI", requires = "client_ca")]
+    allow_uri: Vec<String>,
+    /// … with this SHA-256 SPKI pin (hex or base64).
+    #[arg(long, value_name = "PIN", requires = "client_ca")]
+    allow_spki: Vec<String>,
+    /// A revocation list (PEM or DER) for client certificates (repeatable).
+    #[arg(long, value_name = "FILE", requires = "client_ca")]
+    crl: Vec<PathBuf>,
+    /// Send a PROXY protocol v2 header first, so the service learns the client's address.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// ALPN protocol to offer (repeatable, most preferred first).
+    #[arg(long, value_name = "PROTOCOL")]
+    alpn: Vec<String>,
+    /// Close a connection after this long without a byte either way [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    idle_timeout: Option<String>,
+    /// With --tls-client: trust only the CAs in this PEM file [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// With --tls-client: the name the server's certificate must have [default: the host of --to].
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// Debug log, including TLS handshake details.
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// Log format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ClientAuthArg {
+    Required,
+    Optional,
+}
+
+pub(super) async fn tunnel(args: TunnelArgs) -> Result<()> {
+    let config = tunnel_config(&args)?;
+    crate::telemetry::init(config.log.format, args.debug);
+    let reload: crate::serve::Reloader = Box::new(move || tunnel_config(&args));
+    crate::serve::run(config, Some(reload)).await
+}
+
+fn tunnel_config(args: &TunnelArgs) -> Result<Config> {
+    let listen =
+        config::parse_listen(&args.listen).map_err(|e| anyhow::anyhow!("--listen: {e}"))?;
+    let to = config::parse_host_port(&args.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let idle_timeout = match &args.idle_timeout {
+        Some(d) => config::parse_duration(d).map_err(|e| anyhow::anyhow!("--idle-timeout: {e}"))?,
+        None => defaults::TUNNEL_IDLE_TIMEOUT,
+    };
+    let alpn = args.alpn.iter().map(|a| a.clone().into_bytes()).collect();
+    let mode = match args.tls_client {
+        true => client_mode(args, &to, alpn)?,
+        false => server_mode(args, alpn)?,
+    };
+    let mut config = Config {
+        tls_policy: config::TlsPolicy::Intermediate,
+        unknown_sni: Default::default(),
+        timeouts: Default::default(),
+        limits: Default::default(),
+        log: Default::default(),
+        sites: Vec::new(),
+        tunnels: vec![Tunnel {
+            name: args.listen.clone(),
+            listen,
+            to,
+            idle_timeout,
+            mode,
+        }],
+        allow_expired: false,
+        acme: Default::default(),
+    };
+    if let Some(LogFormatArg::Json) = args.log_format {
+        config.log.format = LogFormat::Json;
+    }
+    Ok(config)
+}
+
+fn client_mode(args: &TunnelArgs, to: &str, alpn: Vec<Vec<u8>>) -> Result<TunnelMode> {
+    if args.client_ca.is_some() || args.proxy_protocol || !args.names.is_empty() {
+        bail!(
+            "--client-ca, --proxy-protocol and --name are for tunnels that accept TLS; with --tls-client the tunnel accepts plain TCP"
+        );
+    }
+    let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
+    let server_name = match &args.server_name {
+        Some(n) => config::parse_site_name(n).map_err(|e| anyhow::anyhow!("--server-name: {e}"))?,
+        None => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    };
+    Ok(TunnelMode::Client(TunnelClient {
+        ca: args.ca.clone(),
+        server_name,
+        identity: args.cert.clone().zip(args.key.clone()),
+        alpn,
+    }))
+}
+
+fn server_mode(args: &TunnelArgs, alpn: Vec<Vec<u8>>) -> Result<TunnelMode> {
+    if args.ca.is_some() || args.server_name.is_some() {
+        bail!(
+            "--ca and --server-name are for --tls-client; to check client certificates use --client-ca"
+        );
+    }
+    let names = args
+        .names
+        .iter()
+        .map(|n| config::parse_site_name(n).map_err(|e| anyhow::anyhow!("--name: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let certificate = match args.cert.clone().zip(args.key.clone()) {
+        Some((cert, key)) => CertSource::Files { cert, key },
+        None => CertSource::Local,
+    };
+    Ok(TunnelMode::Server(TunnelServer {
+        names,
+        certificate,
+        alpn,
+        proxy_protocol: args.proxy_protocol,
+        client_auth: client_auth(args)?,
+    }))
+}
+
+fn client_auth(args: &TunnelArgs) -> Result<Option<ClientAuth>> {
+    let Some(ca) = &args.client_ca else {
+        return Ok(None);
+    };
+    let allow = AllowList {
+        dns: args
+            .allow_dns
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        uri: args.allow_uri.clone(),
+        cn: args.allow_cn.clone(),
+        spki_sha256: args
+            .allow_spki
+            .iter()
+            .map(|p| config::parse_spki_pin(p).map_err(|e| anyhow::anyhow!("--allow-spki: {e}")))
+            .collect::<Result<_>>()?,
+    };
+    Ok(Some(ClientAuth {
+        required: matches!(args.client_auth, ClientAuthArg::Required),
+        ca: match ca.as_str() {
+            "local" => ClientCa::Local,
+            file => ClientCa::File(file.into()),
+        },
+        crls: args.crl.clone(),
+        allow: (allow != AllowList::default()).then_some(allow),
+        forward_pem: false,
+    }))
+}

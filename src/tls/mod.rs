@@ -1,0 +1,186 @@
+//! rustls configuration: which versions and suites, ALPN, resumption, client certificates.
+//! One `ServerConfig` per listener, or per site or tunnel when they differ in what they ask of
+//! clients ([`front`] picks one from the ClientHello); all share the crypto provider.
+
+pub mod client_auth;
+pub mod front;
+
+pub use client_auth::ClientIdentity;
+pub use front::TlsFront;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::ResolvesClientCert;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ResolvesServerCert, ServerConfig};
+use rustls::sign::CertifiedKey;
+use rustls::version::{TLS12, TLS13};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::config::TlsPolicy;
+
+/// ALPN identifiers, in the server's order of preference.
+pub const ALPN_H2: &[u8] = b"h2";
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// The aws-lc-rs provider. Every suite it offers is an AEAD with ECDHE key exchange, so all
+/// are forward-secret; this is asserted in the tests rather than filtered at run time.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// What one `ServerConfig` offers beyond the policy and the certificates.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// ALPN protocols, most preferred first; empty negotiates none.
+    pub alpn: Vec<Vec<u8>>,
+    /// Also accept the `acme-tls/1` ALPN of TLS-ALPN-01 validations (its certificate is chosen
+    /// by the resolver, and the connection is closed right after the handshake).
+    pub acme: bool,
+    /// Ask for client certificates and verify them (mutual TLS).
+    pub client_auth: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+impl Offer {
+    /// HTTPS: h2, then http/1.1.
+    pub fn http(acme: bool) -> Self {
+        Offer {
+            alpn: vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()],
+            acme,
+            client_auth: None,
+        }
+    }
+}
+
+pub fn server_config(
+    policy: TlsPolicy,
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<dyn ResolvesServerCert>,
+    offer: Offer,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let versions: &[&rustls::SupportedProtocolVersion] = match policy {
+        TlsPolicy::Intermediate => &[&TLS13, &TLS12],
+        TlsPolicy::Modern => &[&TLS13],
+    };
+    let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(versions)?;
+    let builder = match offer.client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = offer.alpn;
+    if offer.acme {
+        // Last: a client offering h2 or http/1.1 never ends up with it.
+        config
+            .alpn_protocols
+            .push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
+    // The server picks the suite, so a client that prefers a weaker one cannot choose it.
+    config.ignore_client_order = true;
+    // Stateless tickets, rotated by the ticketer; resumption keeps reconnects cheap. Each
+    // config has its own ticketer, so a session resumed under one site's client-certificate
+    // rules can never be resumed under another's.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+/// A client TLS config that trusts only the CA certificates in `path`.
+pub(crate) fn client_trusting(
+    path: &Path,
+    provider: Arc<CryptoProvider>,
+) -> std::io::Result<rustls::ClientConfig> {
+    client_config(Some(path), None, provider)
+}
+
+/// A client TLS config that trusts the CA certificates in `ca` (the system's roots when
+/// `None`) and presents `identity` to servers that ask for a client certificate.
+pub(crate) fn client_config(
+    ca: Option<&Path>,
+    identity: Option<Arc<CertifiedKey>>,
+    provider: Arc<CryptoProvider>,
+) -> std::io::Result<rustls::ClientConfig> {
+    let roots = match ca {
+        Some(path) => roots_from_file(path)?,
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            roots
+        }
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots);
+    Ok(match identity {
+        Some(key) => builder.with_client_cert_resolver(Arc::new(FixedIdentity(key))),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+pub(crate) fn roots_from_file(path: &Path) -> std::io::Result<rustls::RootCertStore> {
+    let invalid = |e: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| invalid(e.to_string()))?)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    match roots.is_empty() {
+        true => Err(invalid("no CA certificate in the file".into())),
+        false => Ok(roots),
+    }
+}
+
+/// The one client certificate a tunnel presents.
+#[derive(Debug)]
+struct FixedIdentity(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        // Offered only when the server can check its signature; otherwise none is sent and
+        // the server says why.
+        self.0.key.choose_scheme(schemes).map(|_| self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::SupportedCipherSuite;
+
+    #[test]
+    fn every_offered_suite_is_forward_secret_aead() {
+        for suite in provider().cipher_suites.iter() {
+            let name = format!("{:?}", suite.suite());
+            match suite {
+                SupportedCipherSuite::Tls13(_) => assert!(
+                    name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                    "{name}"
+                ),
+                SupportedCipherSuite::Tls12(_) => {
+                    assert!(name.starts_with("TLS_ECDHE_"), "{name}");
+                    assert!(
+                        name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Tunnels: TLS for raw TCP services, like stunnel and ghostunnel.
+//!
+//! Server mode: TLS handshake (the client's SNI picks the tunnel when several share a port,
+//! client certificates checked by its verifier) → connect to the upstream → optional PROXY v2
+//! header → relay bytes both ways. Client mode: plain TCP in → TLS to the remote, verified
+//! (and with a client certificate when configured) → relay.
+
+mod proxy_protocol;
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::server::ServerConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{Tunnel, TunnelMode, defaults};
+use crate::tls::TlsFront;
+pub use relay::{Ending, Relayed, relay};
+
+/// One tunnel as its connections see it.
+pub struct Endpoint {
+    pub name: String,
+    /// `HOST:PORT` of the upstream (or of the TLS server, in client mode).
+    pub to: String,
+    idle_timeout: Duration,
+    proxy_protocol: bool,
+    /// Client mode: how to speak TLS to `to`.
+    originate: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl Endpoint {
+    /// A tunnel that terminates TLS (its `ServerConfig` goes to the listener's front).
+    pub fn terminating(t: &Tunnel) -> Endpoint {
+        let proxy_protocol = matches!(&t.mode, TunnelMode::Server(s) if s.proxy_protocol);
+        Endpoint {
+            name: t.name.clone(),
+            to: t.to.clone(),
+            idle_timeout: t.idle_timeout,
+            proxy_protocol,
+            originate: None,
+        }
+    }
+
+    /// A tunnel that originates TLS with `config` to the server named `server_name`.
+    pub fn originating(
+        t: &Tunnel,
+        config: rustls::ClientConfig,
+        server_name: &str,
+    ) -> anyhow::Result<Endpoint> {
+        let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+            anyhow::anyhow!(
+                "tunnel {}: `{server_name}` is not a server name to verify",
+                t.name
+            )
+        })?;
+        Ok(Endpoint {
+            originate: Some((TlsConnector::from(Arc::new(config)), name)),
+            ..Endpoint::terminating(t)
+        })
+    }
+}
+
+/// What a tunnel listener serves; replaced whole on reload.
+pub struct TunnelListener {
+    /// `None` in client mode: connections arrive in plain TCP.
+    front: Option<TlsFront>,
+    /// One per profile of the front (one in client mode).
+    endpoints: Vec<Endpoint>,
+    handshake_timeout: Duration,
+    /// A log line per connection, like the access log.
+    log_connections: bool,
+}
+
+impl TunnelListener {
+    /// Tunnels terminating TLS on one port, each with its names and TLS configuration.
+    pub fn terminating(
+        tunnels: Vec<(Vec<String>, Arc<ServerConfig>, Endpoint)>,
+        reject_unknown: bool,
+        handshake_timeout: Duration,
+        log_connections: bool,
+    ) -> Self {
+        let mut profiles = Vec::new();
+        let mut endpoints = Vec::new();
+        for (names, config, endpoint) in tunnels {
+            profiles.push((names, config));
+            endpoints.push(endpoint);
+        }
+        TunnelListener {
+            front: Some(TlsFront::new(profiles, reject_unknown)),
+            endpoints,
+            handshake_timeout,
+            log_connections,
+        }
+    }
+
+    /// A client-mode tunnel: plain TCP in, TLS out.
+    pub fn originating(
+        endpoint: Endpoint,
+        handshake_timeout: Duration,
+        log_connections: bool,
+    ) -> Self {
+        TunnelListener {
+            front: None,
+            endpoints: vec![endpoint],
+            handshake_timeout,
+            log_connections,
+        }
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, listener: Arc<TunnelListener>) {
+    match (&listener.front, listener.endpoints.first()) {
+        (Some(front), _) => terminate(tcp, peer, front, &listener).await,
+        (None, Some(endpoint)) => originate(tcp, peer, endpoint, &listener).await,
+        (None, None) => {}
+    }
+}
+
+async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener: &TunnelListener) {
+    let local = tcp.local_addr().ok();
+    let handshake = tokio::time::timeout(listener.handshake_timeout, front.accept(tcp)).await;
+    let (tls, i) = match handshake {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            let tunnel = e
+                .profile
+                .and_then(|i| listener.endpoints.get(i))
+                .map_or("-", |t| t.name.as_str());
+            return match e.refusal() {
+                Some(reason) => {
+                    tracing::warn!(%tunnel, client = %peer, "client certificate refused: {reason}")
+                }
+                None => {
+                    tracing::debug!(%tunnel, client = %peer, error = %e.error, "TLS handshake failed")
+                }
+            };
+        }
+        Err(_) => return tracing::debug!(client = %peer, "TLS handshake timed out"),
+    };
+    let Some(endpoint) = listener.endpoints.get(i) else {
+        return;
+    };
+    let session = tls.get_ref().1;
+    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+    if alpn.as_deref() == Some(crate::acme::ACME_TLS_ALPN) {
+        // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
+        return;
+    }
+    let sni = session.server_name().map(str::to_owned);
+    let mut upstream = match connect(&endpoint.to).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(tunnel = %endpoint.name, upstream = %endpoint.to, client = %peer, "cannot connect to the upstream: {e}; closed the client's TLS connection");
+            return close(tls).await;
+        }
+    };
+    if endpoint.proxy_protocol {
+        let sent = match local {
+            Some(local) => proxy_protocol::header(peer, local, alpn.as_deref(), sni.as_deref()),
+            None => Err(std::io::Error::other("the listener's address is unknown")),
+        };
+        if let Err(e) = async { upstream.write_all(&sent?).await }.await {
+            tracing::warn!(tunnel = %endpoint.name, upstream = %endpoint.to, "cannot send the PROXY header: {e}");
+            return close(tls).await;
+        }
+    }
+    let started = Instant::now();
+    let done = relay(tls, upstream, endpoint.idle_timeout).await;
+    log_closed(listener, endpoint, peer, started, &done);
+}
+
+async fn originate(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    endpoint: &Endpoint,
+    listener: &TunnelListener,
+) {
+    let Some((connector, server_name)) = &endpoint.originate else {
+        return;
+    };
+    let upstream = match connect(&endpoint.to).await {
+        Ok(u) => u,
+        Err(e) => {
+            return tracing::warn!(tunnel = %endpoint.name, upstream = %endpoint.to, client = %peer, "cannot connect to the upstream: {e}; closed the client's connection");
+        }
+    };
+    let handshake = tokio::time::timeout(
+        listener.handshake_timeout,
+        connector.connect(server_name.clone(), upstream),
+    )
+    .await;
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            return tracing::warn!(tunnel = %endpoint.name, upstream = %endpoint.to, client = %peer, "TLS to the upstream failed: {e}; closed the client's connection");
+        }
+        Err(_) => {
+            return tracing::warn!(tunnel = %endpoint.name, upstream = %endpoint.to, client = %peer, "TLS to the upstream failed: no handshake within {}; closed the client's connection", humantime::format_duration(listener.handshake_timeout));
+        }
+    };
+    let started = Instant::now();
+    let done = relay(tcp, tls, endpoint.idle_timeout).await;
+    log_closed(listener, endpoint, peer, started, &done);
+}
+
+/// Opens the TCP connection to `to`, resolving its name, within the connect timeout.
+async fn connect(to: &str) -> std::io::Result<TcpStream> {
+    let tcp = tokio::time::timeout(defaults::PROXY_CONNECT_TIMEOUT, TcpStream::connect(to))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(defaults::PROXY_CONNECT_TIMEOUT)
+                ),
+            )
+        })??;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Ends a TLS connection with close_notify, bounded: a client that stops reading is dropped.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut tls: S) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+}
+
+fn log_closed(
+    listener: &TunnelListener,
+    endpoint: &Endpoint,
+    peer: SocketAddr,
+    started: Instant,
+    done: &Relayed,
+) {
+    let ending = match done.ending {
+        Ending::Closed => "closed",
+        Ending::Idle => "idle timeout",
+        Ending::Failed => "failed",
+    };
+    if let Some(e) = &done.error {
+        tracing::debug!(tunnel = %endpoint.name, client = %peer, error = %e, "tunnel connection failed");
+    }
+    if listener.log_connections {
+        tracing::info!(
+            target: "candado::access",
+            tunnel = %endpoint.name,
+            client = %peer.ip(),
+            bytes_in = done.sent,
+            bytes_out = done.received,
+            duration_ms = started.elapsed().as_millis() as u64,
+            ending,
+            "tunnel closed"
+        );
+    }
+}
