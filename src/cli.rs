@@ -789,16 +789,7 @@ fn check(file: &Path) -> Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {}: {w}", file.display());
     }
-    let provider = crate::tls::provider();
-    let mut cert_errors = Vec::new();
-    for site in &loaded.config.sites {
-        for (cert, key) in site.certificate.files() {
-            match crate::certs::load_files(&cert, &key, &provider, false) {
-                Ok(c) => c.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
-                Err(e) => cert_errors.push(format!("site {}: {e}", site.primary_name())),
-            }
-        }
-    }
+    let cert_errors = check_files(&loaded.config);
     if !cert_errors.is_empty() {
         bail!("{}: {}", file.display(), cert_errors.join("\n  "));
     }
@@ -806,17 +797,48 @@ fn check(file: &Path) -> Result<()> {
         Format::Candado => "candado config",
         Format::PyServe => "PyServe config",
     };
-    println!(
-        "{}: OK ({kind}, {} site{})",
-        file.display(),
-        loaded.config.sites.len(),
-        if loaded.config.sites.len() == 1 {
-            ""
-        } else {
-            "s"
-        }
-    );
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut counts = vec![count(loaded.config.sites.len(), "site")];
+    if !loaded.config.tunnels.is_empty() {
+        counts.push(count(loaded.config.tunnels.len(), "tunnel"));
+    }
+    println!("{}: OK ({kind}, {})", file.display(), counts.join(", "));
     Ok(())
+}
+
+/// Loads every certificate file, client CA and revocation list a config names, as `serve`
+/// will; returns what failed, each with its site or tunnel.
+fn check_files(config: &Config) -> Vec<String> {
+    let provider = crate::tls::provider();
+    let mut errors = Vec::new();
+    let mut check = |who: String, source: &CertSource, auth: Option<&config::ClientAuth>| {
+        for (cert, key) in source.files() {
+            match crate::certs::load_files(&cert, &key, &provider, false) {
+                Ok(c) => c.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
+                Err(e) => errors.push(format!("{who}: {e}")),
+            }
+        }
+        // The development CA is made on first use: nothing to check before that.
+        if let Some(a) = auth.filter(|a| a.ca != config::ClientCa::Local)
+            && let Err(e) = crate::tls::client_auth::verifier(a, None, provider.clone())
+        {
+            errors.push(format!("{who}: {e}"));
+        }
+    };
+    for site in &config.sites {
+        let who = format!("site {}", site.primary_name());
+        check(who, &site.certificate, site.client_auth.as_ref());
+    }
+    for t in &config.tunnels {
+        if let config::TunnelMode::Server(s) = &t.mode {
+            check(
+                format!("tunnel {}", t.name),
+                &s.certificate,
+                s.client_auth.as_ref(),
+            );
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

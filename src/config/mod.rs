@@ -254,6 +254,8 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         .collect();
     let tunnels = tunnels::validate_tunnels(raw_tunnels, base, p);
     tunnels::check_tunnel_addresses(&sites, &tunnels, p);
+    check_acme_tunnels(&tunnels, p);
+    let tunnels: Vec<Tunnel> = tunnels.into_iter().map(|(_, t)| t).collect();
     tunnels::check_route_allow_lists(&sites, p);
     check_addresses(&sites, p);
     let acme = raw
@@ -261,7 +263,6 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         .map(|a| validate_acme(a, base, p))
         .unwrap_or_default();
     check_acme_sites(&sites, &acme, p);
-    check_acme_tunnels(&tunnels, p);
     Config {
         tls_policy,
         unknown_sni,
@@ -606,8 +607,8 @@ pub(crate) fn validate_redirects(
 }
 
 /// ACME tunnels need host names a CA can issue for (no wildcards: no DNS-01).
-fn check_acme_tunnels(tunnels: &[Tunnel], p: &mut Problems) {
-    for (i, t) in tunnels.iter().enumerate() {
+fn check_acme_tunnels(tunnels: &[(usize, Tunnel)], p: &mut Problems) {
+    for (i, t) in tunnels {
         let TunnelMode::Server(s) = &t.mode else {
             continue;
         };
