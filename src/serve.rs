@@ -440,13 +440,14 @@ impl Build<'_> {
             let endpoint = Endpoint::originating(t, client, &c.server_name)?;
             return Ok(TunnelListener::originating(endpoint, timeout, log));
         }
+        let reject = self.config.unknown_sni == UnknownSni::Reject;
         let profiles = tunnels()
             .filter_map(|(j, t)| match &t.mode {
                 TunnelMode::Server(s) => Some((j, t, s)),
                 TunnelMode::Client(_) => None,
             })
             .map(|(j, t, s)| {
-                let mut resolver = SniResolver::new(false);
+                let mut resolver = SniResolver::new(reject);
                 let http01 = self.config.sites.iter().any(|s| s.redirect_from.is_some());
                 let acme = self.add_certificate(
                     &mut resolver,
@@ -464,7 +465,6 @@ impl Build<'_> {
                 Ok((s.names.clone(), config, Endpoint::terminating(t)))
             })
             .collect::<Result<_>>()?;
-        let reject = self.config.unknown_sni == UnknownSni::Reject;
         Ok(TunnelListener::terminating(profiles, reject, timeout, log))
     }
 

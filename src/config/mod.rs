@@ -606,19 +606,15 @@ pub(crate) fn validate_redirects(
     out
 }
 
-/// ACME tunnels need host names a CA can issue for (no wildcards: no DNS-01).
+/// ACME tunnels need their host names listed (no wildcards: no DNS-01; no IP addresses).
 fn check_acme_tunnels(tunnels: &[(usize, Tunnel)], p: &mut Problems) {
     for (i, t) in tunnels {
         let TunnelMode::Server(s) = &t.mode else {
             continue;
         };
-        if s.certificate == CertSource::Acme
-            && (s.names.is_empty()
-                || s.names
-                    .iter()
-                    .any(|n| !is_public_name(n) || n.starts_with("*.")))
-        {
-            p.add(None, format!("tunnels[{i}].certificate"), "ACME certificates need the tunnel's public host names in `names` (no wildcards, no IP addresses): list them, or use `local` or certificate files");
+        let unfit = |n: &String| n.starts_with("*.") || n.parse::<std::net::IpAddr>().is_ok();
+        if s.certificate == CertSource::Acme && (s.names.is_empty() || s.names.iter().any(unfit)) {
+            p.add(None, format!("tunnels[{i}].certificate"), "ACME certificates need the tunnel's host names in `names` (no wildcards, no IP addresses): list them, or use `local` or certificate files");
         }
     }
 }

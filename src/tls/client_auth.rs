@@ -182,6 +182,10 @@ pub fn refusal_reason(error: &std::io::Error) -> Option<String> {
         C::UnknownIssuer => {
             "unknown CA: the certificate was not issued by a CA in client_auth.ca".into()
         }
+        // webpki finds the issuer by name: a signature that does not verify means another CA
+        // with the same name issued it.
+        #[allow(deprecated)]
+        C::BadSignature => "unknown CA: the certificate names a CA in client_auth.ca as its issuer, but that CA did not sign it".into(),
         C::Expired | C::ExpiredContext { .. } => "the certificate has expired".into(),
         C::NotValidYet | C::NotValidYetContext { .. } => "the certificate is not valid yet".into(),
         C::Revoked => "the certificate is revoked (client_auth.crl)".into(),
@@ -390,6 +394,9 @@ mod tests {
         assert!(reason(rustls::Error::NoCertificatesPresented).contains("no client certificate"));
         let cert = |c| rustls::Error::InvalidCertificate(c);
         assert!(reason(cert(CertificateError::UnknownIssuer)).contains("unknown CA"));
+        #[allow(deprecated)]
+        let forged = cert(CertificateError::BadSignature);
+        assert!(reason(forged).contains("unknown CA"));
         assert!(reason(cert(CertificateError::Expired)).contains("expired"));
         assert!(reason(cert(CertificateError::Revoked)).contains("revoked"));
         let not_allowed = OtherError(Arc::new(NotAllowed("CN=bob".into())));

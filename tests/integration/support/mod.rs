@@ -8,6 +8,7 @@ pub mod judges;
 pub mod pebble;
 pub mod pki;
 pub mod server;
+pub mod tcp;
 pub mod upstream;
 
 use std::path::Path;

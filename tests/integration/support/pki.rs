@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm,
 };
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 
@@ -25,9 +27,14 @@ pub struct Leaf {
 
 impl TestPki {
     pub fn new() -> Self {
+        TestPki::named("candado test root")
+    }
+
+    /// A CA with its own subject CN: an unrelated CA whose name differs from `new()`'s.
+    pub fn named(cn: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = KeyPair::generate().unwrap();
-        let params = ca_params("candado test root", BasicConstraints::Unconstrained);
+        let params = ca_params(cn, BasicConstraints::Unconstrained);
         let cert = params.self_signed(&key).unwrap();
         let ca_path = dir.path().join("ca.crt");
         std::fs::write(&ca_path, cert.pem()).unwrap();
@@ -92,6 +99,104 @@ impl TestPki {
             key_pem: key_pem.to_owned(),
         }
     }
+}
+
+impl Leaf {
+    /// The DER of the first certificate in the file (the leaf itself).
+    pub fn der(&self) -> Vec<u8> {
+        CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+}
+
+/// Client certificates (extendedKeyUsage clientAuth) and CRLs. `TestPki::named("...")` is an
+/// unrelated CA; another `TestPki::new()` is a different CA with the same name.
+impl TestPki {
+    /// A P-256 client certificate with subject CN=`cn` and the given SANs (a URI when the
+    /// name contains `://`, a DNS name otherwise), valid from an hour ago for 90 days.
+    pub fn client_leaf(&self, stem: &str, cn: &str, sans: &[&str]) -> Leaf {
+        self.client_leaf_with(stem, cn, sans, |_| {})
+    }
+
+    /// A client certificate with any change to its parameters (validity, serial, ...).
+    pub fn client_leaf_with(
+        &self,
+        stem: &str,
+        cn: &str,
+        sans: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = client_params(cn, sans);
+        adjust(&mut params);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        self.write(stem, &cert.pem(), &key.serialize_pem())
+    }
+
+    /// A client certificate for `cn` that expired yesterday (valid for 30 days before that).
+    pub fn expired_client_leaf(&self, stem: &str, cn: &str) -> Leaf {
+        self.client_leaf_with(stem, cn, &[], |p| {
+            p.not_before = OffsetDateTime::now_utc() - Duration::days(31);
+            p.not_after = OffsetDateTime::now_utc() - Duration::days(1);
+        })
+    }
+
+    /// A client certificate for `cn` with the given serial number (to revoke it in a CRL).
+    pub fn client_leaf_with_serial(&self, stem: &str, cn: &str, serial: u64) -> Leaf {
+        self.client_leaf_with(stem, cn, &[], |p| {
+            p.serial_number = Some(SerialNumber::from(serial));
+        })
+    }
+
+    /// A PEM CRL from this CA revoking `serials`, valid from an hour ago for a week, written to
+    /// `<stem>.crl`.
+    pub fn crl(&self, stem: &str, serials: &[u64]) -> PathBuf {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(7),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|&s| RevokedCertParams {
+                    serial_number: SerialNumber::from(s),
+                    revocation_time: now - Duration::minutes(30),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).unwrap();
+        let path = self.path(&format!("{stem}.crl"));
+        std::fs::write(&path, crl.pem().unwrap()).unwrap();
+        path
+    }
+}
+
+fn client_params(cn: &str, sans: &[&str]) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.subject_alt_names = sans
+        .iter()
+        .map(|s| {
+            let name = s.to_string().try_into().unwrap();
+            if s.contains("://") {
+                SanType::URI(name)
+            } else {
+                SanType::DnsName(name)
+            }
+        })
+        .collect();
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    p.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
+    p.not_after = OffsetDateTime::now_utc() + Duration::days(90);
+    p
 }
 
 pub fn write_key(path: &Path, pem: &str) {

@@ -14,8 +14,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_candado");
 
 pub struct Candado {
     child: Child,
+    /// The HTTPS listener; 0.0.0.0:0 for a candado started with `tunnels_*` and no site.
     pub https: SocketAddr,
     pub http: Option<SocketAddr>,
+    /// Each tunnel's name and address, from its `listening kind=tunnel` line, in log order.
+    pub tunnels: Vec<(String, SocketAddr)>,
     log: Arc<Mutex<String>>,
     /// Holds the config file and CANDADO_DATA_DIR.
     pub dir: TempDir,
@@ -31,6 +34,41 @@ impl Candado {
         cmd.args(["serve", "-c", config.to_str().unwrap()])
             .args(args);
         Candado::spawn(cmd, dir, yaml.contains("http_redirect:"))
+    }
+
+    /// Runs `candado serve -c <yaml>` for a config with `tunnels:` and waits for `count`
+    /// `listening kind=tunnel` lines (sites, if any, are not waited for).
+    pub fn tunnels_from_yaml(yaml: &str, count: usize) -> Candado {
+        Candado::tunnels_from_yaml_env(yaml, &[], count)
+    }
+
+    /// As `tunnels_from_yaml`, with extra environment variables.
+    pub fn tunnels_from_yaml_env(yaml: &str, env: &[(&str, &str)], count: usize) -> Candado {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("candado.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut cmd = command(dir.path());
+        cmd.args(["serve", "-c", config.to_str().unwrap()])
+            .envs(env.iter().copied());
+        Candado::spawn_until(cmd, dir, Ready::Tunnels(count))
+    }
+
+    /// Runs the binary with `args` (e.g. `tunnel --listen ...`) and waits for `count` tunnel
+    /// lines.
+    pub fn tunnels_with_args(args: &[&str], count: usize) -> Candado {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = command(dir.path());
+        cmd.args(args).current_dir(dir.path());
+        Candado::spawn_until(cmd, dir, Ready::Tunnels(count))
+    }
+
+    /// The address of the tunnel named `name` in its `listening` line.
+    pub fn tunnel(&self, name: &str) -> SocketAddr {
+        self.tunnels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no tunnel {name} in:\n{}", self.log()))
     }
 
     /// Runs the binary with `args` in `cwd`; `expect_http` says whether a redirect listener
@@ -52,7 +90,11 @@ impl Candado {
         Candado::spawn(cmd, dir, expect_http)
     }
 
-    fn spawn(mut cmd: Command, dir: TempDir, expect_http: bool) -> Candado {
+    fn spawn(cmd: Command, dir: TempDir, expect_http: bool) -> Candado {
+        Candado::spawn_until(cmd, dir, Ready::Https { expect_http })
+    }
+
+    fn spawn_until(mut cmd: Command, dir: TempDir, ready: Ready) -> Candado {
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -73,11 +115,18 @@ impl Candado {
             let text = log.lock().unwrap().clone();
             let https = listening(&text, "https");
             let http = listening(&text, "http");
-            if let Some(https) = https.filter(|_| !expect_http || http.is_some()) {
+            let tunnels = tunnel_lines(&text);
+            let https = match ready {
+                Ready::Https { expect_http } => https.filter(|_| !expect_http || http.is_some()),
+                Ready::Tunnels(n) => (tunnels.len() >= n)
+                    .then(|| https.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))),
+            };
+            if let Some(https) = https {
                 return Candado {
                     child,
                     https,
                     http,
+                    tunnels,
                     log,
                     dir,
                 };
@@ -104,6 +153,28 @@ impl Candado {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Waits until one log line contains every one of `needles`.
+    pub fn wait_log_line(&self, needles: &[&str], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log_line(needles).is_some() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first log line that contains every one of `needles`.
+    pub fn log_line(&self, needles: &[&str]) -> Option<String> {
+        self.log()
+            .lines()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
     }
 
     pub fn signal(&self, sig: &str) {
@@ -137,6 +208,15 @@ impl Drop for Candado {
     }
 }
 
+/// What `spawn_until` waits for.
+#[derive(Clone, Copy)]
+enum Ready {
+    /// The HTTPS listener, and the HTTP one too when `expect_http`.
+    Https { expect_http: bool },
+    /// This many `listening kind=tunnel` lines.
+    Tunnels(usize),
+}
+
 fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env("CANDADO_DATA_DIR", dir.join("data"))
@@ -160,6 +240,24 @@ fn listening(log: &str, kind: &str) -> Option<SocketAddr> {
         }
     }
     None
+}
+
+/// Every `listening kind=tunnel addr=ADDR tunnel=NAME` line (human log format), in order.
+fn tunnel_lines(log: &str) -> Vec<(String, SocketAddr)> {
+    let marker = "listening kind=tunnel addr=";
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(marker)? + marker.len()..];
+            let addr = rest.split_whitespace().next()?.parse().ok()?;
+            let name = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("tunnel="))
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_owned();
+            Some((name, addr))
+        })
+        .collect()
 }
 
 /// Runs candado to completion (for start-up failures): exit status, stderr, time taken.
