@@ -456,3 +456,29 @@ fn a_failed_renewal_never_takes_down_a_site_whose_certificate_is_still_valid() {
     assert_eq!(get(server.https, &trust).status, 200);
     assert_eq!(served_serial(server.https, &trust), serial);
 }
+
+/// A tunnel gets its certificate like a site: TLS-ALPN-01 on the tunnel's own port (no HTTP
+/// listener anywhere), then clients trusting only pebble's roots reach the TCP service.
+#[test]
+fn a_tunnel_gets_its_certificate_over_tls_alpn01_and_relays_with_it() {
+    let port = free_port();
+    let pebble = Pebble::start(Options::ports(free_port(), port));
+    let echo = crate::support::tcp::Echo::start();
+    let storage = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "acme:\n  directory: {}\n  ca: {}\n  storage: {}\ntunnels:\n  - name: echo\n    listen: 127.0.0.1:{port}\n    to: {}\n    names: [{SITE}]\n    certificate: acme\n",
+        pebble.directory,
+        pebble.api_ca().display(),
+        storage.path().join("acme").display(),
+        echo.addr
+    );
+    let server = Candado::tunnels_from_yaml(&yaml, 1);
+    wait_for(&server, "ACME certificate obtained and now served", 60);
+    let pem = std::fs::read_to_string(pebble.trust_file()).unwrap();
+    let config = crate::support::tcp::tls_config(&pem, None, &[]);
+    let done = crate::support::tcp::exchange(server.tunnel("echo"), SITE, config, b"ping").unwrap();
+    assert_eq!(done.reply, crate::support::tcp::reply_to(b"ping"));
+    // The validation answer is gone: an acme-tls/1 handshake now fails.
+    let alpn = client::client_config(&pem, &[b"acme-tls/1"]);
+    assert!(client::connect(server.tunnel("echo"), SITE, alpn).is_err());
+}
