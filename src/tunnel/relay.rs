@@ -1,13 +1,17 @@
 //! Moves bytes both ways between two streams until both directions have ended. Half-close
 //! passes through: when one side stops sending, the other side's write half is shut down and
 //! the opposite direction goes on (a client that has sent its request still gets the reply).
-//! Each direction holds one bounded buffer; no byte moving for `idle` closes both.
+//! No byte moving for `idle` closes both.
+//!
+//! Each direction holds at most one buffer of `TUNNEL_BUFFER_BYTES`, and only while bytes are
+//! in flight: it is released whenever the reader has nothing more, so an idle tunnel holds no
+//! buffer at all. (`tokio::io::copy_bidirectional` keeps two for the connection's life, which
+//! is most of an idle tunnel's memory.)
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -36,116 +40,117 @@ pub struct Relayed {
     pub error: Option<io::Error>,
 }
 
-pub async fn relay<A, B>(a: A, b: B, idle: Duration) -> Relayed
+pub async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> Relayed
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let clock = Arc::new(Clock::new());
-    let (sent, received) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut a = Metered::new(a, clock.clone(), sent.clone());
-    let mut b = Metered::new(b, clock.clone(), received.clone());
-    let copy = tokio::io::copy_bidirectional_with_sizes(
-        &mut a,
-        &mut b,
-        TUNNEL_BUFFER_BYTES,
-        TUNNEL_BUFFER_BYTES,
-    );
-    tokio::pin!(copy);
-    let (ending, error) = loop {
-        tokio::select! {
-            res = &mut copy => break match res {
-                Ok(_) => (Ending::Closed, None),
-                Err(e) => (Ending::Failed, Some(e)),
-            },
-            _ = tokio::time::sleep_until(clock.deadline(idle)) => {
-                if Instant::now() >= clock.deadline(idle) {
-                    break (Ending::Idle, None);
-                }
-            }
+    let (mut forth, mut back) = (Direction::default(), Direction::default());
+    let mut last_moved = Instant::now();
+    // Re-armed only when it fires, not at every byte: moving the timer costs more than a
+    // comparison.
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    let (ending, error) = poll_fn(|cx| {
+        let before = (forth.moved, back.moved);
+        let polled = [
+            forth.poll(cx, &mut a, &mut b),
+            back.poll(cx, &mut b, &mut a),
+        ];
+        if let Some(e) = polled.into_iter().find_map(|p| match p {
+            Poll::Ready(Err(e)) => Some(e),
+            _ => None,
+        }) {
+            return Poll::Ready((Ending::Failed, Some(e)));
         }
-    };
+        if forth.done && back.done {
+            return Poll::Ready((Ending::Closed, None));
+        }
+        if (forth.moved, back.moved) != before {
+            last_moved = Instant::now();
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= last_moved + idle {
+                return Poll::Ready((Ending::Idle, None));
+            }
+            timer.as_mut().reset(last_moved + idle);
+        }
+        Poll::Pending
+    })
+    .await;
     Relayed {
-        sent: sent.load(Ordering::Relaxed),
-        received: received.load(Ordering::Relaxed),
+        sent: forth.moved,
+        received: back.moved,
         ending,
         error,
     }
 }
 
-/// When bytes last moved, in milliseconds after the relay started.
-struct Clock {
-    start: Instant,
-    last_ms: AtomicU64,
+/// One direction: read into the buffer, write it all out, repeat; at the reader's end, shut
+/// down the writer.
+#[derive(Default)]
+struct Direction {
+    buf: Option<Box<[u8]>>,
+    /// `buf[start..end]` is read and not yet written.
+    start: usize,
+    end: usize,
+    /// Written since the last flush.
+    unflushed: bool,
+    read_done: bool,
+    done: bool,
+    moved: u64,
 }
 
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
+impl Direction {
+    fn poll<R, W>(&mut self, cx: &mut Context<'_>, r: &mut R, w: &mut W) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.done {
+            return Poll::Ready(Ok(()));
         }
-    }
-
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn deadline(&self, idle: Duration) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
-    }
-}
-
-/// Counts the bytes read from a stream and marks activity both ways.
-struct Metered<S> {
-    inner: S,
-    clock: Arc<Clock>,
-    read: Arc<AtomicU64>,
-}
-
-impl<S> Metered<S> {
-    fn new(inner: S, clock: Arc<Clock>, read: Arc<AtomicU64>) -> Self {
-        Metered { inner, clock, read }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.read.fetch_add(n as u64, Ordering::Relaxed);
-            self.clock.touch();
+        loop {
+            if self.start == self.end && !self.read_done {
+                let buf = self
+                    .buf
+                    .get_or_insert_with(|| vec![0; TUNNEL_BUFFER_BYTES].into_boxed_slice());
+                let mut read = ReadBuf::new(buf);
+                match Pin::new(&mut *r).poll_read(cx, &mut read) {
+                    Poll::Pending => {
+                        // Nothing in flight: give the buffer back, and flush what was written
+                        // in case the other side waits for it before sending more.
+                        self.buf = None;
+                        if self.unflushed {
+                            ready!(Pin::new(&mut *w).poll_flush(cx))?;
+                            self.unflushed = false;
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(res) => res?,
+                }
+                let n = read.filled().len();
+                (self.start, self.end) = (0, n);
+                self.read_done = n == 0;
+                self.moved += n as u64;
+            }
+            while self.start < self.end {
+                let Some(buf) = &self.buf else { break };
+                let n = ready!(Pin::new(&mut *w).poll_write(cx, &buf[self.start..self.end]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.start += n;
+                self.unflushed = true;
+            }
+            if self.read_done {
+                self.buf = None;
+                ready!(Pin::new(&mut *w).poll_flush(cx))?;
+                ready!(Pin::new(&mut *w).poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            }
         }
-        res
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.touch();
-        }
-        res
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -174,6 +179,21 @@ mod tests {
             (done.sent, done.received, done.ending),
             (8, 6, Ending::Closed)
         );
+    }
+
+    #[tokio::test]
+    async fn a_direction_with_nothing_more_to_read_holds_no_buffer() {
+        let (mut r, mut r_far) = tokio::io::duplex(64);
+        let (mut w, mut w_far) = tokio::io::duplex(64);
+        r_far.write_all(b"abc").await.unwrap();
+        let mut d = Direction::default();
+        let polled = std::future::poll_fn(|cx| Poll::Ready(d.poll(cx, &mut r, &mut w))).await;
+        assert!(polled.is_pending());
+        assert!(d.buf.is_none());
+        assert_eq!(d.moved, 3);
+        let mut got = [0u8; 3];
+        w_far.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"abc");
     }
 
     #[tokio::test(start_paused = true)]

@@ -294,16 +294,17 @@ pub fn exchange(
     let peer = tls.conn.peer_certificates().unwrap()[0].to_vec();
     let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
     tls.write_all(request).map_err(|e| e.to_string())?;
-    close_write(&mut tls);
+    // The server may already have closed (a refused upstream): that is an answer too.
+    close_write(&mut tls).map_err(|e| format!("{:?}: {e}", e.kind()))?;
     let reply = read_to_end(&mut tls)?;
     Ok(Exchange { reply, peer, alpn })
 }
 
 /// Sends close_notify and shuts the TCP write side, keeping the read side open.
-pub fn close_write(tls: &mut Tls) {
+pub fn close_write(tls: &mut Tls) -> std::io::Result<()> {
     tls.conn.send_close_notify();
-    tls.flush().unwrap();
-    tls.sock.shutdown(Shutdown::Write).unwrap();
+    tls.flush()?;
+    tls.sock.shutdown(Shutdown::Write)
 }
 
 /// Reads until the peer's close_notify or EOF. Err: any other failure (an alert, a reset,
