@@ -84,6 +84,6 @@ pub const ACME_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A tunnel connection with no byte moving either way for this long is closed (nginx stream
 /// `proxy_timeout`: 10 min; stunnel's TIMEOUTidle: 12 h, too long to notice dead peers).
 pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Bytes buffered per direction of a tunnel: what a slow reader can hold up (and what
-/// `copy_bidirectional` reads at a time).
+/// Bytes buffered per direction of a tunnel while bytes are in flight (none when idle): what
+/// a slow reader can hold up, and the most read at a time (stunnel: 18 KiB, held always).
 pub const TUNNEL_BUFFER_BYTES: usize = 64 * 1024;

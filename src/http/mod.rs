@@ -279,6 +279,7 @@ impl Router {
         add_headers(res.headers_mut(), &site.headers);
         res
     }
+
     /// Whether a request for the site at `index` may use this connection. When sites ask for
     /// client certificates each has its own TLS set-up, so a connection made for one site
     /// (by SNI) must not reach another with different rules: the client could otherwise

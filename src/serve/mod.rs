@@ -2,6 +2,8 @@
 //! first (a bad one stops the start within a second), then every address is bound (a busy
 //! port stops it too), and only then is anything served.
 
+mod states;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,18 +15,17 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::Acme;
+use crate::certs::SniResolver;
 use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
-use crate::certs::{self, LoadedCert, SniResolver};
 use crate::config::{
-    CertSource, ClientAuth, ClientCa, Config, Tunnel, TunnelMode, UnknownSni, WhilePending,
-    defaults,
+    CertSource, ClientAuth, ClientCa, Config, Tunnel, TunnelMode, WhilePending, defaults,
 };
 use crate::devca::{self, DevCa};
-use crate::http::{Router, SiteHandler};
+use crate::http::Router;
 use crate::listener::{self, ListenerCtx, ListenerState};
 use crate::tls::{self, Offer, TlsFront};
-use crate::tunnel::{Endpoint, TunnelListener};
+use states::{Certificates, build_states, load_certificates};
 
 /// A listener is known by its role and the address the config asks for (two `:0` addresses,
 /// an HTTPS one and a redirect one, are different listeners).
@@ -246,282 +247,6 @@ fn write_pid_file() -> Option<std::path::PathBuf> {
     }
 }
 
-/// Every site's and tunnel's certificates, in config order (ACME ones come from their slot).
-struct Certificates {
-    sites: Vec<Vec<LoadedCert>>,
-    tunnels: Vec<Vec<LoadedCert>>,
-}
-
-/// Loads and checks them all; the first failure stops everything.
-fn load_certificates(
-    config: &Config,
-    ca: Option<&DevCa>,
-    provider: &CryptoProvider,
-) -> Result<Certificates> {
-    let load = |names: &[String], source: &CertSource| {
-        certificate(names, source, ca, provider, config.allow_expired)
-    };
-    let sites = config
-        .sites
-        .iter()
-        .map(|s| load(&s.names, &s.certificate))
-        .collect::<Result<_>>()?;
-    let tunnels = config
-        .tunnels
-        .iter()
-        .map(|t| match &t.mode {
-            TunnelMode::Server(s) => {
-                load(&t.cert_names(), &s.certificate).with_context(|| format!("tunnel {}", t.name))
-            }
-            TunnelMode::Client(_) => Ok(Vec::new()),
-        })
-        .collect::<Result<_>>()?;
-    Ok(Certificates { sites, tunnels })
-}
-
-/// What each listener serves, keyed by the address the config asks for: the TLS front with
-/// its SNI table and the router with its sites, or the tunnels. `ports` maps requested to bound
-/// addresses, so that redirects name the real port when the config said `:0`.
-fn build_states(
-    config: &Config,
-    certs: &Certificates,
-    ports: &HashMap<SocketAddr, SocketAddr>,
-    provider: &Arc<CryptoProvider>,
-    acme: Option<&Arc<Acme>>,
-    ca: Option<&DevCa>,
-) -> Result<HashMap<ListenerKey, ListenerState>> {
-    let handlers = config
-        .sites
-        .iter()
-        .map(|s| {
-            let mut site = s.clone();
-            site.listen = ports.get(&s.listen).copied().unwrap_or(s.listen);
-            let root = site.root.clone().unwrap_or_default();
-            SiteHandler::new(site, provider)
-                .map(Arc::new)
-                .with_context(|| format!("cannot serve the folder {}", root.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let build = Build {
-        config,
-        provider,
-        acme,
-        ca,
-    };
-    let mut states = HashMap::new();
-    for site in &config.sites {
-        if states.contains_key(&(Role::Https, site.listen)) {
-            continue;
-        }
-        let on_it: Vec<usize> = (0..handlers.len())
-            .filter(|&j| config.sites[j].listen == site.listen)
-            .collect();
-        let tls = build.https_front(&on_it, &certs.sites)?;
-        let router = Router::new(
-            on_it.iter().map(|&j| handlers[j].clone()).collect(),
-            config.log.access,
-        );
-        let state = ListenerState::Https {
-            tls,
-            router: Arc::new(router),
-        };
-        states.insert((Role::Https, site.listen), state);
-    }
-    for site in &config.sites {
-        let Some(from) = site.redirect_from else {
-            continue;
-        };
-        let sites = handlers
-            .iter()
-            .filter(|h| h.site.redirect_from == Some(from))
-            .cloned()
-            .collect();
-        let mut router = Router::new(sites, config.log.access);
-        if let Some(acme) = acme {
-            router = router.with_challenges(acme.challenges());
-        }
-        states
-            .entry((Role::Redirect, from))
-            .or_insert(ListenerState::Redirect(Arc::new(router)));
-    }
-    for t in &config.tunnels {
-        if states.contains_key(&(Role::Tunnel, t.listen)) {
-            continue;
-        }
-        let on_it: Vec<usize> = (0..config.tunnels.len())
-            .filter(|&j| config.tunnels[j].listen == t.listen)
-            .collect();
-        let listener = build
-            .tunnel_listener(&on_it, &certs.tunnels)
-            .with_context(|| format!("tunnel {}", t.name))?;
-        states.insert(
-            (Role::Tunnel, t.listen),
-            ListenerState::Tunnel(Arc::new(listener)),
-        );
-    }
-    Ok(states)
-}
-
-/// What building a listener's TLS side needs.
-struct Build<'a> {
-    config: &'a Config,
-    provider: &'a Arc<CryptoProvider>,
-    acme: Option<&'a Arc<Acme>>,
-    ca: Option<&'a DevCa>,
-}
-
-impl Build<'_> {
-    /// The TLS front of an HTTPS listener serving the sites `on_it`. One configuration serves
-    /// them all unless some site asks for client certificates: then each site has its own, so
-    /// that its rules apply to exactly its names (and the router can refuse a request whose
-    /// Host names another site than the handshake did).
-    fn https_front(&self, on_it: &[usize], certs: &[Vec<LoadedCert>]) -> Result<TlsFront> {
-        let mut resolver = SniResolver::new(self.config.unknown_sni == UnknownSni::Reject);
-        let mut answers_acme = false;
-        for &j in on_it {
-            let site = &self.config.sites[j];
-            let http01 = site.redirect_from.is_some();
-            answers_acme |= self.add_certificate(
-                &mut resolver,
-                &site.names,
-                &site.certificate,
-                &certs[j],
-                http01,
-            )?;
-        }
-        let resolver: Arc<SniResolver> = Arc::new(resolver);
-        let sites = || on_it.iter().map(|&j| &self.config.sites[j]);
-        let profiles = match sites().any(|s| s.client_auth.is_some()) {
-            false => {
-                let names = sites().flat_map(|s| s.names.clone()).collect();
-                let config = self.server_config(resolver, Offer::http(answers_acme))?;
-                vec![(names, config)]
-            }
-            true => sites()
-                .map(|s| {
-                    let offer = Offer {
-                        client_auth: self
-                            .verifier(s.client_auth.as_ref())
-                            .with_context(|| format!("site {}", s.primary_name()))?,
-                        ..Offer::http(answers_acme)
-                    };
-                    Ok((
-                        s.names.clone(),
-                        self.server_config(resolver.clone(), offer)?,
-                    ))
-                })
-                .collect::<Result<_>>()?,
-        };
-        Ok(TlsFront::new(
-            profiles,
-            self.config.unknown_sni == UnknownSni::Reject,
-        ))
-    }
-
-    /// The tunnels `on_it` sharing one listen address: all terminating TLS (told apart by
-    /// SNI), or one in client mode.
-    fn tunnel_listener(
-        &self,
-        on_it: &[usize],
-        certs: &[Vec<LoadedCert>],
-    ) -> Result<TunnelListener> {
-        let (timeout, log) = (self.config.timeouts.handshake, self.config.log.access);
-        let tunnels = || on_it.iter().map(|&j| (j, &self.config.tunnels[j]));
-        if let Some((_, t)) = tunnels().next()
-            && let TunnelMode::Client(c) = &t.mode
-        {
-            let identity = match &c.identity {
-                Some((cert, key)) => Some(certs::load_files(cert, key, self.provider, false)?.key),
-                None => None,
-            };
-            let mut client = tls::client_config(c.ca.as_deref(), identity, self.provider.clone())
-                .context("cannot set up TLS to the upstream")?;
-            client.alpn_protocols = c.alpn.clone();
-            let endpoint = Endpoint::originating(t, client, &c.server_name)?;
-            return Ok(TunnelListener::originating(endpoint, timeout, log));
-        }
-        let reject = self.config.unknown_sni == UnknownSni::Reject;
-        let profiles = tunnels()
-            .filter_map(|(j, t)| match &t.mode {
-                TunnelMode::Server(s) => Some((j, t, s)),
-                TunnelMode::Client(_) => None,
-            })
-            .map(|(j, t, s)| {
-                let mut resolver = SniResolver::new(reject);
-                let http01 = self.config.sites.iter().any(|s| s.redirect_from.is_some());
-                let acme = self.add_certificate(
-                    &mut resolver,
-                    &t.cert_names(),
-                    &s.certificate,
-                    &certs[j],
-                    http01,
-                )?;
-                let offer = Offer {
-                    alpn: s.alpn.clone(),
-                    acme,
-                    client_auth: self.verifier(s.client_auth.as_ref())?,
-                };
-                let config = self.server_config(Arc::new(resolver), offer)?;
-                Ok((s.names.clone(), config, Endpoint::terminating(t)))
-            })
-            .collect::<Result<_>>()?;
-        Ok(TunnelListener::terminating(profiles, reject, timeout, log))
-    }
-
-    /// Adds one site's or tunnel's certificate to `resolver`; returns whether it is an ACME
-    /// one (so the listener must answer TLS-ALPN-01 validations).
-    fn add_certificate(
-        &self,
-        resolver: &mut SniResolver,
-        names: &[String],
-        source: &CertSource,
-        loaded: &[LoadedCert],
-        http01: bool,
-    ) -> Result<bool> {
-        match (source, self.acme) {
-            (CertSource::Acme, Some(acme)) => {
-                let fallback = pending_certificate(self.config, names, self.ca, self.provider)?;
-                let slot = acme.managed(names, http01, fallback);
-                resolver.add_managed(names, slot);
-                resolver.answer_challenges(acme.challenges());
-                Ok(true)
-            }
-            _ => {
-                resolver.add(names, loaded.iter().map(|c| c.key.clone()).collect());
-                Ok(false)
-            }
-        }
-    }
-
-    fn server_config(
-        &self,
-        resolver: Arc<SniResolver>,
-        offer: Offer,
-    ) -> Result<Arc<rustls::ServerConfig>> {
-        Ok(tls::server_config(
-            self.config.tls_policy,
-            self.provider.clone(),
-            resolver,
-            offer,
-        )?)
-    }
-
-    fn verifier(
-        &self,
-        auth: Option<&ClientAuth>,
-    ) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
-        let Some(auth) = auth else {
-            return Ok(None);
-        };
-        let local = self.ca.map(DevCa::cert_path);
-        Ok(Some(tls::client_auth::verifier(
-            auth,
-            local.as_deref(),
-            self.provider.clone(),
-        )?))
-    }
-}
-
 /// SIGHUP (`candado reload`) or a changed certificate file re-reads the config and every
 /// certificate. The new state is built off to the side and swapped in only when all of it
 /// loads: new connections get it at once, open ones keep what they started with, and a broken
@@ -680,21 +405,6 @@ fn uses_local_ca(config: &Config) -> bool {
         })
 }
 
-/// What an ACME site serves until its first certificate arrives: nothing (handshakes fail)
-/// or, with `acme.while_pending: local`, a certificate from the development CA.
-fn pending_certificate(
-    config: &Config,
-    names: &[String],
-    ca: Option<&DevCa>,
-    provider: &CryptoProvider,
-) -> Result<Option<Arc<rustls::sign::CertifiedKey>>> {
-    let (WhilePending::LocalCa, Some(ca)) = (config.acme.while_pending, ca) else {
-        return Ok(None);
-    };
-    let (cert, key) = ca.leaf_for(names)?;
-    Ok(Some(certs::load_files(&cert, &key, provider, false)?.key))
-}
-
 /// The development CA, loaded (or created on first run) only if some site uses it.
 fn local_ca(config: &Config) -> Result<Option<DevCa>> {
     let temporary = config.acme.while_pending == WhilePending::LocalCa && uses_acme(config);
@@ -715,50 +425,6 @@ fn local_ca(config: &Config) -> Result<Option<DevCa>> {
         );
     }
     Ok(Some(ca))
-}
-
-/// A site's or tunnel's certificates, in order of preference (one, unless several are
-/// configured).
-fn certificate(
-    names: &[String],
-    source: &CertSource,
-    ca: Option<&DevCa>,
-    provider: &CryptoProvider,
-    allow_expired: bool,
-) -> Result<Vec<LoadedCert>> {
-    let files = match (source, ca) {
-        // Served from the ACME slot, not from files.
-        (CertSource::Acme, _) => return Ok(Vec::new()),
-        (CertSource::Local, Some(ca)) => vec![ca.leaf_for(names)?],
-        (CertSource::Local, None) => {
-            anyhow::bail!("internal: no local CA for {}", names.join(", "))
-        }
-        (source, _) => source.files(),
-    };
-    files
-        .iter()
-        .map(|(cert, key)| {
-            let loaded = certs::load_files(cert, key, provider, allow_expired)?;
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
-            }
-            let covered = |n: &String| {
-                loaded
-                    .names
-                    .iter()
-                    .any(|c| crate::config::name_matches(c, n) || c == n)
-            };
-            let uncovered: Vec<&String> = names.iter().filter(|n| !covered(n)).collect();
-            if !uncovered.is_empty() && !loaded.names.is_empty() {
-                tracing::warn!(
-                    "the certificate {} does not cover {:?}: clients will reject those names",
-                    cert.display(),
-                    uncovered
-                );
-            }
-            Ok(loaded)
-        })
-        .collect()
 }
 
 /// Binds each distinct address once, in order: requested → (listener, actual address).

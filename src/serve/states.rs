@@ -1,0 +1,355 @@
+//! What each listener serves, built from a validated config: certificates loaded and checked,
+//! TLS set-ups (one per listener, or per site or tunnel when they differ in what they ask of
+//! clients), routers and tunnels. Built off to the side at start and on every reload.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rustls::crypto::CryptoProvider;
+
+use super::{ListenerKey, Role};
+use crate::acme::Acme;
+use crate::certs::{self, LoadedCert, SniResolver};
+use crate::config::{CertSource, ClientAuth, Config, TunnelMode, UnknownSni, WhilePending};
+use crate::devca::DevCa;
+use crate::http::{Router, SiteHandler};
+use crate::listener::ListenerState;
+use crate::tls::{self, Offer, TlsFront};
+use crate::tunnel::{Endpoint, TunnelListener};
+
+/// Every site's and tunnel's certificates, in config order (ACME ones come from their slot).
+pub(super) struct Certificates {
+    pub(super) sites: Vec<Vec<LoadedCert>>,
+    pub(super) tunnels: Vec<Vec<LoadedCert>>,
+}
+
+/// Loads and checks them all; the first failure stops everything.
+pub(super) fn load_certificates(
+    config: &Config,
+    ca: Option<&DevCa>,
+    provider: &CryptoProvider,
+) -> Result<Certificates> {
+    let load = |names: &[String], source: &CertSource| {
+        certificate(names, source, ca, provider, config.allow_expired)
+    };
+    let sites = config
+        .sites
+        .iter()
+        .map(|s| load(&s.names, &s.certificate))
+        .collect::<Result<_>>()?;
+    let tunnels = config
+        .tunnels
+        .iter()
+        .map(|t| match &t.mode {
+            TunnelMode::Server(s) => {
+                load(&t.cert_names(), &s.certificate).with_context(|| format!("tunnel {}", t.name))
+            }
+            TunnelMode::Client(_) => Ok(Vec::new()),
+        })
+        .collect::<Result<_>>()?;
+    Ok(Certificates { sites, tunnels })
+}
+
+/// What each listener serves, keyed by the address the config asks for: the TLS front with
+/// its SNI table and the router with its sites, or the tunnels. `ports` maps requested to bound
+/// addresses, so that redirects name the real port when the config said `:0`.
+pub(super) fn build_states(
+    config: &Config,
+    certs: &Certificates,
+    ports: &HashMap<SocketAddr, SocketAddr>,
+    provider: &Arc<CryptoProvider>,
+    acme: Option<&Arc<Acme>>,
+    ca: Option<&DevCa>,
+) -> Result<HashMap<ListenerKey, ListenerState>> {
+    let handlers = config
+        .sites
+        .iter()
+        .map(|s| {
+            let mut site = s.clone();
+            site.listen = ports.get(&s.listen).copied().unwrap_or(s.listen);
+            let root = site.root.clone().unwrap_or_default();
+            SiteHandler::new(site, provider)
+                .map(Arc::new)
+                .with_context(|| format!("cannot serve the folder {}", root.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let build = Build {
+        config,
+        provider,
+        acme,
+        ca,
+    };
+    let mut states = HashMap::new();
+    for site in &config.sites {
+        if states.contains_key(&(Role::Https, site.listen)) {
+            continue;
+        }
+        let on_it: Vec<usize> = (0..handlers.len())
+            .filter(|&j| config.sites[j].listen == site.listen)
+            .collect();
+        let tls = build.https_front(&on_it, &certs.sites)?;
+        let router = Router::new(
+            on_it.iter().map(|&j| handlers[j].clone()).collect(),
+            config.log.access,
+        );
+        let state = ListenerState::Https {
+            tls,
+            router: Arc::new(router),
+        };
+        states.insert((Role::Https, site.listen), state);
+    }
+    for site in &config.sites {
+        let Some(from) = site.redirect_from else {
+            continue;
+        };
+        let sites = handlers
+            .iter()
+            .filter(|h| h.site.redirect_from == Some(from))
+            .cloned()
+            .collect();
+        let mut router = Router::new(sites, config.log.access);
+        if let Some(acme) = acme {
+            router = router.with_challenges(acme.challenges());
+        }
+        states
+            .entry((Role::Redirect, from))
+            .or_insert(ListenerState::Redirect(Arc::new(router)));
+    }
+    for t in &config.tunnels {
+        if states.contains_key(&(Role::Tunnel, t.listen)) {
+            continue;
+        }
+        let on_it: Vec<usize> = (0..config.tunnels.len())
+            .filter(|&j| config.tunnels[j].listen == t.listen)
+            .collect();
+        let listener = build
+            .tunnel_listener(&on_it, &certs.tunnels)
+            .with_context(|| format!("tunnel {}", t.name))?;
+        states.insert(
+            (Role::Tunnel, t.listen),
+            ListenerState::Tunnel(Arc::new(listener)),
+        );
+    }
+    Ok(states)
+}
+
+/// What building a listener's TLS side needs.
+struct Build<'a> {
+    config: &'a Config,
+    provider: &'a Arc<CryptoProvider>,
+    acme: Option<&'a Arc<Acme>>,
+    ca: Option<&'a DevCa>,
+}
+
+impl Build<'_> {
+    /// The TLS front of an HTTPS listener serving the sites `on_it`. One configuration serves
+    /// them all unless some site asks for client certificates: then each site has its own, so
+    /// that its rules apply to exactly its names (and the router can refuse a request whose
+    /// Host names another site than the handshake did).
+    fn https_front(&self, on_it: &[usize], certs: &[Vec<LoadedCert>]) -> Result<TlsFront> {
+        let mut resolver = SniResolver::new(self.config.unknown_sni == UnknownSni::Reject);
+        let mut answers_acme = false;
+        for &j in on_it {
+            let site = &self.config.sites[j];
+            let http01 = site.redirect_from.is_some();
+            answers_acme |= self.add_certificate(
+                &mut resolver,
+                &site.names,
+                &site.certificate,
+                &certs[j],
+                http01,
+            )?;
+        }
+        let resolver: Arc<SniResolver> = Arc::new(resolver);
+        let sites = || on_it.iter().map(|&j| &self.config.sites[j]);
+        let profiles = match sites().any(|s| s.client_auth.is_some()) {
+            false => {
+                let names = sites().flat_map(|s| s.names.clone()).collect();
+                let config = self.server_config(resolver, Offer::http(answers_acme))?;
+                vec![(names, config)]
+            }
+            true => sites()
+                .map(|s| {
+                    let offer = Offer {
+                        client_auth: self
+                            .verifier(s.client_auth.as_ref())
+                            .with_context(|| format!("site {}", s.primary_name()))?,
+                        ..Offer::http(answers_acme)
+                    };
+                    Ok((
+                        s.names.clone(),
+                        self.server_config(resolver.clone(), offer)?,
+                    ))
+                })
+                .collect::<Result<_>>()?,
+        };
+        Ok(TlsFront::new(
+            profiles,
+            self.config.unknown_sni == UnknownSni::Reject,
+        ))
+    }
+
+    /// The tunnels `on_it` sharing one listen address: all terminating TLS (told apart by
+    /// SNI), or one in client mode.
+    fn tunnel_listener(
+        &self,
+        on_it: &[usize],
+        certs: &[Vec<LoadedCert>],
+    ) -> Result<TunnelListener> {
+        let (timeout, log) = (self.config.timeouts.handshake, self.config.log.access);
+        let tunnels = || on_it.iter().map(|&j| (j, &self.config.tunnels[j]));
+        if let Some((_, t)) = tunnels().next()
+            && let TunnelMode::Client(c) = &t.mode
+        {
+            let identity = match &c.identity {
+                Some((cert, key)) => Some(certs::load_files(cert, key, self.provider, false)?.key),
+                None => None,
+            };
+            let mut client = tls::client_config(c.ca.as_deref(), identity, self.provider.clone())
+                .context("cannot set up TLS to the upstream")?;
+            client.alpn_protocols = c.alpn.clone();
+            let endpoint = Endpoint::originating(t, client, &c.server_name)?;
+            return Ok(TunnelListener::originating(endpoint, timeout, log));
+        }
+        let reject = self.config.unknown_sni == UnknownSni::Reject;
+        let profiles = tunnels()
+            .filter_map(|(j, t)| match &t.mode {
+                TunnelMode::Server(s) => Some((j, t, s)),
+                TunnelMode::Client(_) => None,
+            })
+            .map(|(j, t, s)| {
+                let mut resolver = SniResolver::new(reject);
+                let http01 = self.config.sites.iter().any(|s| s.redirect_from.is_some());
+                let acme = self.add_certificate(
+                    &mut resolver,
+                    &t.cert_names(),
+                    &s.certificate,
+                    &certs[j],
+                    http01,
+                )?;
+                let offer = Offer {
+                    alpn: s.alpn.clone(),
+                    acme,
+                    client_auth: self.verifier(s.client_auth.as_ref())?,
+                };
+                let config = self.server_config(Arc::new(resolver), offer)?;
+                Ok((s.names.clone(), config, Endpoint::terminating(t)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(TunnelListener::terminating(profiles, reject, timeout, log))
+    }
+
+    /// Adds one site's or tunnel's certificate to `resolver`; returns whether it is an ACME
+    /// one (so the listener must answer TLS-ALPN-01 validations).
+    fn add_certificate(
+        &self,
+        resolver: &mut SniResolver,
+        names: &[String],
+        source: &CertSource,
+        loaded: &[LoadedCert],
+        http01: bool,
+    ) -> Result<bool> {
+        match (source, self.acme) {
+            (CertSource::Acme, Some(acme)) => {
+                let fallback = pending_certificate(self.config, names, self.ca, self.provider)?;
+                let slot = acme.managed(names, http01, fallback);
+                resolver.add_managed(names, slot);
+                resolver.answer_challenges(acme.challenges());
+                Ok(true)
+            }
+            _ => {
+                resolver.add(names, loaded.iter().map(|c| c.key.clone()).collect());
+                Ok(false)
+            }
+        }
+    }
+
+    fn server_config(
+        &self,
+        resolver: Arc<SniResolver>,
+        offer: Offer,
+    ) -> Result<Arc<rustls::ServerConfig>> {
+        Ok(tls::server_config(
+            self.config.tls_policy,
+            self.provider.clone(),
+            resolver,
+            offer,
+        )?)
+    }
+
+    fn verifier(
+        &self,
+        auth: Option<&ClientAuth>,
+    ) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
+        let Some(auth) = auth else {
+            return Ok(None);
+        };
+        let local = self.ca.map(DevCa::cert_path);
+        Ok(Some(tls::client_auth::verifier(
+            auth,
+            local.as_deref(),
+            self.provider.clone(),
+        )?))
+    }
+}
+
+/// What an ACME site serves until its first certificate arrives: nothing (handshakes fail)
+/// or, with `acme.while_pending: local`, a certificate from the development CA.
+fn pending_certificate(
+    config: &Config,
+    names: &[String],
+    ca: Option<&DevCa>,
+    provider: &CryptoProvider,
+) -> Result<Option<Arc<rustls::sign::CertifiedKey>>> {
+    let (WhilePending::LocalCa, Some(ca)) = (config.acme.while_pending, ca) else {
+        return Ok(None);
+    };
+    let (cert, key) = ca.leaf_for(names)?;
+    Ok(Some(certs::load_files(&cert, &key, provider, false)?.key))
+}
+
+/// A site's or tunnel's certificates, in order of preference (one, unless several are
+/// configured).
+fn certificate(
+    names: &[String],
+    source: &CertSource,
+    ca: Option<&DevCa>,
+    provider: &CryptoProvider,
+    allow_expired: bool,
+) -> Result<Vec<LoadedCert>> {
+    let files = match (source, ca) {
+        // Served from the ACME slot, not from files.
+        (CertSource::Acme, _) => return Ok(Vec::new()),
+        (CertSource::Local, Some(ca)) => vec![ca.leaf_for(names)?],
+        (CertSource::Local, None) => {
+            anyhow::bail!("internal: no local CA for {}", names.join(", "))
+        }
+        (source, _) => source.files(),
+    };
+    files
+        .iter()
+        .map(|(cert, key)| {
+            let loaded = certs::load_files(cert, key, provider, allow_expired)?;
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            let covered = |n: &String| {
+                loaded
+                    .names
+                    .iter()
+                    .any(|c| crate::config::name_matches(c, n) || c == n)
+            };
+            let uncovered: Vec<&String> = names.iter().filter(|n| !covered(n)).collect();
+            if !uncovered.is_empty() && !loaded.names.is_empty() {
+                tracing::warn!(
+                    "the certificate {} does not cover {:?}: clients will reject those names",
+                    cert.display(),
+                    uncovered
+                );
+            }
+            Ok(loaded)
+        })
+        .collect()
+}
