@@ -2,6 +2,7 @@
 //! `candado config check FILE`, `candado check HOST` and the certificate commands.
 
 mod acme_commands;
+mod client_auth_args;
 mod tunnel_command;
 
 use std::net::IpAddr;
@@ -232,6 +233,8 @@ struct ProxyArgs {
     log_format: Option<LogFormatArg>,
     #[command(flatten)]
     acme: acme_commands::AcmeArgs,
+    #[command(flatten)]
+    clients: client_auth_args::ClientAuthArgs,
 }
 
 /// Runs the command line; the error, if any, is printed by `main`.
@@ -337,6 +340,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<Config> {
         }
     }
     site.routes = vec![config::Route::to("/", upstreams)];
+    site.client_auth = args.clients.settings()?;
     let mut config = single_site_config(site, false);
     if acme {
         config.sites[0].certificate = CertSource::Acme;
@@ -851,6 +855,33 @@ mod tests {
             Some(Command::Proxy(p)) => proxy_config(&p),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn client_certificate_flags_give_the_proxied_site_mutual_tls() {
+        let c = proxy_config_of(&["--to", "127.0.0.1:5000", "--client-ca", "local"]).unwrap();
+        let auth = c.sites[0].client_auth.clone().unwrap();
+        assert!(auth.required && auth.ca == config::ClientCa::Local && auth.allow.is_none());
+        let c = proxy_config_of(&[
+            "--to",
+            "127.0.0.1:5000",
+            "--client-ca",
+            "clients.pem",
+            "--client-auth",
+            "optional",
+            "--allow-cn",
+            "alice",
+        ])
+        .unwrap();
+        let auth = c.sites[0].client_auth.clone().unwrap();
+        assert!(!auth.required);
+        assert_eq!(auth.allow.unwrap().cn, ["alice"]);
+        assert!(proxy_config_of(&["--to", "127.0.0.1:5000", "--allow-cn", "alice"]).is_err());
+        assert!(
+            proxy_config_of(&["--to", "127.0.0.1:5000"]).unwrap().sites[0]
+                .client_auth
+                .is_none()
+        );
     }
 
     #[test]

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::LogFormatArg;
+use super::client_auth_args::ClientAuthArgs;
 use crate::config::{
-    self, AllowList, CertSource, ClientAuth, ClientCa, Config, LogFormat, Tunnel, TunnelClient,
-    TunnelMode, TunnelServer, defaults,
+    self, CertSource, Config, LogFormat, Tunnel, TunnelClient, TunnelMode, TunnelServer, defaults,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -34,27 +34,8 @@ pub(super) struct TunnelArgs {
     /// The private key of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
-    /// Ask for client certificates issued by the CAs in this PEM file (`local`: the development CA).
-    #[arg(long, value_name = "FILE")]
-    client_ca: Option<String>,
-    /// Whether a client certificate is required or optional.
-    #[arg(long, value_enum, default_value = "required", requires = "client_ca")]
-    client_auth: ClientAuthArg,
-    /// Let through only certificates with this subject CN (repeatable; any --allow-* matches).
-    #[arg(long, value_name = "CN", requires = "client_ca")]
-    allow_cn: Vec<String>,
-    /// … with this SAN DNS name.
-    #[arg(long, value_name = "NAME", requires = "client_ca")]
-    allow_dns: Vec<String>,
-    /// … with this SAN URI (a SPIFFE ID).
-    #[arg(long, value_name = "URI", requires = "client_ca")]
-    allow_uri: Vec<String>,
-    /// … with this SHA-256 SPKI pin (hex or base64).
-    #[arg(long, value_name = "PIN", requires = "client_ca")]
-    allow_spki: Vec<String>,
-    /// A revocation list (PEM or DER) for client certificates (repeatable).
-    #[arg(long, value_name = "FILE", requires = "client_ca")]
-    crl: Vec<PathBuf>,
+    #[command(flatten)]
+    clients: ClientAuthArgs,
     /// Send a PROXY protocol v2 header first, so the service learns the client's address.
     #[arg(long)]
     proxy_protocol: bool,
@@ -76,12 +57,6 @@ pub(super) struct TunnelArgs {
     /// Log format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormatArg>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ClientAuthArg {
-    Required,
-    Optional,
 }
 
 pub(super) async fn tunnel(args: TunnelArgs) -> Result<()> {
@@ -128,7 +103,7 @@ fn tunnel_config(args: &TunnelArgs) -> Result<Config> {
 }
 
 fn client_mode(args: &TunnelArgs, to: &str, alpn: Vec<Vec<u8>>) -> Result<TunnelMode> {
-    if args.client_ca.is_some() || args.proxy_protocol || !args.names.is_empty() {
+    if args.clients.any() || args.proxy_protocol || !args.names.is_empty() {
         bail!(
             "--client-ca, --proxy-protocol and --name are for tunnels that accept TLS; with --tls-client the tunnel accepts plain TCP"
         );
@@ -169,36 +144,6 @@ fn server_mode(args: &TunnelArgs, alpn: Vec<Vec<u8>>) -> Result<TunnelMode> {
         certificate,
         alpn,
         proxy_protocol: args.proxy_protocol,
-        client_auth: client_auth(args)?,
-    }))
-}
-
-fn client_auth(args: &TunnelArgs) -> Result<Option<ClientAuth>> {
-    let Some(ca) = &args.client_ca else {
-        return Ok(None);
-    };
-    let allow = AllowList {
-        dns: args
-            .allow_dns
-            .iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
-        uri: args.allow_uri.clone(),
-        cn: args.allow_cn.clone(),
-        spki_sha256: args
-            .allow_spki
-            .iter()
-            .map(|p| config::parse_spki_pin(p).map_err(|e| anyhow::anyhow!("--allow-spki: {e}")))
-            .collect::<Result<_>>()?,
-    };
-    Ok(Some(ClientAuth {
-        required: matches!(args.client_auth, ClientAuthArg::Required),
-        ca: match ca.as_str() {
-            "local" => ClientCa::Local,
-            file => ClientCa::File(file.into()),
-        },
-        crls: args.crl.clone(),
-        allow: (allow != AllowList::default()).then_some(allow),
-        forward_pem: false,
+        client_auth: args.clients.settings()?,
     }))
 }

@@ -157,6 +157,11 @@ async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener:
         return;
     }
     let sni = session.server_name().map(str::to_owned);
+    let certificate = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| crate::tls::ClientIdentity::from_der(leaf))
+        .map(|id| id.describe());
     let mut upstream = match connect(&endpoint.to).await {
         Ok(u) => u,
         Err(e) => {
@@ -176,7 +181,7 @@ async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener:
     }
     let started = Instant::now();
     let done = relay(tls, upstream, endpoint.idle_timeout).await;
-    log_closed(listener, endpoint, peer, started, &done);
+    log_closed(listener, endpoint, peer, started, certificate, &done);
 }
 
 async fn originate(
@@ -210,7 +215,7 @@ async fn originate(
     };
     let started = Instant::now();
     let done = relay(tcp, tls, endpoint.idle_timeout).await;
-    log_closed(listener, endpoint, peer, started, &done);
+    log_closed(listener, endpoint, peer, started, None, &done);
 }
 
 /// Opens the TCP connection to `to`, resolving its name, within the connect timeout.
@@ -240,6 +245,7 @@ fn log_closed(
     endpoint: &Endpoint,
     peer: SocketAddr,
     started: Instant,
+    certificate: Option<String>,
     done: &Relayed,
 ) {
     let ending = match done.ending {
@@ -259,6 +265,7 @@ fn log_closed(
             bytes_out = done.received,
             duration_ms = started.elapsed().as_millis() as u64,
             ending,
+            certificate = certificate.as_deref().unwrap_or("none"),
             "tunnel closed"
         );
     }
