@@ -131,57 +131,70 @@ async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener:
     let handshake = tokio::time::timeout(listener.handshake_timeout, front.accept(tcp)).await;
     let (tls, i) = match handshake {
         Ok(Ok(done)) => done,
-        Ok(Err(e)) => {
-            let tunnel = e
-                .profile
-                .and_then(|i| listener.endpoints.get(i))
-                .map_or("-", |t| t.name.as_str());
-            return match e.refusal() {
-                Some(reason) => {
-                    tracing::warn!(%tunnel, client = %peer, "client certificate refused: {reason}")
-                }
-                None => {
-                    tracing::debug!(%tunnel, client = %peer, error = %e.error, "TLS handshake failed")
-                }
-            };
-        }
+        Ok(Err(e)) => return log_refusal(listener, peer, &e),
         Err(_) => return tracing::debug!(client = %peer, "TLS handshake timed out"),
     };
     let Some(endpoint) = listener.endpoints.get(i) else {
         return;
     };
     let session = tls.get_ref().1;
-    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
-    if alpn.as_deref() == Some(crate::acme::ACME_TLS_ALPN) {
+    if session.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
         // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
         return;
     }
-    let sni = session.server_name().map(str::to_owned);
+    let proxy_header = match (endpoint.proxy_protocol, local) {
+        (true, Some(local)) => Some(proxy_protocol::header(
+            peer,
+            local,
+            session.alpn_protocol(),
+            session.server_name(),
+        )),
+        _ => None,
+    };
     let certificate = session
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|leaf| crate::tls::ClientIdentity::from_der(leaf))
         .map(|id| id.describe());
-    let mut upstream = match connect(&endpoint.to).await {
+    let upstream = match open_upstream(endpoint, proxy_header).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(tunnel = %endpoint.name, upstream = %endpoint.to, client = %peer, "cannot connect to the upstream: {e}; closed the client's TLS connection");
             return close(tls).await;
         }
     };
-    if endpoint.proxy_protocol {
-        let sent = match local {
-            Some(local) => proxy_protocol::header(peer, local, alpn.as_deref(), sni.as_deref()),
-            None => Err(std::io::Error::other("the listener's address is unknown")),
-        };
-        if let Err(e) = async { upstream.write_all(&sent?).await }.await {
-            tracing::warn!(tunnel = %endpoint.name, upstream = %endpoint.to, "cannot send the PROXY header: {e}");
-            return close(tls).await;
-        }
-    }
     let started = Instant::now();
     let done = relay(tls, upstream, endpoint.idle_timeout).await;
     log_closed(listener, endpoint, peer, started, certificate, &done);
+}
+
+/// A failed handshake: a refused client certificate is worth a warning with its reason
+/// (the client only got an alert); anything else (scanners, resets) only a debug line.
+fn log_refusal(listener: &TunnelListener, peer: SocketAddr, e: &crate::tls::front::HandshakeError) {
+    let tunnel = e
+        .profile
+        .and_then(|i| listener.endpoints.get(i))
+        .map_or("-", |t| t.name.as_str());
+    match e.refusal() {
+        Some(reason) => {
+            tracing::warn!(%tunnel, client = %peer, "client certificate refused: {reason}")
+        }
+        None => {
+            tracing::debug!(%tunnel, client = %peer, error = %e.error, "TLS handshake failed")
+        }
+    }
+}
+
+/// Connects to the upstream and sends the PROXY header first, when there is one.
+async fn open_upstream(
+    endpoint: &Endpoint,
+    proxy_header: Option<std::io::Result<Vec<u8>>>,
+) -> std::io::Result<TcpStream> {
+    let mut upstream = connect(&endpoint.to).await?;
+    if let Some(header) = proxy_header {
+        upstream.write_all(&header?).await?;
+    }
+    Ok(upstream)
 }
 
 async fn originate(
