@@ -31,6 +31,14 @@ def landing():
     return f"scheme={request.scheme} remote={request.remote_addr}"
 
 
+@app.get("/whoami")
+def whoami():
+    # Behind candado with client_auth, the verified client certificate arrives in headers.
+    subject = request.headers.get("X-Client-Cert-Subject", "none")
+    fingerprint = request.headers.get("X-Client-Cert-Fingerprint", "none")
+    return f"subject={subject} fingerprint={fingerprint}"
+
+
 @app.post("/upload")
 def upload():
     data = request.files["file"].read()

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::Digest;
+
 use crate::support::client::{self, HOST};
 use crate::support::{Fixture, free_port};
 
@@ -120,6 +122,50 @@ fn flask_builds_https_urls_and_its_cookies_become_secure() {
         f.get("/landing", &[]).text(),
         "scheme=https remote=127.0.0.1"
     );
+}
+
+/// Mutual TLS in front of Flask: the app reads who the client is from the verified
+/// certificate's headers, and a client cannot claim to be someone by sending them itself.
+#[test]
+fn flask_learns_the_verified_client_certificate_and_never_a_forged_one() {
+    let app = flask();
+    let clients = crate::support::pki::TestPki::named("Flask client CA");
+    let alice = clients.client_leaf("alice", "alice", &["alice.test"]);
+    let f = Fixture::start(
+        &format!(
+            "    client_auth: {{mode: optional, ca: {}}}\n    proxy:\n      - path: /\n        to: http://127.0.0.1:{}\n",
+            clients.ca_path.display(),
+            app.1
+        ),
+        "",
+    );
+    let with_cert = [
+        "--cert",
+        alice.cert.to_str().unwrap(),
+        "--key",
+        alice.key.to_str().unwrap(),
+    ];
+    let res = f.get("/whoami", &with_cert);
+    assert_eq!(res.status, 200, "{}", res.text());
+    let der = alice.der();
+    let fingerprint: String = sha2::Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(res.text().contains("subject=CN=alice"), "{}", res.text());
+    assert!(
+        res.text().contains(&format!("fingerprint={fingerprint}")),
+        "{}",
+        res.text()
+    );
+    let forged = [
+        "-H",
+        "X-Client-Cert-Subject: CN=admin",
+        "-H",
+        "X-Client-Cert-Fingerprint: 00",
+    ];
+    let res = f.get("/whoami", &forged);
+    assert_eq!(res.text(), "subject=none fingerprint=none");
 }
 
 #[test]

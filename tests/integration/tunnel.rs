@@ -846,3 +846,46 @@ fn the_tunnel_command_runs_a_server_mode_tunnel_that_requires_client_certificate
     );
     assert_eq!(echo.accepted(), 1);
 }
+
+/// The seed's own scenario in its own language: Python clients written like the seed's chat
+/// client (the `ssl` module, verifying the server, each with a certificate that `candado cert
+/// issue --client` made) talk through a tunnel that checks them against the development CA.
+#[test]
+fn python_ssl_clients_with_issued_certificates_chat_through_a_tunnel() {
+    let chat = Chat::start();
+    let yaml = format!(
+        "tunnels:\n  - name: chat\n    listen: 127.0.0.1:0\n    to: {}\n    names: [chat.test]\n    client_auth: {{ca: local}}\n",
+        chat.addr
+    );
+    let server = Candado::tunnels_from_yaml(&yaml, 1);
+    let data = server.data_dir();
+    let issue = |name: &str| {
+        let out = Command::new(crate::support::server::BIN)
+            .args(["cert", "issue", "--client", name, "--out"])
+            .arg(server.dir.path())
+            .env("CANDADO_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            crate::support::output_text(&out)
+        );
+        let cert = server.dir.path().join(format!("{name}.crt"));
+        (cert.clone(), cert.with_extension("key"))
+    };
+    let (alice, bob) = (issue("alice"), issue("bob"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/chat_clients.py");
+    let out = Command::new("timeout")
+        .args(["20", "python3", script])
+        .arg(server.tunnel("chat").port().to_string())
+        .arg("chat.test")
+        .arg(data.join("ca/ca.crt"))
+        .args([&alice.0, &alice.1, &bob.0, &bob.1])
+        .output()
+        .unwrap();
+    let text = crate::support::output_text(&out);
+    assert!(out.status.success(), "{text}\n{}", server.log());
+    assert!(text.starts_with("hola desde python\nTLSv1.3"), "{text}");
+    assert_eq!(chat.lines(), ["hola desde python"]);
+}
