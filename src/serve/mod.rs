@@ -269,7 +269,7 @@ async fn reload_on_hangup(
         let why = tokio::select! {
             _ = hup.recv() => "SIGHUP received",
             _ = tick.tick() => match watch.changed() {
-                true => "a certificate file changed",
+                true => "a certificate, key, CA or CRL file changed",
                 false => continue,
             },
         };

@@ -190,7 +190,7 @@ fn a_replaced_certificate_file_is_served_without_a_signal() {
     assert!(
         r.server
             .log()
-            .contains("a certificate file changed: reloaded"),
+            .contains("a certificate, key, CA or CRL file changed: reloaded"),
         "{}",
         r.server.log()
     );

@@ -576,6 +576,38 @@ fn a_certificate_revoked_by_the_crl_is_refused_and_the_log_says_revoked() {
     assert_eq!(echo.accepted(), 1);
 }
 
+/// A new CRL is picked up without a signal or a restart, like a renewed certificate: frank
+/// passes until the CRL file that revokes him replaces the empty one.
+#[test]
+fn a_rewritten_crl_file_revokes_without_a_restart() {
+    let pki = TestPki::new();
+    let leaf = pki.leaf("crl", &["crl.test"]);
+    let frank = pki.client_leaf_with_serial("frank", "frank", 0x600d);
+    let crl = pki.crl("list", &[]);
+    let echo = Echo::start();
+    let server = start(&[entry(
+        "crl",
+        echo.addr,
+        &leaf,
+        &required(&pki.ca_path, &format!("      crl: [{}]\n", crl.display())),
+    )]);
+    let addr = server.tunnel("crl");
+    let config = || tls_config(&pki.ca_pem, Some(&frank), &[]);
+    let got = exchange(addr, "crl.test", config(), b"frank").unwrap();
+    assert_eq!(got.reply, reply_to(b"frank"));
+    assert_eq!(pki.crl("list", &[0x600d]), crl);
+    assert!(
+        server.wait_log(
+            "a certificate, key, CA or CRL file changed: reloaded",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        server.log()
+    );
+    assert_alert(&refused(addr, "crl.test", config()));
+    assert_refusal_logged(&server, "crl", "revoked");
+}
+
 /// A client-mode tunnel NAME on a port of its own, to `to`, trusting `ca` for `server_name`,
 /// plus extra lines under `tls_client:` (indented by the caller to 6 spaces).
 fn client_entry(name: &str, to: SocketAddr, ca: &Path, server_name: &str, more: &str) -> String {
