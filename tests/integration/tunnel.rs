@@ -921,3 +921,75 @@ fn python_ssl_clients_with_issued_certificates_chat_through_a_tunnel() {
     assert!(text.starts_with("hola desde python\nTLSv1.3"), "{text}");
     assert_eq!(chat.lines(), ["hola desde python"]);
 }
+
+/// `limits.max_connections` holds for tunnels as for HTTPS: beyond it a client waits in the
+/// kernel's queue (its handshake gets no answer) until a connection ends.
+#[test]
+fn tunnel_connections_beyond_the_limit_wait_their_turn() {
+    let pki = TestPki::new();
+    let leaf = pki.leaf("lim", &["lim.test"]);
+    let echo = Echo::start();
+    let yaml = format!(
+        "limits: {{max_connections: 1}}\ntunnels:\n{}",
+        entry("lim", echo.addr, &leaf, "")
+    );
+    let server = Candado::tunnels_from_yaml(&yaml, 1);
+    let config = tls_config(&pki.ca_pem, None, &[]);
+    let first = client::connect(server.tunnel("lim"), "lim.test", config.clone()).unwrap();
+    let second = TcpStream::connect(server.tunnel("lim")).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let conn = rustls::ClientConnection::new(config, "lim.test".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, second);
+    assert!(
+        tls.conn.complete_io(&mut tls.sock).is_err(),
+        "the second handshake must wait"
+    );
+    drop(first);
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("handshake once the first connection has ended");
+    }
+}
+
+/// SIGTERM: no new connections, an open tunnel keeps relaying while the drain lasts, and the
+/// process exits once `timeouts.shutdown` has passed, saying it closed what was still open.
+#[test]
+fn sigterm_drains_open_tunnels_for_the_shutdown_timeout_then_exits() {
+    let pki = TestPki::new();
+    let leaf = pki.leaf("drain", &["drain.test"]);
+    let chat = Chat::start();
+    let yaml = format!(
+        "timeouts: {{shutdown: 2s}}\ntunnels:\n{}",
+        entry("drain", chat.addr, &leaf, "")
+    );
+    let mut server = Candado::tunnels_from_yaml(&yaml, 1);
+    let addr = server.tunnel("drain");
+    let mut tls = client::connect(addr, "drain.test", tls_config(&pki.ca_pem, None, &[])).unwrap();
+    tls.write_all(b"before\n").unwrap();
+    assert_eq!(read_line(&mut tls).unwrap(), "before\n");
+    let asked = Instant::now();
+    server.signal("TERM");
+    assert!(server.wait_log("SIGTERM received", Duration::from_secs(5)));
+    tls.write_all(b"during\n").unwrap();
+    assert_eq!(read_line(&mut tls).unwrap(), "during\n");
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(
+        server
+            .log()
+            .contains("connections still busy after the shutdown timeout were closed"),
+        "{}",
+        server.log()
+    );
+}
