@@ -3,6 +3,7 @@
 
 mod acme_commands;
 mod client_auth_args;
+mod config_check;
 mod tunnel_command;
 
 use std::net::IpAddr;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, CertSource, Config, Format, Hsts, LogFormat, Site, defaults};
+use crate::config::{self, CertSource, Config, Hsts, LogFormat, Site, defaults};
 use crate::devca::{self, DevCa, KeyKind};
 
 #[derive(Debug, Parser)]
@@ -240,7 +241,7 @@ struct ProxyArgs {
 /// Runs the command line; the error, if any, is printed by `main`.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Some(Command::Config(ConfigCommand::Check { file })) => check(&file),
+        Some(Command::Config(ConfigCommand::Check { file })) => config_check::check(&file),
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Proxy(args)) => proxy(args).await,
         Some(Command::HashPassword) => hash_password(),
@@ -785,64 +786,6 @@ fn hash_password() -> Result<()> {
         crate::http::auth::hash_password(password).map_err(anyhow::Error::msg)?
     );
     Ok(())
-}
-
-/// `candado config check FILE`: every problem, or a one-line summary.
-fn check(file: &Path) -> Result<()> {
-    let loaded = config::load(file)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {}: {w}", file.display());
-    }
-    let cert_errors = check_files(&loaded.config);
-    if !cert_errors.is_empty() {
-        bail!("{}: {}", file.display(), cert_errors.join("\n  "));
-    }
-    let kind = match loaded.format {
-        Format::Candado => "candado config",
-        Format::PyServe => "PyServe config",
-    };
-    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    let mut counts = vec![count(loaded.config.sites.len(), "site")];
-    if !loaded.config.tunnels.is_empty() {
-        counts.push(count(loaded.config.tunnels.len(), "tunnel"));
-    }
-    println!("{}: OK ({kind}, {})", file.display(), counts.join(", "));
-    Ok(())
-}
-
-/// Loads every certificate file, client CA and revocation list a config names, as `serve`
-/// will; returns what failed, each with its site or tunnel.
-fn check_files(config: &Config) -> Vec<String> {
-    let provider = crate::tls::provider();
-    let mut errors = Vec::new();
-    let mut check = |who: String, source: &CertSource, auth: Option<&config::ClientAuth>| {
-        for (cert, key) in source.files() {
-            match crate::certs::load_files(&cert, &key, &provider, false) {
-                Ok(c) => c.warnings.iter().for_each(|w| eprintln!("warning: {w}")),
-                Err(e) => errors.push(format!("{who}: {e}")),
-            }
-        }
-        // The development CA is made on first use: nothing to check before that.
-        if let Some(a) = auth.filter(|a| a.ca != config::ClientCa::Local)
-            && let Err(e) = crate::tls::client_auth::verifier(a, None, provider.clone())
-        {
-            errors.push(format!("{who}: {e}"));
-        }
-    };
-    for site in &config.sites {
-        let who = format!("site {}", site.primary_name());
-        check(who, &site.certificate, site.client_auth.as_ref());
-    }
-    for t in &config.tunnels {
-        if let config::TunnelMode::Server(s) = &t.mode {
-            check(
-                format!("tunnel {}", t.name),
-                &s.certificate,
-                s.client_auth.as_ref(),
-            );
-        }
-    }
-    errors
 }
 
 #[cfg(test)]

@@ -70,14 +70,24 @@ pub fn verifier(
 }
 
 /// CRLs in PEM (any number) or one in DER, as `openssl ca -gencrl` writes either.
-fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, ClientAuthError> {
+pub(crate) fn read_crls(
+    path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, ClientAuthError> {
     let fail = |reason: String| ClientAuthError::Crl {
         path: path.to_owned(),
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     if !bytes.starts_with(b"-----BEGIN") {
-        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+        // DER is an ASN.1 SEQUENCE: anything else is not a CRL at all.
+        return match bytes.first() == Some(&0x30)
+            && webpki::OwnedCertRevocationList::from_der(&bytes).is_ok()
+        {
+            true => Ok(vec![CertificateRevocationListDer::from(bytes)]),
+            false => Err(fail(
+                "not a CRL: expected PEM (-----BEGIN X509 CRL-----) or DER".into(),
+            )),
+        };
     }
     let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()

@@ -255,3 +255,35 @@ fn json_logs_and_debug_handshake_details() {
         assert!(line.starts_with('{'), "not JSON: {line}");
     }
 }
+
+/// `config check` reads what mutual TLS and tunnels name, as `serve` would: a client CA file
+/// with no certificate, a CRL that is not one, a client-mode key that does not match its
+/// certificate. Each is named with its site or tunnel.
+#[test]
+fn config_check_reads_client_cas_crls_and_tunnel_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::support::pki::TestPki::new();
+    let alice = pki.client_leaf("alice", "alice", &[]);
+    let bob = pki.client_leaf("bob", "bob", &[]);
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+    let yaml = format!(
+        "sites:\n  - names: [a.test]\n    client_auth: {{ca: junk.pem}}\ntunnels:\n  - name: t\n    listen: 127.0.0.1:7443\n    to: 127.0.0.1:1\n    client_auth: {{ca: {ca}, crl: junk.pem}}\n  - name: c\n    listen: 127.0.0.1:7444\n    to: 127.0.0.1:2\n    tls_client: {{cert: {cert}, key: {key}}}\n",
+        ca = pki.ca_path.display(),
+        cert = alice.cert.display(),
+        key = bob.key.display()
+    );
+    let file = dir.path().join("mtls.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let (status, out, _) = run_to_exit(&["config", "check", file.to_str().unwrap()], dir.path());
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("site a.test: cannot read the client CA file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tunnel t: cannot read the revocation list"),
+        "{out}"
+    );
+    assert!(out.contains("not a CRL"), "{out}");
+    assert!(out.contains("tunnel c: the private key"), "{out}");
+}
