@@ -13,8 +13,8 @@ pub(super) struct ClientAuthArgs {
     /// CA, which `candado cert issue --client NAME` issues from).
     #[arg(long, value_name = "FILE")]
     client_ca: Option<String>,
-    /// Whether a client certificate is required or optional.
-    #[arg(long, value_enum, requires = "client_ca")]
+    /// Whether a client certificate is required or optional [default: required].
+    #[arg(long, value_enum, value_name = "MODE", requires = "client_ca")]
     client_auth: Option<ClientAuthArg>,
     /// Let through only certificates with this subject CN (repeatable; any --allow-* matches).
     #[arg(long, value_name = "CN", requires = "client_ca")]

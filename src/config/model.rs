@@ -298,11 +298,12 @@ impl ClientAuth {
 }
 
 impl Tunnel {
-    /// The names its certificate is for (`localhost` when it has none).
+    /// The names its certificate is for: its SNI names, or when it has none the names a
+    /// client on this machine uses (localhost, 127.0.0.1, ::1, the host name).
     pub fn cert_names(&self) -> Vec<String> {
         match &self.mode {
             TunnelMode::Server(s) if !s.names.is_empty() => s.names.clone(),
-            _ => vec!["localhost".to_owned()],
+            _ => super::pyserve::local_names(self.listen.ip()),
         }
     }
 }

@@ -103,6 +103,7 @@ fn validate_tunnel(
                     }
                 },
             };
+            // No names: a certificate for this machine's local names, never an ACME one.
             let cert_names = match names.is_empty() {
                 true => vec!["localhost".to_owned()],
                 false => names.clone(),
