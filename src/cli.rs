@@ -76,6 +76,12 @@ struct CheckArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     json: bool,
+    /// A client certificate (PEM) to present if the server asks for one (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -700,11 +706,18 @@ async fn tls_check(args: CheckArgs) -> Result<()> {
     let target = args.target.trim_start_matches("https://");
     let target = target.split('/').next().unwrap_or(target);
     let (host, port) = split_host_port(target)?;
+    let client_identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::certs::load_files(cert, key, &crate::tls::provider(), false)?.key)
+        }
+        _ => None,
+    };
     let opts = crate::check::Options {
         ca: args.ca,
         http_port: args.http_port,
         connect: args.connect,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        client_identity,
     };
     let report = crate::check::run(&host, port, &opts)
         .await

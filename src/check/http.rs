@@ -4,15 +4,18 @@
 //! that an untrusted server can still be described; trust is judged separately (`cert`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::header::{HOST, LOCATION, SET_COOKIE, STRICT_TRANSPORT_SECURITY};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::client::ResolvesClientCert;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 use tokio::net::TcpStream;
+use x509_parser::prelude::FromDer;
 
 use super::danger;
 
@@ -66,6 +69,20 @@ pub struct HttpFindings {
     pub redirect: Option<Redirect>,
     /// Why the HTTPS request could not be made, if it could not.
     pub error: Option<String>,
+    /// Whether the server asked for a client certificate (mutual TLS), and what came of it.
+    pub client_certificate: Option<ClientCertRequest>,
+}
+
+/// A server's CertificateRequest, as the client saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientCertRequest {
+    /// `Some(true)`: the server refused to go on without one; `Some(false)`: it served the
+    /// request without one; `None`: one was presented (`--cert`), so this is not known.
+    pub required: Option<bool>,
+    /// The CAs the server said it accepts (RFC 8446 §4.2.4), as subject names.
+    pub hinted_cas: Vec<String>,
+    /// The subject of the certificate presented, if one was.
+    pub presented: Option<String>,
 }
 
 impl HttpFindings {
@@ -83,13 +100,15 @@ pub(crate) struct Fetched {
     pub(crate) chain: Vec<CertificateDer<'static>>,
 }
 
-/// The HTTPS request to `addr` for `host`, then the plain request to `http_port`.
+/// The HTTPS request to `addr` for `host` (presenting `identity` if the server asks for a
+/// client certificate), then the plain request to `http_port`.
 pub(crate) async fn fetch(
     addr: SocketAddr,
     host: &str,
     port: u16,
     http_port: u16,
     timeout: Duration,
+    identity: Option<Arc<CertifiedKey>>,
 ) -> Fetched {
     let mut findings = HttpFindings {
         http_port,
@@ -97,15 +116,27 @@ pub(crate) async fn fetch(
     };
     let authority = authority(host, port, 443);
     let mut chain = Vec::new();
+    let asked = Arc::new(AskedForCertificate {
+        hints: Mutex::new(None),
+        identity,
+    });
     let https = tokio::time::timeout(
         timeout,
-        https_get(addr, host, &authority, &mut findings, &mut chain),
+        https_get(
+            addr,
+            host,
+            &authority,
+            &mut findings,
+            &mut chain,
+            asked.clone(),
+        ),
     );
     match https.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => findings.error = Some(e),
         Err(_) => findings.error = Some(format!("no HTTPS response in {}s", timeout.as_secs())),
     }
+    findings.client_certificate = asked.request(findings.error.is_some());
     let plain = SocketAddr::new(addr.ip(), http_port);
     let host_header = authority_for_http(host, http_port);
     findings.redirect = Some(
@@ -139,8 +170,10 @@ async fn https_get(
     authority: &str,
     findings: &mut HttpFindings,
     chain: &mut Vec<CertificateDer<'static>>,
+    asked: Arc<AskedForCertificate>,
 ) -> Result<(), String> {
     let mut config = danger::describing_client(crate::tls::provider())?;
+    config.client_auth_cert_resolver = asked;
     config.alpn_protocols = vec![
         crate::tls::ALPN_H2.to_vec(),
         crate::tls::ALPN_HTTP11.to_vec(),
@@ -205,6 +238,56 @@ async fn https_get(
         .map(parse_cookie)
         .collect();
     Ok(())
+}
+
+/// Notes a server's request for a client certificate (and the CAs it names), and answers with
+/// the `--cert` one, if given.
+#[derive(Debug)]
+struct AskedForCertificate {
+    hints: Mutex<Option<Vec<String>>>,
+    identity: Option<Arc<CertifiedKey>>,
+}
+
+impl AskedForCertificate {
+    /// What the server's request came to; `failed`: whether the HTTPS request failed.
+    fn request(&self, failed: bool) -> Option<ClientCertRequest> {
+        let hinted_cas = self.hints.lock().ok()?.clone()?;
+        let presented = self.identity.as_ref().and_then(|k| {
+            let leaf = k.cert.first()?;
+            let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+            Some(cert.subject().to_string())
+        });
+        Some(ClientCertRequest {
+            required: presented.is_none().then_some(failed),
+            hinted_cas,
+            presented,
+        })
+    }
+}
+
+impl ResolvesClientCert for AskedForCertificate {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        if let Ok(mut hints) = self.hints.lock() {
+            *hints = Some(root_hint_subjects.iter().map(|dn| name_of(dn)).collect());
+        }
+        let key = self.identity.as_ref()?;
+        key.key.choose_scheme(schemes).map(|_| key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A distinguished name from a CertificateRequest (DER, RFC 5280 A.1), as text.
+fn name_of(dn: &[u8]) -> String {
+    x509_parser::x509::X509Name::from_der(dn)
+        .map(|(_, name)| name.to_string())
+        .unwrap_or_else(|_| "(an unreadable name)".into())
 }
 
 async fn plain_get(addr: SocketAddr, host: &str) -> Redirect {

@@ -29,7 +29,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 pub use cert::CertFindings;
 pub use grade::{Cap, Grade, Grading};
 pub use hello::Protocol;
-pub use http::{Cookie, Hsts, HttpFindings, Redirect};
+pub use http::{ClientCertRequest, Cookie, Hsts, HttpFindings, Redirect};
 pub use probe::{GroupFinding, Probes, ProtocolFinding};
 pub use reply::{Parsed, Reply, ServerHello, parse_certificates, parse_server_reply};
 pub use report::{Report, render};
@@ -75,6 +75,8 @@ pub struct Options {
     pub connect: Option<IpAddr>,
     /// Wait for each answer at most this long.
     pub timeout: Duration,
+    /// A client certificate for servers that ask for one (mutual TLS).
+    pub client_identity: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             http_port: 80,
             connect: None,
             timeout: Duration::from_secs(5),
+            client_identity: None,
         }
     }
 }
@@ -117,7 +120,8 @@ pub async fn run(host: &str, port: u16, opts: &Options) -> Result<Report, CheckE
     let probes = tokio::time::timeout(limit, prober.scan())
         .await
         .map_err(|_| CheckError::Deadline { addr, limit })??;
-    let mut fetched = http::fetch(addr, host, port, opts.http_port, opts.timeout).await;
+    let identity = opts.client_identity.clone();
+    let mut fetched = http::fetch(addr, host, port, opts.http_port, opts.timeout, identity).await;
     if fetched.chain.is_empty()
         && let Ok(chain) = prober.legacy_chain(&probes.protocols).await
     {

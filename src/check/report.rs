@@ -230,6 +230,21 @@ fn render_cert(o: &mut String, p: &Painter, c: &CertFindings) {
     let _ = writeln!(o, "  {:<12}{trust}", "trust");
 }
 
+/// What the server asked of the client (mutual TLS), in one line.
+fn client_certificate(c: &super::ClientCertRequest) -> String {
+    let cas = match c.hinted_cas.as_slice() {
+        [] => String::new(),
+        names => format!(" (CAs it accepts: {})", names.join("; ")),
+    };
+    match (&c.presented, c.required) {
+        (Some(subject), _) => format!("asked for{cas}; presented {subject}"),
+        (None, Some(true)) => {
+            format!("required{cas}: the HTTP checks need one, pass --cert and --key")
+        }
+        (None, _) => format!("optional{cas}: none presented"),
+    }
+}
+
 fn render_http(o: &mut String, p: &Painter, r: &Report) {
     let h = &r.http;
     if let Some(e) = &h.error {
@@ -241,6 +256,9 @@ fn render_http(o: &mut String, p: &Painter, r: &Report) {
     }
     if let Some(v) = &h.tls_version {
         let _ = writeln!(o, "  {:<12}{v}", "negotiated");
+    }
+    if let Some(c) = &h.client_certificate {
+        let _ = writeln!(o, "  {:<12}{}", "client cert", client_certificate(c));
     }
     if h.error.is_none() {
         let alpn = h.alpn.as_deref().unwrap_or("none (HTTP/1.1)");

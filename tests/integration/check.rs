@@ -498,3 +498,51 @@ fn self_check_line(server: &Candado) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A site that requires client certificates: `check` says so (with the CA names the server
+/// hints), and explains that the HTTP checks need one; with `--cert`/`--key` it presents one,
+/// reads HSTS and grades A+.
+#[test]
+fn a_site_requiring_client_certificates_is_reported_and_checked_with_one() {
+    let pki = TestPki::new();
+    let clients = TestPki::named("check client CA");
+    let alice = clients.client_leaf("alice", "alice", &[]);
+    let leaf = pki.leaf("site", &["test.example"]);
+    let root = tempfile::tempdir().unwrap();
+    let yaml = site_yaml(
+        &leaf.cert,
+        &leaf.key,
+        root.path(),
+        &format!(
+            "    http_redirect: 127.0.0.1:0\n    client_auth: {{ca: {}}}",
+            clients.ca_path.display()
+        ),
+        "",
+    );
+    let server = Candado::from_yaml(&yaml, &[]);
+    let (port, http) = (server.https.port(), server.http.unwrap().port());
+    let r = report("test.example", port, &pki.ca_path, http);
+    let asked = &r["http"]["client_certificate"];
+    assert_eq!(asked["required"], true, "{}", r["http"]);
+    assert_eq!(asked["hinted_cas"][0], "CN=check client CA", "{asked}");
+    let text = output_text(&candado_check(
+        "test.example",
+        port,
+        &pki.ca_path,
+        http,
+        &[],
+    ));
+    assert!(text.contains("pass --cert and --key"), "{text}");
+    let with = [
+        "--json",
+        "--cert",
+        alice.cert.to_str().unwrap(),
+        "--key",
+        alice.key.to_str().unwrap(),
+    ];
+    let out = candado_check("test.example", port, &pki.ca_path, http, &with);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["http"]["client_certificate"]["presented"], "CN=alice");
+    assert_eq!(r["http"]["hsts"]["max_age"], 31_536_000, "{}", r["http"]);
+    assert_eq!(r["grade"], "A+", "{}", caps(&r));
+}
