@@ -142,20 +142,30 @@ async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener:
         // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
         return;
     }
-    let proxy_header = match (endpoint.proxy_protocol, local) {
-        (true, Some(local)) => Some(proxy_protocol::header(
-            peer,
-            local,
-            session.alpn_protocol(),
-            session.server_name(),
-        )),
-        _ => None,
-    };
-    let certificate = session
+    let client = session
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| crate::tls::ClientIdentity::from_der(leaf))
-        .map(|id| id.describe());
+        .and_then(|leaf| crate::tls::ClientIdentity::from_der(leaf));
+    let proxy_header = match (endpoint.proxy_protocol, local) {
+        (true, Some(local)) => {
+            let facts = proxy_protocol::TlsFacts {
+                alpn: session.alpn_protocol(),
+                sni: session.server_name(),
+                version: session.protocol_version().map(openssl_version_name),
+                cipher: session
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite())),
+                client_cert: client.is_some(),
+                client_cn: client
+                    .as_ref()
+                    .and_then(|c| c.common_names.first())
+                    .map(String::as_str),
+            };
+            Some(proxy_protocol::header(peer, local, &facts))
+        }
+        _ => None,
+    };
+    let certificate = client.map(|id| id.describe());
     let upstream = match open_upstream(endpoint, proxy_header).await {
         Ok(u) => u,
         Err(e) => {
@@ -229,6 +239,15 @@ async fn originate(
     let started = Instant::now();
     let done = relay(tcp, tls, endpoint.idle_timeout).await;
     log_closed(listener, endpoint, peer, started, None, &done);
+}
+
+/// The protocol's name as OpenSSL (and so HAProxy's PROXY TLVs) write it.
+fn openssl_version_name(v: rustls::ProtocolVersion) -> &'static str {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "unknown",
+    }
 }
 
 /// Opens the TCP connection to `to`, resolving its name, within the connect timeout.

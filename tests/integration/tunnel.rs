@@ -429,6 +429,48 @@ fn the_upstream_gets_a_proxy_v2_header_with_the_client_address_alpn_and_sni() {
     assert_eq!(&bytes[header.len..], b"hello\n", "then the payload");
 }
 
+/// With client certificates, the PROXY header tells the upstream who the client is, as
+/// HAProxy's `send-proxy-v2-ssl-cn` does: the SSL TLV says a certificate was presented and
+/// verified, and carries the TLS version and the certificate's CN.
+#[test]
+fn the_proxy_v2_header_carries_the_verified_client_cn() {
+    let pki = TestPki::new();
+    let leaf = pki.leaf("who", &["who.test"]);
+    let alice = pki.client_leaf("alice", "alice", &[]);
+    let capture = Capture::start();
+    let server = start(&[entry(
+        "who",
+        capture.addr,
+        &leaf,
+        &format!("    proxy_protocol: v2\n{}", required(&pki.ca_path, "")),
+    )]);
+    let config = tls_config(&pki.ca_pem, Some(&alice), &[]);
+    let mut tls = client::connect(server.tunnel("who"), "who.test", config).unwrap();
+    tls.write_all(b"hi\n").unwrap();
+    tls.flush().unwrap();
+    let bytes = capture.first(|b| parse_proxy_v2(b).is_ok_and(|h| b.len() >= h.len + 3));
+    let header = parse_proxy_v2(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}"));
+    let ssl = header.tlv(0x20).expect("an SSL TLV");
+    assert_eq!(
+        ssl[0], 0x07,
+        "TLS, with a certificate on this connection and session"
+    );
+    assert_eq!(&ssl[1..5], &[0, 0, 0, 0], "verified");
+    let mut subs = Vec::new();
+    let mut at = 5;
+    while at + 3 <= ssl.len() {
+        let n = usize::from(u16::from_be_bytes([ssl[at + 1], ssl[at + 2]]));
+        subs.push((
+            ssl[at],
+            String::from_utf8_lossy(&ssl[at + 3..at + 3 + n]).into_owned(),
+        ));
+        at += 3 + n;
+    }
+    assert!(subs.contains(&(0x21, "TLSv1.3".into())), "{subs:?}");
+    assert!(subs.contains(&(0x22, "alice".into())), "{subs:?}");
+    assert_eq!(&bytes[header.len..], b"hi\n");
+}
+
 /// An upstream that refuses connections: the client's TLS connection is closed (not left
 /// hanging) and the log names the tunnel and the upstream.
 #[test]
