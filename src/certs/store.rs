@@ -153,7 +153,7 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// A TLS-ALPN-01 validation offers `acme-tls/1` and nothing else (RFC 8737 §3).
-fn is_acme_validation(hello: &ClientHello<'_>) -> bool {
+pub(crate) fn is_acme_validation(hello: &ClientHello<'_>) -> bool {
     hello.alpn().is_some_and(|mut protocols| {
         protocols.next() == Some(ACME_TLS_ALPN) && protocols.all(|p| p == ACME_TLS_ALPN)
     })

@@ -482,7 +482,7 @@ pub async fn answer_challenges(
                 Offer::http(true),
             )?;
             ListenerState::Https {
-                tls: TlsFront::new(vec![(Vec::new(), config)], true),
+                tls: TlsFront::new(vec![(Vec::new(), config)], true, None),
                 router,
             }
         }

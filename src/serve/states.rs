@@ -12,7 +12,7 @@ use rustls::crypto::CryptoProvider;
 use super::{ListenerKey, Role};
 use crate::acme::Acme;
 use crate::certs::{self, LoadedCert, SniResolver};
-use crate::config::{CertSource, ClientAuth, Config, TunnelMode, UnknownSni, WhilePending};
+use crate::config::{CertSource, ClientAuth, Config, Tunnel, TunnelMode, UnknownSni, WhilePending};
 use crate::devca::DevCa;
 use crate::http::{Router, SiteHandler};
 use crate::listener::ListenerState;
@@ -185,10 +185,12 @@ impl Build<'_> {
                 })
                 .collect::<Result<_>>()?,
         };
-        Ok(TlsFront::new(
-            profiles,
-            self.config.unknown_sni == UnknownSni::Reject,
-        ))
+        let validations = match answers_acme && sites().any(|s| s.client_auth.is_some()) {
+            true => Some(self.acme_validations()?),
+            false => None,
+        };
+        let reject = self.config.unknown_sni == UnknownSni::Reject;
+        Ok(TlsFront::new(profiles, reject, validations))
     }
 
     /// The tunnels `on_it` sharing one listen address: all terminating TLS (told apart by
@@ -235,10 +237,17 @@ impl Build<'_> {
                     client_auth: self.verifier(s.client_auth.as_ref())?,
                 };
                 let config = self.server_config(Arc::new(resolver), offer)?;
-                Ok((s.names.clone(), config, Endpoint::terminating(t)))
+                Ok(((s.names.clone(), config), Endpoint::terminating(t)))
             })
-            .collect::<Result<_>>()?;
-        Ok(TunnelListener::terminating(profiles, reject, timeout, log))
+            .collect::<Result<Vec<_>>>()?;
+        let (profiles, endpoints): (Vec<_>, Vec<_>) = profiles.into_iter().unzip();
+        let asks = |t: &Tunnel| matches!(&t.mode, TunnelMode::Server(s) if s.certificate == CertSource::Acme && s.client_auth.is_some());
+        let validations = match tunnels().any(|(_, t)| asks(t)) {
+            true => Some(self.acme_validations()?),
+            false => None,
+        };
+        let tls = TlsFront::new(profiles, reject, validations);
+        Ok(TunnelListener::terminating(tls, endpoints, timeout, log))
     }
 
     /// Adds one site's or tunnel's certificate to `resolver`; returns whether it is an ACME
@@ -264,6 +273,21 @@ impl Build<'_> {
                 Ok(false)
             }
         }
+    }
+
+    /// The configuration for TLS-ALPN-01 validations on a listener whose sites or tunnels ask
+    /// for client certificates: the validation certificate, and no request for a client's.
+    fn acme_validations(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let mut resolver = SniResolver::new(true);
+        if let Some(acme) = self.acme {
+            resolver.answer_challenges(acme.challenges());
+        }
+        let offer = Offer {
+            alpn: Vec::new(),
+            acme: true,
+            client_auth: None,
+        };
+        self.server_config(Arc::new(resolver), offer)
     }
 
     fn server_config(

@@ -2,6 +2,8 @@
 //! tunnels on a port differ in what they ask of clients (client certificates, ALPN), each has
 //! its own, chosen from the ClientHello's SNI before the handshake goes on; the handshake
 //! reports which one (the "profile") it used, so the request or tunnel can be matched to it.
+//! ACME TLS-ALPN-01 validations get a configuration of their own, which asks the CA for no
+//! client certificate.
 
 use std::io;
 use std::sync::Arc;
@@ -20,14 +22,21 @@ pub enum TlsFront {
     BySni {
         names: NameTable<usize>,
         profiles: Vec<Arc<ServerConfig>>,
+        /// For `acme-tls/1` handshakes, when the profiles ask for client certificates.
+        acme: Option<Arc<ServerConfig>>,
     },
 }
 
 impl TlsFront {
-    /// One profile per entry of `profiles`, each serving its names. With a single profile
-    /// the ClientHello is not looked at twice.
-    pub fn new(profiles: Vec<(Vec<String>, Arc<ServerConfig>)>, reject_unknown: bool) -> Self {
-        if let [(_, config)] = profiles.as_slice() {
+    /// One profile per entry of `profiles`, each serving its names; `acme`: the configuration
+    /// for TLS-ALPN-01 validations, needed only when profiles ask for client certificates.
+    /// With a single profile and no such need, the ClientHello is not looked at twice.
+    pub fn new(
+        profiles: Vec<(Vec<String>, Arc<ServerConfig>)>,
+        reject_unknown: bool,
+        acme: Option<Arc<ServerConfig>>,
+    ) -> Self {
+        if let ([(_, config)], None) = (profiles.as_slice(), &acme) {
             return TlsFront::Single(TlsAcceptor::from(config.clone()));
         }
         let mut names = NameTable::new(reject_unknown);
@@ -39,6 +48,7 @@ impl TlsFront {
         TlsFront::BySni {
             names,
             profiles: configs,
+            acme,
         }
     }
 
@@ -53,11 +63,21 @@ impl TlsFront {
                 Ok(stream) => Ok((stream, 0)),
                 Err(e) => Err(failed(Some(0))(e)),
             },
-            TlsFront::BySni { names, profiles } => {
+            TlsFront::BySni {
+                names,
+                profiles,
+                acme,
+            } => {
                 let start = LazyConfigAcceptor::new(Acceptor::default(), io)
                     .await
                     .map_err(failed(None))?;
                 let hello = start.client_hello();
+                if let Some(acme) = acme
+                    && crate::certs::store::is_acme_validation(&hello)
+                {
+                    let stream = start.into_stream(acme.clone()).await;
+                    return stream.map(|s| (s, 0)).map_err(failed(None));
+                }
                 let Some((i, config)) = names
                     .get(hello.server_name())
                     .and_then(|&i| Some((i, profiles.get(i)?.clone())))
@@ -86,5 +106,97 @@ impl HandshakeError {
     /// Why the client's certificate was refused, if that is what failed.
     pub fn refusal(&self) -> Option<String> {
         super::client_auth::refusal_reason(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{Offer, provider, server_config};
+    use rustls::client::ResolvesClientCert;
+    use rustls::sign::CertifiedKey;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Records whether the server sent a CertificateRequest; presents nothing.
+    #[derive(Debug, Default)]
+    struct Asked(AtomicBool);
+
+    impl ResolvesClientCert for Asked {
+        fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            self.0.store(true, Ordering::SeqCst);
+            None
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    /// A front with one profile that requires client certificates, and the validation
+    /// configuration beside it; a client offering `alpn` to it (trusting the server's
+    /// self-signed certificate): the ALPN it got, and whether it was asked for a certificate.
+    async fn handshake(alpn: &[u8]) -> (Option<Vec<u8>>, bool) {
+        let p = provider();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let served = CertifiedKey::from_der(vec![cert.der().clone()], der, &p).unwrap();
+        // The same certificate for every handshake (validations included): what is tested is
+        // which configuration answers, not the validation certificate itself.
+        let mut resolver = rustls::server::ResolvesServerCertUsingSni::new();
+        resolver.add("a.test", served).unwrap();
+        let resolver = Arc::new(resolver);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots.clone()),
+            p.clone(),
+        )
+        .build()
+        .unwrap();
+        let mtls = Offer {
+            client_auth: Some(verifier),
+            ..Offer::http(true)
+        };
+        let validations = Offer {
+            alpn: Vec::new(),
+            acme: true,
+            client_auth: None,
+        };
+        let policy = crate::config::TlsPolicy::Intermediate;
+        let profile = server_config(policy, p.clone(), resolver.clone(), mtls).unwrap();
+        let acme = server_config(policy, p.clone(), resolver, validations).unwrap();
+        let front = TlsFront::new(vec![(vec!["a.test".into()], profile)], false, Some(acme));
+        let asked = Arc::new(Asked::default());
+        let mut client = rustls::ClientConfig::builder_with_provider(p)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(asked.clone());
+        client.alpn_protocols = vec![alpn.to_vec()];
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move { front.accept(far).await.map(drop) });
+        let name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, near)
+            .await
+            .unwrap();
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        drop(tls);
+        let _ = server.await;
+        (alpn, asked.0.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn acme_validations_are_never_asked_for_a_client_certificate() {
+        let (alpn, asked) = handshake(crate::acme::ACME_TLS_ALPN).await;
+        assert_eq!(alpn.as_deref(), Some(crate::acme::ACME_TLS_ALPN));
+        assert!(!asked, "the validation was asked for a client certificate");
+        // The site's own handshakes are.
+        let (alpn, asked) = handshake(crate::tls::ALPN_H2).await;
+        assert_eq!(alpn.as_deref(), Some(crate::tls::ALPN_H2));
+        assert!(asked);
     }
 }

@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::server::ServerConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -77,21 +76,15 @@ pub struct TunnelListener {
 }
 
 impl TunnelListener {
-    /// Tunnels terminating TLS on one port, each with its names and TLS configuration.
+    /// Tunnels terminating TLS on one port: `tls` picks one of `endpoints` (by its profile).
     pub fn terminating(
-        tunnels: Vec<(Vec<String>, Arc<ServerConfig>, Endpoint)>,
-        reject_unknown: bool,
+        tls: TlsFront,
+        endpoints: Vec<Endpoint>,
         handshake_timeout: Duration,
         log_connections: bool,
     ) -> Self {
-        let mut profiles = Vec::new();
-        let mut endpoints = Vec::new();
-        for (names, config, endpoint) in tunnels {
-            profiles.push((names, config));
-            endpoints.push(endpoint);
-        }
         TunnelListener {
-            front: Some(TlsFront::new(profiles, reject_unknown)),
+            front: Some(tls),
             endpoints,
             handshake_timeout,
             log_connections,

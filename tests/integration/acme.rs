@@ -482,3 +482,36 @@ fn a_tunnel_gets_its_certificate_over_tls_alpn01_and_relays_with_it() {
     let alpn = client::client_config(&pem, &[b"acme-tls/1"]);
     assert!(client::connect(server.tunnel("echo"), SITE, alpn).is_err());
 }
+
+/// A site that requires client certificates still passes TLS-ALPN-01: the CA's validation
+/// connection is never asked for a certificate it does not have.
+#[test]
+fn a_site_requiring_client_certificates_still_gets_its_certificate_over_tls_alpn01() {
+    let https = free_port();
+    let pebble = Pebble::start(Options::ports(free_port(), https));
+    let storage = tempfile::tempdir().unwrap();
+    let clients = crate::support::pki::TestPki::named("ACME site client CA");
+    let mut yaml = acme_yaml(&pebble, https, None, "", storage.path());
+    yaml.push_str(&format!(
+        "    client_auth: {{ca: {}}}\n",
+        clients.ca_path.display()
+    ));
+    let server = Candado::from_yaml(&yaml, &[]);
+    wait_for(&server, "ACME certificate obtained and now served", 60);
+    let alice = clients.client_leaf("alice", "alice", &[]);
+    let resolve = format!("{SITE}:{https}:127.0.0.1");
+    let url = format!("https://{SITE}:{https}/");
+    let trust = pebble.trust_file();
+    let args = [
+        "--resolve",
+        &resolve,
+        "--cacert",
+        trust.to_str().unwrap(),
+        "--cert",
+        alice.cert.to_str().unwrap(),
+        "--key",
+        alice.key.to_str().unwrap(),
+    ];
+    let res = curl_raw(&url, &args);
+    assert_eq!(res.status, 200, "{}", res.text());
+}
