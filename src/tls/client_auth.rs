@@ -18,6 +18,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
+use x509_parser::x509::X509Name;
 
 use crate::config::{AllowList, ClientAuth, ClientCa};
 
@@ -216,7 +217,8 @@ pub fn refusal_reason(error: &std::io::Error) -> Option<String> {
 /// What a verified client certificate says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
-    /// The subject, RFC 4514 style (`CN=alice, O=Example`).
+    /// The subject as RFC 4514 writes it (`CN=alice,O=Example`, like nginx's
+    /// `$ssl_client_s_dn`).
     pub subject: String,
     pub common_names: Vec<String>,
     /// Subject alternative names, each with its kind: `DNS:a.test`, `URI:spiffe://…`.
@@ -250,7 +252,7 @@ impl ClientIdentity {
             })
             .unwrap_or_default();
         Some(ClientIdentity {
-            subject: cert.subject().to_string(),
+            subject: rfc4514(cert.subject()),
             common_names,
             sans,
             fingerprint: Sha256::digest(der).into(),
@@ -296,6 +298,52 @@ impl ClientIdentity {
         };
         format!("{who} (SHA-256 {}…)", &self.fingerprint_hex()[..16])
     }
+}
+
+/// A name as RFC 4514 writes it: the last RDN first, `,` between RDNs, `+` inside one, and
+/// special characters escaped (§2.4), so that a value cannot pose as another attribute.
+fn rfc4514(name: &X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let attribute = |atv: &x509_parser::x509::AttributeTypeAndValue<'_>| {
+        let key = x509_parser::objects::oid2abbrev(atv.attr_type(), registry)
+            .map(str::to_owned)
+            .unwrap_or_else(|_| atv.attr_type().to_id_string());
+        let value = match atv.as_str() {
+            Ok(v) => escape_rfc4514(v),
+            // Not a string: its octets in hex, as §2.4 allows.
+            Err(_) => format!("#{}", hex(atv.attr_value().data)),
+        };
+        format!("{key}={value}")
+    };
+    let mut rdns: Vec<String> = name
+        .iter()
+        .map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+"))
+        .collect();
+    rdns.reverse();
+    rdns.join(",")
+}
+
+fn escape_rfc4514(v: &str) -> String {
+    let last = v.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => out.push('\\'),
+            '#' | ' ' if i == 0 => out.push('\\'),
+            ' ' if i == last => out.push('\\'),
+            '\0' => {
+                out.push_str("\\00");
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn san_text(name: &GeneralName<'_>) -> Option<String> {
@@ -365,6 +413,34 @@ mod tests {
         );
         assert!(id.pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert!(id.describe().starts_with("CN=alice (SHA-256 "));
+    }
+
+    /// openssl's `-nameopt RFC2253` is the judge: nginx's `$ssl_client_s_dn` prints the same.
+    #[test]
+    fn subjects_are_written_as_openssl_writes_rfc_2253_names() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        let dn = &mut params.distinguished_name;
+        dn.push(rcgen::DnType::CountryName, "ES");
+        dn.push(rcgen::DnType::OrganizationName, "Example, Inc.");
+        dn.push(rcgen::DnType::CommonName, "#alice+admin ");
+        let cert = params.self_signed(&key).unwrap();
+        let id = ClientIdentity::from_der(cert.der()).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), cert.pem()).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let judged = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(format!("subject={}\n", id.subject), judged);
+        assert!(
+            id.subject.contains(r"CN=\#alice\+admin\ "),
+            "{}",
+            id.subject
+        );
+        assert_eq!(id.common_names, ["#alice+admin "]);
     }
 
     #[test]
