@@ -465,15 +465,9 @@ fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, Pat
 
 fn single_site_config(site: Site, allow_expired: bool) -> Config {
     Config {
-        tls_policy: config::TlsPolicy::Intermediate,
-        unknown_sni: config::UnknownSni::default(),
-        timeouts: Default::default(),
-        limits: Default::default(),
-        log: Default::default(),
         sites: vec![site],
-        tunnels: Vec::new(),
         allow_expired,
-        acme: Default::default(),
+        ..Config::default()
     }
 }
 
@@ -539,7 +533,7 @@ fn ca(command: CaCommand) -> Result<()> {
             println!("development CA {what}: {}", ca.cert_path().display());
         }
         CaCommand::Path => {
-            let path = dir.join("ca").join("ca.crt");
+            let path = devca::ca_cert_path(&dir);
             if !path.exists() {
                 bail!(
                     "no development CA yet in {}: create it with `candado ca init`",

@@ -30,6 +30,11 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".candado"))
 }
 
+/// Where the CA certificate of the development CA in `data_dir` is (or will be).
+pub fn ca_cert_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ca").join("ca.crt")
+}
+
 pub struct DevCa {
     dir: PathBuf,
     cert_pem: String,

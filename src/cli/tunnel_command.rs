@@ -80,12 +80,6 @@ fn tunnel_config(args: &TunnelArgs) -> Result<Config> {
         false => server_mode(args, alpn)?,
     };
     let mut config = Config {
-        tls_policy: config::TlsPolicy::Intermediate,
-        unknown_sni: Default::default(),
-        timeouts: Default::default(),
-        limits: Default::default(),
-        log: Default::default(),
-        sites: Vec::new(),
         tunnels: vec![Tunnel {
             name: args.listen.clone(),
             listen,
@@ -93,8 +87,7 @@ fn tunnel_config(args: &TunnelArgs) -> Result<Config> {
             idle_timeout,
             mode,
         }],
-        allow_expired: false,
-        acme: Default::default(),
+        ..Config::default()
     };
     if let Some(LogFormatArg::Json) = args.log_format {
         config.log.format = LogFormat::Json;
@@ -108,13 +101,9 @@ fn client_mode(args: &TunnelArgs, to: &str, alpn: Vec<Vec<u8>>) -> Result<Tunnel
             "--client-ca, --proxy-protocol and --name are for tunnels that accept TLS; with --tls-client the tunnel accepts plain TCP"
         );
     }
-    let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
     let server_name = match &args.server_name {
         Some(n) => config::parse_site_name(n).map_err(|e| anyhow::anyhow!("--server-name: {e}"))?,
-        None => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
+        None => config::host_of(to).to_owned(),
     };
     Ok(TunnelMode::Client(TunnelClient {
         ca: args.ca.clone(),

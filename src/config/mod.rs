@@ -16,7 +16,7 @@ use serde_saphyr::Spanned;
 
 pub use model::*;
 use raw::{RawAcme, RawCertificate, RawConfig, RawSite};
-pub use tunnels::{parse_host_port, parse_spki_pin};
+pub use tunnels::{host_of, parse_host_port, parse_spki_pin};
 
 /// Which dialect a file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,9 @@ use http::{HeaderName, HeaderValue};
 
 use super::defaults;
 
-#[derive(Debug, Clone)]
+/// The validated configuration. `Default` is nothing served with every setting at its
+/// default, for the command-line modes to fill in.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     pub tls_policy: TlsPolicy,
     pub unknown_sni: UnknownSni,
@@ -77,9 +79,10 @@ pub enum WhilePending {
     LocalCa,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsPolicy {
     /// TLS 1.3 and 1.2, forward-secret AEAD suites only (Mozilla "intermediate").
+    #[default]
     Intermediate,
     /// TLS 1.3 only (Mozilla "modern").
     Modern,

@@ -96,15 +96,8 @@ pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
     match p.0.is_empty() {
         true => Ok((
             Config {
-                tls_policy: TlsPolicy::Intermediate,
-                unknown_sni: UnknownSni::default(),
-                timeouts: Timeouts::default(),
-                limits: Limits::default(),
-                log: LogSettings::default(),
                 sites: vec![site],
-                tunnels: Vec::new(),
-                allow_expired: false,
-                acme: Default::default(),
+                ..Config::default()
             },
             warnings,
         )),

@@ -103,19 +103,9 @@ fn validate_tunnel(
                     }
                 },
             };
-            // No names: a certificate for this machine's local names, never an ACME one.
-            let cert_names = match names.is_empty() {
-                true => vec!["localhost".to_owned()],
-                false => names.clone(),
-            };
             TunnelMode::Server(TunnelServer {
-                certificate: cert_source(
-                    raw.certificate,
-                    &cert_names,
-                    base,
-                    &key("certificate"),
-                    p,
-                ),
+                // No names: the local CA's certificate for this machine's names, never ACME.
+                certificate: cert_source(raw.certificate, &names, base, &key("certificate"), p),
                 names,
                 alpn: validate_alpn(raw.alpn, &key("alpn"), p),
                 proxy_protocol,
@@ -165,10 +155,7 @@ fn validate_tls_client(
                 parse_site_name(&n.value),
             )
             .unwrap_or_default(),
-        None => host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
+        None => host.to_owned(),
     };
     let identity = match (raw.cert, raw.key) {
         (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
@@ -326,8 +313,11 @@ pub fn parse_host_port(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-fn host_of(to: &str) -> &str {
-    to.rsplit_once(':').map_or(to, |(h, _)| h)
+/// The host of a `HOST:PORT` (brackets taken off an IPv6 address): the name a client-mode
+/// tunnel verifies unless told otherwise.
+pub fn host_of(to: &str) -> &str {
+    let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Tunnels sharing a port all accept TLS and are told apart by SNI; no tunnel may take an

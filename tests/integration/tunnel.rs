@@ -502,6 +502,35 @@ fn an_upstream_that_refuses_closes_the_client_connection_and_the_log_says_so() {
     );
 }
 
+/// A tunnel, its CA and its echo upstream, for tests where one client gets in and another
+/// does not.
+struct LetsIn<'a> {
+    server: &'a Candado,
+    tunnel: &'a str,
+    pki: &'a TestPki,
+    echo: &'a Echo,
+}
+
+impl LetsIn<'_> {
+    /// `allowed` reaches the echo; `turned_away` gets only an alert and the log says `reason`;
+    /// the upstream saw only the allowed client.
+    fn only(&self, allowed: &Leaf, turned_away: &Leaf, reason: &str) {
+        let addr = self.server.tunnel(self.tunnel);
+        let sni = format!("{}.test", self.tunnel);
+        let config = |leaf| tls_config(&self.pki.ca_pem, Some(leaf), &[]);
+        let got = exchange(addr, &sni, config(allowed), b"let me in")
+            .unwrap_or_else(|e| panic!("the allowed client: {e}\n{}", self.server.log()));
+        assert_eq!(got.reply, reply_to(b"let me in"));
+        assert_alert(&refused(addr, &sni, config(turned_away)));
+        assert_refusal_logged(self.server, self.tunnel, reason);
+        assert_eq!(
+            self.echo.accepted(),
+            1,
+            "the upstream saw only the allowed client"
+        );
+    }
+}
+
 /// `allow: {cn: [alice]}`: alice's certificate passes, bob's (same CA) is refused with an
 /// alert and the log says he is not in the allow list.
 #[test]
@@ -517,22 +546,13 @@ fn a_certificate_whose_cn_is_not_in_the_allow_list_is_refused_and_a_listed_one_p
         &leaf,
         &required(&pki.ca_path, "      allow: {cn: [alice]}\n"),
     )]);
-    let addr = server.tunnel("gate");
-    let got = exchange(
-        addr,
-        "gate.test",
-        tls_config(&pki.ca_pem, Some(&alice), &[]),
-        b"alice",
-    )
-    .unwrap_or_else(|e| panic!("alice: {e}\n{}", server.log()));
-    assert_eq!(got.reply, reply_to(b"alice"));
-    assert_alert(&refused(
-        addr,
-        "gate.test",
-        tls_config(&pki.ca_pem, Some(&bob), &[]),
-    ));
-    assert_refusal_logged(&server, "gate", "not in the allow list");
-    assert_eq!(echo.accepted(), 1, "the upstream saw only alice");
+    let lets_in = LetsIn {
+        server: &server,
+        tunnel: "gate",
+        pki: &pki,
+        echo: &echo,
+    };
+    lets_in.only(&alice, &bob, "not in the allow list");
 }
 
 /// The SHA-256 of a certificate's SubjectPublicKeyInfo, in lowercase hex.
@@ -566,22 +586,13 @@ fn a_pinned_public_key_passes_and_any_other_key_is_refused() {
             ),
         ),
     )]);
-    let addr = server.tunnel("pin");
-    let got = exchange(
-        addr,
-        "pin.test",
-        tls_config(&pki.ca_pem, Some(&carol), &[]),
-        b"carol",
-    )
-    .unwrap_or_else(|e| panic!("carol: {e}\n{}", server.log()));
-    assert_eq!(got.reply, reply_to(b"carol"));
-    assert_alert(&refused(
-        addr,
-        "pin.test",
-        tls_config(&pki.ca_pem, Some(&dave), &[]),
-    ));
-    assert_refusal_logged(&server, "pin", "not in the allow list");
-    assert_eq!(echo.accepted(), 1);
+    let lets_in = LetsIn {
+        server: &server,
+        tunnel: "pin",
+        pki: &pki,
+        echo: &echo,
+    };
+    lets_in.only(&carol, &dave, "not in the allow list");
 }
 
 /// With a CRL that revokes eve's serial number, eve is refused and the log says `revoked`;
@@ -600,22 +611,13 @@ fn a_certificate_revoked_by_the_crl_is_refused_and_the_log_says_revoked() {
         &leaf,
         &required(&pki.ca_path, &format!("      crl: [{}]\n", crl.display())),
     )]);
-    let addr = server.tunnel("crl");
-    let got = exchange(
-        addr,
-        "crl.test",
-        tls_config(&pki.ca_pem, Some(&frank), &[]),
-        b"frank",
-    )
-    .unwrap_or_else(|e| panic!("frank: {e}\n{}", server.log()));
-    assert_eq!(got.reply, reply_to(b"frank"));
-    assert_alert(&refused(
-        addr,
-        "crl.test",
-        tls_config(&pki.ca_pem, Some(&eve), &[]),
-    ));
-    assert_refusal_logged(&server, "crl", "revoked");
-    assert_eq!(echo.accepted(), 1);
+    let lets_in = LetsIn {
+        server: &server,
+        tunnel: "crl",
+        pki: &pki,
+        echo: &echo,
+    };
+    lets_in.only(&frank, &eve, "revoked");
 }
 
 /// A new CRL is picked up without a signal or a restart, like a renewed certificate: frank
