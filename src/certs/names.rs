@@ -24,13 +24,14 @@ impl<T: Clone> NameTable<T> {
     }
 
     /// Adds `names` (lower-case; `*.parent` for wildcards); the first entry added is also
-    /// the default.
+    /// the default, and a name already added keeps its first entry.
     pub fn insert(&mut self, names: &[String], value: T) {
         for n in names {
-            match n.strip_prefix("*.") {
-                Some(parent) => self.wildcard.insert(parent.to_owned(), value.clone()),
-                None => self.exact.insert(n.clone(), value.clone()),
+            let (table, key) = match n.strip_prefix("*.") {
+                Some(parent) => (&mut self.wildcard, parent),
+                None => (&mut self.exact, n.as_str()),
             };
+            table.entry(key.to_owned()).or_insert_with(|| value.clone());
         }
         self.default.get_or_insert(value);
     }

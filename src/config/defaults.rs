@@ -23,6 +23,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection with no request in flight and no bytes moving is closed after this long
 /// (nginx keep-alive: 75 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// A response (static or proxied, HTTP/1.1 or an HTTP/2 stream) whose client takes none of
+/// it for this long is aborted, releasing its file or upstream (nginx `send_timeout`: 60 s).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// An upgraded connection (WebSocket over HTTP/1.1 or RFC 8441) with no byte moving either way
+/// for this long is closed (nginx `proxy_read_timeout` would close it after 60 s; chat
+/// clients that ping less often than that are common, so 10 min).
+pub const UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 

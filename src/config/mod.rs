@@ -184,6 +184,8 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
             ("handshake", t.handshake, &mut timeouts.handshake),
             ("header_read", t.header_read, &mut timeouts.header_read),
             ("idle", t.idle, &mut timeouts.idle),
+            ("write", t.write, &mut timeouts.write),
+            ("upgrade_idle", t.upgrade_idle, &mut timeouts.upgrade_idle),
             ("shutdown", t.shutdown, &mut timeouts.shutdown),
         ] {
             if let Some(s) = field {

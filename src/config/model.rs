@@ -98,11 +98,15 @@ pub enum UnknownSni {
     Reject,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub handshake: Duration,
     pub header_read: Duration,
     pub idle: Duration,
+    /// A response the client reads nothing of for this long is aborted.
+    pub write: Duration,
+    /// An upgraded connection (WebSocket) with no byte moving either way for this long is closed.
+    pub upgrade_idle: Duration,
     pub shutdown: Duration,
 }
 
@@ -112,12 +116,14 @@ impl Default for Timeouts {
             handshake: defaults::HANDSHAKE_TIMEOUT,
             header_read: defaults::HEADER_READ_TIMEOUT,
             idle: defaults::IDLE_TIMEOUT,
+            write: defaults::WRITE_TIMEOUT,
+            upgrade_idle: defaults::UPGRADE_IDLE_TIMEOUT,
             shutdown: defaults::SHUTDOWN_TIMEOUT,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_header_bytes: usize,
     pub max_connections: usize,

@@ -101,6 +101,8 @@ pub(crate) struct RawTimeouts {
     pub handshake: Option<Spanned<String>>,
     pub header_read: Option<Spanned<String>>,
     pub idle: Option<Spanned<String>>,
+    pub write: Option<Spanned<String>>,
+    pub upgrade_idle: Option<Spanned<String>>,
     pub shutdown: Option<Spanned<String>>,
 }
 

@@ -1,6 +1,8 @@
 //! HTTP basic auth (RFC 7617) in front of a subtree, proxied paths included. Hashes are
-//! bcrypt or argon2; verifying one costs tens of milliseconds, so it runs on the blocking pool
-//! and a successful check is remembered (by a SHA-256 of the credentials, never in clear).
+//! bcrypt or argon2; verifying one costs tens of milliseconds (and argon2 19 MiB), so it runs
+//! on threads of its own, one per core (a flood of wrong passwords queues briefly, then gets
+//! 503, instead of taking gigabytes), and a successful check is remembered (by a SHA-256 of
+//! the credentials, never in clear).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -15,6 +17,64 @@ use crate::config::{AuthRule, PasswordCheck, path_in_prefix};
 
 /// Remembered successful logins at most; beyond that the cache starts over.
 const CACHE_LIMIT: usize = 10_000;
+
+/// How long a password check waits for a free core before the client is told to come back.
+const VERIFY_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Password checks run on a few threads of their own, one per core, fed through a queue that
+/// admits one check per thread. Their own threads, not tokio's blocking pool: every thread
+/// that ever ran an argon2 check keeps its 19 MiB in its malloc arena, and the pool may use
+/// hundreds of threads over time.
+struct Verifier {
+    admitted: tokio::sync::Semaphore,
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+type Job = (PasswordCheck, String, tokio::sync::oneshot::Sender<bool>);
+
+static VERIFIER: std::sync::LazyLock<Verifier> = std::sync::LazyLock::new(|| {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(threads);
+    let queue = std::sync::Arc::new(Mutex::new(queue));
+    for i in 0..threads {
+        let queue = queue.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("candado-password-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((check, password, reply)) = job else {
+                        return;
+                    };
+                    let _ = reply.send(verify(&check, &password));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a password-check thread: {e}");
+        }
+    }
+    Verifier {
+        admitted: tokio::sync::Semaphore::new(threads),
+        jobs,
+    }
+});
+
+/// Checks `password` on the verifier threads; `None` when they stayed busy for the queue wait.
+async fn verify_bounded(check: &PasswordCheck, password: String) -> Option<bool> {
+    let v = &*VERIFIER;
+    let permit = tokio::time::timeout(VERIFY_QUEUE_WAIT, v.admitted.acquire())
+        .await
+        .ok()?
+        .ok()?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    v.jobs.try_send((check.clone(), password, reply)).ok()?;
+    let ok = answer.await.unwrap_or(false);
+    drop(permit);
+    Some(ok)
+}
 
 pub struct BasicAuth {
     /// Longest prefix first.
@@ -59,10 +119,10 @@ impl BasicAuth {
         if self.remembered(&key) {
             return Ok(true);
         }
-        let check = check.clone();
-        let ok = tokio::task::spawn_blocking(move || verify(&check, &password))
-            .await
-            .unwrap_or(false);
+        let Some(ok) = verify_bounded(check, password).await else {
+            tracing::warn!(user = %user, path = %rule.prefix, "basic auth: too many password checks at once, answered 503");
+            return Err(busy());
+        };
         if !ok {
             tracing::warn!(user = %user, path = %rule.prefix, "basic auth: wrong password");
             return Err(challenge(&rule.prefix));
@@ -107,14 +167,47 @@ fn verify(check: &PasswordCheck, password: &str) -> bool {
         PasswordCheck::Plain(expected) => {
             bool::from(expected.as_bytes().ct_eq(password.as_bytes()))
         }
-        PasswordCheck::Hash(h) if h.starts_with("$argon2") => {
-            use argon2::PasswordVerifier;
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), h.as_str())
-                .is_ok()
-        }
+        PasswordCheck::Hash(h) if h.starts_with("$argon2") => verify_argon2(h, password.as_bytes()),
         PasswordCheck::Hash(h) => bcrypt::verify(password, h).unwrap_or(false),
     }
+}
+
+/// An argon2 check in memory this thread keeps for the next one: argon2 fills 19 MiB (with
+/// the usual parameters) per check, and memory freed and allocated again on every check is
+/// kept by the allocator many times over.
+fn verify_argon2(hash: &str, password: &[u8]) -> bool {
+    use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+    thread_local! {
+        static MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    let mut out = vec![0u8; expected.len()];
+    let hashed = MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+            .is_ok()
+    });
+    hashed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// The user and password of an `Authorization: Basic …` header.
@@ -141,6 +234,16 @@ fn challenge(realm: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
+    res
+}
+
+fn busy() -> Response<Body> {
+    let mut res = error::page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many sign-ins at once: try again in a moment.",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res
 }
 

@@ -77,6 +77,8 @@ pub struct ConnInfo {
     pub tls_site: usize,
     /// The verified client certificate, when the client presented one (mutual TLS).
     pub client: Option<Arc<crate::tls::ClientIdentity>>,
+    /// How long an upgraded connection (WebSocket) may stay silent both ways.
+    pub upgrade_idle: std::time::Duration,
 }
 
 /// One site as the request path sees it: its names, its handlers and the headers it adds.
@@ -139,11 +141,17 @@ impl SiteHandler {
         if let Some(res) = redirect::exact(&self.site.redirects, req.uri()) {
             return res;
         }
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.route.matches(req.uri().path()));
+        if route.is_none()
+            && let Err(res) = discard_body(req.body_mut(), self.site.max_body_bytes).await
+        {
+            return res;
+        }
         let path = req.uri().path();
-        match (
-            self.routes.iter().find(|r| r.route.matches(path)),
-            &self.files,
-        ) {
+        match (route, &self.files) {
             (Some(rh), _) if !client_allowed(rh, conn) => {
                 tracing::warn!(
                     site = %self.site.primary_name(),
@@ -169,6 +177,36 @@ impl SiteHandler {
             _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
         }
     }
+}
+
+/// Reads and drops a request body that nothing here uses, before answering: its framing errors
+/// are then found and blamed on the client (over HTTP/2 a stream error, RFC 9113 §8.1.1),
+/// rather than lost behind an early answer.
+async fn discard_body(body: &mut Incoming, limit: u64) -> Result<(), Response<Body>> {
+    let mut seen = 0u64;
+    while !http_body::Body::is_end_stream(body) {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        match frame {
+            Ok(f) => {
+                seen += f.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > limit {
+                    return Err(error::page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "The request body is larger than this site accepts.",
+                    ));
+                }
+            }
+            Err(_) => {
+                return Err(error::page(
+                    StatusCode::BAD_REQUEST,
+                    "The request body is malformed or was cut off.",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A route with `allow_clients` lets through only the certificates it names.
@@ -200,9 +238,13 @@ fn security_headers(site: &Site) -> HeaderMap {
     h
 }
 
-/// The sites of one listener, chosen by the request's host.
+/// The sites of one listener, chosen by the request's host with the rule TLS uses for SNI
+/// (exact names before wildcards, whatever the config order), so that the certificate, the
+/// content and the access rules always come from the same site.
 pub struct Router {
     sites: Vec<Arc<SiteHandler>>,
+    /// Host → index in `sites`.
+    names: crate::certs::NameTable<usize>,
     access_log: bool,
     /// ACME HTTP-01 tokens, answered on plain HTTP before any redirect.
     challenges: Option<Arc<crate::acme::Challenges>>,
@@ -210,8 +252,13 @@ pub struct Router {
 
 impl Router {
     pub fn new(sites: Vec<Arc<SiteHandler>>, access_log: bool) -> Self {
+        let mut names = crate::certs::NameTable::new(true);
+        for (i, s) in sites.iter().enumerate() {
+            names.insert(&s.site.names, i);
+        }
         Router {
             sites,
+            names,
             access_log,
             challenges: None,
         }
@@ -228,7 +275,12 @@ impl Router {
     }
 
     pub fn site_for(&self, host: &str) -> Option<&Arc<SiteHandler>> {
-        self.sites.iter().find(|s| s.site.matches(host))
+        self.site_index(host).map(|(_, s)| s)
+    }
+
+    fn site_index(&self, host: &str) -> Option<(usize, &Arc<SiteHandler>)> {
+        let i = *self.names.get(Some(host))?;
+        Some((i, self.sites.get(i)?))
     }
 
     pub fn sites(&self) -> &[Arc<SiteHandler>] {
@@ -253,12 +305,7 @@ impl Router {
             Ok(h) => h,
             Err(e) => return error::page(StatusCode::BAD_REQUEST, &e.to_string()),
         };
-        let Some((index, site)) = self
-            .sites
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.site.matches(&host))
-        else {
+        let Some((index, site)) = self.site_index(&host) else {
             return error::page(
                 StatusCode::MISDIRECTED_REQUEST,
                 &format!("This server has no site named {host}."),

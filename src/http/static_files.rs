@@ -9,10 +9,11 @@ use std::fs::Metadata;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -29,72 +30,25 @@ const STREAM_CHUNK: usize = 64 * 1024;
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
 pub struct StaticFiles {
-    /// Canonical, so that resolved paths can be compared with it.
-    root: PathBuf,
-    /// The root folder, opened once: files are opened relative to it.
-    root_dir: std::fs::File,
-    options: StaticOptions,
+    root: Arc<Root>,
     welcome: bool,
 }
 
-/// Why a request path was refused before touching the file system.
-#[derive(Debug, PartialEq, Eq)]
-enum PathRefusal {
-    /// `..`, `.`, encoded slashes, backslashes, NUL: an attempt to leave the root.
-    Traversal,
-    /// A segment starting with a dot (`.git`, `.env`).
-    Hidden,
+/// The root folder and how files are opened inside it; shared with the bodies of large files,
+/// which open their file again only when the client is ready to take it.
+struct Root {
+    /// Canonical, so that resolved paths can be compared with it.
+    path: PathBuf,
+    /// The root folder, opened once: files are opened relative to it.
+    dir: std::fs::File,
+    options: StaticOptions,
 }
 
-impl StaticFiles {
-    pub fn new(root: &Path, options: StaticOptions, welcome: bool) -> std::io::Result<Self> {
-        let root = root.canonicalize()?;
-        Ok(StaticFiles {
-            root_dir: std::fs::File::open(&root)?,
-            root,
-            options,
-            welcome,
-        })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut res = page(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "This address serves files: only GET and HEAD are allowed.",
-            );
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return res;
-        }
-        let raw_path = req.uri().path();
-        let segments = match decode_path(raw_path, self.options.hidden) {
-            Ok(s) => s,
-            Err(PathRefusal::Traversal) => {
-                return page(StatusCode::BAD_REQUEST, "The path is not allowed.");
-            }
-            Err(PathRefusal::Hidden) => return not_found(raw_path),
-        };
-        let rel: PathBuf = segments.iter().map(|s| OsStr::from_bytes(s)).collect();
-        let Some((file, meta)) = self.open(&rel) else {
-            return self.missing(raw_path, segments.is_empty());
-        };
-        if meta.is_dir() {
-            return self
-                .serve_dir(req, &rel, raw_path, segments.is_empty())
-                .await;
-        }
-        serve_file(req, &rel, file, &meta).await
-    }
-
+impl Root {
     /// Opens `rel` (plain names only) inside the root: a regular file or a folder.
     fn open(&self, rel: &Path) -> Option<(std::fs::File, Metadata)> {
         let file = match self.options.follow_symlinks {
-            true => std::fs::File::open(self.root.join(rel)).ok()?,
+            true => std::fs::File::open(self.path.join(rel)).ok()?,
             false => self.open_beneath(rel)?,
         };
         let meta = file.metadata().ok()?;
@@ -111,7 +65,7 @@ impl StaticFiles {
         // NONBLOCK: a FIFO in the root must not hang the server; regular files ignore it.
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        match rustix::fs::openat2(&self.root_dir, path, flags, Mode::empty(), resolve) {
+        match rustix::fs::openat2(&self.dir, path, flags, Mode::empty(), resolve) {
             Ok(fd) => Some(std::fs::File::from(fd)),
             // NOSYS: kernel before 5.6. XDEV: the kernel saw an absolute symlink or one that
             // leaves the root; an absolute one may still land inside, which the slow path allows.
@@ -123,12 +77,70 @@ impl StaticFiles {
     /// The slow path: resolve every symlink, then check that the result is still inside the
     /// root and not hidden.
     fn open_canonical(&self, rel: &Path) -> Option<std::fs::File> {
-        let resolved = self.root.join(rel).canonicalize().ok()?;
-        let inside = resolved.strip_prefix(&self.root).ok()?;
+        let resolved = self.path.join(rel).canonicalize().ok()?;
+        let inside = resolved.strip_prefix(&self.path).ok()?;
         if !self.options.hidden && inside.components().any(|c| is_hidden(c.as_os_str())) {
             return None;
         }
         std::fs::File::open(resolved).ok()
+    }
+}
+
+/// Why a request path was refused before touching the file system.
+#[derive(Debug, PartialEq, Eq)]
+enum PathRefusal {
+    /// `..`, `.`, encoded slashes, backslashes, NUL: an attempt to leave the root.
+    Traversal,
+    /// A segment starting with a dot (`.git`, `.env`).
+    Hidden,
+}
+
+impl StaticFiles {
+    pub fn new(root: &Path, options: StaticOptions, welcome: bool) -> std::io::Result<Self> {
+        let path = root.canonicalize()?;
+        let root = Root {
+            dir: std::fs::File::open(&path)?,
+            path,
+            options,
+        };
+        Ok(StaticFiles {
+            root: Arc::new(root),
+            welcome,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root.path
+    }
+
+    pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut res = page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This address serves files: only GET and HEAD are allowed.",
+            );
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return res;
+        }
+        let raw_path = req.uri().path();
+        let segments = match decode_path(raw_path, self.root.options.hidden) {
+            Ok(s) => s,
+            Err(PathRefusal::Traversal) => {
+                return page(StatusCode::BAD_REQUEST, "The path is not allowed.");
+            }
+            Err(PathRefusal::Hidden) => return not_found(raw_path),
+        };
+        let rel: PathBuf = segments.iter().map(|s| OsStr::from_bytes(s)).collect();
+        let Some((file, meta)) = self.root.open(&rel) else {
+            return self.missing(raw_path, segments.is_empty());
+        };
+        if meta.is_dir() {
+            return self
+                .serve_dir(req, &rel, raw_path, segments.is_empty())
+                .await;
+        }
+        serve_file(req, (&self.root, &rel), file, &meta).await
     }
 
     async fn serve_dir<B>(
@@ -148,11 +160,11 @@ impl StaticFiles {
             return moved(&location);
         }
         let index = rel.join("index.html");
-        if let Some((file, meta)) = self.open(&index).filter(|(_, m)| m.is_file()) {
-            return serve_file(req, &index, file, &meta).await;
+        if let Some((file, meta)) = self.root.open(&index).filter(|(_, m)| m.is_file()) {
+            return serve_file(req, (&self.root, &index), file, &meta).await;
         }
-        if self.options.listing {
-            return self.listing(&self.root.join(rel), raw_path);
+        if self.root.options.listing {
+            return self.listing(&self.root.path.join(rel), raw_path);
         }
         self.missing(raw_path, is_root)
     }
@@ -161,7 +173,10 @@ impl StaticFiles {
         if is_root && self.welcome {
             return html(
                 StatusCode::OK,
-                WELCOME_PAGE.replace("{root}", &escape_html(&self.root.display().to_string())),
+                WELCOME_PAGE.replace(
+                    "{root}",
+                    &escape_html(&self.root.path.display().to_string()),
+                ),
             );
         }
         not_found(raw_path)
@@ -173,7 +188,7 @@ impl StaticFiles {
         };
         let mut names: Vec<(String, bool)> = entries
             .filter_map(Result::ok)
-            .filter(|e| self.options.hidden || !is_hidden(&e.file_name()))
+            .filter(|e| self.root.options.hidden || !is_hidden(&e.file_name()))
             .map(|e| {
                 (
                     e.file_name().to_string_lossy().into_owned(),
@@ -388,10 +403,10 @@ fn content_type(path: &Path) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-/// Answers with `file` (already open); `path` only chooses the MIME type and names it in logs.
+/// Answers with `file` (already open) found at `path` in `root`; `path` chooses the MIME type.
 async fn serve_file<B>(
     req: &Request<B>,
-    path: &Path,
+    (root, path): (&Arc<Root>, &Path),
     file: std::fs::File,
     meta: &Metadata,
 ) -> Response<Body> {
@@ -446,7 +461,7 @@ async fn serve_file<B>(
     if req.method() == Method::HEAD || count == 0 {
         return res;
     }
-    match body_for(file, start, count).await {
+    match body_for((root, path), file, start, count) {
         Ok(body) => {
             *res.body_mut() = body;
             res
@@ -461,18 +476,81 @@ async fn serve_file<B>(
     }
 }
 
-/// Small files are read at once (page-cache reads cost less than a thread hand-off); larger
-/// ones stream through tokio's blocking pool without holding the whole file in memory.
-async fn body_for(mut file: std::fs::File, start: u64, count: u64) -> std::io::Result<Body> {
-    if count <= READ_WHOLE_LIMIT {
-        let mut buf = vec![0u8; count as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, start)?;
-        return Ok(full(Bytes::from(buf)));
+/// Small files are read at once (page-cache reads cost less than a thread hand-off). Larger
+/// ones stream through tokio's blocking pool without holding the whole file in memory: their
+/// first chunk is read now, and the file is closed and opened again only when the client has
+/// taken that chunk. hyper asks an HTTP/2 body for its first chunk before the stream has any
+/// window, so a client that never opens its window costs a chunk of memory, not a file
+/// descriptor.
+fn body_for(
+    (root, path): (&Arc<Root>, &Path),
+    file: std::fs::File,
+    start: u64,
+    count: u64,
+) -> std::io::Result<Body> {
+    let first_len = count.min(match count <= READ_WHOLE_LIMIT {
+        true => READ_WHOLE_LIMIT,
+        false => STREAM_CHUNK as u64,
+    });
+    let mut first = vec![0u8; first_len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut first, start)?;
+    if first_len == count {
+        return Ok(full(Bytes::from(first)));
     }
-    file.seek(SeekFrom::Start(start))?;
-    let f = tokio::fs::File::from_std(file);
-    let reader = tokio_util::io::ReaderStream::with_capacity(f.take(count), STREAM_CHUNK);
-    Ok(StreamBody::new(reader.map_ok(Frame::data)).boxed())
+    let identity = FileIdentity::of(&file.metadata()?);
+    drop(file);
+    let (root, path) = (root.clone(), path.to_owned());
+    let (rest_start, rest) = (start + first_len, count - first_len);
+    let rest = futures_util::stream::once(async move {
+        let mut file = tokio::task::spawn_blocking(move || root.reopen(&path, identity))
+            .await
+            .map_err(std::io::Error::other)??;
+        file.seek(SeekFrom::Start(rest_start))?;
+        let f = tokio::fs::File::from_std(file);
+        Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
+            f.take(rest),
+            STREAM_CHUNK,
+        ))
+    })
+    .try_flatten();
+    let first = futures_util::stream::once(std::future::ready(Ok(Bytes::from(first))));
+    Ok(BodyExt::boxed(StreamBody::new(
+        first.chain(rest).map_ok(Frame::data),
+    )))
+}
+
+/// What makes an open file the same file: its device and inode, size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileIdentity {
+    fn of(meta: &Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+impl Root {
+    /// Opens `rel` again, the same way as the first time; the headers already sent describe
+    /// that file, so anything else (replaced, grown, truncated) ends the response with an error.
+    fn reopen(&self, rel: &Path, identity: FileIdentity) -> std::io::Result<std::fs::File> {
+        let changed = || std::io::Error::other("the file changed while it was being served");
+        let (file, meta) = self.open(rel).ok_or_else(changed)?;
+        match FileIdentity::of(&meta) == identity {
+            true => Ok(file),
+            false => Err(changed()),
+        }
+    }
 }
 
 #[cfg(test)]

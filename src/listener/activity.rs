@@ -1,18 +1,22 @@
-//! Per-connection activity: when bytes last moved and how many requests are in flight, so
-//! that an idle connection (nothing in flight, nothing moving) can be closed for HTTP/1.1 and
-//! HTTP/2 alike. hyper closes neither by itself.
+//! Per-connection activity: when bytes last moved, how many requests are in flight, and which
+//! response bodies are waiting for the client to read, so that an idle connection (nothing in
+//! flight, nothing moving) can be closed and a response the client stopped reading can be
+//! aborted, for HTTP/1.1 and HTTP/2 alike. hyper does neither by itself.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 use super::framing::FramingScanner;
-use tokio::time::Instant;
+use crate::http::Body;
 
 #[derive(Debug)]
 pub(crate) struct Activity {
@@ -20,6 +24,11 @@ pub(crate) struct Activity {
     /// Milliseconds after `start` when bytes last moved.
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Response bodies still being sent (dead entries are pruned as new ones come).
+    responses: Mutex<Vec<Weak<Outgoing>>>,
+    /// Woken when a response is registered while none was known, so that the connection
+    /// starts watching its writes.
+    pub(crate) first_response: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -28,12 +37,17 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            responses: Mutex::new(Vec::new()),
+            first_response: tokio::sync::Notify::new(),
         })
     }
 
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// Marks a request in flight until the guard is dropped.
@@ -49,6 +63,147 @@ impl Activity {
 
     pub(crate) fn is_idle(&self, idle: Duration) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(idle)
+    }
+
+    /// Wraps a response body so that the time it spends waiting for the client to take its
+    /// next frame is watched by [`Activity::check_writes`].
+    pub(crate) fn watch_response(&self, body: Body) -> Paced {
+        let out = Arc::new(Outgoing {
+            // A body waits for the client from the start: an HTTP/2 stream whose window is
+            // closed is never polled at all.
+            waiting_since: AtomicU64::new(self.now_ms() + 1),
+            body: Mutex::new(Some(body)),
+            aborted: Default::default(),
+        });
+        let mut list = lock(&self.responses);
+        if list.len() >= 32 {
+            list.retain(|w| w.strong_count() > 0);
+        }
+        if list.is_empty() {
+            self.first_response.notify_one();
+        }
+        list.push(Arc::downgrade(&out));
+        drop(list);
+        Paced {
+            out,
+            start: self.start,
+        }
+    }
+
+    /// Aborts every response that has waited for the client longer than `write` (dropping its
+    /// file or upstream at once). Says whether the connection is stalled, that is every
+    /// response still being sent was aborted, and when to look again.
+    pub(crate) fn check_writes(&self, write: Duration) -> Writes {
+        let now = self.now_ms();
+        let limit = write.as_millis() as u64;
+        let (mut live, mut stalled) = (0usize, 0usize);
+        let mut next = None::<u64>;
+        let mut list = lock(&self.responses);
+        list.retain(|w| w.strong_count() > 0);
+        for out in list.iter().filter_map(Weak::upgrade) {
+            let mut body = lock(&out.body);
+            if body.is_none() {
+                continue;
+            }
+            live += 1;
+            let since = out.waiting_since.load(Ordering::Relaxed);
+            // A body waiting for its own source is looked at again a write timeout from now:
+            // it cannot stall sooner than that.
+            let deadline = match since {
+                0 => now + limit,
+                _ => since - 1 + limit,
+            };
+            if deadline <= now {
+                *body = None;
+                out.aborted.store(true, Ordering::Relaxed);
+                stalled += 1;
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
+        }
+        Writes {
+            aborted: stalled,
+            stalled: stalled > 0 && stalled == live,
+            next_check: next.map(|ms| self.start + Duration::from_millis(ms)),
+        }
+    }
+}
+
+/// What [`Activity::check_writes`] found.
+#[derive(Debug)]
+pub(crate) struct Writes {
+    /// Responses aborted by this check.
+    pub(crate) aborted: usize,
+    /// Every response still being sent made no progress for the write timeout.
+    pub(crate) stalled: bool,
+    /// When to look again; `None` while no response is being sent.
+    pub(crate) next_check: Option<Instant>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One response body being sent, shared between the connection (which polls it) and the
+/// write watch (which can drop it).
+struct Outgoing {
+    /// 1 + the millisecond (after `Activity::start`) when the body handed out a frame that the
+    /// connection has not yet been able to send (0 while the body itself is being waited for).
+    waiting_since: AtomicU64,
+    /// `None` once sent in full or aborted.
+    body: Mutex<Option<Body>>,
+    aborted: std::sync::atomic::AtomicBool,
+}
+
+/// A response body under the write watch. Once the watch has aborted it, it ends with an
+/// error, which resets the HTTP/2 stream or closes the HTTP/1.1 connection.
+pub(crate) struct Paced {
+    out: Arc<Outgoing>,
+    start: Instant,
+}
+
+impl hyper::body::Body for Paced {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let out = &self.out;
+        out.waiting_since.store(0, Ordering::Relaxed);
+        let mut slot = lock(&out.body);
+        let Some(body) = slot.as_mut() else {
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for the write timeout",
+            ))));
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                let ms = self.start.elapsed().as_millis() as u64;
+                out.waiting_since.store(ms + 1, Ordering::Relaxed);
+            }
+            // Done: release the file or upstream now rather than when hyper drops us.
+            Poll::Ready(_) => *slot = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match lock(&self.out.body).as_ref() {
+            Some(b) => b.is_end_stream(),
+            // An aborted body must be polled once more, to fail.
+            None => !self.out.aborted.load(Ordering::Relaxed),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        lock(&self.out.body)
+            .as_ref()
+            .map_or_else(SizeHint::default, |b| b.size_hint())
     }
 }
 

@@ -1,7 +1,8 @@
 //! One accepted connection, with a deadline on every phase: the first byte and the TLS
 //! handshake (`timeouts.handshake`), each request head (`timeouts.header_read`), idleness
-//! (`timeouts.idle`), and shutdown. Plain HTTP arriving on the TLS port is answered with a
-//! redirect instead of a dropped connection.
+//! (`timeouts.idle`), a response the client stops reading (`timeouts.write`), and shutdown.
+//! Plain HTTP arriving on the TLS port is answered with a redirect instead of a dropped
+//! connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,14 +15,16 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
-use super::ListenerCtx;
 use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
+use super::{ConnSettings, ListenerCtx};
+use crate::config::Timeouts;
 use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
 use crate::tls::{ALPN_H2, ClientIdentity};
 
@@ -44,7 +47,8 @@ pub(crate) async fn serve_tls(
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) {
-    let deadline = Instant::now() + ctx.timeouts.handshake;
+    let settings = ctx.settings.load_full();
+    let deadline = Instant::now() + settings.timeouts.handshake;
     let mut first = [0u8; 1];
     match timeout_at(deadline, tcp.peek(&mut first)).await {
         Ok(Ok(1)) => {}
@@ -84,6 +88,7 @@ pub(crate) async fn serve_tls(
             .and_then(|chain| chain.first())
             .and_then(|leaf| ClientIdentity::from_der(leaf))
             .map(Arc::new),
+        upgrade_idle: settings.timeouts.upgrade_idle,
     };
     let h2 = session.alpn_protocol() == Some(ALPN_H2);
     tracing::debug!(
@@ -96,7 +101,7 @@ pub(crate) async fn serve_tls(
         resumed = matches!(session.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
         "TLS handshake done"
     );
-    serve_https(tls, info, h2, router, ctx, shutdown).await
+    serve_https(tls, info, h2, router, &settings, shutdown).await
 }
 
 async fn serve_https<S>(
@@ -104,7 +109,7 @@ async fn serve_https<S>(
     info: ConnInfo,
     h2: bool,
     router: Arc<Router>,
-    ctx: Arc<ListenerCtx>,
+    settings: &ConnSettings,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -126,29 +131,34 @@ async fn serve_https<S>(
         if ambiguous.load(Ordering::Relaxed) == index + 1 {
             req.extensions_mut().insert(FramingConflict);
         }
-        let (router, info) = (router.clone(), info.clone());
-        async move { Ok::<_, Infallible>(router.handle(req, &info).await) }
+        let (router, info, act) = (router.clone(), info.clone(), act.clone());
+        async move {
+            let res = router.handle(req, &info).await;
+            Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
+        }
     });
-    let t = ctx.timeouts;
+    let (t, limits) = (settings.timeouts, settings.limits);
     if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
             // RFC 8441: WebSockets over HTTP/2 streams.
             .enable_connect_protocol()
-            .max_header_list_size(ctx.limits.max_header_bytes as u32)
-            .keep_alive_interval(Some(t.idle / 2))
+            .max_header_list_size(limits.max_header_bytes as u32)
+            // Later than the idle timeout: pings (and their answers) move bytes, and an idle
+            // connection must reach its idle deadline before the first one.
+            .keep_alive_interval(Some(t.idle + t.idle / 2))
             .keep_alive_timeout(t.handshake)
             .serve_connection(io, svc);
-        drive(conn, &activity, &ctx, shutdown).await;
+        drive(conn, &activity, &t, shutdown).await;
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(t.header_read)
-            .max_header_size(ctx.limits.max_header_bytes)
+            .max_header_size(limits.max_header_bytes)
             .serve_connection(io, svc)
             .with_upgrades();
-        drive(conn, &activity, &ctx, shutdown).await;
+        drive(conn, &activity, &t, shutdown).await;
     }
 }
 
@@ -160,6 +170,7 @@ pub(crate) async fn serve_plain(
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) {
+    let settings = ctx.settings.load_full();
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
     let info = Arc::new(ConnInfo {
@@ -169,6 +180,7 @@ pub(crate) async fn serve_plain(
         local_port: ctx.local_port,
         tls_site: 0,
         client: None,
+        upgrade_idle: settings.timeouts.upgrade_idle,
     });
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let started = std::time::Instant::now();
@@ -180,17 +192,21 @@ pub(crate) async fn serve_plain(
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(ctx.timeouts.header_read)
-        .max_header_size(ctx.limits.max_header_bytes)
+        .header_read_timeout(settings.timeouts.header_read)
+        .max_header_size(settings.limits.max_header_bytes)
         .keep_alive(false)
         .serve_connection(io, svc)
         .with_upgrades();
-    drive(conn, &activity, &ctx, shutdown).await;
+    drive(conn, &activity, &settings.timeouts, shutdown).await;
 }
 
 /// A hyper connection that can be asked to finish what it is doing and close.
 trait Drain: Future<Output = Result<(), hyper::Error>> {
     fn drain(self: Pin<&mut Self>);
+
+    /// How long a stalled connection has to say goodbye before it is closed: an HTTP/2
+    /// GOAWAY needs a moment; HTTP/1.1 has nothing to say.
+    const STALLED_GRACE: Duration;
 }
 
 impl<I, S, B> Drain for http1::UpgradeableConnection<I, S>
@@ -204,6 +220,8 @@ where
     fn drain(self: Pin<&mut Self>) {
         self.graceful_shutdown()
     }
+
+    const STALLED_GRACE: Duration = Duration::ZERO;
 }
 
 impl<I, S, B, E> Drain for http2::Connection<I, S, E>
@@ -218,19 +236,19 @@ where
     fn drain(self: Pin<&mut Self>) {
         self.graceful_shutdown()
     }
+
+    const STALLED_GRACE: Duration = Duration::from_secs(1);
 }
 
 /// Runs a connection to its end, draining it when it has been idle too long or when the
-/// server shuts down.
-async fn drive<C: Drain>(
-    conn: C,
-    activity: &Activity,
-    ctx: &ListenerCtx,
-    shutdown: CancellationToken,
-) {
+/// server shuts down, and closing it when the client has read nothing of any response for
+/// the write timeout.
+async fn drive<C: Drain>(conn: C, activity: &Activity, t: &Timeouts, shutdown: CancellationToken) {
     tokio::pin!(conn);
-    let idle = ctx.timeouts.idle;
     let mut draining = false;
+    // Set once the connection is stalled: it gets a moment to send its GOAWAY, then goes.
+    let mut close_at: Option<Instant> = None;
+    let mut next = next_check(activity, t, None);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -243,13 +261,40 @@ async fn drive<C: Drain>(
                 conn.as_mut().drain();
                 draining = true;
             }
-            _ = sleep_until(activity.idle_deadline(idle)), if !draining => {
-                if activity.is_idle(idle) {
+            // A response is being sent where none was: look at once, which schedules its
+            // write deadline.
+            _ = activity.first_response.notified(), if close_at.is_none() => next = Instant::now(),
+            _ = sleep_until(close_at.unwrap_or(next)) => {
+                if close_at.is_some() {
+                    return tracing::debug!("closed a connection whose client stopped reading");
+                }
+                let writes = activity.check_writes(t.write);
+                if writes.aborted > 0 {
+                    tracing::debug!(responses = writes.aborted, "aborted responses the client stopped reading for the write timeout");
+                }
+                if writes.stalled {
+                    conn.as_mut().drain();
+                    draining = true;
+                    close_at = Some(Instant::now() + C::STALLED_GRACE);
+                } else if !draining && activity.is_idle(t.idle) {
                     tracing::debug!("closing an idle connection");
                     conn.as_mut().drain();
                     draining = true;
                 }
+                next = next_check(activity, t, writes.next_check);
             }
         }
     }
+}
+
+/// The next time to look at a connection: its idle deadline or its next write deadline. An
+/// idle deadline already past (a request has been in flight longer than the idle timeout) is
+/// pushed a whole idle timeout ahead, so the check does not spin.
+fn next_check(activity: &Activity, t: &Timeouts, writes: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    let mut idle = activity.idle_deadline(t.idle);
+    if idle <= now {
+        idle = now + t.idle;
+    }
+    writes.map_or(idle, |w| w.min(idle))
 }

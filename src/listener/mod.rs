@@ -33,9 +33,16 @@ pub enum ListenerState {
 /// What every connection of one listener shares.
 pub struct ListenerCtx {
     pub state: arc_swap::ArcSwap<ListenerState>,
+    /// Replaced on reload like `state`: new connections take the current ones.
+    pub settings: arc_swap::ArcSwap<ConnSettings>,
+    pub local_port: u16,
+}
+
+/// The deadlines and limits a connection is served with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnSettings {
     pub timeouts: Timeouts,
     pub limits: Limits,
-    pub local_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,37 @@ pub async fn serve(
     }
 }
 
+/// Wait after a failed accept before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Failed accepts, logged at most once a second with how many there were.
+struct AcceptFailures {
+    count: u64,
+    last_log: Option<tokio::time::Instant>,
+}
+
+impl AcceptFailures {
+    fn note(&mut self, e: &std::io::Error) {
+        self.count += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last_log
+            .is_some_and(|t| now < t + Duration::from_secs(1))
+        {
+            return;
+        }
+        let hint = match e.raw_os_error() {
+            Some(24 | 23) => {
+                " (out of file descriptors: raise LimitNOFILE / ulimit -n, or lower limits.max_connections)"
+            }
+            _ => "",
+        };
+        tracing::warn!(error = %e, failures = self.count, "accept failed{hint}; retrying");
+        self.count = 0;
+        self.last_log = Some(now);
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerCtx>,
@@ -100,6 +138,10 @@ async fn accept_loop(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    let mut failures = AcceptFailures {
+        count: 0,
+        last_log: None,
+    };
     loop {
         // Wait for a free slot first: over the limit, clients queue in the kernel's backlog.
         let permit = tokio::select! {
@@ -110,9 +152,10 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // EMFILE and friends: back off instead of spinning, and keep trying, since
+                    // descriptors free up as connections end.
+                    failures.note(&e);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },

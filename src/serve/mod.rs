@@ -23,7 +23,7 @@ use crate::config::{
 };
 use crate::devca::{self, DevCa};
 use crate::http::Router;
-use crate::listener::{self, ListenerCtx, ListenerState};
+use crate::listener::{self, ConnSettings, ListenerCtx, ListenerState};
 use crate::tls::{self, Offer, TlsFront};
 use states::{Certificates, build_states, load_certificates};
 
@@ -88,8 +88,7 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         }
         let ctx = Arc::new(ListenerCtx {
             state: ArcSwap::from_pointee(state),
-            timeouts: config.timeouts,
-            limits: config.limits,
+            settings: ArcSwap::from_pointee(conn_settings(&config)),
             local_port: actual.port(),
         });
         listeners.push(((role, requested), tcp, ctx));
@@ -120,8 +119,9 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         let targets: Vec<(ListenerKey, Arc<ListenerCtx>)> =
             listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect();
         let watch = FileWatch::of(&config);
+        let running = Running::of(&config);
         tokio::spawn(reload_on_hangup(
-            reload, watch, targets, ports, provider, expiry_tx, acme,
+            reload, watch, running, targets, ports, provider, expiry_tx, acme,
         ));
     }
     let listeners = listeners
@@ -251,9 +251,11 @@ fn write_pid_file() -> Option<std::path::PathBuf> {
 /// certificate. The new state is built off to the side and swapped in only when all of it
 /// loads: new connections get it at once, open ones keep what they started with, and a broken
 /// file leaves everything as it was.
+#[allow(clippy::too_many_arguments)]
 async fn reload_on_hangup(
     reload: Reloader,
     mut watch: FileWatch,
+    running: Running,
     listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
     ports: HashMap<SocketAddr, SocketAddr>,
     provider: Arc<CryptoProvider>,
@@ -276,6 +278,7 @@ async fn reload_on_hangup(
         match reload_once(&reload, &listeners, &ports, &provider, acme.as_ref()) {
             Ok((config, served)) => {
                 watch = FileWatch::of(&config);
+                running.warn_unapplied(&config);
                 let _ = expiry.send(served);
                 tracing::info!(
                     sites = config.sites.len(),
@@ -316,13 +319,62 @@ fn reload_once(
             "the listen addresses changed ({wanted:?} instead of {bound:?}): restart candado to apply that"
         );
     }
+    let settings = Arc::new(conn_settings(&config));
     for (requested, ctx) in listeners {
         if let Some(state) = states.remove(requested) {
             ctx.state.store(Arc::new(state));
+            ctx.settings.store(settings.clone());
         }
     }
     let served = served_certs(&config, &certs);
     Ok((config, served))
+}
+
+fn conn_settings(config: &Config) -> ConnSettings {
+    ConnSettings {
+        timeouts: config.timeouts,
+        limits: config.limits,
+    }
+}
+
+/// The settings fixed at start-up: a reload that changes them says so instead of ignoring them.
+struct Running {
+    max_connections: usize,
+    shutdown: std::time::Duration,
+    log_format: crate::config::LogFormat,
+}
+
+impl Running {
+    fn of(config: &Config) -> Self {
+        Running {
+            max_connections: config.limits.max_connections,
+            shutdown: config.timeouts.shutdown,
+            log_format: config.log.format,
+        }
+    }
+
+    fn warn_unapplied(&self, config: &Config) {
+        let changed: Vec<&str> = [
+            (
+                "limits.max_connections",
+                self.max_connections != config.limits.max_connections,
+            ),
+            (
+                "timeouts.shutdown",
+                self.shutdown != config.timeouts.shutdown,
+            ),
+            ("log.format", self.log_format != config.log.format),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !changed.is_empty() {
+            tracing::warn!(
+                "changed settings that need a restart (the running values stay until then): {}",
+                changed.join(", ")
+            );
+        }
+    }
 }
 
 fn announce_https(router: &Router, addr: SocketAddr) {
@@ -489,8 +541,7 @@ pub async fn answer_challenges(
     };
     let ctx = Arc::new(ListenerCtx {
         state: ArcSwap::from_pointee(state),
-        timeouts: Default::default(),
-        limits: Default::default(),
+        settings: Default::default(),
         local_port,
     });
     let stop = CancellationToken::new();

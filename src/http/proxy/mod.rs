@@ -40,7 +40,7 @@ impl RouteHandler {
         let client = upstreams::client(&route, provider.clone())?;
         let pool = Pool::new(&route);
         if let Some(check) = route.health_check.clone() {
-            upstreams::spawn_health_checks(pool.clone(), client.clone(), check);
+            upstreams::spawn_health_checks(&pool, client.clone(), check);
         }
         Ok(RouteHandler {
             route,
@@ -121,7 +121,11 @@ pub async fn forward(
         true => http_body_util::Empty::new()
             .map_err(|never| match never {})
             .boxed(),
-        false => Limited::new(body, fwd.site.max_body_bytes as usize).boxed(),
+        false => Limited::new(
+            body.map_err(ClientBodyError),
+            fwd.site.max_body_bytes as usize,
+        )
+        .boxed(),
     };
     let sent = tokio::time::timeout(
         rh.route.response_timeout,
@@ -140,7 +144,12 @@ pub async fn forward(
         Ok(Ok(res)) => res,
     };
     if let Some(client_side) = upgrade.filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS) {
-        tunnel(client_side, hyper::upgrade::on(&mut res), busy);
+        tunnel(
+            client_side,
+            hyper::upgrade::on(&mut res),
+            busy,
+            fwd.conn.upgrade_idle,
+        );
         let (mut parts, _) = res.into_parts();
         if over_h2 {
             // HTTP/2 accepts the stream with 200 and has no connection-specific headers.
@@ -186,6 +195,12 @@ impl hyper::body::Body for Counted {
     }
 }
 
+/// The client's request body could not be read (a malformed chunk, a reset): the client's
+/// fault, not the application's (RFC 9112 §7.1).
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body is malformed or was cut off")]
+struct ClientBodyError(#[source] hyper::Error);
+
 fn upstream_error(
     picked: &Picked,
     e: &hyper_util::client::legacy::Error,
@@ -195,6 +210,14 @@ fn upstream_error(
         return fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             "The request body is larger than this site accepts.",
+        );
+    }
+    if caused_by::<ClientBodyError>(e) {
+        // The upstream saw an unfinished body and a closed connection: nothing complete.
+        tracing::info!(error = %chain(e), "refused a request whose body could not be read");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "The request body is malformed (RFC 9112 §7.1).",
         );
     }
     let upstream = picked.upstream();
@@ -340,12 +363,14 @@ fn prepare_response_headers(
     route.response_headers.apply(h);
 }
 
-/// Relays bytes both ways between the upgraded client and upstream connections, until either
-/// side closes. No request timeout applies: WebSockets live as long as both ends want.
+/// Relays bytes both ways between the upgraded client and upstream connections, until both
+/// sides close or nothing moves for `idle` (`timeouts.upgrade_idle`). No request timeout
+/// applies: WebSockets live as long as both ends want and talk.
 fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     busy: Option<ConnBusy>,
+    idle: std::time::Duration,
 ) {
     tokio::spawn(async move {
         // Held for the tunnel's life: an HTTP/2 connection carrying it is not idle.
@@ -354,9 +379,16 @@ fn tunnel(
             (Ok(c), Ok(u)) => (c, u),
             (Err(e), _) | (_, Err(e)) => return tracing::debug!(error = %e, "upgrade failed"),
         };
-        let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-            tracing::debug!(error = %e, "WebSocket tunnel ended");
+        let relayed =
+            crate::tunnel::relay(TokioIo::new(client), TokioIo::new(upstream), idle).await;
+        match relayed.ending {
+            crate::tunnel::Ending::Idle => tracing::debug!(
+                "closed a WebSocket silent for {} (timeouts.upgrade_idle)",
+                humantime::format_duration(idle)
+            ),
+            _ => {
+                tracing::debug!(ending = ?relayed.ending, error = ?relayed.error, "WebSocket tunnel ended")
+            }
         }
     });
 }

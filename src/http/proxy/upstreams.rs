@@ -135,12 +135,18 @@ impl Drop for Picked {
     }
 }
 
-/// Checks every upstream of the pool every `check.interval` until the process ends.
-pub(super) fn spawn_health_checks(pool: Arc<Pool>, client: UpstreamHttp, check: HealthCheck) {
+/// Checks every upstream of the pool every `check.interval` for as long as the route that
+/// owns the pool exists: a reload builds new routes (and checks), and the old checks end
+/// with their routes.
+pub(super) fn spawn_health_checks(pool: &Arc<Pool>, client: UpstreamHttp, check: HealthCheck) {
+    let weak = Arc::downgrade(pool);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(check.interval);
         loop {
             tick.tick().await;
+            let Some(pool) = weak.upgrade() else {
+                return;
+            };
             for (i, upstream) in pool.upstreams.iter().enumerate() {
                 let healthy = probe(&client, upstream, &check.path).await;
                 match (healthy, pool.is_up(i)) {

@@ -226,3 +226,42 @@ pub fn sslyze_curves(scan: &Value) -> (Vec<String>, Vec<String>) {
     tried.extend(supported.clone());
     (supported, tried)
 }
+
+/// h2spec, the HTTP/2 conformance judge, from `../shared/tools/` (Debian has no package).
+/// Runs every case (`strict` adds the strict ones) against `127.0.0.1:port` over TLS with
+/// `path`; returns its summary line, e.g. `146 tests, 146 passed, 0 skipped, 0 failed`, and
+/// its whole output.
+pub fn h2spec(port: u16, path: &str, strict: bool) -> (String, String) {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/h2spec/h2spec");
+    assert!(
+        bin.exists(),
+        "h2spec is expected at {} (the shared tools beside the repository)",
+        bin.display()
+    );
+    let port = port.to_string();
+    let mut args = vec![
+        "-t",
+        "-k",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-o",
+        "5",
+        "-P",
+        path,
+    ];
+    if strict {
+        args.push("-S");
+    }
+    let out = Command::new(bin).args(&args).output().unwrap();
+    let text = crate::support::output_text(&out);
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" tests, "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    (summary, text)
+}

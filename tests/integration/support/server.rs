@@ -36,6 +36,52 @@ impl Candado {
         Candado::spawn(cmd, dir, yaml.contains("http_redirect:"))
     }
 
+    /// Runs `PROGRAM ARGS… candado serve -c <yaml>` (a wrapper such as `prlimit` that execs
+    /// candado, so the pid stays the same).
+    pub fn from_yaml_wrapped(wrapper: &[&str], yaml: &str) -> Candado {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("candado.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(BIN)
+            .args(["serve", "-c", config.to_str().unwrap()])
+            .env("CANDADO_DATA_DIR", dir.path().join("data"))
+            .env_remove("RUST_LOG");
+        Candado::spawn(cmd, dir, false)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How many file descriptors the server holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// A line of `/proc/PID/status`, such as `VmHWM`, in kB.
+    pub fn status_kb(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// CPU time used so far (user + system), in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
     /// Runs `candado serve -c <yaml>` for a config with `tunnels:` and waits for `count`
     /// `listening kind=tunnel` lines (sites, if any, are not waited for).
     pub fn tunnels_from_yaml(yaml: &str, count: usize) -> Candado {

@@ -74,6 +74,14 @@ async fn handle(mut req: Request<Incoming>, me: SocketAddr) -> Result<Response<B
             tokio::time::sleep(Duration::from_secs(3)).await;
             Response::builder().body(full("late"))
         }
+        p if p.ends_with("/complete-body") => {
+            // Counts the request bodies that arrived whole (a malformed one must never).
+            let whole = req.into_body().collect().await.is_ok();
+            if whole {
+                COMPLETE_BODIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Response::builder().body(full(if whole { "whole" } else { "cut" }))
+        }
         p if p.ends_with("/upload") => {
             let body = req
                 .into_body()
@@ -164,6 +172,9 @@ async fn echo(req: Request<Incoming>) -> http::Result<Response<Body>> {
     text.push_str(&format!("\n{}", String::from_utf8_lossy(&body)));
     Response::builder().body(full(text))
 }
+
+/// How many `/complete-body` requests arrived with their whole body.
+pub static COMPLETE_BODIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How many `/forever` streams were dropped because their reader went away.
 pub static FOREVER_DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
