@@ -136,7 +136,7 @@ async fn serve_https<S>(
             .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
             // RFC 8441: WebSockets over HTTP/2 streams.
             .enable_connect_protocol()
-            .max_header_list_size(ctx.limits.max_header_bytes as u32)
+            .max_header_list_size(ctx.limits.max_head_bytes() as u32)
             .keep_alive_interval(Some(t.idle / 2))
             .keep_alive_timeout(t.handshake)
             .serve_connection(io, svc);
@@ -145,7 +145,7 @@ async fn serve_https<S>(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(t.header_read)
-            .max_header_size(ctx.limits.max_header_bytes)
+            .max_header_size(ctx.limits.max_head_bytes())
             .serve_connection(io, svc)
             .with_upgrades();
         drive(conn, &activity, &ctx, shutdown).await;
@@ -181,7 +181,7 @@ pub(crate) async fn serve_plain(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(ctx.timeouts.header_read)
-        .max_header_size(ctx.limits.max_header_bytes)
+        .max_header_size(ctx.limits.max_head_bytes())
         .keep_alive(false)
         .serve_connection(io, svc)
         .with_upgrades();

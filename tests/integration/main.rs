@@ -13,6 +13,7 @@ mod certificates;
 mod check;
 mod config_files;
 mod hardening;
+mod hardening_requests;
 mod mtls;
 mod proxy;
 mod python_apps;
