@@ -66,6 +66,37 @@ fn header_names_with_underscores_never_reach_a_wsgi_app() {
 }
 
 #[test]
+fn a_dropped_header_is_named_in_the_debug_log() {
+    let app = wsgiref_app();
+    let pki = crate::support::pki::TestPki::new();
+    let leaf = pki.leaf("site", &[HOST]);
+    let root = tempfile::tempdir().unwrap();
+    let yaml = crate::support::server::site_yaml(
+        &leaf.cert,
+        &leaf.key,
+        root.path(),
+        &proxy_to(app.1, ""),
+        "",
+    );
+    let server = crate::support::server::Candado::from_yaml(&yaml, &["-d"]);
+    let res = crate::support::client::curl(
+        server.https,
+        &pki.ca_path,
+        "/",
+        &["-H", "X_Real_IP: 6.6.6.6"],
+    );
+    assert_eq!(res.status, 200);
+    assert!(
+        server.wait_log_line(
+            &["dropped a request header", "x_real_ip"],
+            std::time::Duration::from_secs(3)
+        ),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
 fn a_site_may_allow_underscores_but_candados_own_headers_are_never_shadowed() {
     let app = wsgiref_app();
     let f = Fixture::start(&proxy_to(app.1, "    allow_underscore_headers: true\n"), "");
@@ -145,6 +176,12 @@ fn request_targets_over_the_limit_get_414_over_http1_and_http2() {
         .as_bytes(),
     );
     assert_eq!(status_of(&raw), 414, "{raw}");
+    assert_eq!(f.get(&target(20_000), &["--http2"]).status, 414);
+    // Header fields keep their own budget: 431, whatever the target.
+    let big = format!("X-Big: {}", "b".repeat(17_000));
+    for version in ["--http1.1", "--http2"] {
+        assert_eq!(f.get("/", &[version, "-H", &big]).status, 431, "{version}");
+    }
     let f = Fixture::start("", "limits: {max_uri_bytes: 1024}");
     assert_eq!(f.get(&target(1024), &[]).status, 200);
     assert_eq!(f.get(&target(1025), &["--http2"]).status, 414);
