@@ -457,6 +457,7 @@ fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, Pat
         max_body_bytes: defaults::MAX_BODY_BYTES,
         secure_cookies: true,
         trusted_proxies: Vec::new(),
+        allow_underscore_headers: false,
         auth: Vec::new(),
         redirects: Vec::new(),
         client_auth: None,

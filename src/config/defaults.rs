@@ -35,6 +35,9 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest request head accepted, in bytes (Caddy: 16 KiB; nginx 4 × 8 KiB). Larger gets 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longest request target accepted, in bytes (nginx: 8 KiB, its request-line buffer).
+/// Longer gets 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most connections served at once; further clients wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// Most concurrent HTTP/2 streams per connection (nginx: 128).

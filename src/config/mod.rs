@@ -208,6 +208,16 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
                 ),
             }
         }
+        if let Some(v) = l.max_uri_bytes {
+            match v.value {
+                256..=1_048_576 => limits.max_uri_bytes = v.value as usize,
+                _ => p.add(
+                    line_of(&v),
+                    "limits.max_uri_bytes",
+                    "must be between 256 and 1048576 bytes",
+                ),
+            }
+        }
         if let Some(v) = l.max_connections {
             match v.value {
                 1..=1_000_000 => limits.max_connections = v.value as usize,
@@ -484,6 +494,7 @@ fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site 
         max_body_bytes,
         secure_cookies: raw.secure_cookies.unwrap_or(true),
         trusted_proxies,
+        allow_underscore_headers: raw.allow_underscore_headers.unwrap_or(false),
         auth: raw
             .basic_auth
             .unwrap_or_default()

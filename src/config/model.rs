@@ -126,13 +126,25 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_header_bytes: usize,
+    /// Longest request target (414 beyond it).
+    pub max_uri_bytes: usize,
     pub max_connections: usize,
+}
+
+impl Limits {
+    /// What the HTTP parser may read as one request head: the target and the header fields,
+    /// each within its own limit (as nginx keeps the request line apart from the headers), so
+    /// that a long target gets 414 and big header fields 431 rather than one hiding the other.
+    pub fn max_head_bytes(&self) -> usize {
+        self.max_header_bytes + self.max_uri_bytes
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_header_bytes: defaults::MAX_HEADER_BYTES,
+            max_uri_bytes: defaults::MAX_URI_BYTES,
             max_connections: defaults::MAX_CONNECTIONS,
         }
     }
@@ -184,6 +196,9 @@ pub struct Site {
     pub secure_cookies: bool,
     /// Peers whose X-Forwarded-For / Forwarded headers are kept (other clients' are replaced).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Forward request headers whose names contain `_` (dropped by default: CGI and WSGI
+    /// read `X_Real_IP` as `X-Real-IP`). Headers candado sets itself are never shadowed.
+    pub allow_underscore_headers: bool,
     /// Paths behind HTTP basic auth; each protects its whole subtree, proxied paths included.
     pub auth: Vec<AuthRule>,
     /// Exact-path redirects (PyServe's `redirect_instructions`): path → target, answered 302.
@@ -427,6 +442,12 @@ impl Route {
     /// `/api` matches `/api`, `/api/x` and `/api?q`, never `/apiary`.
     pub fn matches(&self, path: &str) -> bool {
         path_in_prefix(&self.prefix, path)
+    }
+
+    /// The prefix the app never sees (`strip_prefix` on anything but `/`): its paths and
+    /// redirects are relative to it.
+    pub fn stripped_prefix(&self) -> Option<&str> {
+        (self.strip_prefix && self.prefix != "/").then_some(self.prefix.as_str())
     }
 }
 

@@ -189,6 +189,7 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         max_body_bytes: defaults::MAX_BODY_BYTES,
         secure_cookies: true,
         trusted_proxies: Vec::new(),
+        allow_underscore_headers: false,
         auth,
         redirects,
         client_auth: None,

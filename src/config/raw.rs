@@ -110,6 +110,7 @@ pub(crate) struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
     pub max_header_bytes: Option<Spanned<u64>>,
+    pub max_uri_bytes: Option<Spanned<u64>>,
     pub max_connections: Option<Spanned<u64>>,
 }
 
@@ -136,6 +137,7 @@ pub(crate) struct RawSite {
     pub max_body_bytes: Option<Spanned<u64>>,
     pub secure_cookies: Option<bool>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub allow_underscore_headers: Option<bool>,
     pub basic_auth: Option<Vec<Spanned<RawAuth>>>,
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,

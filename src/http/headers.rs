@@ -38,10 +38,53 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Request header names that candado sets or acts on itself, with their dashes. A name that
+/// reads as one of these once `_` is taken for `-` would shadow it in CGI and WSGI apps, where
+/// `X_Real_IP` and `X-Real-IP` are both `HTTP_X_REAL_IP`.
+const RESERVED_PREFIXES: [&str; 2] = ["x-forwarded-", "x-client-cert"];
+const RESERVED: [&str; 4] = [
+    "x-real-ip",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+];
+
+/// Removes request headers whose names contain `_` (as nginx's `underscores_in_headers off`),
+/// or, where a site allows them, those that would shadow a header candado owns. Returns the
+/// names removed, for the log.
+pub fn remove_underscore_names(h: &mut HeaderMap, allow: bool) -> Vec<HeaderName> {
+    let removed: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().contains('_') && (!allow || shadows_a_reserved_name(k)))
+        .cloned()
+        .collect();
+    for name in &removed {
+        h.remove(name);
+    }
+    removed
+}
+
+fn shadows_a_reserved_name(name: &HeaderName) -> bool {
+    let folded = name.as_str().replace('_', "-");
+    RESERVED.contains(&folded.as_str())
+        || RESERVED_PREFIXES.iter().any(|p| folded.starts_with(p))
+        || folded.starts_with("proxy-")
+}
+
 /// Framing a proxy must not guess at (RFC 9112 §6.3): both Content-Length and
-/// Transfer-Encoding, or Content-Length values that differ.
+/// Transfer-Encoding, Content-Length values that differ, or the chunked coding applied more
+/// than once (RFC 9112 §7: a sender MUST NOT).
 pub fn framing_is_ambiguous(h: &HeaderMap) -> bool {
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return true;
+    }
+    let chunked = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        .count();
+    if chunked > 1 {
         return true;
     }
     let mut lengths = h
@@ -52,6 +95,38 @@ pub fn framing_is_ambiguous(h: &HeaderMap) -> bool {
     match lengths.next() {
         Some(first) => lengths.any(|other| other != first),
         None => false,
+    }
+}
+
+/// Sends the Content-Length as one canonical number (RFC 9110 §8.6: `005` is 5, and a list of
+/// equal values may be replaced by one), so the upstream never has to parse what the client
+/// wrote. Values that do not agree are left for [`framing_is_ambiguous`] to refuse.
+pub fn canonical_content_length(h: &mut HeaderMap) {
+    let mut values = h
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|v| {
+            std::str::from_utf8(v.trim_ascii())
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        });
+    let Some(Some(first)) = values.next() else {
+        return;
+    };
+    if values.all(|v| v == Some(first)) {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(first));
+    }
+}
+
+/// The route prefix an app mounted under a stripped prefix lives at (ProxyFix's `x_prefix`,
+/// Starlette's `root_path`). A client's own copy is always removed: it would let anyone choose
+/// the URLs the app builds.
+pub fn set_forwarded_prefix(h: &mut HeaderMap, prefix: Option<&str>) {
+    h.remove(X_FORWARDED_PREFIX);
+    if let Some(v) = prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
+        h.insert(X_FORWARDED_PREFIX, v);
     }
 }
 
@@ -165,6 +240,7 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Adds the `Secure` attribute to every `Set-Cookie` that lacks it (RFC 6265 §4.1.2.5), so
 /// cookies set by an app behind the proxy never travel over plain HTTP.
@@ -195,25 +271,89 @@ pub fn secure_cookies(h: &mut HeaderMap) {
     }
 }
 
-/// Rewrites a `Location` that points at the upstream (`http://127.0.0.1:5000/x`) to the public
-/// origin (`https://app.example/x`), as nginx's `proxy_redirect default` does.
-pub fn rewrite_location(
-    h: &mut HeaderMap,
-    upstream_origin: &str,
-    public_origin: impl FnOnce() -> String,
-) {
-    let Some(loc) = h.get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
-        return;
-    };
-    let Some(rest) = strip_prefix_ignore_case(loc, upstream_origin) else {
-        return;
-    };
-    if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
-        return;
+/// Where an app's redirects point once they leave candado: the upstream's own origin and the
+/// prefix it was mounted under are the app's view; the client needs the public one.
+pub struct PublicUrls<'a> {
+    /// The upstream origin, as the app may name itself: `http://127.0.0.1:5000`.
+    pub upstream_origin: &'a str,
+    /// The origin the client used: `https://app.example:8443`.
+    pub public_origin: &'a str,
+    /// The route prefix the app never saw (`strip_prefix`), e.g. `/api`.
+    pub stripped_prefix: Option<&'a str>,
+}
+
+/// Rewrites `Location`, `Content-Location` and `Refresh` so that they lead the client back
+/// through candado: a URL on the upstream's origin gets the public origin (nginx's
+/// `proxy_redirect default`), and under a stripped prefix, its path and any root-relative path
+/// get the prefix back (the app's `/target` is the public `/api/target`). A path already under
+/// the prefix is left alone, so an app that knows its prefix is never prefixed twice.
+pub fn rewrite_redirects(h: &mut HeaderMap, urls: &PublicUrls<'_>) {
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let new = h
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| urls.public(v));
+        if let Some(v) = new.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(name, v);
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{}{rest}", public_origin())) {
-        h.insert(header::LOCATION, v);
+    let refresh = h
+        .get(header::REFRESH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| rewrite_refresh(v, urls));
+    if let Some(v) = refresh.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        h.insert(header::REFRESH, v);
     }
+}
+
+impl PublicUrls<'_> {
+    /// The public form of a redirect target, or `None` when it needs no change.
+    fn public(&self, target: &str) -> Option<String> {
+        if let Some(rest) = strip_prefix_ignore_case(target, self.upstream_origin)
+            && (rest.is_empty() || rest.starts_with(['/', '?', '#']))
+        {
+            return Some(format!("{}{}", self.public_origin, self.with_prefix(rest)));
+        }
+        // Root-relative, not `//host/...` (another origin, RFC 3986 §4.2).
+        if target.starts_with('/') && !target.starts_with("//") {
+            let public = self.with_prefix(target);
+            return (public != target).then_some(public);
+        }
+        None
+    }
+
+    /// `path` (empty, or starting with `/`, `?` or `#`) as the public path.
+    fn with_prefix(&self, path: &str) -> String {
+        let Some(prefix) = self.stripped_prefix else {
+            return path.to_owned();
+        };
+        let already = path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#']));
+        match (already, path.starts_with('/')) {
+            (true, _) => path.to_owned(),
+            (false, true) => format!("{prefix}{path}"),
+            (false, false) => format!("{prefix}/{path}"),
+        }
+    }
+}
+
+/// `Refresh: 5; url=/next` (the HTML meta-refresh syntax, which browsers honour as a header):
+/// the URL part rewritten as a Location would be, quotes kept.
+fn rewrite_refresh(value: &str, urls: &PublicUrls<'_>) -> Option<String> {
+    let at = value.to_ascii_lowercase().find("url")?;
+    let after = value[at + 3..].trim_start();
+    let after = after.strip_prefix('=')?.trim_start();
+    let head = &value[..value.len() - after.len()];
+    let (quote, url) = match after.chars().next() {
+        Some(q @ ('\'' | '"')) => (Some(q), after[1..].trim_end_matches(q)),
+        _ => (None, after.trim_end()),
+    };
+    let public = urls.public(url)?;
+    Some(match quote {
+        Some(q) => format!("{head}{q}{public}{q}"),
+        None => format!("{head}{public}"),
+    })
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -310,20 +450,132 @@ mod tests {
         assert_eq!(all, ["a=1; Path=/; Secure", "b=2; secure", "c=3; Secure"]);
     }
 
+    fn rewrite(pairs: &[(&str, &str)], prefix: Option<&str>) -> HeaderMap {
+        let mut h = map(pairs);
+        let urls = PublicUrls {
+            upstream_origin: "http://127.0.0.1:5000",
+            public_origin: "https://app.example",
+            stripped_prefix: prefix,
+        };
+        rewrite_redirects(&mut h, &urls);
+        h
+    }
+
     #[test]
     fn locations_pointing_at_the_upstream_become_public() {
-        let mut h = map(&[("location", "http://127.0.0.1:5000/login?next=%2F")]);
-        rewrite_location(&mut h, "http://127.0.0.1:5000", || {
-            "https://app.example".into()
-        });
+        let h = rewrite(
+            &[("location", "http://127.0.0.1:5000/login?next=%2F")],
+            None,
+        );
         assert_eq!(h["location"], "https://app.example/login?next=%2F");
-        let mut h = map(&[("location", "http://127.0.0.1:50001/x")]);
-        rewrite_location(&mut h, "http://127.0.0.1:5000", || {
-            "https://app.example".into()
-        });
+        let h = rewrite(&[("location", "http://127.0.0.1:50001/x")], None);
         assert_eq!(
             h["location"], "http://127.0.0.1:50001/x",
             "another port is another origin"
         );
+        let h = rewrite(&[("location", "/x")], None);
+        assert_eq!(h["location"], "/x", "no prefix, nothing to add");
+    }
+
+    #[test]
+    fn redirects_under_a_stripped_prefix_get_it_back() {
+        let h = rewrite(
+            &[
+                ("location", "http://127.0.0.1:5000/target?a=1"),
+                ("content-location", "/target"),
+                ("refresh", "0; URL='/target'"),
+            ],
+            Some("/api"),
+        );
+        assert_eq!(h["location"], "https://app.example/api/target?a=1");
+        assert_eq!(h["content-location"], "/api/target");
+        assert_eq!(h["refresh"], "0; URL='/api/target'");
+        let h = rewrite(&[("location", "http://127.0.0.1:5000")], Some("/api"));
+        assert_eq!(h["location"], "https://app.example/api/", "the app's root");
+        let h = rewrite(
+            &[("location", "/apiary"), ("refresh", "5;url=/")],
+            Some("/api"),
+        );
+        assert_eq!(
+            h["location"], "/api/apiary",
+            "prefixes match whole segments"
+        );
+        assert_eq!(h["refresh"], "5;url=/api/");
+    }
+
+    #[test]
+    fn a_path_already_under_the_prefix_and_other_origins_are_left_alone() {
+        for kept in [
+            "/api/target",
+            "/api",
+            "/api?x=1",
+            "//evil.example/x",
+            "https://other.example/x",
+            "target",
+        ] {
+            let h = rewrite(&[("location", kept)], Some("/api"));
+            assert_eq!(h["location"], kept);
+        }
+        let h = rewrite(&[("location", "http://127.0.0.1:5000/api/x")], Some("/api"));
+        assert_eq!(h["location"], "https://app.example/api/x");
+    }
+
+    #[test]
+    fn names_with_underscores_are_removed_and_never_shadow_candados_own() {
+        let pairs = [
+            ("x_real_ip", "6.6.6.6"),
+            ("x-forwarded_for", "6.6.6.6"),
+            ("x_client_cert_subject", "CN=admin"),
+            ("transfer_encoding", "chunked"),
+            ("content_length", "9"),
+            ("proxy_authorization", "x"),
+            ("x_custom", "1"),
+            ("x-kept", "1"),
+        ];
+        let mut h = map(&pairs);
+        let removed = remove_underscore_names(&mut h, false);
+        assert_eq!(removed.len(), 7);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+        let mut h = map(&pairs);
+        remove_underscore_names(&mut h, true);
+        let mut kept: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            ["x-kept", "x_custom"],
+            "allowed, except where they would shadow a header candado owns"
+        );
+    }
+
+    #[test]
+    fn chunked_twice_is_ambiguous() {
+        assert!(framing_is_ambiguous(&map(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ])));
+        assert!(framing_is_ambiguous(&map(&[(
+            "transfer-encoding",
+            "Chunked ,chunked"
+        )])));
+        assert!(!framing_is_ambiguous(&map(&[(
+            "transfer-encoding",
+            "gzip, chunked"
+        )])));
+    }
+
+    #[test]
+    fn content_length_is_forwarded_in_canonical_form() {
+        for (sent, canonical) in [("005", "5"), ("5, 5", "5"), ("0", "0"), ("12", "12")] {
+            let mut h = map(&[("content-length", sent)]);
+            canonical_content_length(&mut h);
+            assert_eq!(h["content-length"], canonical, "{sent}");
+        }
+        let mut h = map(&[("content-length", "007"), ("content-length", "7")]);
+        canonical_content_length(&mut h);
+        assert_eq!(h.get_all("content-length").iter().count(), 1);
+        assert_eq!(h["content-length"], "7");
+        let mut h = map(&[("content-length", "5, 6")]);
+        canonical_content_length(&mut h);
+        assert_eq!(h["content-length"], "5, 6", "left for the ambiguity check");
     }
 }

@@ -1,7 +1,9 @@
 //! The host a request is for: one `Host` header (HTTP/1.1) or `:authority` (HTTP/2), which must
-//! agree when both are present (RFC 9112 §3.2, RFC 9113 §8.3.1). Lower-cased, port removed.
+//! agree when both are present (RFC 9113 §8.3.1). An HTTP/1.1 absolute-form target
+//! (`GET https://a.example/ HTTP/1.1`) names the host itself, and Host is then ignored
+//! (RFC 9112 §3.2.2), though it must still be one valid value (§3.2). Lower-cased, port removed.
 
-use http::{Request, header};
+use http::{Request, Version, header};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -34,6 +36,7 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
         .map(|a| parse_authority(a.as_str()))
         .transpose()?;
     match (from_header, from_uri) {
+        (_, Some(u)) if req.version() < Version::HTTP_2 => Ok(u),
         (Some(h), Some(u)) if h != u => Err(HostError::Conflict),
         (Some(h), _) => Ok(h),
         (None, Some(u)) => Ok(u),
@@ -104,9 +107,25 @@ mod tests {
             request_host(&req(&["a.test", "a.test"], "/")),
             Err(HostError::Duplicate)
         );
+        let mut h2 = req(&["a.test"], "https://b.test/");
+        *h2.version_mut() = Version::HTTP_2;
+        assert_eq!(request_host(&h2), Err(HostError::Conflict));
+    }
+
+    #[test]
+    fn an_http1_absolute_form_target_wins_over_host() {
         assert_eq!(
-            request_host(&req(&["a.test"], "https://b.test/")),
-            Err(HostError::Conflict)
+            request_host(&req(&["a.test"], "https://B.test:8443/x")),
+            Ok("b.test".into())
+        );
+        assert_eq!(
+            request_host(&req(&["a b"], "https://b.test/")),
+            Err(HostError::Invalid),
+            "an ignored Host must still be valid"
+        );
+        assert_eq!(
+            request_host(&req(&["a.test", "a.test"], "https://b.test/")),
+            Err(HostError::Duplicate)
         );
     }
 

@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 
-use crate::config::{Site, defaults};
+use crate::config::{Limits, Site, defaults};
 use proxy::RouteHandler;
 use static_files::StaticFiles;
 
@@ -58,8 +58,9 @@ impl ConnBusy {
 }
 
 /// Set by the listener on an HTTP/1.1 request that carried both Content-Length and
-/// Transfer-Encoding (hyper resolves the conflict before the request reaches us). Answered
-/// with 400 and never forwarded: it is how requests are smuggled past front ends.
+/// Transfer-Encoding, or the chunked coding twice (hyper resolves both before the request
+/// reaches us). Answered with 400 and never forwarded: it is how requests are smuggled past
+/// front ends.
 #[derive(Clone, Copy, Debug)]
 pub struct FramingConflict;
 
@@ -248,6 +249,8 @@ pub struct Router {
     access_log: bool,
     /// ACME HTTP-01 tokens, answered on plain HTTP before any redirect.
     challenges: Option<Arc<crate::acme::Challenges>>,
+    /// The request target and header field limits (the listener's parser allows their sum).
+    limits: Limits,
 }
 
 impl Router {
@@ -261,7 +264,13 @@ impl Router {
             names,
             access_log,
             challenges: None,
+            limits: Limits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn with_challenges(mut self, challenges: Arc<crate::acme::Challenges>) -> Self {
@@ -301,6 +310,9 @@ impl Router {
     }
 
     async fn dispatch(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        if let Some(refused) = self.beyond_limits(&req) {
+            return refused;
+        }
         let host = match host::request_host(&req) {
             Ok(h) => h,
             Err(e) => return error::page(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -342,6 +354,29 @@ impl Router {
             || !(asks(index) || asks(conn.tls_site))
     }
 
+    /// 414 for a request target (path and query) over `max_uri_bytes`, 431 for header fields
+    /// over `max_header_bytes`, counted as `name: value\r\n` for HTTP/1.1 and HTTP/2 alike.
+    fn beyond_limits<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target > self.limits.max_uri_bytes {
+            return Some(error::page(
+                StatusCode::URI_TOO_LONG,
+                "The address (path and query) is longer than this server accepts.",
+            ));
+        }
+        let fields: usize = req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        (fields > self.limits.max_header_bytes).then(|| {
+            error::page(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "The request headers are larger than this server accepts.",
+            )
+        })
+    }
+
     /// Whether the access log is on.
     pub fn logs_access(&self) -> bool {
         self.access_log
@@ -349,10 +384,10 @@ impl Router {
 }
 
 fn framing_conflict<B>(req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
-    tracing::warn!(client = %conn.peer.ip(), path = %req.uri().path(), "refused a request with both Content-Length and Transfer-Encoding");
+    tracing::warn!(client = %conn.peer.ip(), path = %req.uri().path(), "refused a request with ambiguous framing: both Content-Length and Transfer-Encoding, or chunked twice");
     let mut res = error::page(
         StatusCode::BAD_REQUEST,
-        "The request has both Content-Length and Transfer-Encoding headers.",
+        "The request's length is ambiguous: it has both Content-Length and Transfer-Encoding headers, or the chunked coding twice.",
     );
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -11,6 +11,9 @@ pub fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
     if let Some(answer) = router.acme_http01(req.uri().path()) {
         return acme_answer(answer);
     }
+    if let Some(refused) = router.beyond_limits(req) {
+        return refused;
+    }
     let host = match host::request_host(req) {
         Ok(h) => h,
         Err(e) => {

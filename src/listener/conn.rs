@@ -144,7 +144,7 @@ async fn serve_https<S>(
             .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
             // RFC 8441: WebSockets over HTTP/2 streams.
             .enable_connect_protocol()
-            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_header_list_size(limits.max_head_bytes() as u32)
             // Later than the idle timeout: pings (and their answers) move bytes, and an idle
             // connection must reach its idle deadline before the first one.
             .keep_alive_interval(Some(t.idle + t.idle / 2))
@@ -155,7 +155,7 @@ async fn serve_https<S>(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(t.header_read)
-            .max_header_size(limits.max_header_bytes)
+            .max_header_size(limits.max_head_bytes())
             .serve_connection(io, svc)
             .with_upgrades();
         drive(conn, &activity, &t, shutdown).await;
@@ -193,7 +193,7 @@ pub(crate) async fn serve_plain(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.timeouts.header_read)
-        .max_header_size(settings.limits.max_header_bytes)
+        .max_header_size(settings.limits.max_head_bytes())
         .keep_alive(false)
         .serve_connection(io, svc)
         .with_upgrades();

@@ -1,7 +1,8 @@
 //! A second look at HTTP/1.1 request framing, underneath hyper. hyper resolves a request that
 //! carries both Content-Length and Transfer-Encoding by dropping the Content-Length and closing
-//! the connection afterwards (RFC 9112 §6.3), so the service never learns of the conflict. A
-//! proxy must refuse such a request outright (it is how requests are smuggled past front ends),
+//! the connection afterwards (RFC 9112 §6.3), so the service never learns of the conflict; it
+//! also reads `Transfer-Encoding: chunked, chunked` as chunked, which RFC 9112 §7 forbids a
+//! sender to write (front ends disagree on it). A proxy must refuse such requests outright (it is how requests are smuggled past front ends),
 //! so this scanner follows the request stream as hyper reads it (heads parsed with httparse,
 //! bodies skipped by length or chunk size) and flags the index of any ambiguous request.
 
@@ -117,7 +118,11 @@ impl FramingScanner {
         };
         let te = named("transfer-encoding").next_back();
         let cl = named("content-length").next();
-        if te.is_some() && cl.is_some() {
+        let chunked = named("transfer-encoding")
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .filter(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+            .count();
+        if (te.is_some() && cl.is_some()) || chunked > 1 {
             let _ =
                 self.flagged
                     .compare_exchange(0, index + 1, Ordering::Relaxed, Ordering::Relaxed);
@@ -217,6 +222,19 @@ mod tests {
         for step in [1, 3, 7, stream.len()] {
             assert_eq!(flagged(stream, step), Some(1), "step {step}");
         }
+    }
+
+    #[test]
+    fn chunked_twice_is_flagged_in_one_header_or_two() {
+        for te in [
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked, Chunked",
+        ] {
+            let stream = format!("POST / HTTP/1.1\r\nHost: a\r\n{te}\r\n\r\n0\r\n\r\n");
+            assert_eq!(flagged(stream.as_bytes(), 4), Some(0), "{te}");
+        }
+        let once = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(flagged(once, 4), None);
     }
 
     #[test]

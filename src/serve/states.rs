@@ -93,7 +93,8 @@ pub(super) fn build_states(
         let router = Router::new(
             on_it.iter().map(|&j| handlers[j].clone()).collect(),
             config.log.access,
-        );
+        )
+        .with_limits(config.limits);
         let state = ListenerState::Https {
             tls,
             router: Arc::new(router),
@@ -109,7 +110,7 @@ pub(super) fn build_states(
             .filter(|h| h.site.redirect_from == Some(from))
             .cloned()
             .collect();
-        let mut router = Router::new(sites, config.log.access);
+        let mut router = Router::new(sites, config.log.access).with_limits(config.limits);
         if let Some(acme) = acme {
             router = router.with_challenges(acme.challenges());
         }

@@ -14,6 +14,7 @@ mod check;
 mod config_files;
 mod h2spec;
 mod hardening;
+mod hardening_requests;
 mod mtls;
 mod proxy;
 mod python_apps;

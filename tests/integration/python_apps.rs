@@ -14,7 +14,7 @@ use crate::support::{Fixture, free_port};
 
 const APPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps");
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let p = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/target/pyenv/bin/python"
@@ -28,7 +28,7 @@ fn python() -> PathBuf {
 }
 
 /// A Python app process, killed when dropped.
-struct App(Child, u16);
+pub(crate) struct App(Child, pub(crate) u16);
 
 impl Drop for App {
     fn drop(&mut self) {
@@ -37,7 +37,7 @@ impl Drop for App {
     }
 }
 
-fn spawn(args: &[&str], port: u16) -> App {
+pub(crate) fn spawn(args: &[&str], port: u16) -> App {
     let child = Command::new(python())
         .args(args)
         .current_dir(APPS)

@@ -1,7 +1,8 @@
 //! Reverse proxy: a request whose path matches a route goes to one of its upstreams, streamed
 //! both ways without buffering whole bodies. Path and query reach the upstream byte for byte;
 //! hop-by-hop headers are dropped; forwarding headers are added; the response comes back with
-//! every header the upstream sent, cookies made `Secure` and `Location` rewritten.
+//! every header the upstream sent, cookies made `Secure` and redirects (`Location`,
+//! `Content-Location`, `Refresh`) pointed back at the public origin and route prefix.
 //! WebSocket upgrades (HTTP/1.1) are relayed as a byte tunnel once both sides agree.
 
 mod upstreams;
@@ -69,7 +70,7 @@ pub async fn forward(
     if headers::framing_is_ambiguous(req.headers()) {
         return fail(
             StatusCode::BAD_REQUEST,
-            "The request has conflicting Content-Length and Transfer-Encoding headers.",
+            "The request has conflicting Content-Length and Transfer-Encoding headers, or the chunked coding twice.",
         );
     }
     let declared = req
@@ -94,12 +95,13 @@ pub async fn forward(
         );
     };
     let (mut parts, body) = req.into_parts();
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The authority of an absolute-form target (HTTP/1.1) wins over Host (RFC 9112 §3.2.2), as
+    // it did when the site was chosen; over HTTP/2 it is `:authority`, which Host must match.
+    let original_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     prepare_request_headers(
@@ -260,15 +262,15 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
 /// prefix when `strip_prefix` is set.
 fn upstream_uri(route: &Route, upstream: &Upstream, uri: &Uri) -> Option<Uri> {
     let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let pq = match route.strip_prefix && route.prefix != "/" {
-        true => {
-            let rest = pq.strip_prefix(route.prefix.as_str())?;
+    let pq = match route.stripped_prefix() {
+        Some(prefix) => {
+            let rest = pq.strip_prefix(prefix)?;
             match rest.starts_with('/') {
                 true => rest.to_owned(),
                 false => format!("/{rest}"),
             }
         }
-        false => pq.to_owned(),
+        None => pq.to_owned(),
     };
     format!("{}{pq}", upstream.origin).parse().ok()
 }
@@ -319,7 +321,13 @@ fn prepare_request_headers(
     original_host: Option<HeaderValue>,
     upgrade: bool,
 ) {
+    let dropped = headers::remove_underscore_names(h, fwd.site.allow_underscore_headers);
+    for name in dropped {
+        // CGI and WSGI read `_` as `-`: X_Real_IP would arrive as X-Real-IP.
+        tracing::debug!(client = %fwd.conn.peer.ip(), header = %name, "dropped a request header with `_` in its name");
+    }
     headers::remove_hop_by_hop(h);
+    headers::canonical_content_length(h);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -340,6 +348,7 @@ fn prepare_request_headers(
         .and(fwd.conn.client.as_deref());
     let pem = fwd.site.client_auth.as_ref().is_some_and(|a| a.forward_pem);
     headers::set_client_identity(h, identity, pem);
+    headers::set_forwarded_prefix(h, route.stripped_prefix());
     if let Some(host) = route.host_header.clone().or(original_host) {
         h.insert(header::HOST, host);
     }
@@ -356,10 +365,13 @@ fn prepare_response_headers(
     if fwd.site.secure_cookies {
         headers::secure_cookies(h);
     }
-    headers::rewrite_location(h, &upstream.origin, || {
-        let url = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
-        url.trim_end_matches('/').to_owned()
-    });
+    let public = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
+    let urls = headers::PublicUrls {
+        upstream_origin: &upstream.origin,
+        public_origin: public.trim_end_matches('/'),
+        stripped_prefix: route.stripped_prefix(),
+    };
+    headers::rewrite_redirects(h, &urls);
     route.response_headers.apply(h);
 }
 
