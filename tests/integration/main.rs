@@ -12,6 +12,7 @@ mod cert_commands;
 mod certificates;
 mod check;
 mod config_files;
+mod crash_safe;
 mod hardening;
 mod mtls;
 mod proxy;
