@@ -14,6 +14,7 @@ mod check;
 mod config_files;
 mod crash_safe;
 mod hardening;
+mod local_lifetimes;
 mod mtls;
 mod proxy;
 mod python_apps;
