@@ -176,7 +176,10 @@ mod tests {
             assert_eq!(got, Some(vec![v.to_vec(), v.to_vec()]));
             assert_eq!(s.load("c/key.pem").unwrap().as_deref(), Some(v));
         }
-        let mode = std::fs::metadata(s.path("c/key.pem")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(s.path("c/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

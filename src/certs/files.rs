@@ -45,7 +45,10 @@ impl Member<'_> {
 /// `.candado/app.test`) that keeps the versions; `dir` must exist.
 pub fn write_together(dir: &Path, versions: &str, members: &[Member<'_>]) -> io::Result<()> {
     let store = dir.join(versions);
-    DirBuilder::new().recursive(true).mode(0o755).create(&store)?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&store)?;
     adopt_old_files(dir, versions, &store, members)?;
     let previous = std::fs::read_link(store.join(LIVE)).ok();
     let fresh = new_version(&store)?;
@@ -64,7 +67,10 @@ pub fn write_together(dir: &Path, versions: &str, members: &[Member<'_>]) -> io:
 /// before it started. One result per path.
 pub fn read_together(paths: &[&Path]) -> Vec<io::Result<Vec<u8>>> {
     let resolve = || -> Vec<Option<PathBuf>> {
-        paths.iter().map(|p| std::fs::canonicalize(p).ok()).collect()
+        paths
+            .iter()
+            .map(|p| std::fs::canonicalize(p).ok())
+            .collect()
     };
     let mut attempt = 0;
     loop {
@@ -171,7 +177,10 @@ fn prune(store: &Path, current: &str, previous: Option<&Path>) {
             || previous.is_some_and(|p| p == Path::new(&name))
             || !name.to_string_lossy().starts_with('v');
         if !keep && let Err(e) = std::fs::remove_dir_all(entry.path()) {
-            tracing::debug!("cannot remove the old version {}: {e}", entry.path().display());
+            tracing::debug!(
+                "cannot remove the old version {}: {e}",
+                entry.path().display()
+            );
         }
     }
 }
@@ -224,12 +233,35 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_never_sees_a_certificate_beside_another_versions_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_together(dir.path(), ".candado/a", &pair(&[0], &[0])).expect("first");
+        let path = dir.path().to_owned();
+        let writer = std::thread::spawn(move || {
+            for i in 1..=200u8 {
+                write_together(&path, ".candado/a", &pair(&[i], &[i])).expect("write");
+            }
+        });
+        let mut reads = 0;
+        while !writer.is_finished() || reads == 0 {
+            let (cert, key) = read(dir.path());
+            assert_eq!(cert, key, "a mixed pair after {reads} reads");
+            reads += 1;
+        }
+        writer.join().expect("writer");
+        assert_eq!(read(dir.path()), (vec![200], vec![200]));
+    }
+
+    #[test]
     fn plain_files_from_before_are_adopted_and_then_replaced() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("a.crt"), b"old cert").expect("cert");
         std::fs::write(dir.path().join("a.key"), b"old key").expect("key");
         let store = dir.path().join(".candado/a");
-        DirBuilder::new().recursive(true).create(&store).expect("store");
+        DirBuilder::new()
+            .recursive(true)
+            .create(&store)
+            .expect("store");
         let members = pair(b"new cert", b"new key");
         adopt_old_files(dir.path(), ".candado/a", &store, &members).expect("adopt");
         assert!(
@@ -237,8 +269,14 @@ mod tests {
                 .expect("link")
                 .is_symlink()
         );
-        assert_eq!(read(dir.path()), (b"old cert".to_vec(), b"old key".to_vec()));
+        assert_eq!(
+            read(dir.path()),
+            (b"old cert".to_vec(), b"old key".to_vec())
+        );
         write_together(dir.path(), ".candado/a", &members).expect("write");
-        assert_eq!(read(dir.path()), (b"new cert".to_vec(), b"new key".to_vec()));
+        assert_eq!(
+            read(dir.path()),
+            (b"new cert".to_vec(), b"new key".to_vec())
+        );
     }
 }

@@ -137,7 +137,10 @@ fn cert_issue_killed_anywhere_leaves_the_old_pair_or_the_new_one() {
     let dir = out.path().to_str().unwrap();
     let args = ["cert", "issue", "app.test", "--out", dir];
     run_whole(data.path(), &args);
-    let (cert, key) = (out.path().join("app.test.crt"), out.path().join("app.test.key"));
+    let (cert, key) = (
+        out.path().join("app.test.crt"),
+        out.path().join("app.test.key"),
+    );
     // Any certificate beside its own key is the old pair or the new one: inspect_pair checks
     // that, and that neither file is missing.
     let kills = kill_everywhere(data.path(), &args, |syscalls, n, text| {
@@ -146,7 +149,10 @@ fn cert_issue_killed_anywhere_leaves_the_old_pair_or_the_new_one() {
             "killed at {syscalls} #{n}: the pair is gone\n{text}"
         );
     });
-    assert!(kills >= 5, "only {kills} kills: is strace tracing anything?");
+    assert!(
+        kills >= 5,
+        "only {kills} kills: is strace tracing anything?"
+    );
     serve_accepts(&cert, &key);
 }
 
@@ -204,7 +210,10 @@ fn cert_obtain_killed_at_any_rename_or_fsync_leaves_whole_pairs_in_the_store_and
     let pebble = Pebble::start(Options::ports(http, free_port()));
     let data = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let (port, ca) = (http.to_string(), pebble.api_ca().to_str().unwrap().to_owned());
+    let (port, ca) = (
+        http.to_string(),
+        pebble.api_ca().to_str().unwrap().to_owned(),
+    );
     let out_dir = out.path().to_str().unwrap().to_owned();
     let args = [
         "cert",

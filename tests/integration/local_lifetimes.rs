@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use ::time::OffsetDateTime;
+use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::support::server::{BIN, Candado};
@@ -30,7 +30,10 @@ fn candado(data: &Path, args: &[&str]) -> String {
 /// `sslyze --mozilla_config intermediate` against 127.0.0.1:`port` trusting `ca`:
 /// (exit code, output).
 fn sslyze_mozilla(port: u16, ca: &Path) -> (Option<i32>, String) {
-    let sslyze = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/bin/sslyze"));
+    let sslyze = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/pyenv/bin/sslyze"
+    ));
     assert!(sslyze.exists(), "no sslyze in the venv: run scripts/test");
     let out = Command::new("timeout")
         .arg("120")
@@ -69,14 +72,17 @@ fn lifetime_days(path: &Path) -> i64 {
 /// what a zero-config candado serves, valid from `start` to `end` (relative to now).
 fn write_local_leaf(data: &Path, start: ::time::Duration, end: ::time::Duration) -> Vec<u8> {
     let ca_pem = std::fs::read_to_string(data.join("ca/ca.crt")).unwrap();
-    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(data.join("ca/ca.key")).unwrap())
-        .unwrap();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(data.join("ca/ca.key")).unwrap()).unwrap();
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
     // The names `local_names` gives a loopback site: these and the machine's host name.
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim().to_ascii_lowercase();
-    if !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    if !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
     {
         names.push(host);
     }
@@ -120,10 +126,21 @@ fn cert_issue_certificates_last_365_days_and_pass_sslyzes_mozilla_intermediate_c
     let dir = out.path().to_str().unwrap();
     let printed = candado(
         data.path(),
-        &["cert", "issue", "app.test", "--ip", "127.0.0.1", "--out", dir],
+        &[
+            "cert",
+            "issue",
+            "app.test",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            dir,
+        ],
     );
     assert!(printed.contains("365 days"), "{printed}");
-    let (cert, key) = (out.path().join("app.test.crt"), out.path().join("app.test.key"));
+    let (cert, key) = (
+        out.path().join("app.test.crt"),
+        out.path().join("app.test.key"),
+    );
     assert_eq!(lifetime_days(&cert), 365, "{printed}");
 
     let site = tempfile::tempdir().unwrap();
@@ -140,7 +157,11 @@ fn cert_issue_certificates_last_365_days_and_pass_sslyzes_mozilla_intermediate_c
     ];
     let server = Candado::with_args(&args, site.path(), tempfile::tempdir().unwrap(), false);
     let (code, text) = sslyze_mozilla(server.https.port(), &data.path().join("ca/ca.crt"));
-    assert_eq!(code, Some(0), "sslyze --mozilla_config intermediate:\n{text}");
+    assert_eq!(
+        code,
+        Some(0),
+        "sslyze --mozilla_config intermediate:\n{text}"
+    );
 }
 
 #[test]
@@ -150,7 +171,11 @@ fn a_zero_config_candado_passes_sslyzes_mozilla_intermediate_check() {
     let leaf = server.data_dir().join("certs/localhost.crt");
     assert!(lifetime_days(&leaf) <= 365, "{}", leaf.display());
     let (code, text) = sslyze_mozilla(server.https.port(), &server.data_dir().join("ca/ca.crt"));
-    assert_eq!(code, Some(0), "sslyze --mozilla_config intermediate:\n{text}");
+    assert_eq!(
+        code,
+        Some(0),
+        "sslyze --mozilla_config intermediate:\n{text}"
+    );
 }
 
 #[test]
