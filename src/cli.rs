@@ -140,7 +140,7 @@ struct IssueArgs {
     /// IP addresses the certificate is for (repeatable).
     #[arg(long = "ip", value_name = "IP")]
     ips: Vec<IpAddr>,
-    /// Days of validity [default: 397 from the CA, 365 self-signed].
+    /// Days of validity [default: 365].
     #[arg(long, value_name = "N")]
     days: Option<u32>,
     /// Key type.
@@ -605,10 +605,15 @@ fn cert(args: IssueArgs, self_signed: bool) -> Result<()> {
         ),
         None => println!("self-signed: clients must trust this certificate itself"),
     }
-    if !self_signed && days > devca::LEAF_DAYS {
+    if !self_signed && days > devca::BROWSER_MAX_DAYS {
         eprintln!(
             "warning: browsers refuse leaf certificates valid for more than {} days",
-            devca::LEAF_DAYS
+            devca::BROWSER_MAX_DAYS
+        );
+    } else if days > devca::GRADER_MAX_DAYS {
+        eprintln!(
+            "warning: TLS graders (Mozilla's intermediate profile, sslyze) fail certificates valid for more than {} days",
+            devca::GRADER_MAX_DAYS
         );
     }
     Ok(())

@@ -1,9 +1,8 @@
 //! The local development CA (like mkcert): created once in the user's data folder, then used
 //! to issue leaf certificates for local names. Keys are written 0600 in 0700 folders.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use ::time::{Duration, OffsetDateTime};
@@ -13,11 +12,17 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-/// The CA lives ten years; leaves 397 days (the longest browsers accept) and are reissued when
-/// fewer than 30 days are left.
+use crate::certs::files::{self, Member};
+
+/// The CA lives ten years. Leaves live 365 days: browsers accept up to 397, but Mozilla's
+/// "intermediate" profile (what sslyze and graders check) allows no more than 366. `serve`
+/// reissues its own leaves once a third of their life is left.
 const CA_DAYS: i64 = 3650;
-pub const LEAF_DAYS: i64 = 397;
-const LEAF_RENEW_DAYS: i64 = 30;
+pub const LEAF_DAYS: i64 = 365;
+/// The longest leaf lifetime browsers accept (CA/Browser Forum baseline requirements).
+pub const BROWSER_MAX_DAYS: i64 = 397;
+/// The longest Mozilla's "intermediate" profile accepts (`maximum_certificate_lifespan`).
+pub const GRADER_MAX_DAYS: i64 = 366;
 /// Client certificates from `cert issue --client` (no browser limit applies to them).
 pub const CLIENT_DAYS: i64 = 365;
 
@@ -46,9 +51,11 @@ impl DevCa {
     pub fn load_or_create(data_dir: &Path) -> Result<(DevCa, bool)> {
         let dir = data_dir.join("ca");
         let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+        // Both appear at once (one swap, see certs::files): one without the other is an
+        // interrupted first creation, and starts over.
         if cert_path.exists() && key_path.exists() {
-            let cert_pem = read(&cert_path)?;
-            let key = KeyPair::from_pem(&read(&key_path)?).with_context(|| {
+            let (cert_pem, key_pem) = read_pair(&cert_path, &key_path)?;
+            let key = KeyPair::from_pem(&key_pem).with_context(|| {
                 format!(
                     "the development CA key {} is unreadable; delete {} to create a new CA",
                     key_path.display(),
@@ -62,8 +69,7 @@ impl DevCa {
         let cert = ca_params()
             .self_signed(&key)
             .context("creating the development CA")?;
-        write_private(&key_path, key.serialize_pem().as_bytes())?;
-        write_public(&cert_path, cert.pem().as_bytes())?;
+        write_pair_in(&dir, "ca", &cert.pem(), &key.serialize_pem())?;
         Ok((
             DevCa {
                 dir,
@@ -86,20 +92,39 @@ impl DevCa {
     /// Returns the cert and key files of a leaf for `names`, reusing the stored one when it
     /// was issued by this CA, covers every name and is not close to expiry.
     pub fn leaf_for(&self, names: &[String]) -> Result<(PathBuf, PathBuf)> {
-        let certs = self.dir.parent().unwrap_or(&self.dir).join("certs");
-        let stem = file_stem(names);
-        let (cert_path, key_path) = (
-            certs.join(format!("{stem}.crt")),
-            certs.join(format!("{stem}.key")),
-        );
+        // One writer at a time in this process (the start-up load and a renewal task, or two
+        // renewal tasks across a reload, may ask together).
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _writing = WRITING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (cert_path, key_path) = self.leaf_paths(names);
         if key_path.exists() && self.leaf_is_current(&cert_path, names) {
             return Ok((cert_path, key_path));
         }
+        let certs = self.leaves_dir();
         make_private_dir(&certs)?;
         let (cert_pem, key_pem) = self.issue(names)?;
-        write_private(&key_path, key_pem.as_bytes())?;
-        write_public(&cert_path, cert_pem.as_bytes())?;
-        Ok((cert_path, key_path))
+        write_pair_in(&certs, &file_stem(names), &cert_pem, &key_pem)
+    }
+
+    /// Whether the stored leaf for `names` must be reissued (missing, from another CA, not
+    /// covering every name, or with a third of its life or less left).
+    pub fn leaf_is_due(&self, names: &[String]) -> bool {
+        let (cert_path, key_path) = self.leaf_paths(names);
+        !key_path.exists() || !self.leaf_is_current(&cert_path, names)
+    }
+
+    fn leaves_dir(&self) -> PathBuf {
+        self.dir.parent().unwrap_or(&self.dir).join("certs")
+    }
+
+    fn leaf_paths(&self, names: &[String]) -> (PathBuf, PathBuf) {
+        let (certs, stem) = (self.leaves_dir(), file_stem(names));
+        (
+            certs.join(format!("{stem}.crt")),
+            certs.join(format!("{stem}.key")),
+        )
     }
 
     /// Issues a P-256 leaf for `names` (DNS names, wildcards or IP addresses):
@@ -181,12 +206,22 @@ impl DevCa {
         let Ok(ca) = ca_pem.parse_x509() else {
             return false;
         };
-        let renew_at = OffsetDateTime::now_utc() + Duration::days(LEAF_RENEW_DAYS);
         let covered = crate::certs::load::san_names(&leaf);
         leaf.issuer().as_raw() == ca.subject().as_raw()
-            && leaf.validity().not_after.timestamp() > renew_at.unix_timestamp()
+            && has_a_third_left(leaf.validity(), OffsetDateTime::now_utc())
             && names.iter().all(|n| covered.contains(n))
     }
+}
+
+/// Whether more than a third of a certificate's life is left at `now` (Let's Encrypt's
+/// clients renew at the same point): a leaf reissued then never comes near its expiry.
+fn has_a_third_left(validity: &x509_parser::certificate::Validity, now: OffsetDateTime) -> bool {
+    let (start, end) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let left = end - now.unix_timestamp();
+    left > 0 && left * 3 > end - start
 }
 
 /// A self-signed certificate for `names`, the one-command replacement for
@@ -239,13 +274,15 @@ fn leaf_params(names: &[String], days: i64, org: &str) -> Result<CertificatePara
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(days);
+    // An hour back for clocks a little behind; the lifetime counts from there, so that
+    // `days` is the whole validity period graders measure.
+    params.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
+    params.not_after = params.not_before + Duration::days(days);
     Ok(params)
 }
 
-/// Writes a certificate (0644) and its key (0600) as `DIR/STEM.crt` and `DIR/STEM.key`.
+/// Writes a certificate (0644) and its key (0600) as `DIR/STEM.crt` and `DIR/STEM.key`,
+/// replacing both at once (see `certs::files`: a crash leaves the old pair or the new one).
 pub fn write_pair(
     dir: &Path,
     stem: &str,
@@ -253,13 +290,32 @@ pub fn write_pair(
     key_pem: &str,
 ) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (cert, key) = (
-        dir.join(format!("{stem}.crt")),
-        dir.join(format!("{stem}.key")),
-    );
-    write_private(&key, key_pem.as_bytes())?;
-    write_public(&cert, cert_pem.as_bytes())?;
-    Ok((cert, key))
+    write_pair_in(dir, stem, cert_pem, key_pem)
+}
+
+/// `write_pair` into a folder that exists; the versions live in `DIR/.candado/STEM`.
+fn write_pair_in(
+    dir: &Path,
+    stem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(PathBuf, PathBuf)> {
+    let (cert, key) = (format!("{stem}.crt"), format!("{stem}.key"));
+    let members = [
+        Member {
+            name: &cert,
+            data: cert_pem.as_bytes(),
+            private: false,
+        },
+        Member {
+            name: &key,
+            data: key_pem.as_bytes(),
+            private: true,
+        },
+    ];
+    files::write_together(dir, &format!(".candado/{stem}"), &members)
+        .with_context(|| format!("cannot write {} and {}", dir.join(&cert).display(), key))?;
+    Ok((dir.join(cert), dir.join(key)))
 }
 
 /// A file name for a certificate's names: the first one, `*` and `:` spelled out.
@@ -303,8 +359,17 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+/// A certificate and key written together, read from the same version.
+fn read_pair(cert: &Path, key: &Path) -> Result<(String, String)> {
+    let mut read = files::read_together(&[cert, key]).into_iter();
+    let mut next = |path: &Path| -> Result<String> {
+        let bytes = read
+            .next()
+            .unwrap_or_else(|| Err(std::io::ErrorKind::NotFound.into()))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        String::from_utf8(bytes).with_context(|| format!("{} is not PEM text", path.display()))
+    };
+    Ok((next(cert)?, next(key)?))
 }
 
 fn make_private_dir(dir: &Path) -> Result<()> {
@@ -313,33 +378,6 @@ fn make_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))
-}
-
-/// Writes a key file readable by its owner only; the mode is set at creation, so the key is
-/// never briefly world-readable.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    write_with_mode(path, data, 0o600)
-}
-
-fn write_public(path: &Path, data: &[u8]) -> Result<()> {
-    write_with_mode(path, data, 0o644)
-}
-
-fn write_with_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).ok();
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub use storage::{FileStorage, Storage, key_part};
 use crate::certs::{self, ManagedCert};
 use crate::config::{AcmeSettings, ChallengeChoice, defaults};
 
+/// The names of a stored certificate's chain and key in its folder of the store.
+const CHAIN_FILE: &str = "cert.pem";
+const KEY_FILE: &str = "key.pem";
+
 /// A stored certificate, loaded and ready to serve.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -84,13 +88,26 @@ impl Acme {
 
     /// Where a certificate for `names` is stored: (chain, key).
     pub fn cert_keys(&self, names: &[String]) -> (String, String) {
+        let base = self.cert_dir(names);
+        (format!("{base}/{CHAIN_FILE}"), format!("{base}/{KEY_FILE}"))
+    }
+
+    /// The folder of `cert_keys`, whose two values are stored together.
+    fn cert_dir(&self, names: &[String]) -> String {
         let first = names.first().map_or("_", String::as_str);
-        let base = format!(
+        format!(
             "{}/certificates/{}",
             key_part(&self.settings.directory),
             key_part(first)
-        );
-        (format!("{base}/cert.pem"), format!("{base}/key.pem"))
+        )
+    }
+
+    /// The stored chain and key, read as one pair.
+    fn load_pair(&self, names: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (cert_key, key_key) = self.cert_keys(names);
+        let values = self.storage.load_together(&[&cert_key, &key_key]).ok()??;
+        let [chain, key]: [Vec<u8>; 2] = values.try_into().ok()?;
+        Some((chain, key))
     }
 
     /// The account, restored from the store or registered (and then stored).
@@ -149,8 +166,7 @@ impl Acme {
     /// expired. A damaged one is reported and treated as missing (a new one is obtained).
     pub fn load_stored(&self, names: &[String]) -> Option<Stored> {
         let (cert_key, key_key) = self.cert_keys(names);
-        let chain = self.storage.load(&cert_key).ok()??;
-        let key = self.storage.load(&key_key).ok()??;
+        let (chain, key) = self.load_pair(names)?;
         let label = |k: &str| std::path::PathBuf::from(self.storage.describe(k));
         let loaded = certs::load_pem(
             (&label(&cert_key), &chain),
@@ -178,11 +194,7 @@ impl Acme {
 
     /// The stored chain and key PEM for `names`, as they are.
     pub fn stored_pem(&self, names: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
-        let (cert_key, key_key) = self.cert_keys(names);
-        Some((
-            self.storage.load(&cert_key).ok()??,
-            self.storage.load(&key_key).ok()??,
-        ))
+        self.load_pair(names)
     }
 
     /// Obtains a certificate for `names`, stores it and returns it loaded.
@@ -211,14 +223,16 @@ impl Acme {
         })
     }
 
+    /// Stores the chain and its key together: a crash leaves the old pair or the new one.
     fn store(&self, names: &[String], issued: &Issued) -> Result<(), AcmeError> {
-        let (cert_key, key_key) = self.cert_keys(names);
-        for (k, v) in [(&key_key, &issued.key_pem), (&cert_key, &issued.chain_pem)] {
-            self.storage.store(k, v.as_bytes()).map_err(|e| {
-                AcmeError::Other(format!("cannot store {}: {e}", self.storage.describe(k)))
-            })?;
-        }
-        Ok(())
+        let values = [
+            (CHAIN_FILE, issued.chain_pem.as_bytes()),
+            (KEY_FILE, issued.key_pem.as_bytes()),
+        ];
+        let dir = self.cert_dir(names);
+        self.storage.store_together(&dir, &values).map_err(|e| {
+            AcmeError::Other(format!("cannot store {}: {e}", self.storage.describe(&dir)))
+        })
     }
 
     /// Revokes the stored certificate for `names` and removes it from the store.

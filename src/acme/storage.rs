@@ -1,9 +1,13 @@
 //! Where accounts and certificates are kept between runs. `Storage` is the seam that lets
 //! several candado instances share one store later (a database, a shared volume); today
-//! `FileStorage` keeps everything in a folder: 0700 folders, 0600 files, atomic writes.
+//! `FileStorage` keeps everything in a folder: 0700 folders, 0600 files, atomic writes; a
+//! certificate and its key are swapped in together (`certs::files`: `cert.pem` and `key.pem`
+//! are links through `versions/live`).
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::certs::files::{self, Member};
 
 /// A key-value store of small blobs. Keys are `/`-separated relative names made only of
 /// ASCII letters, digits, `.`, `-` and `_` (see `key_part`).
@@ -12,6 +16,12 @@ pub trait Storage: Send + Sync {
     /// Replaces the value at once: readers see the old value or the new one, never a part.
     fn store(&self, key: &str, value: &[u8]) -> io::Result<()>;
     fn delete(&self, key: &str) -> io::Result<()>;
+    /// Replaces several values of the folder `dir` (a certificate and its key) at once:
+    /// `load_together` sees all the old values or all the new ones, even after a crash.
+    fn store_together(&self, dir: &str, values: &[(&str, &[u8])]) -> io::Result<()>;
+    /// Loads values stored together (`dir/name` keys), all from one version; None when one
+    /// is missing.
+    fn load_together(&self, keys: &[&str]) -> io::Result<Option<Vec<Vec<u8>>>>;
     /// Where a key lives, for messages (a path for files).
     fn describe(&self, key: &str) -> String;
 }
@@ -62,6 +72,38 @@ impl Storage for FileStorage {
         f.write_all(value)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)
+    }
+
+    fn store_together(&self, dir: &str, values: &[(&str, &[u8])]) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = self.path(dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)?;
+        let members: Vec<Member<'_>> = values
+            .iter()
+            .map(|(name, data)| Member {
+                name,
+                data,
+                private: true,
+            })
+            .collect();
+        files::write_together(&path, "versions", &members)
+    }
+
+    fn load_together(&self, keys: &[&str]) -> io::Result<Option<Vec<Vec<u8>>>> {
+        let paths: Vec<PathBuf> = keys.iter().map(|k| self.path(k)).collect();
+        let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let mut values = Vec::new();
+        for read in files::read_together(&refs) {
+            match read {
+                Ok(v) => values.push(v),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(values))
     }
 
     fn delete(&self, key: &str) -> io::Result<()> {
@@ -120,6 +162,25 @@ mod tests {
         s.delete("a/b/key.pem").unwrap();
         s.delete("a/b/key.pem").unwrap();
         assert_eq!(s.load("a/b/key.pem").unwrap(), None);
+    }
+
+    #[test]
+    fn values_stored_together_are_read_back_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStorage::new(dir.path().join("acme"));
+        assert_eq!(s.load_together(&["c/cert.pem", "c/key.pem"]).unwrap(), None);
+        for v in [&b"1"[..], b"2"] {
+            s.store_together("c", &[("cert.pem", v), ("key.pem", v)])
+                .unwrap();
+            let got = s.load_together(&["c/cert.pem", "c/key.pem"]).unwrap();
+            assert_eq!(got, Some(vec![v.to_vec(), v.to_vec()]));
+            assert_eq!(s.load("c/key.pem").unwrap().as_deref(), Some(v));
+        }
+        let mode = std::fs::metadata(s.path("c/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -77,8 +77,11 @@ pub fn load_files(
     provider: &CryptoProvider,
     allow_expired: bool,
 ) -> Result<LoadedCert, CertError> {
-    let cert_bytes = read(cert_path, CertError::CertNotFound)?;
-    let key_bytes = read(key_path, CertError::KeyNotFound)?;
+    // Read as one pair: a certificate replaced together with its key (certs::files, a
+    // certbot `live/` swap) is never seen beside the other version's key.
+    let mut read = super::files::read_together(&[cert_path, key_path]).into_iter();
+    let cert_bytes = read_error(cert_path, read.next(), CertError::CertNotFound)?;
+    let key_bytes = read_error(key_path, read.next(), CertError::KeyNotFound)?;
     let mut loaded = load_pem(
         (cert_path, &cert_bytes),
         (key_path, &key_bytes),
@@ -141,7 +144,17 @@ pub fn read_key_spki(path: &Path, provider: &CryptoProvider) -> Result<Vec<u8>, 
 }
 
 fn read(path: &Path, not_found: fn(PathBuf) -> CertError) -> Result<Vec<u8>, CertError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
+    read_error(path, Some(std::fs::read(path)), not_found)
+}
+
+/// A file's bytes, or the error that names it (`None`: it was not read at all).
+fn read_error(
+    path: &Path,
+    read: Option<std::io::Result<Vec<u8>>>,
+    not_found: fn(PathBuf) -> CertError,
+) -> Result<Vec<u8>, CertError> {
+    let read = read.unwrap_or_else(|| Err(ErrorKind::NotFound.into()));
+    read.map_err(|e| match e.kind() {
         ErrorKind::NotFound => not_found(path.to_owned()),
         _ => CertError::Read {
             path: path.to_owned(),

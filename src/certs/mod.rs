@@ -1,6 +1,7 @@
 //! Certificates: loading PEM files into what rustls serves, and choosing one per SNI name.
 
 pub mod expiry;
+pub mod files;
 pub mod inspect;
 pub mod load;
 pub mod names;

@@ -2,12 +2,15 @@
 //! tick, so a renewed certificate (certbot, an operator's `cp`) is served without a signal.
 //! Polling is deliberate: it sees files replaced through symlinks and renames alike.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::config::Config;
 
-type Fingerprint = Option<(SystemTime, u64)>;
+/// Modification time, size and inode: a pair swapped in by `certs::files` is new files
+/// (new inodes), seen even when the time and size happen to match.
+type Fingerprint = Option<(SystemTime, u64, u64)>;
 
 pub struct FileWatch {
     files: Vec<(PathBuf, Fingerprint)>,
@@ -44,5 +47,5 @@ impl FileWatch {
 fn fingerprint(path: &PathBuf) -> Fingerprint {
     // metadata() follows symlinks, so a re-pointed `live/` link counts as a change.
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
 }

@@ -53,6 +53,10 @@ pub const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
 /// How often certificate files are checked for changes.
 pub const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often `serve` checks whether its local-CA leaves need reissuing (at a third of their
+/// 365 days left, so hourly is plenty). Tests shorten it with CANDADO_LOCAL_CERT_CHECK_SECS.
+pub const LOCAL_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// How often served certificates' expiry is checked (and metrics.prom rewritten).
 pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 

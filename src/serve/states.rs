@@ -4,15 +4,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rustls::crypto::CryptoProvider;
 
 use super::{ListenerKey, Role};
 use crate::acme::Acme;
-use crate::certs::{self, LoadedCert, SniResolver};
-use crate::config::{CertSource, ClientAuth, Config, Tunnel, TunnelMode, UnknownSni, WhilePending};
+use crate::certs::{self, LoadedCert, ManagedCert, SniResolver};
+use crate::config::{
+    CertSource, ClientAuth, Config, Tunnel, TunnelMode, UnknownSni, WhilePending, defaults,
+};
 use crate::devca::DevCa;
 use crate::http::{Router, SiteHandler};
 use crate::listener::ListenerState;
@@ -269,6 +272,18 @@ impl Build<'_> {
                 resolver.answer_challenges(acme.challenges());
                 Ok(true)
             }
+            (CertSource::Local, _) if self.ca.is_some() && loaded.len() == 1 => {
+                // A slot, so that the leaf can be reissued while serving (`renew_local`).
+                let slot = Arc::new(ManagedCert::new(&names.join(", "), None));
+                slot.publish(loaded[0].key.clone());
+                resolver.add_managed(names, slot.clone());
+                tokio::spawn(renew_local(
+                    Arc::downgrade(&slot),
+                    names.to_vec(),
+                    self.provider.clone(),
+                ));
+                Ok(false)
+            }
             _ => {
                 resolver.add(names, loaded.iter().map(|c| c.key.clone()).collect());
                 Ok(false)
@@ -318,6 +333,57 @@ impl Build<'_> {
             self.provider.clone(),
         )?))
     }
+}
+
+/// Reissues a local-CA leaf while serving once a third of its life is left (as at start, in
+/// `DevCa::leaf_for`), and publishes it into the slot: new handshakes get it at once, open
+/// connections keep theirs, so a long-running dev server never shows an expired certificate.
+/// Ends when the slot is gone (a reload made a new one).
+async fn renew_local(slot: Weak<ManagedCert>, names: Vec<String>, provider: Arc<CryptoProvider>) {
+    let mut tick = tokio::time::interval(local_check_interval());
+    tick.tick().await; // the first tick is immediate, and the leaf was just checked
+    loop {
+        tick.tick().await;
+        let Some(slot) = slot.upgrade() else {
+            return;
+        };
+        match reissue_if_due(&names, &provider) {
+            Ok(None) => {}
+            Ok(Some(loaded)) => {
+                slot.publish(loaded.key);
+                tracing::info!(
+                    "reissued the local certificate for {} (valid until {}); now served",
+                    names.join(", "),
+                    humantime::format_rfc3339_seconds(loaded.not_after)
+                );
+            }
+            Err(e) => tracing::warn!(
+                "cannot reissue the local certificate for {}: {e:#}; still serving the current one",
+                names.join(", ")
+            ),
+        }
+    }
+}
+
+/// The new leaf for `names`, if the stored one is due.
+fn reissue_if_due(names: &[String], provider: &CryptoProvider) -> Result<Option<LoadedCert>> {
+    let dir = crate::devca::data_dir();
+    let (ca, _) = DevCa::load_or_create(&dir)
+        .with_context(|| format!("cannot read the local development CA in {}", dir.display()))?;
+    if !ca.leaf_is_due(names) {
+        return Ok(None);
+    }
+    let (cert, key) = ca.leaf_for(names)?;
+    Ok(Some(certs::load_files(&cert, &key, provider, false)?))
+}
+
+/// `CANDADO_LOCAL_CERT_CHECK_SECS` (for tests) or the default.
+fn local_check_interval() -> Duration {
+    std::env::var("CANDADO_LOCAL_CERT_CHECK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&secs| secs > 0)
+        .map_or(defaults::LOCAL_CERT_CHECK_INTERVAL, Duration::from_secs)
 }
 
 /// What an ACME site serves until its first certificate arrives: nothing (handshakes fail)
