@@ -402,8 +402,6 @@ fn pyserve_reverse_proxy_routes_strip_their_prefix() {
 
 #[test]
 fn websockets_over_http2_extended_connect_reach_an_http1_app() {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let up = upstream::start();
@@ -413,41 +411,12 @@ fn websockets_over_http2_extended_connect_reach_an_http1_app() {
         up.origin()
     );
     let f = Fixture::start(&site, "timeouts: {idle: 1s}");
-    let config = client::client_config(&f.pki.ca_pem, &[b"h2"]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(f.server.https)
-            .await
-            .unwrap();
-        let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(tls))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        // A first request lets the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) arrive.
-        let get = hyper::Request::get(format!("https://{HOST}/api/warm"))
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let warm = sender.send_request(get).await.unwrap();
-        let _ = warm.into_body().collect().await;
-        let mut connect = hyper::Request::connect(format!("https://{HOST}/api/ws"))
-            .header("sec-websocket-version", "13")
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap();
-        connect
-            .extensions_mut()
-            .insert(hyper::ext::Protocol::from_static("websocket"));
-        let res = sender.send_request(connect).await.unwrap();
-        assert_eq!(res.status(), 200);
-        let mut stream = TokioIo::new(hyper::upgrade::on(res).await.unwrap());
+        let mut stream = client::h2_websocket(f.server.https, &f.pki.ca_pem, "/api/ws").await;
         for (i, message) in [&b"over h2"[..], &vec![9u8; 100_000][..]]
             .into_iter()
             .enumerate()

@@ -244,3 +244,41 @@ pub fn assert_flushed_as_sent(times: &[Duration]) {
         );
     }
 }
+
+/// An RFC 8441 WebSocket over HTTP/2 (extended CONNECT to `path`), opened after one warm-up
+/// GET so the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) have arrived. Returns the
+/// tunnel's byte stream; call inside a tokio runtime.
+pub async fn h2_websocket(
+    addr: SocketAddr,
+    ca_pem: &str,
+    path: &str,
+) -> hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(HOST).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_config(ca_pem, &[b"h2"]))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let get = hyper::Request::get(format!("https://{HOST}/warm"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let warm = sender.send_request(get).await.unwrap();
+    let _ = warm.into_body().collect().await;
+    let mut connect = hyper::Request::connect(format!("https://{HOST}{path}"))
+        .header("sec-websocket-version", "13")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    connect
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let res = sender.send_request(connect).await.unwrap();
+    assert_eq!(res.status(), 200);
+    TokioIo::new(hyper::upgrade::on(res).await.unwrap())
+}
