@@ -220,6 +220,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
     let mut log = LogSettings::default();
     if let Some(l) = raw.log {
         log.access = l.access.unwrap_or(true);
+        log.file = l.file.map(|f| base.join(f));
         if let Some(f) = l.format {
             match f.value.as_str() {
                 "human" => log.format = LogFormat::Human,

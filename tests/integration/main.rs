@@ -18,6 +18,7 @@ mod proxy;
 mod python_apps;
 mod redirect;
 mod reload;
+mod service;
 mod sni;
 mod static_files;
 mod tls;
