@@ -915,6 +915,18 @@ mod tests {
     }
 
     #[test]
+    fn a_relative_log_file_is_relative_to_the_config_folder() {
+        let yaml = "log: {file: logs/candado.log}\nsites:\n  - names: [localhost]\n";
+        let c = parse_candado(yaml, Path::new("/etc/candado")).unwrap();
+        assert_eq!(
+            c.log.file.as_deref(),
+            Some(Path::new("/etc/candado/logs/candado.log"))
+        );
+        let c = parse_candado("sites:\n  - names: [localhost]\n", Path::new(".")).unwrap();
+        assert_eq!(c.log.file, None, "standard error unless asked");
+    }
+
+    #[test]
     fn public_names_are_those_a_public_ca_can_issue_for() {
         for public in ["example.com", "app.example.com", "xn--caf-dma.fr."] {
             assert!(is_public_name(public), "{public}");
