@@ -10,15 +10,27 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, CertSource, Config, Hsts, LogFormat, Site, defaults};
 use crate::devca::{self, DevCa, KeyKind};
+
+/// `candado --version`: what a bug report needs. build.rs finds the commit and the rustls
+/// version; the provider is the one `tls::provider` installs.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("CANDADO_GIT_COMMIT"),
+    "\nTLS: rustls ",
+    env!("CANDADO_RUSTLS_VERSION"),
+    " with the aws-lc-rs crypto provider"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "candado",
     version,
+    long_version = LONG_VERSION,
     about = "Puts a padlock on any web app: HTTPS done right, from one binary.",
     args_conflicts_with_subcommands = true
 )]
@@ -52,6 +64,17 @@ enum Command {
     Check(CheckArgs),
     /// TLS for a raw TCP service (like stunnel): `candado tunnel --listen :7443 --to 127.0.0.1:5432`.
     Tunnel(tunnel_command::TunnelArgs),
+    /// Print a shell completion script: `candado completions bash > /etc/bash_completion.d/candado`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `candado man | man -l -`.
+    Man {
+        /// Write candado.1 and a page per command (candado-proxy.1 ...) into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +232,9 @@ struct ServeArgs {
     /// Do not write an access-log line per request.
     #[arg(long)]
     no_access_log: bool,
+    /// Write the log to this file instead of standard error; SIGUSR1 reopens it (logrotate).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -238,6 +264,9 @@ struct ProxyArgs {
     /// Log format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormatArg>,
+    /// Write the log to this file instead of standard error; SIGUSR1 reopens it (logrotate).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     #[command(flatten)]
     acme: acme_commands::AcmeArgs,
     #[command(flatten)]
@@ -260,6 +289,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Cert(CertCommand::Revoke(args))) => acme_commands::revoke(args).await,
         Some(Command::Check(args)) => tls_check(args).await,
         Some(Command::Tunnel(args)) => tunnel_command::tunnel(args).await,
+        Some(Command::Completions { shell }) => completions(shell),
+        Some(Command::Man { out }) => man(out.as_deref()),
         None => serve(cli.serve).await,
     }
 }
@@ -269,7 +300,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         return write_ssl_config(&args);
     }
     let (config, warnings) = serve_config(&args)?;
-    crate::telemetry::init(config.log.format, args.debug);
+    crate::telemetry::init(&config.log, args.debug)?;
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -294,12 +325,15 @@ fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     if args.no_access_log {
         config.log.access = false;
     }
+    if let Some(file) = &args.log_file {
+        config.log.file = Some(file.clone());
+    }
     Ok((config, warnings))
 }
 
 async fn proxy(args: ProxyArgs) -> Result<()> {
     let config = proxy_config(&args)?;
-    crate::telemetry::init(config.log.format, args.debug);
+    crate::telemetry::init(&config.log, args.debug)?;
     let reload: crate::serve::Reloader = Box::new(move || proxy_config(&args));
     crate::serve::run(config, Some(reload)).await
 }
@@ -356,6 +390,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     if let Some(LogFormatArg::Json) = args.log_format {
         config.log.format = LogFormat::Json;
     }
+    config.log.file = args.log_file.clone();
     Ok(config)
 }
 
@@ -777,6 +812,33 @@ fn reload() -> Result<()> {
     println!(
         "asked candado (pid {raw}) to reload; its log says whether the new configuration was taken"
     );
+    Ok(())
+}
+
+/// `candado completions SHELL`: generated from the same clap definitions as the parser.
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    use std::io::Write;
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "candado", &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .context("cannot write the completion script")
+}
+
+/// `candado man [--out DIR]`: the manual page(s), from the same clap definitions.
+fn man(out: Option<&Path>) -> Result<()> {
+    let command = Cli::command();
+    let Some(dir) = out else {
+        let mut stdout = std::io::stdout().lock();
+        return clap_mangen::Man::new(command)
+            .render(&mut stdout)
+            .context("cannot write the manual page");
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(command, dir)
+        .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+    println!("manual pages written to {}", dir.display());
     Ok(())
 }
 

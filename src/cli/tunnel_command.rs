@@ -61,7 +61,7 @@ pub(super) struct TunnelArgs {
 
 pub(super) async fn tunnel(args: TunnelArgs) -> Result<()> {
     let config = tunnel_config(&args)?;
-    crate::telemetry::init(config.log.format, args.debug);
+    crate::telemetry::init(&config.log, args.debug)?;
     let reload: crate::serve::Reloader = Box::new(move || tunnel_config(&args));
     crate::serve::run(config, Some(reload)).await
 }

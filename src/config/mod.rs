@@ -232,6 +232,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
     let mut log = LogSettings::default();
     if let Some(l) = raw.log {
         log.access = l.access.unwrap_or(true);
+        log.file = l.file.map(|f| base.join(f));
         if let Some(f) = l.format {
             match f.value.as_str() {
                 "human" => log.format = LogFormat::Human,
@@ -924,6 +925,18 @@ mod tests {
             text.contains("wildcard names need the DNS-01 challenge"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_relative_log_file_is_relative_to_the_config_folder() {
+        let yaml = "log: {file: logs/candado.log}\nsites:\n  - names: [localhost]\n";
+        let c = parse_candado(yaml, Path::new("/etc/candado")).unwrap();
+        assert_eq!(
+            c.log.file.as_deref(),
+            Some(Path::new("/etc/candado/logs/candado.log"))
+        );
+        let c = parse_candado("sites:\n  - names: [localhost]\n", Path::new(".")).unwrap();
+        assert_eq!(c.log.file, None, "standard error unless asked");
     }
 
     #[test]

@@ -157,10 +157,12 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LogSettings {
     pub format: LogFormat,
     pub access: bool,
+    /// Append to this file instead of writing to standard error (reopened on SIGUSR1).
+    pub file: Option<PathBuf>,
 }
 
 impl Default for LogSettings {
@@ -168,6 +170,7 @@ impl Default for LogSettings {
         LogSettings {
             format: LogFormat::Human,
             access: true,
+            file: None,
         }
     }
 }

@@ -119,6 +119,7 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawLog {
     pub format: Option<Spanned<String>>,
     pub access: Option<bool>,
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

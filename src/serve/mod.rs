@@ -2,6 +2,7 @@
 //! first (a bad one stops the start within a second), then every address is bound (a busy
 //! port stops it too), and only then is anything served.
 
+mod notify;
 mod states;
 
 use std::collections::HashMap;
@@ -111,19 +112,38 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         spawn_self_check(&config, &ports, &redirect_ports, ca.as_ref());
     }
 
+    // Signal handlers are in place before READY=1: a SIGHUP or SIGTERM right after it must
+    // find them (both signals' default action ends the process).
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    let (expiry_tx, expiry_rx) = tokio::sync::watch::channel(served_certs(&config, &certs));
+    tokio::spawn(stop_on_signal(
+        shutdown.clone(),
+        ShutdownSignals::register(),
+    ));
+    let served = served_certs(&config, &certs);
+    let status = notify::status(
+        config.sites.len(),
+        config.tunnels.len(),
+        &served,
+        std::time::SystemTime::now(),
+    );
+    let (expiry_tx, expiry_rx) = tokio::sync::watch::channel(served);
     tokio::spawn(watch_expiry(expiry_rx));
     if let Some(reload) = reload {
         let targets: Vec<(ListenerKey, Arc<ListenerCtx>)> =
             listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect();
         let watch = FileWatch::of(&config);
         let running = Running::of(&config);
-        tokio::spawn(reload_on_hangup(
-            reload, watch, running, targets, ports, provider, expiry_tx, acme,
-        ));
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        match hup {
+            Ok(hup) => {
+                tokio::spawn(reload_on_hangup(
+                    reload, hup, watch, running, targets, ports, provider, expiry_tx, acme,
+                ));
+            }
+            Err(e) => tracing::warn!("cannot listen for SIGHUP ({e}): reloads are off"),
+        }
     }
+    notify::ready(&status);
     let listeners = listeners
         .into_iter()
         .map(|(_, tcp, ctx)| (tcp, ctx))
@@ -254,6 +274,7 @@ fn write_pid_file() -> Option<std::path::PathBuf> {
 #[allow(clippy::too_many_arguments)]
 async fn reload_on_hangup(
     reload: Reloader,
+    mut hup: tokio::signal::unix::Signal,
     mut watch: FileWatch,
     running: Running,
     listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
@@ -262,10 +283,6 @@ async fn reload_on_hangup(
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
     acme: Option<Arc<Acme>>,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return tracing::warn!("cannot listen for SIGHUP: reloads are off");
-    };
     let mut tick = tokio::time::interval(defaults::CERT_WATCH_INTERVAL);
     loop {
         let why = tokio::select! {
@@ -275,19 +292,28 @@ async fn reload_on_hangup(
                 false => continue,
             },
         };
+        notify::reloading(why);
         match reload_once(&reload, &listeners, &ports, &provider, acme.as_ref()) {
             Ok((config, served)) => {
                 watch = FileWatch::of(&config);
                 running.warn_unapplied(&config);
+                let now = std::time::SystemTime::now();
+                let status = notify::status(config.sites.len(), config.tunnels.len(), &served, now);
                 let _ = expiry.send(served);
                 tracing::info!(
                     sites = config.sites.len(),
                     "{why}: reloaded the configuration and certificates"
                 );
+                notify::ready(&status);
             }
-            Err(e) => tracing::error!(
-                "{why}: reload failed, still serving the previous configuration: {e:#}"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "{why}: reload failed, still serving the previous configuration: {e:#}"
+                );
+                notify::ready(&format!(
+                    "reload failed, serving the previous configuration: {e:#}"
+                ));
+            }
         }
     }
 }
@@ -495,19 +521,34 @@ async fn bind_all(
     Ok(bound)
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot listen for SIGTERM/SIGINT");
+/// SIGTERM and SIGINT, registered as soon as they are made.
+struct ShutdownSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl ShutdownSignals {
+    fn register() -> ShutdownSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => ShutdownSignals(Some((term, int))),
+            _ => {
+                tracing::warn!("cannot listen for SIGTERM/SIGINT");
+                ShutdownSignals(None)
+            }
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken, signals: ShutdownSignals) {
+    let Some((mut term, mut int)) = signals.0 else {
         return;
     };
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
+    notify::stopping();
     tracing::info!("{name} received: no new connections, finishing requests in flight");
     shutdown.cancel();
 }

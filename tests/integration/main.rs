@@ -22,6 +22,7 @@ mod proxy;
 mod python_apps;
 mod redirect;
 mod reload;
+mod service;
 mod sni;
 mod stalls;
 mod static_files;

@@ -307,10 +307,16 @@ fn a_websocket_over_http2_quiet_past_the_idle_timeout_does_not_spin() {
         ws.write_all(b"still").await.unwrap();
         let mut back = [0u8; 5];
         ws.read_exact(&mut back).await.unwrap();
-        assert_eq!(&back, b"still", "the tunnel stays open past the idle timeout");
+        assert_eq!(
+            &back, b"still",
+            "the tunnel stays open past the idle timeout"
+        );
         used
     });
-    assert!(used < 40, "{used} ticks of CPU (1/100 s) in 3 quiet seconds");
+    assert!(
+        used < 40,
+        "{used} ticks of CPU (1/100 s) in 3 quiet seconds"
+    );
 }
 
 /// A plain HTTP/1.1 server that answers 200 to everything and counts health checks.
