@@ -441,7 +441,7 @@ fn build_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
 fn apply_overrides(site: &mut Site, args: &ServeArgs) -> Result<()> {
     if let Some(h) = &args.host {
         site.listen.set_ip(parse_host(h)?);
-        site.names = config::pyserve::local_names(site.listen.ip());
+        site.names = config::local_names(site.listen.ip());
     }
     if let Some(p) = args.port {
         site.listen.set_port(p);
@@ -476,7 +476,7 @@ fn config_from_flags(args: &ServeArgs) -> Result<Config> {
 /// `http_port` is 0, and the development CA unless certificate files are given.
 fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, PathBuf)>) -> Site {
     Site {
-        names: config::pyserve::local_names(ip),
+        names: config::local_names(ip),
         listen: (ip, port).into(),
         redirect_from: (http_port != 0).then(|| (ip, http_port).into()),
         certificate: match files {
@@ -559,7 +559,7 @@ fn write_ssl_config(args: &ServeArgs) -> Result<()> {
 }
 
 fn ca(command: CaCommand) -> Result<()> {
-    let dir = devca::data_dir();
+    let dir = crate::config::data_dir();
     match command {
         CaCommand::Init => {
             let (ca, created) = DevCa::load_or_create(&dir).with_context(|| {
@@ -618,7 +618,7 @@ fn cert(args: IssueArgs, self_signed: bool) -> Result<()> {
             (c, k, None)
         }
         false => {
-            let dir = devca::data_dir();
+            let dir = crate::config::data_dir();
             let (ca, _) = DevCa::load_or_create(&dir).with_context(|| {
                 format!("cannot set up the development CA in {}", dir.display())
             })?;
@@ -668,7 +668,7 @@ fn client_cert(args: IssueArgs, self_signed: bool) -> Result<()> {
     if !(1..=3650).contains(&days) {
         bail!("--days {days}: choose between 1 and 3650");
     }
-    let dir = devca::data_dir();
+    let dir = crate::config::data_dir();
     let (ca, _) = DevCa::load_or_create(&dir)
         .with_context(|| format!("cannot set up the development CA in {}", dir.display()))?;
     let (cert_pem, key_pem) = ca.issue_client(name, days, key_kind(args.key))?;

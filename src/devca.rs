@@ -26,15 +26,6 @@ pub const GRADER_MAX_DAYS: i64 = 366;
 /// Client certificates from `cert issue --client` (no browser limit applies to them).
 pub const CLIENT_DAYS: i64 = 365;
 
-/// Where candado keeps its state: `$CANDADO_DATA_DIR`, else `$XDG_DATA_HOME/candado`
-/// (`~/.local/share/candado`).
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("CANDADO_DATA_DIR")
-        .map(PathBuf::from)
-        .or_else(|| dirs::data_dir().map(|d| d.join("candado")))
-        .unwrap_or_else(|| PathBuf::from(".candado"))
-}
-
 /// Where the CA certificate of the development CA in `data_dir` is (or will be).
 pub fn ca_cert_path(data_dir: &Path) -> PathBuf {
     data_dir.join("ca").join("ca.crt")

@@ -18,8 +18,9 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::CertificateDer;
 
-use super::challenges::{self, Challenges};
 use super::schedule::Window;
+use super::validation;
+use crate::certs::Challenges;
 use crate::config::{AcmeSettings, defaults};
 
 /// Which challenge proves control of the names in one attempt.
@@ -261,7 +262,7 @@ impl Issuer {
                 }
                 ChallengeKind::TlsAlpn01 => {
                     let digest = key_authorization.digest();
-                    let cert = challenges::tls_alpn01_cert(&name, digest.as_ref(), &self.provider)
+                    let cert = validation::tls_alpn01_cert(&name, digest.as_ref(), &self.provider)
                         .map_err(AcmeError::Other)?;
                     answers.tls_alpn01(&name, cert);
                 }

@@ -5,10 +5,10 @@
 //! per site. A loop publishes each new certificate into the site's `ManagedCert` slot, which
 //! the TLS resolver reads on every handshake: renewal needs no restart and drops nothing.
 
-mod challenges;
 mod issuer;
 pub mod schedule;
 pub mod storage;
+mod validation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,7 +18,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 
-pub use challenges::{ACME_TLS_ALPN, Challenges, HTTP01_PREFIX};
+pub use crate::certs::Challenges;
 pub use issuer::{AcmeError, ChallengeKind, Issued, Issuer, Progress, RenewalInfo};
 use schedule::{Lifetime, Next};
 pub use storage::{FileStorage, Storage, key_part};
@@ -316,7 +316,7 @@ impl SiteLoop {
                     SystemTime::now(),
                     s.lifetime,
                     ari.as_ref().map(|a| a.window),
-                    schedule::random_unit(),
+                    schedule::random_unit(self.acme.provider.secure_random),
                 ),
             };
             if let Next::WaitUntil(at) = next {
@@ -349,7 +349,10 @@ impl SiteLoop {
                 }
                 Err(e) => {
                     failures += 1;
-                    let delay = schedule::retry_delay(failures, schedule::random_unit());
+                    let delay = schedule::retry_delay(
+                        failures,
+                        schedule::random_unit(self.acme.provider.secure_random),
+                    );
                     self.log_failure(&e, failures, delay, stored.as_ref());
                     if self.alternate {
                         self.kind = self.kind.other();

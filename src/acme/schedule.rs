@@ -63,14 +63,10 @@ pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
     base.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0))
 }
 
-/// A uniformly random number in [0, 1) from the crypto provider's generator.
-pub fn random_unit() -> f64 {
+/// A uniformly random number in [0, 1) from `random` (the crypto provider's generator).
+pub fn random_unit(random: &dyn rustls::crypto::SecureRandom) -> f64 {
     let mut bytes = [0u8; 8];
-    if crate::tls::provider()
-        .secure_random
-        .fill(&mut bytes)
-        .is_err()
-    {
+    if random.fill(&mut bytes).is_err() {
         return 0.5;
     }
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
@@ -183,7 +179,7 @@ mod tests {
     #[test]
     fn random_units_stay_in_range() {
         for _ in 0..1000 {
-            let r = random_unit();
+            let r = random_unit(crate::tls::provider().secure_random);
             assert!((0.0..1.0).contains(&r));
         }
     }

@@ -83,7 +83,7 @@ fn accepting(
         return errors;
     };
     // The development CA is made on first use: before that only the CRLs can be read.
-    let local = crate::devca::ca_cert_path(&crate::devca::data_dir());
+    let local = crate::devca::ca_cert_path(&crate::config::data_dir());
     let checked = match (&auth.ca, local.is_file()) {
         (ClientCa::Local, false) => auth
             .crls

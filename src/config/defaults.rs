@@ -1,6 +1,7 @@
 //! Named defaults, with their units in the type. Every limit here is a
 //! deliberate choice; the comment says what it is compared with.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Port of the HTTPS listener when no config says otherwise (unprivileged).
@@ -101,3 +102,12 @@ pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bytes buffered per direction of a tunnel while bytes are in flight (none when idle): what
 /// a slow reader can hold up, and the most read at a time (stunnel: 18 KiB, held always).
 pub const TUNNEL_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Where candado keeps its state: `$CANDADO_DATA_DIR`, else `$XDG_DATA_HOME/candado`
+/// (`~/.local/share/candado`).
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("CANDADO_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("candado")))
+        .unwrap_or_else(|| PathBuf::from(".candado"))
+}

@@ -1,13 +1,14 @@
 //! Validated settings. Everything downstream reads these types, never the raw YAML.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
 use super::defaults;
+use super::parse::parse_site_name;
 
 /// The validated configuration. `Default` is nothing served with every setting at its
 /// default, for the command-line modes to fill in.
@@ -53,7 +54,7 @@ impl Default for AcmeSettings {
             ca: None,
             eab: None,
             challenge: ChallengeChoice::Auto,
-            storage: crate::devca::data_dir().join("acme"),
+            storage: crate::config::data_dir().join("acme"),
             while_pending: WhilePending::Refuse,
         }
     }
@@ -330,7 +331,7 @@ impl Tunnel {
     pub fn cert_names(&self) -> Vec<String> {
         match &self.mode {
             TunnelMode::Server(s) if !s.names.is_empty() => s.names.clone(),
-            _ => super::pyserve::local_names(self.listen.ip()),
+            _ => local_names(self.listen.ip()),
         }
     }
 }
@@ -637,83 +638,21 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses a listen address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT`, `*:PORT` or `:PORT`
-/// (all interfaces, as in Caddy).
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
+/// The names a locally bound site answers to: loopback names, the bound address when it is
+/// a specific one, and this machine's host name.
+pub(crate) fn local_names(bind: std::net::IpAddr) -> Vec<String> {
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
+    if !bind.is_unspecified() && !bind.is_loopback() {
+        names.push(bind.to_string());
     }
-    let (host, port) = s.rsplit_once(':').ok_or_else(|| {
-        format!("`{s}` is not an address: write it as IP:PORT, e.g. 127.0.0.1:8443")
-    })?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{port}` in `{s}` is not a port number (0-65535)"))?;
-    let ip = match host {
-        "" | "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "[::]" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        other => other.parse().map_err(|_| {
-            format!("`{other}` in `{s}` is not an IP address (names other than localhost are not resolved here)")
-        })?,
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
-/// Checks a site name: a DNS name (optionally `*.` + name) or an IP address; returns it
-/// lower-cased.
-pub fn parse_site_name(s: &str) -> Result<String, String> {
-    let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
-    if name.parse::<IpAddr>().is_ok() {
-        return Ok(name);
+    if let Some(h) = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .and_then(|h| parse_site_name(h.trim()).ok())
+        .filter(|h| !names.contains(h))
+    {
+        names.push(h);
     }
-    let dns = name.strip_prefix("*.").unwrap_or(&name);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if dns.is_empty() || dns.len() > 253 || !dns.split('.').all(label_ok) {
-        return Err(format!(
-            "`{s}` is not a host name: use letters, digits, dots and hyphens (a wildcard is `*.example.com`)"
-        ));
-    }
-    Ok(name)
-}
-
-/// Parses a duration such as `10s`, `500ms` or `5m`; zero is refused (it would disable the
-/// protection the timeout gives).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 10s, 500ms or 5m"))?;
-    if d.is_zero() {
-        return Err("must be more than zero".into());
-    }
-    Ok(d)
-}
-
-/// Whether a public CA could issue a certificate for `name`: not an IP address, not
-/// `localhost`, and not under a name reserved for private use (RFC 2606, RFC 6762, RFC 8375).
-pub fn is_public_name(name: &str) -> bool {
-    const PRIVATE_SUFFIXES: [&str; 8] = [
-        "localhost",
-        "local",
-        "internal",
-        "test",
-        "example",
-        "invalid",
-        "home.arpa",
-        "lan",
-    ];
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name.contains('.')
-        && name.parse::<IpAddr>().is_err()
-        && !PRIVATE_SUFFIXES
-            .iter()
-            .any(|s| name == *s || name.ends_with(&format!(".{s}")))
+    names
 }
 
 #[cfg(test)]
@@ -730,27 +669,6 @@ mod tests {
     }
 
     #[test]
-    fn listen_addresses_in_every_accepted_form() {
-        assert_eq!(parse_listen("127.0.0.1:8443").unwrap().port(), 8443);
-        assert!(parse_listen("[::1]:443").unwrap().is_ipv6());
-        assert!(parse_listen(":443").unwrap().ip().is_unspecified());
-        assert!(parse_listen("localhost:1").unwrap().ip().is_loopback());
-        assert!(parse_listen("example.com:443").is_err());
-        assert!(parse_listen("127.0.0.1").is_err());
-        assert!(parse_listen("127.0.0.1:70000").is_err());
-    }
-
-    #[test]
-    fn site_names_are_checked_and_lowercased() {
-        assert_eq!(parse_site_name("Example.COM.").unwrap(), "example.com");
-        assert_eq!(parse_site_name("*.a.test").unwrap(), "*.a.test");
-        assert!(parse_site_name("a..b").is_err());
-        assert!(parse_site_name("evil.com/x").is_err());
-        assert!(parse_site_name("a.*.b").is_err());
-        assert_eq!(parse_site_name("::1").unwrap(), "::1");
-    }
-
-    #[test]
     fn hsts_value_lists_the_chosen_directives() {
         let h = Hsts {
             include_subdomains: true,
@@ -760,15 +678,6 @@ mod tests {
         assert_eq!(
             h.header_value(),
             "max-age=31536000; includeSubDomains; preload"
-        );
-    }
-
-    #[test]
-    fn zero_durations_are_refused() {
-        assert!(parse_duration("0s").is_err());
-        assert_eq!(
-            parse_duration("1500ms").unwrap(),
-            Duration::from_millis(1500)
         );
     }
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
+use super::parse::parse_site_name;
 use super::{Problems, defaults, line_of, model::*, yaml_problem};
 
 #[derive(Debug, Deserialize)]
@@ -351,23 +352,6 @@ fn proxy_routes(routes: &[Spanned<PyProxy>], p: &mut Problems) -> Vec<Route> {
         out.push(route);
     }
     out
-}
-
-/// The names a locally bound site answers to: loopback names, the bound address when it is
-/// a specific one, and this machine's host name.
-pub(crate) fn local_names(bind: std::net::IpAddr) -> Vec<String> {
-    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
-    if !bind.is_unspecified() && !bind.is_loopback() {
-        names.push(bind.to_string());
-    }
-    if let Some(h) = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .and_then(|h| parse_site_name(h.trim()).ok())
-        .filter(|h| !names.contains(h))
-    {
-        names.push(h);
-    }
-    names
 }
 
 // ---- --ssl-config: edit the `ssl:` section in place ----

@@ -5,10 +5,12 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawAllow, RawClientAuth, RawTlsClient, RawTunnel};
+use super::parse::{host_of, parse_host_port};
+use super::raw::{RawTlsClient, RawTunnel};
+use super::tls::{validate_alpn, validate_client_auth};
 use super::{
-    AllowList, ClientAuth, ClientCa, Problems, Site, Tunnel, TunnelClient, TunnelMode,
-    TunnelServer, cert_source, defaults, line_of, parse_duration, parse_listen, parse_site_name,
+    Problems, Site, Tunnel, TunnelClient, TunnelMode, TunnelServer, cert_source, defaults, line_of,
+    parse_duration, parse_listen, parse_site_name,
 };
 
 /// Each valid tunnel with its index in the file (so later checks name the right entry even
@@ -177,149 +179,6 @@ fn validate_tls_client(
     }
 }
 
-fn validate_alpn(raw: Option<Vec<Spanned<String>>>, key: &str, p: &mut Problems) -> Vec<Vec<u8>> {
-    raw.unwrap_or_default()
-        .into_iter()
-        .filter_map(|a| {
-            let ok = (1..=255).contains(&a.value.len());
-            let r = ok.then(|| a.value.clone().into_bytes()).ok_or_else(|| {
-                "an ALPN protocol name is 1 to 255 bytes, e.g. h2 or imap".to_owned()
-            });
-            p.check(line_of(&a), key, r)
-        })
-        .collect()
-}
-
-/// `client_auth:` of a site or tunnel.
-pub(crate) fn validate_client_auth(
-    raw: Spanned<RawClientAuth>,
-    base: &Path,
-    key: &str,
-    p: &mut Problems,
-) -> ClientAuth {
-    let raw = raw.value;
-    let required = match raw.mode {
-        None => true,
-        Some(m) => match m.value.as_str() {
-            "required" => true,
-            "optional" => false,
-            other => {
-                p.add(line_of(&m), format!("{key}.mode"), format!("unknown mode `{other}`: use `required` (no certificate, no connection) or `optional`"));
-                true
-            }
-        },
-    };
-    let ca = match raw.ca.value.as_str() {
-        "local" => ClientCa::Local,
-        file => {
-            let path = base.join(file);
-            if !path.is_file() {
-                p.add(line_of(&raw.ca), format!("{key}.ca"), format!("file not found: {} (a PEM file with the CA certificates that issue client certificates, or `local` for candado's development CA)", path.display()));
-            }
-            ClientCa::File(path)
-        }
-    };
-    let crls = match raw.crl {
-        None => Vec::new(),
-        Some(c) => {
-            let line = line_of(&c);
-            let files: Vec<_> = c
-                .value
-                .into_vec()
-                .into_iter()
-                .map(|f| base.join(f))
-                .collect();
-            for f in files.iter().filter(|f| !f.is_file()) {
-                p.add(
-                    line,
-                    format!("{key}.crl"),
-                    format!("file not found: {}", f.display()),
-                );
-            }
-            files
-        }
-    };
-    ClientAuth {
-        required,
-        ca,
-        crls,
-        allow: raw
-            .allow
-            .map(|a| validate_allow(a, &format!("{key}.allow"), p)),
-        forward_pem: raw.forward_pem.unwrap_or(false),
-    }
-}
-
-/// An allow list; an empty one would refuse everybody, which is never what was meant.
-pub(crate) fn validate_allow(raw: Spanned<RawAllow>, key: &str, p: &mut Problems) -> AllowList {
-    let line = line_of(&raw);
-    let raw = raw.value;
-    let spki_sha256 = raw
-        .spki_sha256
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|pin| p.check(line, format!("{key}.spki_sha256"), parse_spki_pin(pin)))
-        .collect();
-    let allow = AllowList {
-        dns: raw
-            .dns
-            .unwrap_or_default()
-            .iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect(),
-        uri: raw.uri.unwrap_or_default(),
-        cn: raw.cn.unwrap_or_default(),
-        spki_sha256,
-    };
-    if allow == AllowList::default() {
-        p.add(line, key, "the allow list is empty: list identities under dns, uri, cn or spki_sha256 (or remove it to accept every certificate the CA issued)");
-    }
-    allow
-}
-
-/// A SHA-256 SPKI pin in hex (colons allowed, as `openssl … -sha256` prints) or base64 (as
-/// HPKP pins were written).
-pub fn parse_spki_pin(s: &str) -> Result<[u8; 32], String> {
-    use base64::Engine;
-    let hex: String = s.chars().filter(|c| *c != ':').collect();
-    let bytes = match hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        true => (0..32)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or_default())
-            .collect(),
-        false => base64::engine::general_purpose::STANDARD
-            .decode(s.trim())
-            .unwrap_or_default(),
-    };
-    bytes.try_into().map_err(|_| {
-        format!("`{s}` is not a SHA-256 pin: 64 hex digits or 44 base64 characters, e.g. from `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum`")
-    })
-}
-
-/// `HOST:PORT` with a port, where HOST is a name, an IPv4 address or a bracketed IPv6 one.
-pub fn parse_host_port(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let bad = || format!("`{s}` is not HOST:PORT, e.g. 127.0.0.1:5432 or db.internal:6432");
-    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    port.parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(bad)?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty()
-        || (bare.parse::<std::net::IpAddr>().is_err() && parse_site_name(bare).is_err())
-    {
-        return Err(bad());
-    }
-    Ok(s.to_owned())
-}
-
-/// The host of a `HOST:PORT` (brackets taken off an IPv6 address): the name a client-mode
-/// tunnel verifies unless told otherwise.
-pub fn host_of(to: &str) -> &str {
-    let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
 /// Tunnels sharing a port all accept TLS and are told apart by SNI; no tunnel may take an
 /// address a site uses.
 pub(crate) fn check_tunnel_addresses(
@@ -363,20 +222,10 @@ pub(crate) fn check_tunnel_addresses(
     }
 }
 
-/// `allow_clients` on a route only makes sense when the site asks for certificates.
-pub(crate) fn check_route_allow_lists(sites: &[Site], p: &mut Problems) {
-    for (i, s) in sites.iter().enumerate() {
-        for (j, r) in s.routes.iter().enumerate() {
-            if r.allow_clients.is_some() && s.client_auth.is_none() {
-                p.add(None, format!("sites[{i}].proxy[{j}].allow_clients"), "the site asks for no client certificate, so nobody would get through: add `client_auth` to the site (mode: optional lets other paths be reached without one)");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ClientCa;
     use crate::config::{Problem, parse_candado};
 
     fn messages(yaml: &str, base: &Path) -> Vec<String> {
@@ -460,28 +309,5 @@ mod tests {
                 .iter()
                 .any(|p| p.contains("no site or tunnel"))
         );
-    }
-
-    #[test]
-    fn spki_pins_are_read_in_hex_with_or_without_colons_and_in_base64() {
-        let hex = "ab".repeat(32);
-        let colons = vec!["ab"; 32].join(":");
-        assert_eq!(parse_spki_pin(&hex).unwrap(), [0xab; 32]);
-        assert_eq!(parse_spki_pin(&colons).unwrap(), [0xab; 32]);
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        assert_eq!(parse_spki_pin(&b64).unwrap(), [7; 32]);
-        assert!(parse_spki_pin("abcd").is_err());
-    }
-
-    #[test]
-    fn upstream_addresses_need_a_host_and_a_port() {
-        assert!(parse_host_port("127.0.0.1:5432").is_ok());
-        assert!(parse_host_port("db.internal:6432").is_ok());
-        assert!(parse_host_port("[::1]:22").is_ok());
-        assert!(parse_host_port("db.internal").is_err());
-        assert!(parse_host_port(":80").is_err());
-        assert!(parse_host_port("a b:80").is_err());
-        assert!(parse_host_port("h:0").is_err());
     }
 }

@@ -248,7 +248,7 @@ pub struct Router {
     names: crate::certs::NameTable<usize>,
     access_log: bool,
     /// ACME HTTP-01 tokens, answered on plain HTTP before any redirect.
-    challenges: Option<Arc<crate::acme::Challenges>>,
+    challenges: Option<Arc<crate::certs::Challenges>>,
     /// The request target and header field limits (the listener's parser allows their sum).
     limits: Limits,
 }
@@ -273,7 +273,7 @@ impl Router {
         self
     }
 
-    pub fn with_challenges(mut self, challenges: Arc<crate::acme::Challenges>) -> Self {
+    pub fn with_challenges(mut self, challenges: Arc<crate::certs::Challenges>) -> Self {
         self.challenges = Some(challenges);
         self
     }

@@ -73,7 +73,7 @@ pub(crate) async fn serve_tls(
         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
     };
     let session = tls.get_ref().1;
-    if session.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+    if session.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
         // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
         return tracing::debug!(%peer, sni = ?session.server_name(), "answered an ACME TLS-ALPN-01 validation");
     }

@@ -16,15 +16,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::Acme;
-use crate::certs::SniResolver;
 use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
 use crate::config::{
     CertSource, ClientAuth, ClientCa, Config, Tunnel, TunnelMode, WhilePending, defaults,
 };
-use crate::devca::{self, DevCa};
+use crate::devca::DevCa;
 use crate::http::Router;
 use crate::listener::{self, ConnSettings, ListenerCtx, ListenerState};
+use crate::tls::SniResolver;
 use crate::tls::{self, Offer, TlsFront};
 use states::{Certificates, build_states, load_certificates};
 
@@ -225,7 +225,7 @@ async fn watch_expiry(mut served: tokio::sync::watch::Receiver<Vec<Served>>) {
     let now = std::time::SystemTime::now;
     let mut watch = ExpiryWatch::new(
         served.borrow_and_update().clone(),
-        &devca::data_dir(),
+        &crate::config::data_dir(),
         now(),
     );
     let mut tick = tokio::time::interval(defaults::EXPIRY_CHECK_INTERVAL);
@@ -233,7 +233,7 @@ async fn watch_expiry(mut served: tokio::sync::watch::Receiver<Vec<Served>>) {
         tokio::select! {
             _ = tick.tick() => {}
             changed = served.changed() => match changed {
-                Ok(()) => watch = ExpiryWatch::new(served.borrow_and_update().clone(), &devca::data_dir(), now()),
+                Ok(()) => watch = ExpiryWatch::new(served.borrow_and_update().clone(), &crate::config::data_dir(), now()),
                 Err(_) => return,
             },
         }
@@ -243,7 +243,7 @@ async fn watch_expiry(mut served: tokio::sync::watch::Receiver<Vec<Served>>) {
 
 /// Where `candado reload` finds the running server.
 pub fn pid_file() -> std::path::PathBuf {
-    devca::data_dir().join("candado.pid")
+    crate::config::data_dir().join("candado.pid")
 }
 
 fn write_pid_file() -> Option<std::path::PathBuf> {
@@ -489,7 +489,7 @@ fn local_ca(config: &Config) -> Result<Option<DevCa>> {
     if !temporary && !uses_local_ca(config) {
         return Ok(None);
     }
-    let dir = devca::data_dir();
+    let dir = crate::config::data_dir();
     let (ca, created) = DevCa::load_or_create(&dir).with_context(|| {
         format!(
             "cannot set up the local development CA in {}",

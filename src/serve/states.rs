@@ -12,13 +12,14 @@ use rustls::crypto::CryptoProvider;
 
 use super::{ListenerKey, Role};
 use crate::acme::Acme;
-use crate::certs::{self, LoadedCert, ManagedCert, SniResolver};
+use crate::certs::{self, LoadedCert, ManagedCert};
 use crate::config::{
     CertSource, ClientAuth, Config, Tunnel, TunnelMode, UnknownSni, WhilePending, defaults,
 };
 use crate::devca::DevCa;
 use crate::http::{Router, SiteHandler};
 use crate::listener::ListenerState;
+use crate::tls::SniResolver;
 use crate::tls::{self, Offer, TlsFront};
 use crate::tunnel::{Endpoint, TunnelListener};
 
@@ -367,7 +368,7 @@ async fn renew_local(slot: Weak<ManagedCert>, names: Vec<String>, provider: Arc<
 
 /// The new leaf for `names`, if the stored one is due.
 fn reissue_if_due(names: &[String], provider: &CryptoProvider) -> Result<Option<LoadedCert>> {
-    let dir = crate::devca::data_dir();
+    let dir = crate::config::data_dir();
     let (ca, _) = DevCa::load_or_create(&dir)
         .with_context(|| format!("cannot read the local development CA in {}", dir.display()))?;
     if !ca.leaf_is_due(names) {

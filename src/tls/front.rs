@@ -73,7 +73,7 @@ impl TlsFront {
                     .map_err(failed(None))?;
                 let hello = start.client_hello();
                 if let Some(acme) = acme
-                    && crate::certs::store::is_acme_validation(&hello)
+                    && super::resolver::is_acme_validation(&hello)
                 {
                     let stream = start.into_stream(acme.clone()).await;
                     return stream.map(|s| (s, 0)).map_err(failed(None));
@@ -191,8 +191,8 @@ mod tests {
 
     #[tokio::test]
     async fn acme_validations_are_never_asked_for_a_client_certificate() {
-        let (alpn, asked) = handshake(crate::acme::ACME_TLS_ALPN).await;
-        assert_eq!(alpn.as_deref(), Some(crate::acme::ACME_TLS_ALPN));
+        let (alpn, asked) = handshake(crate::tls::ACME_TLS_ALPN).await;
+        assert_eq!(alpn.as_deref(), Some(crate::tls::ACME_TLS_ALPN));
         assert!(!asked, "the validation was asked for a client certificate");
         // The site's own handshakes are.
         let (alpn, asked) = handshake(crate::tls::ALPN_H2).await;

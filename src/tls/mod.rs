@@ -4,9 +4,15 @@
 
 pub mod client_auth;
 pub mod front;
+pub mod resolver;
 
 pub use client_auth::ClientIdentity;
 pub use front::TlsFront;
+pub use resolver::SniResolver;
+
+/// The ALPN protocol a TLS-ALPN-01 validation connects with (RFC 8737 §6.2): an ALPN
+/// identifier like `h2`.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,9 +80,7 @@ pub fn server_config(
     config.alpn_protocols = offer.alpn;
     if offer.acme {
         // Last: a client offering h2 or http/1.1 never ends up with it.
-        config
-            .alpn_protocols
-            .push(crate::acme::ACME_TLS_ALPN.to_vec());
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
     }
     // The server picks the suite, so a client that prefers a weaker one cannot choose it.
     config.ignore_client_order = true;

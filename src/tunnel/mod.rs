@@ -131,7 +131,7 @@ async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener:
         return;
     };
     let session = tls.get_ref().1;
-    if session.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+    if session.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
         // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
         return;
     }

@@ -1,71 +1,21 @@
-//! Chooses the certificate for a TLS handshake from the SNI name (looked up as
-//! [`NameTable`] says: exact, wildcard, default). A name may have several certificates (say ECDSA and RSA): the first one the client can
+//! The SNI resolver: chooses the certificate for a TLS handshake from the SNI name (looked up
+//! as [`NameTable`] says: exact, wildcard, default), and answers TLS-ALPN-01 validations. A name may have several certificates (say ECDSA and RSA): the first one the client can
 //! verify is chosen.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwapOption;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CipherSuite, SignatureAlgorithm, SignatureScheme};
 
-use super::NameTable;
-use crate::acme::{ACME_TLS_ALPN, Challenges};
+use super::ACME_TLS_ALPN;
+use crate::certs::{Challenges, ManagedCert, NameTable};
 
 /// A site's certificates: fixed at load time, or managed (ACME) and replaced while serving.
 #[derive(Debug, Clone)]
 enum Candidates {
     Fixed(Arc<[Arc<CertifiedKey>]>),
     Managed(Arc<ManagedCert>),
-}
-
-/// The slot a certificate manager publishes into; every handshake reads the newest.
-#[derive(Debug)]
-pub struct ManagedCert {
-    name: String,
-    current: ArcSwapOption<CertifiedKey>,
-    /// Served until the first certificate arrives (a temporary local-CA certificate), if set.
-    fallback: Option<Arc<CertifiedKey>>,
-    /// Handshakes refused while there is no certificate (for a rate-limited log line).
-    refusals: AtomicU64,
-}
-
-impl ManagedCert {
-    pub fn new(name: &str, fallback: Option<Arc<CertifiedKey>>) -> Self {
-        ManagedCert {
-            name: name.to_owned(),
-            current: ArcSwapOption::empty(),
-            fallback,
-            refusals: AtomicU64::new(0),
-        }
-    }
-
-    pub fn publish(&self, key: Arc<CertifiedKey>) {
-        self.current.store(Some(key));
-    }
-
-    pub fn has_fallback(&self) -> bool {
-        self.fallback.is_some()
-    }
-
-    fn get(&self) -> Option<Arc<CertifiedKey>> {
-        let current = self.current.load_full().or_else(|| self.fallback.clone());
-        if current.is_none()
-            && self
-                .refusals
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(100)
-        {
-            // Every 100th refusal only: a client cannot flood the log by retrying.
-            tracing::info!(
-                site = %self.name,
-                refused = self.refusals.load(Ordering::Relaxed),
-                "TLS handshake refused: the site's certificate is still being obtained from the ACME CA"
-            );
-        }
-        current
-    }
 }
 
 #[derive(Debug, Default)]
@@ -139,7 +89,7 @@ impl ResolvesServerCert for SniResolver {
             return challenges.tls_alpn01_cert(hello.server_name()?);
         }
         let candidates = match self.names.get(hello.server_name())? {
-            Candidates::Managed(slot) => return slot.get(),
+            Candidates::Managed(slot) => return slot.current(),
             Candidates::Fixed(list) => list,
         };
         let (schemes, suites) = (hello.signature_schemes(), hello.cipher_suites());
