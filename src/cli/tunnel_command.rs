@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::LogFormatArg;
+use super::args::LogFormatArg;
 use super::client_auth_args::ClientAuthArgs;
 use crate::config::{
     self, CertSource, Config, LogFormat, Tunnel, TunnelClient, TunnelMode, TunnelServer, defaults,
