@@ -26,15 +26,7 @@ use super::framing::FramingScanner;
 use super::{ConnSettings, ListenerCtx};
 use crate::config::Timeouts;
 use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
-use crate::tls::{ALPN_H2, ClientIdentity};
-
-fn version_name(v: rustls::ProtocolVersion) -> &'static str {
-    match v {
-        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-        _ => "other",
-    }
-}
+use crate::tls::ALPN_H2;
 
 /// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -58,7 +50,7 @@ pub(crate) async fn serve_tls(
         tracing::debug!(%peer, "plain HTTP on the TLS port: answering with a redirect");
         return serve_plain(tcp, peer, router, ctx, shutdown).await;
     }
-    let (tls, profile) = match timeout_at(deadline, front.accept(tcp)).await {
+    let (tls, agreed) = match timeout_at(deadline, front.accept(tcp)).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             let site = e.profile.and_then(|i| router.sites().get(i));
@@ -72,35 +64,29 @@ pub(crate) async fn serve_tls(
         }
         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
     };
-    let session = tls.get_ref().1;
-    if session.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
-        // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
-        return tracing::debug!(%peer, sni = ?session.server_name(), "answered an ACME TLS-ALPN-01 validation");
+    if agreed.is_acme_validation() {
+        return tracing::debug!(%peer, sni = ?agreed.sni, "answered an ACME TLS-ALPN-01 validation");
     }
-    let info = ConnInfo {
-        peer,
-        tls_version: session.protocol_version().map(version_name),
-        sni: session.server_name().map(str::to_owned),
-        local_port: ctx.local_port,
-        tls_site: profile,
-        client: session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| ClientIdentity::from_der(leaf))
-            .map(Arc::new),
-        upgrade_idle: settings.timeouts.upgrade_idle,
-    };
-    let h2 = session.alpn_protocol() == Some(ALPN_H2);
+    let h2 = agreed.alpn.as_deref() == Some(ALPN_H2);
     tracing::debug!(
         %peer,
-        sni = info.sni.as_deref().unwrap_or("-"),
-        version = info.tls_version.unwrap_or("-"),
-        suite = ?session.negotiated_cipher_suite().map(|s| s.suite()),
-        group = ?session.negotiated_key_exchange_group().map(|g| g.name()),
+        sni = agreed.sni.as_deref().unwrap_or("-"),
+        version = agreed.version_name().unwrap_or("-"),
+        suite = ?agreed.cipher,
+        group = ?agreed.group,
         alpn = if h2 { "h2" } else { "http/1.1" },
-        resumed = matches!(session.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
+        resumed = agreed.resumed,
         "TLS handshake done"
     );
+    let info = ConnInfo {
+        peer,
+        tls_version: agreed.version_name(),
+        sni: agreed.sni,
+        local_port: ctx.local_port,
+        tls_site: agreed.profile,
+        client: agreed.client,
+        upgrade_idle: settings.timeouts.upgrade_idle,
+    };
     serve_https(tls, info, h2, router, &settings, shutdown).await
 }
 

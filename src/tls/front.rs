@@ -8,11 +8,13 @@
 use std::io;
 use std::sync::Arc;
 
-use rustls::server::{Acceptor, ServerConfig};
+use rustls::server::{Acceptor, ServerConfig, ServerConnection};
+use rustls::{CipherSuite, HandshakeKind, NamedGroup, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
+use super::ClientIdentity;
 use crate::certs::NameTable;
 
 pub enum TlsFront {
@@ -52,8 +54,17 @@ impl TlsFront {
         }
     }
 
-    /// Runs the server side of the handshake; returns the stream and the profile it used.
-    pub async fn accept<IO>(&self, io: IO) -> Result<(TlsStream<IO>, usize), HandshakeError>
+    /// Runs the server side of the handshake; returns the stream and what was agreed.
+    pub async fn accept<IO>(&self, io: IO) -> Result<(TlsStream<IO>, Handshake), HandshakeError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (stream, profile) = self.handshake(io).await?;
+        let agreed = Handshake::of(stream.get_ref().1, profile);
+        Ok((stream, agreed))
+    }
+
+    async fn handshake<IO>(&self, io: IO) -> Result<(TlsStream<IO>, usize), HandshakeError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -92,6 +103,55 @@ impl TlsFront {
                 Ok((stream, i))
             }
         }
+    }
+}
+
+/// What a finished handshake agreed on: everything the HTTP and tunnel paths (and later
+/// protocols) need to know about the TLS connection, read once.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// Which profile (site or tunnel set-up) of the listener the client got, by SNI.
+    pub profile: usize,
+    pub sni: Option<String>,
+    pub alpn: Option<Vec<u8>>,
+    pub version: Option<ProtocolVersion>,
+    pub cipher: Option<CipherSuite>,
+    pub group: Option<NamedGroup>,
+    pub resumed: bool,
+    /// The verified client certificate, when the client presented one.
+    pub client: Option<Arc<ClientIdentity>>,
+}
+
+impl Handshake {
+    fn of(session: &ServerConnection, profile: usize) -> Self {
+        Handshake {
+            profile,
+            sni: session.server_name().map(str::to_owned),
+            alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+            version: session.protocol_version(),
+            cipher: session.negotiated_cipher_suite().map(|s| s.suite()),
+            group: session.negotiated_key_exchange_group().map(|g| g.name()),
+            resumed: matches!(session.handshake_kind(), Some(HandshakeKind::Resumed)),
+            client: session
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| ClientIdentity::from_der(leaf))
+                .map(Arc::new),
+        }
+    }
+
+    /// An ACME TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
+    pub fn is_acme_validation(&self) -> bool {
+        self.alpn.as_deref() == Some(super::ACME_TLS_ALPN)
+    }
+
+    /// The version as OpenSSL and nginx name it ("TLSv1.3").
+    pub fn version_name(&self) -> Option<&'static str> {
+        self.version.map(|v| match v {
+            ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "other",
+        })
     }
 }
 

@@ -7,7 +7,7 @@ pub mod front;
 pub mod resolver;
 
 pub use client_auth::ClientIdentity;
-pub use front::TlsFront;
+pub use front::{Handshake, TlsFront};
 pub use resolver::SniResolver;
 
 /// The ALPN protocol a TLS-ALPN-01 validation connects with (RFC 8737 §6.2): an ALPN

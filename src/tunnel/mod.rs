@@ -122,34 +122,27 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, listener: Arc<TunnelListene
 async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener: &TunnelListener) {
     let local = tcp.local_addr().ok();
     let handshake = tokio::time::timeout(listener.handshake_timeout, front.accept(tcp)).await;
-    let (tls, i) = match handshake {
+    let (tls, agreed) = match handshake {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return log_refusal(listener, peer, &e),
         Err(_) => return tracing::debug!(client = %peer, "TLS handshake timed out"),
     };
-    let Some(endpoint) = listener.endpoints.get(i) else {
+    let Some(endpoint) = listener.endpoints.get(agreed.profile) else {
         return;
     };
-    let session = tls.get_ref().1;
-    if session.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
-        // A TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
+    if agreed.is_acme_validation() {
         return;
     }
-    let client = session
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| crate::tls::ClientIdentity::from_der(leaf));
     let proxy_header = match (endpoint.proxy_protocol, local) {
         (true, Some(local)) => {
             let facts = proxy_protocol::TlsFacts {
-                alpn: session.alpn_protocol(),
-                sni: session.server_name(),
-                version: session.protocol_version().map(openssl_version_name),
-                cipher: session
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite())),
-                client_cert: client.is_some(),
-                client_cn: client
+                alpn: agreed.alpn.as_deref(),
+                sni: agreed.sni.as_deref(),
+                version: agreed.version_name(),
+                cipher: agreed.cipher.map(|s| format!("{s:?}")),
+                client_cert: agreed.client.is_some(),
+                client_cn: agreed
+                    .client
                     .as_ref()
                     .and_then(|c| c.common_names.first())
                     .map(String::as_str),
@@ -158,7 +151,7 @@ async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener:
         }
         _ => None,
     };
-    let certificate = client.map(|id| id.describe());
+    let certificate = agreed.client.map(|id| id.describe());
     let upstream = match open_upstream(endpoint, proxy_header).await {
         Ok(u) => u,
         Err(e) => {
@@ -235,14 +228,6 @@ async fn originate(
 }
 
 /// The protocol's name as OpenSSL (and so HAProxy's PROXY TLVs) write it.
-fn openssl_version_name(v: rustls::ProtocolVersion) -> &'static str {
-    match v {
-        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
-        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
-        _ => "unknown",
-    }
-}
-
 /// Opens the TCP connection to `to`, resolving its name, within the connect timeout.
 async fn connect(to: &str) -> std::io::Result<TcpStream> {
     let tcp = tokio::time::timeout(defaults::PROXY_CONNECT_TIMEOUT, TcpStream::connect(to))
