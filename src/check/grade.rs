@@ -89,21 +89,23 @@ pub struct Grading {
     pub fixes: Vec<String>,
 }
 
-/// Grades what the probes, the certificate check and the HTTP request found.
+/// Grades what the probes, the certificate check and the HTTP request found: each rule group
+/// (protocols, cipher suites, the certificate, the HTTP side) caps the grade or adds a fix.
 pub(crate) fn grade(probes: &Probes, cert: Option<&CertFindings>, http: &HttpFindings) -> Grading {
     let mut g = Rules::default();
+    protocol_rules(&mut g, probes);
+    suite_rules(&mut g, probes);
+    certificate_rules(&mut g, cert);
+    let hsts_ok = http_rules(&mut g, http);
+    g.finish(hsts_ok)
+}
+
+fn protocol_rules(g: &mut Rules, probes: &Probes) {
     let offered = |p: Protocol| {
         probes
             .protocols
             .iter()
             .any(|f| f.protocol == p && f.offered)
-    };
-    let suites_in = |p: Protocol| {
-        probes
-            .protocols
-            .iter()
-            .filter(move |f| f.protocol == p)
-            .flat_map(|f| f.suites.iter())
     };
     let any_protocol = probes.protocols.iter().any(|f| f.offered);
     if !any_protocol {
@@ -113,8 +115,6 @@ pub(crate) fn grade(probes: &Probes, cert: Option<&CertFindings>, http: &HttpFin
             "enable TLS 1.2 and TLS 1.3",
         );
     }
-
-    // Protocols.
     if offered(Protocol::Ssl3) {
         g.cap(Grade::C, "SSL 3.0 is offered (POODLE)", "disable SSL 3.0");
     }
@@ -135,8 +135,17 @@ pub(crate) fn grade(probes: &Probes, cert: Option<&CertFindings>, http: &HttpFin
     if offered(Protocol::Tls12) && !offered(Protocol::Tls13) {
         g.warn("TLS 1.3 is not offered", "enable TLS 1.3");
     }
+}
 
-    // Cipher suites.
+fn suite_rules(g: &mut Rules, probes: &Probes) {
+    let suites_in = |p: Protocol| {
+        probes
+            .protocols
+            .iter()
+            .filter(move |f| f.protocol == p)
+            .flat_map(|f| f.suites.iter())
+    };
+    let any_protocol = probes.protocols.iter().any(|f| f.offered);
     let all = || probes.protocols.iter().flat_map(|f| f.suites.iter());
     let has = |flaw: Flaw| all().any(|s| s.flaws.contains(&flaw));
     for (flaw, what) in [
@@ -217,8 +226,9 @@ pub(crate) fn grade(probes: &Probes, cert: Option<&CertFindings>, http: &HttpFin
             "turn TLS compression off",
         );
     }
+}
 
-    // Certificate.
+fn certificate_rules(g: &mut Rules, cert: Option<&CertFindings>) {
     match cert {
         None => g.cap(
             Grade::F,
@@ -300,8 +310,10 @@ pub(crate) fn grade(probes: &Probes, cert: Option<&CertFindings>, http: &HttpFin
             }
         }
     }
+}
 
-    // HTTP.
+/// Returns whether HSTS is long enough for an A+.
+fn http_rules(g: &mut Rules, http: &HttpFindings) -> bool {
     let hsts_ok = http
         .hsts
         .as_ref()
@@ -329,7 +341,7 @@ pub(crate) fn grade(probes: &Probes, cert: Option<&CertFindings>, http: &HttpFin
     for c in http.cookies.iter().filter(|c| !c.secure) {
         g.fix(&format!("mark the cookie `{}` Secure", c.name));
     }
-    g.finish(hsts_ok)
+    hsts_ok
 }
 
 #[derive(Default)]
