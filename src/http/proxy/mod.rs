@@ -30,6 +30,23 @@ pub struct RouteHandler {
     client: UpstreamHttp,
     pool: Arc<Pool>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    /// Each upstream's scheme and authority, parsed once (in the pool's order).
+    origins: Vec<Origin>,
+}
+
+/// An upstream's scheme and authority, ready to put in front of a request's path.
+type Origin = (http::uri::Scheme, http::uri::Authority);
+
+fn origin_of(upstream: &Upstream) -> std::io::Result<Origin> {
+    let uri: Uri = upstream.origin.parse().map_err(std::io::Error::other)?;
+    let parts = uri.into_parts();
+    match (parts.scheme, parts.authority) {
+        (Some(s), Some(a)) => Ok((s, a)),
+        _ => Err(std::io::Error::other(format!(
+            "{} is not an upstream origin",
+            upstream.origin
+        ))),
+    }
 }
 
 impl RouteHandler {
@@ -43,11 +60,17 @@ impl RouteHandler {
         if let Some(check) = route.health_check.clone() {
             upstreams::spawn_health_checks(&pool, client.clone(), check);
         }
+        let origins = route
+            .upstreams
+            .iter()
+            .map(origin_of)
+            .collect::<std::io::Result<_>>()?;
         Ok(RouteHandler {
             route,
             client,
             pool,
             provider,
+            origins,
         })
     }
 }
@@ -67,33 +90,68 @@ pub async fn forward(
 ) -> Response<Body> {
     let accept = req.headers().get(header::ACCEPT).cloned();
     let fail = |status, msg: &str| error::page_for(accept.as_ref(), status, msg);
-    if headers::framing_is_ambiguous(req.headers()) {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "The request has conflicting Content-Length and Transfer-Encoding headers, or the chunked coding twice.",
-        );
-    }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > fwd.site.max_body_bytes) {
-        return fail(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "The request body is larger than this site accepts.",
-        );
+    if let Some((status, msg)) = refusal(&req, fwd.site) {
+        return fail(status, msg);
     }
     let over_h2 = is_extended_connect_websocket(&req);
     let upgrade = (over_h2 || is_websocket_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
     let busy = req.extensions().get::<ConnBusy>().cloned();
     let picked = rh.pool.pick();
-    let upstream = picked.upstream();
-    let Some(uri) = upstream_uri(&rh.route, upstream, req.uri()) else {
+    let origin = rh.origins.get(picked.index);
+    let Some(request) = origin
+        .and_then(|origin| upstream_request(rh, req, origin, &fwd, upgrade.is_some(), over_h2))
+    else {
         return fail(
             StatusCode::BAD_REQUEST,
             "The request target cannot be forwarded.",
         );
     };
+    let mut res = match send(rh, request, &picked).await {
+        Ok(res) => res,
+        Err((status, msg)) => return fail(status, msg),
+    };
+    match upgrade.filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS) {
+        Some(client_side) => {
+            let upstream_side = hyper::upgrade::on(&mut res);
+            tunnel(client_side, upstream_side, busy, fwd.conn.upgrade_idle);
+            upgraded(res, over_h2)
+        }
+        None => streamed(res, rh, picked, &fwd),
+    }
+}
+
+/// What is refused before anything reaches the application: ambiguous framing, a declared
+/// body over the site's limit.
+fn refusal<B>(req: &Request<B>, site: &Site) -> Option<(StatusCode, &'static str)> {
+    if headers::framing_is_ambiguous(req.headers()) {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "The request has conflicting Content-Length and Transfer-Encoding headers, or the chunked coding twice.",
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    declared
+        .is_some_and(|len| len > site.max_body_bytes)
+        .then_some((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is larger than this site accepts.",
+        ))
+}
+
+/// The request as the upstream gets it: its URI, HTTP/1.1, the forwarding headers, and the
+/// body (bounded), or none after an upgrade. `None` when the target cannot be forwarded.
+fn upstream_request(
+    rh: &RouteHandler,
+    req: Request<Incoming>,
+    origin: &Origin,
+    fwd: &Forward<'_>,
+    upgrade: bool,
+    over_h2: bool,
+) -> Option<Request<UpstreamBody>> {
+    let uri = upstream_uri(&rh.route, origin, req.uri())?;
     let (mut parts, body) = req.into_parts();
     // The authority of an absolute-form target (HTTP/1.1) wins over Host (RFC 9112 §3.2.2), as
     // it did when the site was chosen; over HTTP/2 it is `:authority`, which Host must match.
@@ -104,13 +162,7 @@ pub async fn forward(
         .or_else(|| parts.headers.get(header::HOST).cloned());
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    prepare_request_headers(
-        &mut parts.headers,
-        &rh.route,
-        &fwd,
-        original_host,
-        upgrade.is_some(),
-    );
+    prepare_request_headers(&mut parts.headers, &rh.route, fwd, original_host, upgrade);
     if over_h2 {
         // RFC 8441 §5: the HTTP/2 CONNECT becomes an HTTP/1.1 Upgrade to the application.
         parts.method = Method::GET;
@@ -119,7 +171,7 @@ pub async fn forward(
             .insert(SEC_WEBSOCKET_KEY, websocket_key(&rh.provider));
     }
     // After an upgrade the stream's bytes belong to the tunnel, not to a request body.
-    let body: UpstreamBody = match upgrade.is_some() {
+    let body: UpstreamBody = match upgrade {
         true => http_body_util::Empty::new()
             .map_err(|never| match never {})
             .boxed(),
@@ -129,40 +181,49 @@ pub async fn forward(
         )
         .boxed(),
     };
-    let sent = tokio::time::timeout(
-        rh.route.response_timeout,
-        rh.client.request(Request::from_parts(parts, body)),
-    )
-    .await;
-    let mut res = match sent {
+    Some(Request::from_parts(parts, body))
+}
+
+/// Sends the request and waits for the response head, at most the route's response timeout.
+async fn send(
+    rh: &RouteHandler,
+    request: Request<UpstreamBody>,
+    picked: &Picked,
+) -> Result<Response<Incoming>, (StatusCode, &'static str)> {
+    match tokio::time::timeout(rh.route.response_timeout, rh.client.request(request)).await {
         Err(_) => {
-            tracing::warn!(upstream = %upstream.origin, "upstream sent no response in time");
-            return fail(
+            tracing::warn!(upstream = %picked.upstream().origin, "upstream sent no response in time");
+            Err((
                 StatusCode::GATEWAY_TIMEOUT,
                 "The application did not answer in time.",
-            );
+            ))
         }
-        Ok(Err(e)) => return upstream_error(&picked, &e, fail),
-        Ok(Ok(res)) => res,
-    };
-    if let Some(client_side) = upgrade.filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS) {
-        tunnel(
-            client_side,
-            hyper::upgrade::on(&mut res),
-            busy,
-            fwd.conn.upgrade_idle,
-        );
-        let (mut parts, _) = res.into_parts();
-        if over_h2 {
-            // HTTP/2 accepts the stream with 200 and has no connection-specific headers.
-            parts.status = StatusCode::OK;
-            headers::remove_hop_by_hop(&mut parts.headers);
-            parts.headers.remove(SEC_WEBSOCKET_ACCEPT);
-        }
-        return Response::from_parts(parts, super::empty());
+        Ok(Err(e)) => Err(upstream_error(picked, &e)),
+        Ok(Ok(res)) => Ok(res),
     }
+}
+
+/// The answer to an upgrade the application accepted; the tunnel carries the rest.
+fn upgraded(res: Response<Incoming>, over_h2: bool) -> Response<Body> {
+    let (mut parts, _) = res.into_parts();
+    if over_h2 {
+        // HTTP/2 accepts the stream with 200 and has no connection-specific headers.
+        parts.status = StatusCode::OK;
+        headers::remove_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(SEC_WEBSOCKET_ACCEPT);
+    }
+    Response::from_parts(parts, super::empty())
+}
+
+/// The application's response, its headers rewritten, its body streamed as it comes.
+fn streamed(
+    res: Response<Incoming>,
+    rh: &RouteHandler,
+    picked: Picked,
+    fwd: &Forward<'_>,
+) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
-    prepare_response_headers(&mut parts.headers, &rh.route, upstream, &fwd);
+    prepare_response_headers(&mut parts.headers, &rh.route, picked.upstream(), fwd);
     let body = Counted {
         inner: body,
         _picked: picked,
@@ -206,10 +267,9 @@ struct ClientBodyError(#[source] hyper::Error);
 fn upstream_error(
     picked: &Picked,
     e: &hyper_util::client::legacy::Error,
-    fail: impl Fn(StatusCode, &str) -> Response<Body>,
-) -> Response<Body> {
+) -> (StatusCode, &'static str) {
     if caused_by::<LengthLimitError>(e) {
-        return fail(
+        return (
             StatusCode::PAYLOAD_TOO_LARGE,
             "The request body is larger than this site accepts.",
         );
@@ -217,7 +277,7 @@ fn upstream_error(
     if caused_by::<ClientBodyError>(e) {
         // The upstream saw an unfinished body and a closed connection: nothing complete.
         tracing::info!(error = %chain(e), "refused a request whose body could not be read");
-        return fail(
+        return (
             StatusCode::BAD_REQUEST,
             "The request body is malformed (RFC 9112 §7.1).",
         );
@@ -230,7 +290,7 @@ fn upstream_error(
         tracing::warn!(upstream = %upstream.origin, error = %chain(e), "upstream request failed");
     }
     // The page names no address and no error text: those stay in the log.
-    fail(
+    (
         StatusCode::BAD_GATEWAY,
         "The application behind this site is not answering.",
     )
@@ -260,19 +320,25 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
 
 /// The upstream URI: its origin plus the client's path and query as sent, minus the route's
 /// prefix when `strip_prefix` is set.
-fn upstream_uri(route: &Route, upstream: &Upstream, uri: &Uri) -> Option<Uri> {
-    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let pq = match route.stripped_prefix() {
-        Some(prefix) => {
-            let rest = pq.strip_prefix(prefix)?;
+fn upstream_uri(route: &Route, (scheme, authority): &Origin, uri: &Uri) -> Option<Uri> {
+    let pq = match (route.stripped_prefix(), uri.path_and_query()) {
+        // The client's own path and query, shared rather than copied.
+        (None, Some(pq)) => pq.clone(),
+        (None, None) => http::uri::PathAndQuery::from_static("/"),
+        (Some(prefix), pq) => {
+            let rest = pq.map_or("/", |pq| pq.as_str()).strip_prefix(prefix)?;
             match rest.starts_with('/') {
-                true => rest.to_owned(),
-                false => format!("/{rest}"),
+                true => rest.parse().ok()?,
+                false => format!("/{rest}").parse().ok()?,
             }
         }
-        None => pq.to_owned(),
     };
-    format!("{}{pq}", upstream.origin).parse().ok()
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(pq)
+        .build()
+        .ok()
 }
 
 const SEC_WEBSOCKET_KEY: http::HeaderName = http::HeaderName::from_static("sec-websocket-key");
@@ -429,16 +495,16 @@ mod tests {
         let up = Upstream::parse("http://127.0.0.1:5000").unwrap();
         let uri: Uri = "/api/a%2Fb/%7e?x=%20&y".parse().unwrap();
         assert_eq!(
-            upstream_uri(&route("/api", false), &up, &uri).unwrap(),
+            upstream_uri(&route("/api", false), &origin_of(&up).unwrap(), &uri).unwrap(),
             "http://127.0.0.1:5000/api/a%2Fb/%7e?x=%20&y"
         );
         assert_eq!(
-            upstream_uri(&route("/api", true), &up, &uri).unwrap(),
+            upstream_uri(&route("/api", true), &origin_of(&up).unwrap(), &uri).unwrap(),
             "http://127.0.0.1:5000/a%2Fb/%7e?x=%20&y"
         );
         let bare: Uri = "/api?q=1".parse().unwrap();
         assert_eq!(
-            upstream_uri(&route("/api", true), &up, &bare).unwrap(),
+            upstream_uri(&route("/api", true), &origin_of(&up).unwrap(), &bare).unwrap(),
             "http://127.0.0.1:5000/?q=1"
         );
     }
