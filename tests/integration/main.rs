@@ -13,6 +13,7 @@ mod certificates;
 mod check;
 mod config_files;
 mod crash_safe;
+mod first_hour;
 mod h2spec;
 mod hardening;
 mod hardening_requests;
