@@ -86,3 +86,103 @@ fn ca_install_fails_when_no_browser_can_be_told() {
         assert!(text.contains(needle), "no `{needle}` in:\n{text}");
     }
 }
+
+/// The `<style>` block of a page.
+fn style_of(page: &str) -> &str {
+    let start = page.find("<style>").map(|i| i + "<style>".len());
+    let end = page.find("</style>");
+    match (start, end) {
+        (Some(s), Some(e)) if s < e => &page[s..e],
+        _ => "",
+    }
+}
+
+/// A site with a folder to list and a route to an app that is down.
+pub(crate) fn pages_fixture() -> crate::support::Fixture {
+    let dead = crate::support::free_port();
+    crate::support::Fixture::start_with_files(
+        &format!(
+            "    static: {{listing: true}}\n    proxy:\n      - path: /app\n        to: http://127.0.0.1:{dead}\n"
+        ),
+        "",
+        |root| {
+            std::fs::create_dir_all(root.join("files/photos")).unwrap();
+            std::fs::write(root.join("files/notes.txt"), "three").unwrap();
+            std::fs::write(root.join("files/big.bin"), vec![0u8; 1536]).unwrap();
+        },
+    )
+}
+
+#[test]
+fn error_pages_and_listings_wear_the_same_stylesheet() {
+    let f = pages_fixture();
+    let not_found = f.get("/nope", &[]);
+    let bad_gateway = f.get("/app/", &[]);
+    let listing = f.get("/files/", &[]);
+    assert_eq!(
+        (not_found.status, bad_gateway.status, listing.status),
+        (404, 502, 200)
+    );
+    let style = style_of(&not_found.text()).to_owned();
+    assert!(
+        style.contains("font"),
+        "no stylesheet in the 404 page:\n{}",
+        not_found.text()
+    );
+    assert_eq!(
+        style_of(&bad_gateway.text()),
+        style,
+        "{}",
+        bad_gateway.text()
+    );
+    assert_eq!(style_of(&listing.text()), style, "{}", listing.text());
+    assert!(not_found.text().contains("<meta name=\"viewport\""));
+}
+
+#[test]
+fn listings_show_sizes_dates_and_a_way_up() {
+    let f = pages_fixture();
+    let page = f.get("/files/", &[]).text();
+    assert!(page.contains("<a href=\"../\">../</a>"), "{page}");
+    assert!(
+        page.contains(">5 B<") && page.contains(">1.5 KiB<"),
+        "{page}"
+    );
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    assert!(page.contains(&today[..10]), "no date in:\n{page}");
+    // Folders first.
+    let (folder, file) = (page.find("photos/").unwrap(), page.find("big.bin").unwrap());
+    assert!(folder < file, "{page}");
+    // The top of the site has no parent to go to.
+    let f = crate::support::Fixture::start_with_files("    static: {listing: true}", "", |root| {
+        std::fs::remove_file(root.join("index.html")).unwrap();
+    });
+    let top = f.get("/", &[]).text();
+    assert!(top.contains("Index of /") && !top.contains("../"), "{top}");
+}
+
+#[test]
+fn the_welcome_page_keeps_the_folder_path_to_itself_and_draws_its_padlock() {
+    let site = tempfile::tempdir().unwrap();
+    let https = crate::support::free_port();
+    let server = crate::support::server::Candado::with_args(
+        &["-p", &https.to_string(), "--http-port", "0"],
+        site.path(),
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    let ca = server.data_dir().join("ca/ca.crt");
+    let page = crate::support::client::curl_raw(
+        &format!("https://localhost:{https}/"),
+        &["--cacert", ca.to_str().unwrap()],
+    )
+    .text();
+    assert!(page.contains("candado is working"), "{page}");
+    let path = site.path().canonicalize().unwrap();
+    assert!(!page.contains(path.to_str().unwrap()), "{page}");
+    assert!(
+        page.contains("<svg") && !page.contains("&#128274;"),
+        "{page}"
+    );
+    assert!(page.contains("candado ca install"), "{page}");
+}
