@@ -8,6 +8,7 @@ mod support;
 mod acme;
 mod auth;
 mod balancing;
+mod browser;
 mod cert_commands;
 mod certificates;
 mod check;
