@@ -233,6 +233,7 @@ fn screenshots_of_welcome_404_502_and_a_listing() {
             ],
             &url,
         );
+        assert!(!log.contains("Page load failed"), "{url}: {log}");
         assert!(
             png_has_content(&file),
             "no screenshot of {url} in {}",
