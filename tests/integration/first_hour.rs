@@ -186,3 +186,93 @@ fn the_welcome_page_keeps_the_folder_path_to_itself_and_draws_its_padlock() {
     );
     assert!(page.contains("candado ca install"), "{page}");
 }
+
+/// What `openssl req -x509 -newkey rsa:4096 -nodes -subj /CN=localhost` makes (RSA 2048 here,
+/// for speed): a certificate with no subjectAltName, which every current browser refuses.
+fn certificate_without_san(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    (cert, key)
+}
+
+#[test]
+fn a_certificate_without_subject_alt_name_is_warned_about_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate_without_san(dir.path());
+    let root = tempfile::tempdir().unwrap();
+    let server = crate::support::server::Candado::from_yaml(
+        &crate::support::server::site_yaml(&cert, &key, root.path(), "", ""),
+        &[],
+    );
+    let line = server.log_line(&["subjectAltName"]);
+    let line = line.unwrap_or_else(|| panic!("no warning in:\n{}", server.log()));
+    for needle in [
+        "WARN",
+        &cert.display().to_string(),
+        "CN=localhost",
+        "browsers",
+        "candado cert issue localhost",
+    ] {
+        assert!(line.contains(needle), "no `{needle}` in: {line}");
+    }
+    // A certificate with names draws no such warning.
+    let f = crate::support::Fixture::start("", "");
+    assert!(
+        !f.server.log().contains("subjectAltName"),
+        "{}",
+        f.server.log()
+    );
+}
+
+#[test]
+fn cert_inspect_and_check_flag_a_certificate_without_subject_alt_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate_without_san(dir.path());
+    let out = Command::new(BIN)
+        .args(["cert", "inspect"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("WARNING") && text.contains("no host in its subjectAltName"),
+        "{text}"
+    );
+    let json = Command::new(BIN)
+        .args(["cert", "inspect", "--json"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let warnings = v["certificates"][0]["warnings"].to_string();
+    assert!(warnings.contains("subjectAltName"), "{v}");
+
+    let root = tempfile::tempdir().unwrap();
+    let server = crate::support::server::Candado::from_yaml(
+        &crate::support::server::site_yaml(&cert, &key, root.path(), "", ""),
+        &[],
+    );
+    let out = Command::new(BIN)
+        .args(["check", &format!("localhost:{}", server.https.port())])
+        .args(["--connect", "127.0.0.1", "--http-port", "0", "--ca"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(
+        text.contains("NONE: no subjectAltName, so browsers refuse this certificate"),
+        "{text}"
+    );
+    assert!(text.contains("candado cert issue localhost"), "{text}");
+}
