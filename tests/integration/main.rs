@@ -6,6 +6,7 @@
 mod support;
 
 mod acme;
+mod app_frameworks;
 mod auth;
 mod balancing;
 mod browser;
