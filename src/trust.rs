@@ -15,8 +15,12 @@ const SYSTEM_DIR: &str = "/usr/local/share/ca-certificates";
 const UPDATE_COMMAND: &str = "update-ca-certificates";
 const FILE_NAME: &str = "candado-development-ca.crt";
 const NSS_NICKNAME: &str = "candado development CA";
+/// Where Chromium on Linux (and Chrome, Brave, Edge) reads certificates, not /etc/ssl/certs.
+const CHROMIUM_DB: &str = ".pki/nssdb";
 
-/// Adds the CA everywhere it can; returns the lines that say what changed.
+/// Adds the CA everywhere it can; returns the lines that say what changed and which browsers
+/// now trust it. Fails when no browser database could be changed: the system store alone
+/// leaves Chromium and Firefox on Linux showing certificate errors, as they read NSS databases.
 pub fn install(ca_cert: &Path) -> Result<Vec<String>> {
     let mut changes = Vec::new();
     let dir = system_dir();
@@ -35,21 +39,150 @@ pub fn install(ca_cert: &Path) -> Result<Vec<String>> {
     })?;
     changes.push(format!("added {}", target.display()));
     changes.extend(update_system_store()?);
-    for db in nss_databases() {
-        changes.push(certutil(
-            &db,
-            &[
-                "-A",
-                "-t",
-                "C,,",
-                "-n",
-                NSS_NICKNAME,
-                "-i",
-                &ca_cert.to_string_lossy(),
-            ],
-        )?);
+    match install_in_browsers(ca_cert) {
+        Ok(lines) => {
+            changes.extend(lines);
+            Ok(changes)
+        }
+        Err(e) => Err(e.context(format!(
+            "the system store trusts the development CA ({}), but no browser does",
+            changes.join("; ")
+        ))),
     }
-    Ok(changes)
+}
+
+/// A browser certificate database (NSS) and the browser that reads it.
+struct BrowserDb {
+    path: PathBuf,
+    browser: Browser,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Browser {
+    /// Chromium, Google Chrome and the other Chromium-based browsers: ~/.pki/nssdb.
+    Chromium,
+    /// One Firefox profile, by folder name.
+    Firefox(String),
+}
+
+impl Browser {
+    fn trusts_now(&self) -> String {
+        match self {
+            Browser::Chromium => "Chromium and Google Chrome now trust the development CA (restart them if they are open)".into(),
+            Browser::Firefox(profile) => format!(
+                "Firefox (profile {profile}) now trusts the development CA (restart it if it is open)"
+            ),
+        }
+    }
+}
+
+/// Adds the CA to Chromium's database (created when Chromium has never run, as it would
+/// create it itself) and to each Firefox profile's.
+fn install_in_browsers(ca_cert: &Path) -> Result<Vec<String>> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set, so the browser certificate databases cannot be found")?;
+    anyhow::ensure!(
+        which("certutil").is_some(),
+        "Chromium and Firefox read their own certificate databases, which only certutil can change: install it (sudo apt-get install libnss3-tools) and run `candado ca install` again"
+    );
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    let mut trusted = Vec::new();
+    for db in browser_databases(&home) {
+        match add_to(&db, ca_cert) {
+            Ok(done) => {
+                lines.extend(done);
+                trusted.push(db.browser);
+            }
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    if trusted.is_empty() {
+        anyhow::bail!("{}", failures.join("; "));
+    }
+    lines.extend(failures.iter().map(|f| format!("not changed: {f}")));
+    lines.extend(trusted.iter().map(Browser::trusts_now));
+    if !trusted.iter().any(|b| matches!(b, Browser::Firefox(_)))
+        && (which("firefox").is_some() || which("firefox-esr").is_some())
+    {
+        lines.push(
+            "Firefox has no profile yet: start it once, then run `candado ca install` again".into(),
+        );
+    }
+    Ok(lines)
+}
+
+/// Chromium's database, whether it exists yet or not, and each Firefox profile's.
+fn browser_databases(home: &Path) -> Vec<BrowserDb> {
+    let mut dbs = vec![BrowserDb {
+        path: home.join(CHROMIUM_DB),
+        browser: Browser::Chromium,
+    }];
+    if let Ok(profiles) = std::fs::read_dir(home.join(".mozilla/firefox")) {
+        dbs.extend(
+            profiles
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join("cert9.db").exists())
+                .map(|path| BrowserDb {
+                    browser: Browser::Firefox(
+                        path.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    ),
+                    path,
+                }),
+        );
+    }
+    dbs
+}
+
+/// Creates the database if needed, then adds the CA; returns what changed.
+fn add_to(db: &BrowserDb, ca_cert: &Path) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    if !db.path.join("cert9.db").exists() {
+        create_database(&db.path)?;
+        done.push(format!(
+            "created the browser database {} (Chromium had not made it yet)",
+            db.path.display()
+        ));
+    }
+    done.push(certutil(
+        &db.path,
+        &[
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            NSS_NICKNAME,
+            "-i",
+            &ca_cert.to_string_lossy(),
+        ],
+    )?);
+    Ok(done)
+}
+
+/// An empty NSS database without a password, as Chromium makes on its first run (0700: it
+/// will hold the user's own certificates and keys too).
+fn create_database(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let out = Command::new("certutil")
+        .args(["-N", "--empty-password", "-d", &sql(path)])
+        .output()
+        .context("cannot run certutil")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "certutil could not create the browser database {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 /// Removes what `install` added; returns the lines that say what changed.
@@ -100,17 +233,14 @@ fn update_system_store() -> Result<Option<String>> {
     Ok(Some(format!("ran {command}")))
 }
 
-/// NSS databases of the current user: Chromium's ~/.pki/nssdb and each Firefox profile.
+/// The browser databases that exist, for `uninstall` (nothing to take out of the others).
 fn nss_databases() -> Vec<PathBuf> {
     let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
         return Vec::new();
     };
-    let mut dbs = vec![home.join(".pki/nssdb")];
-    if let Ok(profiles) = std::fs::read_dir(home.join(".mozilla/firefox")) {
-        dbs.extend(profiles.filter_map(Result::ok).map(|e| e.path()));
-    }
-    let dbs: Vec<PathBuf> = dbs
+    let dbs: Vec<PathBuf> = browser_databases(&home)
         .into_iter()
+        .map(|db| db.path)
         .filter(|d| d.join("cert9.db").exists())
         .collect();
     if !dbs.is_empty() && which("certutil").is_none() {

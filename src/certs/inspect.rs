@@ -10,7 +10,7 @@ use x509_parser::objects::{oid_registry, oid2sn};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
-use super::load::general_name_text;
+use super::load::{general_name_text, no_san_warning, san_names};
 
 /// The id-ad-ocsp access method (RFC 5280 §4.2.2.1).
 const OID_OCSP: &str = "1.3.6.1.5.5.7.48.1";
@@ -45,6 +45,8 @@ pub struct CertInfo {
     pub is_ca: bool,
     pub ocsp: Vec<String>,
     pub crl: Vec<String>,
+    /// What browsers will refuse, one sentence each (a leaf without subjectAltName).
+    pub warnings: Vec<String>,
 }
 
 /// Describes a chain (leaf first). `key_spki` is the SubjectPublicKeyInfo of a key to match.
@@ -69,14 +71,28 @@ pub fn describe(
         .windows(2)
         .all(|w| w[0].issuer().as_raw() == w[1].subject().as_raw());
     let ends_at_root = last.issuer().as_raw() == last.subject().as_raw();
+    let mut certificates: Vec<CertInfo> = parsed.iter().map(info).collect();
+    let leaf = &parsed[0];
+    if san_names(leaf).is_empty() && !signs_certificates(leaf) {
+        certificates[0].warnings.push(no_san_warning(
+            &format!("the leaf certificate of {source}"),
+            leaf,
+        ));
+    }
     Ok(Report {
         source: source.to_owned(),
         chain_in_order,
         ends_at_root,
         missing_issuer: (!ends_at_root).then(|| last.issuer().to_string()),
         key_matches: key_spki.map(|spki| parsed[0].public_key().raw == spki),
-        certificates: parsed.iter().map(info).collect(),
+        certificates,
     })
+}
+
+/// A CA certificate proper (keyCertSign), inspected on its own: it needs no host names.
+/// `openssl req -x509` marks its certificates CA:TRUE without that key usage.
+fn signs_certificates(c: &X509Certificate<'_>) -> bool {
+    c.is_ca() && matches!(c.key_usage(), Ok(Some(ku)) if ku.value.key_cert_sign())
 }
 
 fn info(c: &X509Certificate<'_>) -> CertInfo {
@@ -126,6 +142,7 @@ fn info(c: &X509Certificate<'_>) -> CertInfo {
         is_ca: c.is_ca(),
         ocsp,
         crl,
+        warnings: Vec::new(),
     }
 }
 
@@ -198,6 +215,9 @@ pub fn render(r: &Report) -> String {
         ];
         for (k, v) in rows {
             out.push_str(&format!("  {k:<10} {v}\n"));
+        }
+        for w in &c.warnings {
+            out.push_str(&format!("  {:<10} {w}\n", "WARNING"));
         }
     }
     out.push_str(&format!(

@@ -276,7 +276,45 @@ fn check_validity(
     if now < not_before {
         return Err(CertError::NotYetValid(path.to_owned(), date(not_before)));
     }
-    Ok((not_before, not_after, san_names(&cert)))
+    let names = san_names(&cert);
+    // Whatever its extensions say (`openssl req -x509` marks it CA:TRUE), it is served as a
+    // server's certificate here.
+    if names.is_empty() {
+        warnings.push(no_san_warning(
+            &format!("the certificate in {}", path.display()),
+            &cert,
+        ));
+    }
+    Ok((not_before, not_after, names))
+}
+
+/// Why browsers refuse a leaf without subjectAltName, and the command that makes a good one;
+/// `what` names the certificate (`the certificate in cert.pem`).
+/// Browsers match host names against the SAN only (Chrome 58, Firefox 48, Safari; RFC 6125
+/// §6.4.4 let them drop the CN fallback); `openssl req -x509 ... -subj /CN=NAME` without
+/// `-addext` still makes such certificates, so people meet this often.
+pub(crate) fn no_san_warning(what: &str, cert: &X509Certificate<'_>) -> String {
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    let name = cn
+        .as_deref()
+        .filter(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.*".contains(c))
+        })
+        .unwrap_or("localhost");
+    let subject = cn
+        .as_deref()
+        .map(|n| format!(" (only CN={n})"))
+        .unwrap_or_default();
+    format!(
+        "{what} names no host in its subjectAltName{subject}, and browsers ignore the CN: they refuse it (NET::ERR_CERT_COMMON_NAME_INVALID, SSL_ERROR_BAD_CERT_DOMAIN); make one they accept with `candado cert issue {name}`, or add -addext \"subjectAltName=DNS:{name}\" to the openssl req command"
+    )
 }
 
 fn to_system_time(unix: i64) -> SystemTime {

@@ -190,7 +190,16 @@ fn render_cert(o: &mut String, p: &Painter, c: &CertFindings) {
         };
         let rows = [
             ("subject", leaf.subject.clone()),
-            ("names", leaf.names.join(", ")),
+            (
+                "names",
+                match leaf.names.is_empty() {
+                    true => p.paint(
+                        Colour::Red,
+                        "NONE: no subjectAltName, so browsers refuse this certificate",
+                    ),
+                    false => leaf.names.join(", "),
+                },
+            ),
             ("issuer", leaf.issuer.clone()),
             (
                 "valid",
@@ -228,6 +237,10 @@ fn render_cert(o: &mut String, p: &Painter, c: &CertFindings) {
         Some(e) => p.paint(Colour::Red, &format!("NOT TRUSTED: {e}")),
     };
     let _ = writeln!(o, "  {:<12}{trust}", "trust");
+    let leaf_warnings = c.chain.certificates.first().map(|l| l.warnings.as_slice());
+    for w in leaf_warnings.unwrap_or_default() {
+        let _ = writeln!(o, "  {:<12}{}", "warning", p.paint(Colour::Red, w));
+    }
 }
 
 /// What the server asked of the client (mutual TLS), in one line.

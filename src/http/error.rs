@@ -1,17 +1,26 @@
 //! Error responses, in one place: a status, a short page that escapes whatever it echoes.
+//! Every page candado writes itself (errors, folder listings, the welcome page) carries the
+//! same small stylesheet, inline so that a page needs no second request (which could fail
+//! too) and works under any path.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::{Body, full};
 
+/// The stylesheet of candado's own pages, inlined in each one.
+pub(crate) const STYLE: &str = include_str!("page.css");
+
 /// A small HTML page for `status`, with `detail` escaped.
 pub fn page(status: StatusCode, detail: &str) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("Error");
-    let html = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>{detail}</p>\n</body></html>\n",
-        code = status.as_u16(),
-        detail = escape_html(detail),
+    let html = styled_page(
+        &format!("{} {reason}", status.as_u16()),
+        &format!(
+            "<h1><span class=\"code\">{}</span> {reason}</h1>\n<p>{}</p>",
+            status.as_u16(),
+            escape_html(detail)
+        ),
     );
     let mut res = Response::new(full(Bytes::from(html)));
     *res.status_mut() = status;
@@ -44,6 +53,15 @@ pub fn page_for(accept: Option<&HeaderValue>, status: StatusCode, detail: &str) 
         HeaderValue::from_static("application/json"),
     );
     res
+}
+
+/// A whole page: `title` (escaped here) and `body` (HTML, escaped by the caller) in the shared
+/// style.
+pub(crate) fn styled_page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>\n{STYLE}</style></head>\n<body><main>\n{body}\n</main></body></html>\n",
+        escape_html(title)
+    )
 }
 
 /// Escapes the five characters that matter in HTML text and attribute values.

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::io::AsyncReadExt;
 
-use super::error::{escape_html, page};
+use super::error::{STYLE, escape_html, page, styled_page};
 use super::{Body, empty, full};
 use crate::config::StaticOptions;
 
@@ -171,13 +171,9 @@ impl StaticFiles {
 
     fn missing(&self, raw_path: &str, is_root: bool) -> Response<Body> {
         if is_root && self.welcome {
-            return html(
-                StatusCode::OK,
-                WELCOME_PAGE.replace(
-                    "{root}",
-                    &escape_html(&self.root.path.display().to_string()),
-                ),
-            );
+            // The folder's path is left out: visitors from elsewhere have no business knowing
+            // where on this machine the site lives.
+            return html(StatusCode::OK, WELCOME_PAGE.replace("{style}", STYLE));
         }
         not_found(raw_path)
     }
@@ -186,31 +182,84 @@ impl StaticFiles {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return not_found(raw_path);
         };
-        let mut names: Vec<(String, bool)> = entries
+        let mut rows: Vec<Entry> = entries
             .filter_map(Result::ok)
             .filter(|e| self.root.options.hidden || !is_hidden(&e.file_name()))
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    e.path().is_dir(),
-                )
-            })
+            .map(|e| Entry::of(&e))
             .collect();
-        names.sort();
-        let title = escape_html(&percent_decode_lossy(raw_path));
+        // Folders first, then files, each by name: the order of ls and of most file managers.
+        rows.sort_by(|a, b| (!a.is_dir, &a.name).cmp(&(!b.is_dir, &b.name)));
+        let title = format!("Index of {}", percent_decode_lossy(raw_path));
         let mut body = format!(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n<body><h1>Index of {title}</h1>\n<ul>\n"
+            "<h1>{}</h1>\n<table>\n<thead><tr><th>Name</th><th class=\"size\">Size</th><th>Modified (UTC)</th></tr></thead>\n<tbody>\n",
+            escape_html(&title)
         );
-        for (name, is_dir) in names {
-            let slash = if is_dir { "/" } else { "" };
-            let href = percent_encoding::utf8_percent_encode(&name, HREF_ENCODE);
-            body.push_str(&format!(
-                "<li><a href=\"{href}{slash}\">{}{slash}</a></li>\n",
-                escape_html(&name)
-            ));
+        if raw_path != "/" {
+            body.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
         }
-        body.push_str("</ul>\n</body></html>\n");
-        html(StatusCode::OK, body)
+        for row in rows {
+            body.push_str(&row.html());
+        }
+        body.push_str("</tbody>\n</table>");
+        html(StatusCode::OK, styled_page(&title, &body))
+    }
+}
+
+/// One line of a folder listing.
+struct Entry {
+    name: String,
+    is_dir: bool,
+    /// `None` for folders and for entries whose metadata cannot be read (a dangling symlink).
+    size: Option<u64>,
+    modified: Option<SystemTime>,
+}
+
+impl Entry {
+    fn of(e: &std::fs::DirEntry) -> Entry {
+        // Follows symlinks, as opening the link would.
+        let meta = std::fs::metadata(e.path()).ok();
+        let is_dir = meta.as_ref().is_some_and(Metadata::is_dir);
+        Entry {
+            name: e.file_name().to_string_lossy().into_owned(),
+            is_dir,
+            size: meta.as_ref().filter(|m| m.is_file()).map(Metadata::len),
+            modified: meta.and_then(|m| m.modified().ok()),
+        }
+    }
+
+    fn html(&self) -> String {
+        let slash = if self.is_dir { "/" } else { "" };
+        let href = percent_encoding::utf8_percent_encode(&self.name, HREF_ENCODE);
+        let size = self.size.map(human_size).unwrap_or_default();
+        let date = self.modified.map(listing_date).unwrap_or_default();
+        format!(
+            "<tr><td><a href=\"{href}{slash}\">{}{slash}</a></td><td class=\"size\">{size}</td><td class=\"date\">{date}</td></tr>\n",
+            escape_html(&self.name)
+        )
+    }
+}
+
+/// A size as people read it: bytes up to 1 KiB, then KiB, MiB, GiB with one decimal.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `2025-01-31 14:05`, in UTC (the server's time zone would mean nothing to a visitor).
+fn listing_date(t: SystemTime) -> String {
+    let iso = humantime::format_rfc3339_seconds(t).to_string();
+    match (iso.get(..10), iso.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time}"),
+        _ => iso,
     }
 }
 
@@ -629,6 +678,16 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=9-1"), 100), RangeRequest::Whole);
         assert_eq!(parse_range(Some("lines=1-2"), 100), RangeRequest::Whole);
         assert_eq!(parse_range(None, 100), RangeRequest::Whole);
+    }
+
+    #[test]
+    fn listing_sizes_and_dates_read_like_ls_h() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(5 * 1024 * 1024), "5.0 MiB");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(listing_date(t), "2023-11-14 22:13");
     }
 
     #[test]

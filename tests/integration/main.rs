@@ -6,13 +6,16 @@
 mod support;
 
 mod acme;
+mod app_frameworks;
 mod auth;
 mod balancing;
+mod browser;
 mod cert_commands;
 mod certificates;
 mod check;
 mod config_files;
 mod crash_safe;
+mod first_hour;
 mod h2spec;
 mod hardening;
 mod hardening_requests;
