@@ -49,18 +49,13 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     let provider = tls::provider();
     let ca = local_ca(&config)?;
     let certs = load_certificates(&config, ca.as_ref(), &provider)?;
-    let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
-    let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
-    let tunnels = bind_all(config.tunnels.iter().map(|t| t.listen)).await?;
-    let ports: HashMap<SocketAddr, SocketAddr> = https.iter().map(|(r, (_, a))| (*r, *a)).collect();
-    let redirect_ports: HashMap<SocketAddr, SocketAddr> =
-        redirects.iter().map(|(r, (_, a))| (*r, *a)).collect();
+    let bound = Bound::all(&config).await?;
     // Made once and kept across reloads: it owns the account and the renewal loops.
     let acme = uses_acme(&config).then(|| Acme::new(config.acme.clone(), provider.clone()));
-    let mut states = build_states(
+    let states = build_states(
         &config,
         &certs,
-        &ports,
+        &bound.ports,
         &provider,
         acme.as_ref(),
         ca.as_ref(),
@@ -68,49 +63,12 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     // Once nothing can fail any more, and before "listening" is announced, so that
     // `candado reload` works as soon as the server is up.
     let pid_file = write_pid_file();
-
-    let mut listeners = Vec::new();
-    let roles = https
-        .into_iter()
-        .map(|b| (Role::Https, b))
-        .chain(redirects.into_iter().map(|b| (Role::Redirect, b)))
-        .chain(tunnels.into_iter().map(|b| (Role::Tunnel, b)));
-    for (role, (requested, (tcp, actual))) in roles {
-        let Some(state) = states.remove(&(role, requested)) else {
-            continue;
-        };
-        match &state {
-            ListenerState::Https { router, .. } => announce_https(router, actual),
-            ListenerState::Redirect(_) => {
-                tracing::info!(kind = %"http", addr = %actual, "listening");
-                tracing::info!("http://{actual}/ redirects to https");
-            }
-            ListenerState::Tunnel(_) => announce_tunnels(&config, requested, actual),
-        }
-        let ctx = Arc::new(ListenerCtx {
-            state: ArcSwap::from_pointee(state),
-            settings: ArcSwap::from_pointee(conn_settings(&config)),
-            local_port: actual.port(),
-        });
-        listeners.push(((role, requested), tcp, ctx));
-    }
-    if let Some(acme) = &acme {
-        tracing::info!(
-            "ACME certificates come from {} and are kept in {}",
-            acme.settings().directory,
-            acme.settings().storage.display()
-        );
-    }
-    if let Some(ca) = &ca {
-        tracing::info!(
-            "certificates come from candado's local development CA; trust it to avoid browser warnings: {}",
-            ca.cert_path().display()
-        );
-    }
-
+    let ports = bound.ports.clone();
     if tracing::enabled!(tracing::Level::DEBUG) {
-        spawn_self_check(&config, &ports, &redirect_ports, ca.as_ref());
+        spawn_self_check(&config, &ports, &bound.redirect_ports, ca.as_ref());
     }
+    let listeners = start_listeners(&config, bound, states);
+    announce_sources(acme.as_ref(), ca.as_ref());
 
     // Signal handlers are in place before READY=1: a SIGHUP or SIGTERM right after it must
     // find them (both signals' default action ends the process).
@@ -126,22 +84,19 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         &served,
         std::time::SystemTime::now(),
     );
-    let (expiry_tx, expiry_rx) = tokio::sync::watch::channel(served);
+    let (expiry, expiry_rx) = tokio::sync::watch::channel(served);
     tokio::spawn(watch_expiry(expiry_rx));
     if let Some(reload) = reload {
-        let targets: Vec<(ListenerKey, Arc<ListenerCtx>)> =
-            listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect();
-        let watch = FileWatch::of(&config);
-        let running = Running::of(&config);
-        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-        match hup {
-            Ok(hup) => {
-                tokio::spawn(reload_on_hangup(
-                    reload, hup, watch, running, targets, ports, provider, expiry_tx, acme,
-                ));
-            }
-            Err(e) => tracing::warn!("cannot listen for SIGHUP ({e}): reloads are off"),
-        }
+        let reloading = Reloading {
+            reload,
+            running: Running::of(&config),
+            listeners: listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect(),
+            ports,
+            provider,
+            expiry,
+            acme,
+        };
+        spawn_reloads(Arc::new(reloading), FileWatch::of(&config));
     }
     notify::ready(&status);
     let listeners = listeners
@@ -166,6 +121,87 @@ pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Every listening socket, bound before anything is served (a busy port stops the start),
+/// with the actual address of each requested one (`:0` becomes a real port).
+struct Bound {
+    https: HashMap<SocketAddr, (TcpListener, SocketAddr)>,
+    redirects: HashMap<SocketAddr, (TcpListener, SocketAddr)>,
+    tunnels: HashMap<SocketAddr, (TcpListener, SocketAddr)>,
+    /// Requested → actual, for the HTTPS listeners (redirects point at them).
+    ports: HashMap<SocketAddr, SocketAddr>,
+    redirect_ports: HashMap<SocketAddr, SocketAddr>,
+}
+
+impl Bound {
+    async fn all(config: &Config) -> Result<Bound> {
+        let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
+        let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
+        let tunnels = bind_all(config.tunnels.iter().map(|t| t.listen)).await?;
+        let actual = |m: &HashMap<SocketAddr, (TcpListener, SocketAddr)>| {
+            m.iter().map(|(r, (_, a))| (*r, *a)).collect()
+        };
+        Ok(Bound {
+            ports: actual(&https),
+            redirect_ports: actual(&redirects),
+            https,
+            redirects,
+            tunnels,
+        })
+    }
+}
+
+type Started = Vec<(ListenerKey, TcpListener, Arc<ListenerCtx>)>;
+
+/// Gives each bound socket what it serves, and says so in the log.
+fn start_listeners(
+    config: &Config,
+    bound: Bound,
+    mut states: HashMap<ListenerKey, ListenerState>,
+) -> Started {
+    let mut listeners = Vec::new();
+    let roles = (bound.https.into_iter().map(|b| (Role::Https, b)))
+        .chain(bound.redirects.into_iter().map(|b| (Role::Redirect, b)))
+        .chain(bound.tunnels.into_iter().map(|b| (Role::Tunnel, b)));
+    for (role, (requested, (tcp, actual))) in roles {
+        let Some(state) = states.remove(&(role, requested)) else {
+            continue;
+        };
+        match &state {
+            ListenerState::Https { router, .. } => announce_https(router, actual),
+            ListenerState::Redirect(_) => {
+                tracing::info!(kind = %"http", addr = %actual, "listening");
+                tracing::info!("http://{actual}/ redirects to https");
+            }
+            ListenerState::Tunnel(_) => announce_tunnels(config, requested, actual),
+        }
+        let ctx = Arc::new(ListenerCtx {
+            state: ArcSwap::from_pointee(state),
+            settings: ArcSwap::from_pointee(conn_settings(config)),
+            local_port: actual.port(),
+        });
+        listeners.push(((role, requested), tcp, ctx));
+    }
+    listeners
+}
+
+/// Where certificates come from, and for the local CA the one command that makes browsers
+/// trust it.
+fn announce_sources(acme: Option<&Arc<Acme>>, ca: Option<&DevCa>) {
+    if let Some(acme) = acme {
+        tracing::info!(
+            "ACME certificates come from {} and are kept in {}",
+            acme.settings().directory,
+            acme.settings().storage.display()
+        );
+    }
+    if let Some(ca) = ca {
+        tracing::info!(
+            "certificates come from candado's local development CA; trust it to avoid browser warnings: run `candado ca install` (or give clients {})",
+            ca.cert_path().display()
+        );
+    }
 }
 
 /// `-d`: grades the first site's TLS set-up as `candado check` would, once it listens.
@@ -271,17 +307,27 @@ fn write_pid_file() -> Option<std::path::PathBuf> {
 /// certificate. The new state is built off to the side and swapped in only when all of it
 /// loads: new connections get it at once, open ones keep what they started with, and a broken
 /// file leaves everything as it was.
-#[allow(clippy::too_many_arguments)]
-async fn reload_on_hangup(
+struct Reloading {
     reload: Reloader,
-    mut hup: tokio::signal::unix::Signal,
-    mut watch: FileWatch,
     running: Running,
     listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
     ports: HashMap<SocketAddr, SocketAddr>,
     provider: Arc<CryptoProvider>,
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
     acme: Option<Arc<Acme>>,
+}
+
+fn spawn_reloads(reloading: Arc<Reloading>, watch: FileWatch) {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hup) => drop(tokio::spawn(reload_on_hangup(reloading, hup, watch))),
+        Err(e) => tracing::warn!("cannot listen for SIGHUP ({e}): reloads are off"),
+    }
+}
+
+async fn reload_on_hangup(
+    r: Arc<Reloading>,
+    mut hup: tokio::signal::unix::Signal,
+    mut watch: FileWatch,
 ) {
     let mut tick = tokio::time::interval(defaults::CERT_WATCH_INTERVAL);
     loop {
@@ -293,13 +339,18 @@ async fn reload_on_hangup(
             },
         };
         notify::reloading(why);
-        match reload_once(&reload, &listeners, &ports, &provider, acme.as_ref()) {
+        // Reading the config and every certificate file is blocking work: off the runtime.
+        let job = r.clone();
+        let done = tokio::task::spawn_blocking(move || job.once())
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the reload stopped: {e}")));
+        match done {
             Ok((config, served)) => {
                 watch = FileWatch::of(&config);
-                running.warn_unapplied(&config);
+                r.running.warn_unapplied(&config);
                 let now = std::time::SystemTime::now();
                 let status = notify::status(config.sites.len(), config.tunnels.len(), &served, now);
-                let _ = expiry.send(served);
+                let _ = r.expiry.send(served);
                 tracing::info!(
                     sites = config.sites.len(),
                     "{why}: reloaded the configuration and certificates"
@@ -315,6 +366,18 @@ async fn reload_on_hangup(
                 ));
             }
         }
+    }
+}
+
+impl Reloading {
+    fn once(&self) -> Result<(Config, Vec<Served>)> {
+        reload_once(
+            &self.reload,
+            &self.listeners,
+            &self.ports,
+            &self.provider,
+            self.acme.as_ref(),
+        )
     }
 }
 
