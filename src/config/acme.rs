@@ -52,16 +52,19 @@ pub(super) fn validate_acme(raw: RawAcme, base: &Path, p: &mut Problems) -> Acme
     if let Some(s) = raw.storage {
         acme.storage = base.join(s);
     }
-    if let Some(w) = raw.while_pending {
-        match w.value.as_str() {
-            "refuse" => acme.while_pending = WhilePending::Refuse,
-            "local" => acme.while_pending = WhilePending::LocalCa,
-            other => p.add(
-                line_of(&w),
-                "acme.while_pending",
-                format!("unknown choice `{other}`: use `refuse` (handshakes fail until the certificate arrives) or `local` (a temporary local-CA certificate)"),
-            ),
-        }
+    let hint = (
+        "choice",
+        "`refuse` (handshakes fail until the certificate arrives) or `local` (a temporary local-CA certificate)",
+    );
+    let choices = [
+        ("refuse", WhilePending::Refuse),
+        ("local", WhilePending::LocalCa),
+    ];
+    if let Some(w) = raw
+        .while_pending
+        .and_then(|w| p.choose(&w, "acme.while_pending", hint, &choices))
+    {
+        acme.while_pending = w;
     }
     acme
 }

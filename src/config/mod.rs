@@ -146,6 +146,27 @@ impl Problems {
     ) -> Option<T> {
         r.map_err(|m| self.add(line, key, m)).ok()
     }
+
+    /// The value `s` names among `choices`; anything else is a problem at `key` that says
+    /// "unknown WHAT `s`: use HINT".
+    pub(crate) fn choose<T: Copy>(
+        &mut self,
+        s: &Spanned<String>,
+        key: impl Into<String>,
+        (what, hint): (&str, &str),
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let found = choices.iter().find(|(word, _)| *word == s.value.as_str());
+        if found.is_none() {
+            let other = &s.value;
+            self.add(
+                line_of(s),
+                key,
+                format!("unknown {what} `{other}`: use {hint}"),
+            );
+        }
+        found.map(|(_, v)| *v)
+    }
 }
 
 pub(crate) fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
@@ -167,95 +188,41 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         .tls
         .map(|t| (t.policy, t.unknown_sni))
         .unwrap_or_default();
-    let unknown_sni = match unknown_sni {
-        None => UnknownSni::DefaultCertificate,
-        Some(s) => match s.value.as_str() {
-            "default" => UnknownSni::DefaultCertificate,
-            "reject" => UnknownSni::Reject,
-            other => {
-                p.add(line_of(&s), "tls.unknown_sni", format!("unknown choice `{other}`: use `default` (the first site's certificate) or `reject` (a handshake failure)"));
-                UnknownSni::DefaultCertificate
-            }
-        },
-    };
-    let tls_policy = match policy {
-        None => TlsPolicy::Intermediate,
-        Some(s) => match s.value.as_str() {
-            "intermediate" => TlsPolicy::Intermediate,
-            "modern" => TlsPolicy::Modern,
-            other => {
-                p.add(line_of(&s), "tls.policy", format!("unknown policy `{other}`: use `intermediate` (TLS 1.2 and 1.3) or `modern` (TLS 1.3 only)"));
-                TlsPolicy::Intermediate
-            }
-        },
-    };
-    let mut timeouts = Timeouts::default();
-    if let Some(t) = raw.timeouts {
-        for (key, field, slot) in [
-            ("handshake", t.handshake, &mut timeouts.handshake),
-            ("header_read", t.header_read, &mut timeouts.header_read),
-            ("idle", t.idle, &mut timeouts.idle),
-            ("write", t.write, &mut timeouts.write),
-            ("upgrade_idle", t.upgrade_idle, &mut timeouts.upgrade_idle),
-            ("shutdown", t.shutdown, &mut timeouts.shutdown),
-        ] {
-            if let Some(s) = field {
-                let key = format!("timeouts.{key}");
-                if let Some(d) = p.check(line_of(&s), key, parse_duration(&s.value)) {
-                    *slot = d;
-                }
-            }
-        }
-    }
-    let mut limits = Limits::default();
-    if let Some(l) = raw.limits {
-        if let Some(v) = l.max_header_bytes {
-            match v.value {
-                1024..=1_048_576 => limits.max_header_bytes = v.value as usize,
-                _ => p.add(
-                    line_of(&v),
-                    "limits.max_header_bytes",
-                    "must be between 1024 and 1048576 bytes",
+    let unknown_sni = unknown_sni
+        .and_then(|s| {
+            p.choose(
+                &s,
+                "tls.unknown_sni",
+                (
+                    "choice",
+                    "`default` (the first site's certificate) or `reject` (a handshake failure)",
                 ),
-            }
-        }
-        if let Some(v) = l.max_uri_bytes {
-            match v.value {
-                256..=1_048_576 => limits.max_uri_bytes = v.value as usize,
-                _ => p.add(
-                    line_of(&v),
-                    "limits.max_uri_bytes",
-                    "must be between 256 and 1048576 bytes",
+                &[
+                    ("default", UnknownSni::DefaultCertificate),
+                    ("reject", UnknownSni::Reject),
+                ],
+            )
+        })
+        .unwrap_or(UnknownSni::DefaultCertificate);
+    let tls_policy = policy
+        .and_then(|s| {
+            p.choose(
+                &s,
+                "tls.policy",
+                (
+                    "policy",
+                    "`intermediate` (TLS 1.2 and 1.3) or `modern` (TLS 1.3 only)",
                 ),
-            }
-        }
-        if let Some(v) = l.max_connections {
-            match v.value {
-                1..=1_000_000 => limits.max_connections = v.value as usize,
-                _ => p.add(
-                    line_of(&v),
-                    "limits.max_connections",
-                    "must be between 1 and 1000000",
-                ),
-            }
-        }
-    }
-    let mut log = LogSettings::default();
-    if let Some(l) = raw.log {
-        log.access = l.access.unwrap_or(true);
-        log.file = l.file.map(|f| base.join(f));
-        if let Some(f) = l.format {
-            match f.value.as_str() {
-                "human" => log.format = LogFormat::Human,
-                "json" => log.format = LogFormat::Json,
-                other => p.add(
-                    line_of(&f),
-                    "log.format",
-                    format!("unknown format `{other}`: use `human` or `json`"),
-                ),
-            }
-        }
-    }
+                &[
+                    ("intermediate", TlsPolicy::Intermediate),
+                    ("modern", TlsPolicy::Modern),
+                ],
+            )
+        })
+        .unwrap_or(TlsPolicy::Intermediate);
+    let timeouts = validate_timeouts(raw.timeouts, p);
+    let limits = validate_limits(raw.limits, p);
+    let log = validate_log(raw.log, base, p);
     let (sites_line, raw_sites) = match raw.sites {
         Some(s) => (line_of(&s), s.value),
         None => (None, Vec::new()),
@@ -298,6 +265,82 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         allow_expired: false,
         acme,
     }
+}
+
+fn validate_timeouts(raw: Option<raw::RawTimeouts>, p: &mut Problems) -> Timeouts {
+    let mut timeouts = Timeouts::default();
+    if let Some(t) = raw {
+        for (key, field, slot) in [
+            ("handshake", t.handshake, &mut timeouts.handshake),
+            ("header_read", t.header_read, &mut timeouts.header_read),
+            ("idle", t.idle, &mut timeouts.idle),
+            ("write", t.write, &mut timeouts.write),
+            ("upgrade_idle", t.upgrade_idle, &mut timeouts.upgrade_idle),
+            ("shutdown", t.shutdown, &mut timeouts.shutdown),
+        ] {
+            if let Some(s) = field {
+                let key = format!("timeouts.{key}");
+                if let Some(d) = p.check(line_of(&s), key, parse_duration(&s.value)) {
+                    *slot = d;
+                }
+            }
+        }
+    }
+    timeouts
+}
+
+fn validate_limits(raw: Option<raw::RawLimits>, p: &mut Problems) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(l) = raw {
+        if let Some(v) = l.max_header_bytes {
+            match v.value {
+                1024..=1_048_576 => limits.max_header_bytes = v.value as usize,
+                _ => p.add(
+                    line_of(&v),
+                    "limits.max_header_bytes",
+                    "must be between 1024 and 1048576 bytes",
+                ),
+            }
+        }
+        if let Some(v) = l.max_uri_bytes {
+            match v.value {
+                256..=1_048_576 => limits.max_uri_bytes = v.value as usize,
+                _ => p.add(
+                    line_of(&v),
+                    "limits.max_uri_bytes",
+                    "must be between 256 and 1048576 bytes",
+                ),
+            }
+        }
+        if let Some(v) = l.max_connections {
+            match v.value {
+                1..=1_000_000 => limits.max_connections = v.value as usize,
+                _ => p.add(
+                    line_of(&v),
+                    "limits.max_connections",
+                    "must be between 1 and 1000000",
+                ),
+            }
+        }
+    }
+    limits
+}
+
+fn validate_log(raw: Option<raw::RawLog>, base: &Path, p: &mut Problems) -> LogSettings {
+    let mut log = LogSettings::default();
+    if let Some(l) = raw {
+        log.access = l.access.unwrap_or(true);
+        log.file = l.file.map(|f| base.join(f));
+        let formats = [("human", LogFormat::Human), ("json", LogFormat::Json)];
+        let hint = ("format", "`human` or `json`");
+        if let Some(format) = l
+            .format
+            .and_then(|f| p.choose(&f, "log.format", hint, &formats))
+        {
+            log.format = format;
+        }
+    }
+    log
 }
 
 /// Headers that describe the message framing or the connection cannot be set per site.

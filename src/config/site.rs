@@ -16,19 +16,7 @@ use super::{Problems, RESERVED_HEADERS, defaults, line_of};
 
 pub(super) fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problems) -> Site {
     let key = |k: &str| format!("sites[{i}].{k}");
-    let mut names = Vec::new();
-    for n in &raw.names.value {
-        if let Some(name) = p.check(line_of(n), key("names"), parse_site_name(&n.value)) {
-            names.push(name);
-        }
-    }
-    if raw.names.value.is_empty() {
-        p.add(
-            line_of(&raw.names),
-            key("names"),
-            "a site needs at least one name, e.g. [localhost]",
-        );
-    }
+    let names = site_names(&raw.names, &key("names"), p);
     let listen = raw
         .listen
         .and_then(|l| p.check(line_of(&l), key("listen"), parse_listen(&l.value)))
@@ -38,20 +26,9 @@ pub(super) fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problem
         v => p.check(line_of(&r), key("http_redirect"), parse_listen(v)),
     });
     let certificate = cert_source(raw.certificate, &names, base, &key("certificate"), p);
-    let root = raw.root.and_then(|r| {
-        let path = base.join(&r.value);
-        match path.is_dir() {
-            true => Some(path),
-            false => {
-                p.add(
-                    line_of(&r),
-                    key("root"),
-                    format!("folder not found: {}", path.display()),
-                );
-                None
-            }
-        }
-    });
+    let root = raw
+        .root
+        .and_then(|r| existing_root(&r, base, &key("root"), p));
     let st = raw.static_files.unwrap_or_default();
     let static_options = StaticOptions {
         listing: st.listing.unwrap_or(false),
@@ -72,26 +49,8 @@ pub(super) fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problem
         .enumerate()
         .filter_map(|(j, r)| validate_route(r, &key(&format!("proxy[{j}]")), base, p))
         .collect();
-    let max_body_bytes = match raw.max_body_bytes {
-        Some(v) if v.value == 0 => {
-            p.add(line_of(&v), key("max_body_bytes"), "must be more than zero");
-            defaults::MAX_BODY_BYTES
-        }
-        Some(v) => v.value,
-        None => defaults::MAX_BODY_BYTES,
-    };
-    let trusted_proxies = raw
-        .trusted_proxies
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|t| {
-            let ip = t
-                .value
-                .parse()
-                .map_err(|_| format!("`{}` is not an IP address", t.value));
-            p.check(line_of(t), key("trusted_proxies"), ip)
-        })
-        .collect();
+    let max_body_bytes = max_body(raw.max_body_bytes, &key("max_body_bytes"), p);
+    let trusted_proxies = trusted_proxies(raw.trusted_proxies, &key("trusted_proxies"), p);
     Site {
         names,
         listen,
@@ -122,6 +81,73 @@ pub(super) fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problem
             .client_auth
             .map(|c| super::tls::validate_client_auth(c, base, &key("client_auth"), p)),
     }
+}
+
+/// A site's names, each checked; at least one.
+fn site_names(raw: &Spanned<Vec<Spanned<String>>>, key: &str, p: &mut Problems) -> Vec<String> {
+    let mut names = Vec::new();
+    for n in &raw.value {
+        if let Some(name) = p.check(line_of(n), key, parse_site_name(&n.value)) {
+            names.push(name);
+        }
+    }
+    if raw.value.is_empty() {
+        p.add(
+            line_of(raw),
+            key,
+            "a site needs at least one name, e.g. [localhost]",
+        );
+    }
+    names
+}
+
+/// The static root, relative to the config file; it must be a folder.
+fn existing_root(
+    r: &Spanned<String>,
+    base: &Path,
+    key: &str,
+    p: &mut Problems,
+) -> Option<std::path::PathBuf> {
+    let path = base.join(&r.value);
+    match path.is_dir() {
+        true => Some(path),
+        false => {
+            p.add(
+                line_of(r),
+                key,
+                format!("folder not found: {}", path.display()),
+            );
+            None
+        }
+    }
+}
+
+fn max_body(raw: Option<Spanned<u64>>, key: &str, p: &mut Problems) -> u64 {
+    match raw {
+        Some(v) if v.value == 0 => {
+            p.add(line_of(&v), key, "must be more than zero");
+            defaults::MAX_BODY_BYTES
+        }
+        Some(v) => v.value,
+        None => defaults::MAX_BODY_BYTES,
+    }
+}
+
+fn trusted_proxies(
+    raw: Option<Vec<Spanned<String>>>,
+    key: &str,
+    p: &mut Problems,
+) -> Vec<std::net::IpAddr> {
+    raw.unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            let ip = t
+                .value
+                .parse()
+                .map_err(|_| format!("`{}` is not an IP address", t.value));
+            p.check(line_of(t), key, ip)
+        })
+        .collect()
 }
 
 fn validate_auth(a: Spanned<raw::RawAuth>, key: &str, p: &mut Problems) -> AuthRule {
@@ -246,37 +272,19 @@ fn validate_route(
         .allow_clients
         .map(|a| super::tls::validate_allow(a, &format!("{key}.allow_clients"), p));
     route.ca = r.ca.map(|c| base.join(c));
-    if let Some(b) = r.balance {
-        match b.value.as_str() {
-            "round_robin" => route.balance = Balance::RoundRobin,
-            "least_connections" => route.balance = Balance::LeastConnections,
-            other => p.add(
-                line_of(&b),
-                format!("{key}.balance"),
-                format!("unknown policy `{other}`: use round_robin or least_connections"),
-            ),
-        }
+    let choices = [
+        ("round_robin", Balance::RoundRobin),
+        ("least_connections", Balance::LeastConnections),
+    ];
+    let hint = ("policy", "round_robin or least_connections");
+    if let Some(b) = r
+        .balance
+        .and_then(|b| p.choose(&b, format!("{key}.balance"), hint, &choices))
+    {
+        route.balance = b;
     }
     if let Some(h) = r.health_check {
-        if !h.path.value.starts_with('/') {
-            p.add(
-                line_of(&h.path),
-                format!("{key}.health_check.path"),
-                "must start with /",
-            );
-        }
-        let interval = match h.interval {
-            Some(i) => p.check(
-                line_of(&i),
-                format!("{key}.health_check.interval"),
-                parse_duration(&i.value),
-            ),
-            None => Some(defaults::HEALTH_CHECK_INTERVAL),
-        };
-        route.health_check = interval.map(|interval| HealthCheck {
-            path: h.path.value,
-            interval,
-        });
+        route.health_check = health_check(h, key, p);
     }
     if let Some(t) = r.timeouts {
         for (name, field, slot) in [
@@ -295,6 +303,28 @@ fn validate_route(
         }
     }
     Some(route)
+}
+
+fn health_check(h: raw::RawHealthCheck, key: &str, p: &mut Problems) -> Option<HealthCheck> {
+    if !h.path.value.starts_with('/') {
+        p.add(
+            line_of(&h.path),
+            format!("{key}.health_check.path"),
+            "must start with /",
+        );
+    }
+    let interval = match h.interval {
+        Some(i) => p.check(
+            line_of(&i),
+            format!("{key}.health_check.interval"),
+            parse_duration(&i.value),
+        ),
+        None => Some(defaults::HEALTH_CHECK_INTERVAL),
+    };
+    interval.map(|interval| HealthCheck {
+        path: h.path.value,
+        interval,
+    })
 }
 
 fn header_ops(

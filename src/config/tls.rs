@@ -75,17 +75,21 @@ pub(crate) fn validate_client_auth(
     p: &mut Problems,
 ) -> ClientAuth {
     let raw = raw.value;
-    let required = match raw.mode {
-        None => true,
-        Some(m) => match m.value.as_str() {
-            "required" => true,
-            "optional" => false,
-            other => {
-                p.add(line_of(&m), format!("{key}.mode"), format!("unknown mode `{other}`: use `required` (no certificate, no connection) or `optional`"));
-                true
-            }
-        },
-    };
+    let hint = (
+        "mode",
+        "`required` (no certificate, no connection) or `optional`",
+    );
+    let required = raw
+        .mode
+        .and_then(|m| {
+            p.choose(
+                &m,
+                format!("{key}.mode"),
+                hint,
+                &[("required", true), ("optional", false)],
+            )
+        })
+        .unwrap_or(true);
     let ca = match raw.ca.value.as_str() {
         "local" => ClientCa::Local,
         file => {

@@ -90,21 +90,12 @@ fn validate_tunnel(
                     names.push(name);
                 }
             }
-            let proxy_protocol = match raw.proxy_protocol {
-                None => false,
-                Some(v) => match v.value.as_str() {
-                    "v2" => true,
-                    "off" => false,
-                    other => {
-                        p.add(
-                            line_of(&v),
-                            key("proxy_protocol"),
-                            format!("unknown version `{other}`: use `v2` (or `off`)"),
-                        );
-                        false
-                    }
-                },
-            };
+            let versions = [("v2", true), ("off", false)];
+            let hint = ("version", "`v2` (or `off`)");
+            let proxy_protocol = raw
+                .proxy_protocol
+                .and_then(|v| p.choose(&v, key("proxy_protocol"), hint, &versions))
+                .unwrap_or(false);
             TunnelMode::Server(TunnelServer {
                 // No names: the local CA's certificate for this machine's names, never ACME.
                 certificate: cert_source(raw.certificate, &names, base, &key("certificate"), p),
