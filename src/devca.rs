@@ -18,20 +18,20 @@ use crate::certs::files::{self, Member};
 /// "intermediate" profile (what sslyze and graders check) allows no more than 366. `serve`
 /// reissues its own leaves once a third of their life is left.
 const CA_DAYS: i64 = 3650;
-pub const LEAF_DAYS: i64 = 365;
+pub(crate) const LEAF_DAYS: i64 = 365;
 /// The longest leaf lifetime browsers accept (CA/Browser Forum baseline requirements).
-pub const BROWSER_MAX_DAYS: i64 = 397;
+pub(crate) const BROWSER_MAX_DAYS: i64 = 397;
 /// The longest Mozilla's "intermediate" profile accepts (`maximum_certificate_lifespan`).
-pub const GRADER_MAX_DAYS: i64 = 366;
+pub(crate) const GRADER_MAX_DAYS: i64 = 366;
 /// Client certificates from `cert issue --client` (no browser limit applies to them).
-pub const CLIENT_DAYS: i64 = 365;
+pub(crate) const CLIENT_DAYS: i64 = 365;
 
 /// Where the CA certificate of the development CA in `data_dir` is (or will be).
-pub fn ca_cert_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn ca_cert_path(data_dir: &Path) -> PathBuf {
     data_dir.join("ca").join("ca.crt")
 }
 
-pub struct DevCa {
+pub(crate) struct DevCa {
     dir: PathBuf,
     cert_pem: String,
     key: KeyPair,
@@ -39,7 +39,7 @@ pub struct DevCa {
 
 impl DevCa {
     /// Loads the CA from `data_dir/ca`, creating it on first use. Returns whether it was created.
-    pub fn load_or_create(data_dir: &Path) -> Result<(DevCa, bool)> {
+    pub(crate) fn load_or_create(data_dir: &Path) -> Result<(DevCa, bool)> {
         let dir = data_dir.join("ca");
         let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
         // Both appear at once (one swap, see certs::files): one without the other is an
@@ -72,17 +72,18 @@ impl DevCa {
     }
 
     /// The CA certificate a browser or client must trust.
-    pub fn cert_path(&self) -> PathBuf {
+    pub(crate) fn cert_path(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }
 
-    pub fn cert_pem(&self) -> &str {
+    #[cfg(test)]
+    fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
 
     /// Returns the cert and key files of a leaf for `names`, reusing the stored one when it
     /// was issued by this CA, covers every name and is not close to expiry.
-    pub fn leaf_for(&self, names: &[String]) -> Result<(PathBuf, PathBuf)> {
+    pub(crate) fn leaf_for(&self, names: &[String]) -> Result<(PathBuf, PathBuf)> {
         // One writer at a time in this process (the start-up load and a renewal task, or two
         // renewal tasks across a reload, may ask together).
         static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -101,7 +102,7 @@ impl DevCa {
 
     /// Whether the stored leaf for `names` must be reissued (missing, from another CA, not
     /// covering every name, or with a third of its life or less left).
-    pub fn leaf_is_due(&self, names: &[String]) -> bool {
+    pub(crate) fn leaf_is_due(&self, names: &[String]) -> bool {
         let (cert_path, key_path) = self.leaf_paths(names);
         !key_path.exists() || !self.leaf_is_current(&cert_path, names)
     }
@@ -120,12 +121,12 @@ impl DevCa {
 
     /// Issues a P-256 leaf for `names` (DNS names, wildcards or IP addresses):
     /// (cert PEM, key PEM).
-    pub fn issue(&self, names: &[String]) -> Result<(String, String)> {
+    pub(crate) fn issue(&self, names: &[String]) -> Result<(String, String)> {
         self.issue_with(names, LEAF_DAYS, KeyKind::Ecdsa)
     }
 
     /// Issues a leaf with a chosen lifetime and key type.
-    pub fn issue_with(
+    pub(crate) fn issue_with(
         &self,
         names: &[String],
         days: i64,
@@ -144,7 +145,12 @@ impl DevCa {
     /// Issues a client certificate (clientAuth) for `name`: subject CN=name, and a SAN that
     /// allow lists can match: URI for `scheme://…` (SPIFFE IDs), email for `user@host`, DNS
     /// for a host name. (cert PEM, key PEM).
-    pub fn issue_client(&self, name: &str, days: i64, kind: KeyKind) -> Result<(String, String)> {
+    pub(crate) fn issue_client(
+        &self,
+        name: &str,
+        days: i64,
+        kind: KeyKind,
+    ) -> Result<(String, String)> {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)
             .context("reading the development CA")?;
         let san = if name.contains("://") {
@@ -217,7 +223,7 @@ fn has_a_third_left(validity: &x509_parser::certificate::Validity, now: OffsetDa
 
 /// A self-signed certificate for `names`, the one-command replacement for
 /// `openssl req -x509 -newkey rsa:4096 -nodes ...`: (cert PEM, key PEM).
-pub fn self_signed(names: &[String], days: i64, kind: KeyKind) -> Result<(String, String)> {
+pub(crate) fn self_signed(names: &[String], days: i64, kind: KeyKind) -> Result<(String, String)> {
     let mut params = leaf_params(names, days, "candado self-signed certificate")?;
     params.use_authority_key_identifier_extension = false;
     let key = kind.generate()?;
@@ -229,7 +235,7 @@ pub fn self_signed(names: &[String], days: i64, kind: KeyKind) -> Result<(String
 
 /// The key types `cert issue` and `cert self-signed` can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
+pub(crate) enum KeyKind {
     /// ECDSA P-256: small, fast, accepted everywhere.
     Ecdsa,
     Rsa2048,
@@ -274,7 +280,7 @@ fn leaf_params(names: &[String], days: i64, org: &str) -> Result<CertificatePara
 
 /// Writes a certificate (0644) and its key (0600) as `DIR/STEM.crt` and `DIR/STEM.key`,
 /// replacing both at once (see `certs::files`: a crash leaves the old pair or the new one).
-pub fn write_pair(
+pub(crate) fn write_pair(
     dir: &Path,
     stem: &str,
     cert_pem: &str,
@@ -310,7 +316,7 @@ fn write_pair_in(
 }
 
 /// A file name for a certificate's names: the first one, `*` and `:` spelled out.
-pub fn file_stem(names: &[String]) -> String {
+pub(crate) fn file_stem(names: &[String]) -> String {
     names
         .first()
         .map(|n| n.replace('*', "_wildcard").replace(':', "_"))

@@ -20,16 +20,16 @@
 //! grade) and uses no server module; `serve` wires it all together and reloads it; `cli` is the
 //! command line.
 
-pub mod acme;
-pub mod certs;
+pub(crate) mod acme;
+pub(crate) mod certs;
 pub mod check;
 pub mod cli;
-pub mod config;
-pub mod devca;
-pub mod http;
-pub mod listener;
-pub mod serve;
-pub mod telemetry;
-pub mod tls;
-pub mod trust;
-pub mod tunnel;
+pub(crate) mod config;
+pub(crate) mod devca;
+pub(crate) mod http;
+pub(crate) mod listener;
+pub(crate) mod serve;
+pub(crate) mod telemetry;
+pub(crate) mod tls;
+pub(crate) mod trust;
+pub(crate) mod tunnel;

@@ -17,11 +17,8 @@ fn main() -> ExitCode {
     match runtime.block_on(candado::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprint!("candado: error: {e}");
-            for cause in e.chain().skip(1) {
-                eprint!(": {cause}");
-            }
-            eprintln!();
+            // `{:#}` is the whole chain, each cause after a colon.
+            eprintln!("candado: error: {e:#}");
             ExitCode::FAILURE
         }
     }

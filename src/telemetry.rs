@@ -18,7 +18,7 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. `RUST_LOG` overrides the level chosen by `-d`. Fails only
 /// when the log file cannot be opened.
-pub fn init(settings: &LogSettings, debug: bool) -> Result<()> {
+pub(crate) fn init(settings: &LogSettings, debug: bool) -> Result<()> {
     let default = if debug {
         "candado=debug"
     } else {

@@ -21,7 +21,7 @@ const CHROMIUM_DB: &str = ".pki/nssdb";
 /// Adds the CA everywhere it can; returns the lines that say what changed and which browsers
 /// now trust it. Fails when no browser database could be changed: the system store alone
 /// leaves Chromium and Firefox on Linux showing certificate errors, as they read NSS databases.
-pub fn install(ca_cert: &Path) -> Result<Vec<String>> {
+pub(crate) fn install(ca_cert: &Path) -> Result<Vec<String>> {
     let mut changes = Vec::new();
     let dir = system_dir();
     let target = dir.join(FILE_NAME);
@@ -186,7 +186,7 @@ fn create_database(path: &Path) -> Result<()> {
 }
 
 /// Removes what `install` added; returns the lines that say what changed.
-pub fn uninstall() -> Result<Vec<String>> {
+pub(crate) fn uninstall() -> Result<Vec<String>> {
     let mut changes = Vec::new();
     let target = system_dir().join(FILE_NAME);
     if target.exists() {

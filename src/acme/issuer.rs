@@ -25,20 +25,20 @@ use crate::config::{AcmeSettings, defaults};
 
 /// Which challenge proves control of the names in one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeKind {
+pub(crate) enum ChallengeKind {
     Http01,
     TlsAlpn01,
 }
 
 impl ChallengeKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ChallengeKind::Http01 => "http-01",
             ChallengeKind::TlsAlpn01 => "tls-alpn-01",
         }
     }
 
-    pub fn other(self) -> Self {
+    pub(crate) fn other(self) -> Self {
         match self {
             ChallengeKind::Http01 => ChallengeKind::TlsAlpn01,
             ChallengeKind::TlsAlpn01 => ChallengeKind::Http01,
@@ -54,7 +54,7 @@ impl ChallengeKind {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AcmeError {
+pub(crate) enum AcmeError {
     #[error("cannot use the ACME server {directory}: {source}")]
     Account {
         directory: String,
@@ -82,11 +82,11 @@ fn step(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
 }
 
 /// Reports each step to a person: the log when serving, the terminal for `cert obtain`.
-pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+pub(crate) type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// What an ARI CA says about a certificate's renewal.
 #[derive(Debug, Clone)]
-pub struct RenewalInfo {
+pub(crate) struct RenewalInfo {
     pub window: Window,
     /// When to ask again (the CA's Retry-After).
     pub recheck: Duration,
@@ -96,12 +96,12 @@ pub struct RenewalInfo {
 
 /// A certificate as issued: the chain (leaf first) and its new private key, both PEM.
 #[derive(Debug, Clone)]
-pub struct Issued {
+pub(crate) struct Issued {
     pub chain_pem: String,
     pub key_pem: String,
 }
 
-pub struct Issuer {
+pub(crate) struct Issuer {
     account: Account,
     challenges: Arc<Challenges>,
     provider: Arc<CryptoProvider>,
@@ -110,7 +110,7 @@ pub struct Issuer {
 impl Issuer {
     /// Restores the stored account (`credentials`) or creates one, returning new credentials
     /// to store in that case.
-    pub async fn connect(
+    pub(crate) async fn connect(
         settings: &AcmeSettings,
         credentials: Option<AccountCredentials>,
         challenges: Arc<Challenges>,
@@ -169,7 +169,7 @@ impl Issuer {
 
     /// Obtains a certificate for `names` (the first becomes the subject), proving control
     /// with `kind`. `replaces` names the certificate being renewed, for CAs with ARI.
-    pub async fn obtain(
+    pub(crate) async fn obtain(
         &self,
         names: &[String],
         kind: ChallengeKind,
@@ -278,7 +278,7 @@ impl Issuer {
 
     /// The CA's suggested renewal window for `cert` (RFC 9773); `None` when the CA does not
     /// offer ARI or the question fails.
-    pub async fn renewal_info(&self, cert: &CertificateDer<'_>) -> Option<RenewalInfo> {
+    pub(crate) async fn renewal_info(&self, cert: &CertificateDer<'_>) -> Option<RenewalInfo> {
         let id = CertificateIdentifier::try_from(cert).ok()?.into_owned();
         match self.account.renewal_info(&id).await {
             Ok((info, recheck)) => Some(RenewalInfo {
@@ -297,7 +297,7 @@ impl Issuer {
         }
     }
 
-    pub async fn revoke(&self, cert: &CertificateDer<'_>) -> Result<(), AcmeError> {
+    pub(crate) async fn revoke(&self, cert: &CertificateDer<'_>) -> Result<(), AcmeError> {
         self.account
             .revoke(&RevocationRequest {
                 certificate: cert,

@@ -6,8 +6,8 @@
 //! the TLS resolver reads on every handshake: renewal needs no restart and drops nothing.
 
 mod issuer;
-pub mod schedule;
-pub mod storage;
+pub(crate) mod schedule;
+pub(crate) mod storage;
 mod validation;
 
 use std::collections::HashMap;
@@ -18,10 +18,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 
-pub use crate::certs::Challenges;
-pub use issuer::{AcmeError, ChallengeKind, Issued, Issuer, Progress, RenewalInfo};
+pub(crate) use crate::certs::Challenges;
+pub(crate) use issuer::{AcmeError, ChallengeKind, Issued, Issuer, Progress, RenewalInfo};
 use schedule::{Lifetime, Next};
-pub use storage::{FileStorage, Storage, key_part};
+pub(crate) use storage::{FileStorage, Storage, key_part};
 
 use crate::certs::{self, ManagedCert};
 use crate::config::{AcmeSettings, ChallengeChoice, defaults};
@@ -32,18 +32,18 @@ const KEY_FILE: &str = "key.pem";
 
 /// A stored certificate, loaded and ready to serve.
 #[derive(Debug, Clone)]
-pub struct Stored {
+pub(crate) struct Stored {
     pub key: Arc<CertifiedKey>,
     pub lifetime: Lifetime,
 }
 
 impl Stored {
-    pub fn leaf(&self) -> &CertificateDer<'static> {
+    pub(crate) fn leaf(&self) -> &CertificateDer<'static> {
         &self.key.cert[0]
     }
 }
 
-pub struct Acme {
+pub(crate) struct Acme {
     settings: AcmeSettings,
     storage: Arc<dyn Storage>,
     challenges: Arc<Challenges>,
@@ -54,12 +54,12 @@ pub struct Acme {
 }
 
 impl Acme {
-    pub fn new(settings: AcmeSettings, provider: Arc<CryptoProvider>) -> Arc<Acme> {
+    pub(crate) fn new(settings: AcmeSettings, provider: Arc<CryptoProvider>) -> Arc<Acme> {
         let storage = Arc::new(FileStorage::new(&settings.storage));
         Acme::with_storage(settings, storage, provider)
     }
 
-    pub fn with_storage(
+    pub(crate) fn with_storage(
         settings: AcmeSettings,
         storage: Arc<dyn Storage>,
         provider: Arc<CryptoProvider>,
@@ -74,11 +74,11 @@ impl Acme {
         })
     }
 
-    pub fn settings(&self) -> &AcmeSettings {
+    pub(crate) fn settings(&self) -> &AcmeSettings {
         &self.settings
     }
 
-    pub fn challenges(&self) -> Arc<Challenges> {
+    pub(crate) fn challenges(&self) -> Arc<Challenges> {
         self.challenges.clone()
     }
 
@@ -87,7 +87,7 @@ impl Acme {
     }
 
     /// Where a certificate for `names` is stored: (chain, key).
-    pub fn cert_keys(&self, names: &[String]) -> (String, String) {
+    pub(crate) fn cert_keys(&self, names: &[String]) -> (String, String) {
         let base = self.cert_dir(names);
         (format!("{base}/{CHAIN_FILE}"), format!("{base}/{KEY_FILE}"))
     }
@@ -111,7 +111,7 @@ impl Acme {
     }
 
     /// The account, restored from the store or registered (and then stored).
-    pub async fn issuer(&self, progress: Progress<'_>) -> Result<Arc<Issuer>, AcmeError> {
+    pub(crate) async fn issuer(&self, progress: Progress<'_>) -> Result<Arc<Issuer>, AcmeError> {
         let mut slot = self.issuer.lock().await;
         if let Some(i) = slot.as_ref() {
             return Ok(i.clone());
@@ -164,7 +164,7 @@ impl Acme {
 
     /// The stored certificate for `names`, if there is one that covers them all and has not
     /// expired. A damaged one is reported and treated as missing (a new one is obtained).
-    pub fn load_stored(&self, names: &[String]) -> Option<Stored> {
+    pub(crate) fn load_stored(&self, names: &[String]) -> Option<Stored> {
         let (cert_key, key_key) = self.cert_keys(names);
         let (chain, key) = self.load_pair(names)?;
         let label = |k: &str| std::path::PathBuf::from(self.storage.describe(k));
@@ -193,12 +193,12 @@ impl Acme {
     }
 
     /// The stored chain and key PEM for `names`, as they are.
-    pub fn stored_pem(&self, names: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn stored_pem(&self, names: &[String]) -> Option<(Vec<u8>, Vec<u8>)> {
         self.load_pair(names)
     }
 
     /// Obtains a certificate for `names`, stores it and returns it loaded.
-    pub async fn obtain(
+    pub(crate) async fn obtain(
         &self,
         names: &[String],
         kind: ChallengeKind,
@@ -236,7 +236,11 @@ impl Acme {
     }
 
     /// Revokes the stored certificate for `names` and removes it from the store.
-    pub async fn revoke(&self, names: &[String], progress: Progress<'_>) -> Result<(), AcmeError> {
+    pub(crate) async fn revoke(
+        &self,
+        names: &[String],
+        progress: Progress<'_>,
+    ) -> Result<(), AcmeError> {
         let (cert_key, key_key) = self.cert_keys(names);
         let stored = self.load_stored(names).ok_or_else(|| {
             AcmeError::Other(format!(
@@ -257,7 +261,7 @@ impl Acme {
     /// The slot serving `names`' certificate. The first call for a set of names fills it from
     /// the store at once (startup never waits for the CA when a valid certificate is stored)
     /// and starts the site's renewal loop. `http01`: the site has an HTTP listener.
-    pub fn managed(
+    pub(crate) fn managed(
         self: &Arc<Self>,
         names: &[String],
         http01: bool,
@@ -396,7 +400,7 @@ impl SiteLoop {
 }
 
 /// Where the certificate for `names` is kept, for messages.
-pub fn describe_store(acme: &Acme, names: &[String]) -> String {
+pub(crate) fn describe_store(acme: &Acme, names: &[String]) -> String {
     let (cert, _) = acme.cert_keys(names);
     acme.storage.describe(&cert)
 }

@@ -7,21 +7,21 @@ use crate::config::defaults;
 
 /// A renewal window suggested by the CA (ACME Renewal Information, RFC 9773 §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     pub start: SystemTime,
     pub end: SystemTime,
 }
 
 /// The validity of a stored certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lifetime {
+pub(crate) struct Lifetime {
     pub not_before: SystemTime,
     pub not_after: SystemTime,
 }
 
 /// When to renew: at a point in the CA's window when it offers one (RFC 9773 §4.2: uniformly
 /// random within it, `jitter` in [0, 1)), otherwise when a third of the lifetime is left.
-pub fn renew_at(lifetime: Lifetime, ari: Option<Window>, jitter: f64) -> SystemTime {
+pub(crate) fn renew_at(lifetime: Lifetime, ari: Option<Window>, jitter: f64) -> SystemTime {
     if let Some(w) = ari {
         let span = w.end.duration_since(w.start).unwrap_or_default();
         return w.start + span.mul_f64(jitter.clamp(0.0, 1.0));
@@ -35,14 +35,14 @@ pub fn renew_at(lifetime: Lifetime, ari: Option<Window>, jitter: f64) -> SystemT
 
 /// What the renewal loop does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     Renew,
     WaitUntil(SystemTime),
 }
 
 /// A CA window that has already opened means now (that is how a CA asks for an early
 /// renewal, after a revocation for instance).
-pub fn next(now: SystemTime, lifetime: Lifetime, ari: Option<Window>, jitter: f64) -> Next {
+pub(crate) fn next(now: SystemTime, lifetime: Lifetime, ari: Option<Window>, jitter: f64) -> Next {
     if ari.is_some_and(|w| w.start <= now) {
         return Next::Renew;
     }
@@ -55,7 +55,7 @@ pub fn next(now: SystemTime, lifetime: Lifetime, ari: Option<Window>, jitter: f6
 /// The wait after `failures` failed attempts in a row (1 or more): doubling from
 /// `ACME_RETRY_FIRST` up to `ACME_RETRY_MAX`, spread by ±10% (`jitter` in [0, 1)) so that
 /// many sites failing together do not retry together.
-pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
+pub(crate) fn retry_delay(failures: u32, jitter: f64) -> Duration {
     let doublings = failures.saturating_sub(1).min(20);
     let base = defaults::ACME_RETRY_FIRST
         .saturating_mul(1 << doublings)
@@ -64,7 +64,7 @@ pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
 }
 
 /// A uniformly random number in [0, 1) from `random` (the crypto provider's generator).
-pub fn random_unit(random: &dyn rustls::crypto::SecureRandom) -> f64 {
+pub(crate) fn random_unit(random: &dyn rustls::crypto::SecureRandom) -> f64 {
     let mut bytes = [0u8; 8];
     if random.fill(&mut bytes).is_err() {
         return 0.5;

@@ -11,7 +11,7 @@ use crate::certs::files::{self, Member};
 
 /// A key-value store of small blobs. Keys are `/`-separated relative names made only of
 /// ASCII letters, digits, `.`, `-` and `_` (see `key_part`).
-pub trait Storage: Send + Sync {
+pub(crate) trait Storage: Send + Sync {
     fn load(&self, key: &str) -> io::Result<Option<Vec<u8>>>;
     /// Replaces the value at once: readers see the old value or the new one, never a part.
     fn store(&self, key: &str, value: &[u8]) -> io::Result<()>;
@@ -27,16 +27,16 @@ pub trait Storage: Send + Sync {
 }
 
 #[derive(Debug, Clone)]
-pub struct FileStorage {
+pub(crate) struct FileStorage {
     root: PathBuf,
 }
 
 impl FileStorage {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         FileStorage { root: root.into() }
     }
 
-    pub fn path(&self, key: &str) -> PathBuf {
+    pub(crate) fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }
 }
@@ -120,7 +120,7 @@ impl Storage for FileStorage {
 
 /// Turns any text (a directory URL, a host name) into one safe key segment:
 /// `https://127.0.0.1:14000/dir` → `127.0.0.1-14000-dir`.
-pub fn key_part(text: &str) -> String {
+pub(crate) fn key_part(text: &str) -> String {
     let text = text
         .strip_prefix("https://")
         .or_else(|| text.strip_prefix("http://"))

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rustls::sign::CertifiedKey;
 
 /// Where HTTP-01 tokens are fetched (RFC 8555 §8.3).
-pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(crate) const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 #[derive(Debug, Default)]
-pub struct Challenges {
+pub(crate) struct Challenges {
     /// token → key authorization
     http01: Mutex<HashMap<String, String>>,
     /// name → validation certificate
@@ -20,31 +20,31 @@ pub struct Challenges {
 
 impl Challenges {
     /// The body for a request path, if it asks for a token in flight.
-    pub fn http01_response(&self, path: &str) -> Option<String> {
+    pub(crate) fn http01_response(&self, path: &str) -> Option<String> {
         let token = path.strip_prefix(HTTP01_PREFIX)?;
         lock(&self.http01).get(token).cloned()
     }
 
     /// The validation certificate for `name`, if a TLS-ALPN-01 challenge for it is in flight.
-    pub fn tls_alpn01_cert(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn tls_alpn01_cert(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         lock(&self.tls_alpn01)
             .get(&name.to_ascii_lowercase())
             .cloned()
     }
 
-    pub fn add_http01(&self, token: &str, key_authorization: &str) {
+    pub(crate) fn add_http01(&self, token: &str, key_authorization: &str) {
         lock(&self.http01).insert(token.to_owned(), key_authorization.to_owned());
     }
 
-    pub fn remove_http01(&self, token: &str) {
+    pub(crate) fn remove_http01(&self, token: &str) {
         lock(&self.http01).remove(token);
     }
 
-    pub fn add_tls_alpn01(&self, name: &str, cert: Arc<CertifiedKey>) {
+    pub(crate) fn add_tls_alpn01(&self, name: &str, cert: Arc<CertifiedKey>) {
         lock(&self.tls_alpn01).insert(name.to_ascii_lowercase(), cert);
     }
 
-    pub fn remove_tls_alpn01(&self, name: &str) {
+    pub(crate) fn remove_tls_alpn01(&self, name: &str) {
         lock(&self.tls_alpn01).remove(&name.to_ascii_lowercase());
     }
 }

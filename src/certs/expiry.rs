@@ -10,19 +10,19 @@ const THRESHOLDS: [u64; 3] = [30, 7, 1];
 
 /// One served certificate: which site, and when it expires.
 #[derive(Debug, Clone)]
-pub struct Served {
+pub(crate) struct Served {
     pub site: String,
     pub not_after: SystemTime,
 }
 
-pub struct ExpiryWatch {
+pub(crate) struct ExpiryWatch {
     certs: Vec<(Served, Option<u64>)>,
     metrics: PathBuf,
 }
 
 impl ExpiryWatch {
     /// Thresholds already crossed count as warned: loading the certificate said so already.
-    pub fn new(certs: Vec<Served>, data_dir: &Path, now: SystemTime) -> Self {
+    pub(crate) fn new(certs: Vec<Served>, data_dir: &Path, now: SystemTime) -> Self {
         let certs = certs
             .into_iter()
             .map(|c| {
@@ -43,7 +43,7 @@ impl ExpiryWatch {
     }
 
     /// Logs newly crossed thresholds and rewrites the metrics file.
-    pub fn check(&mut self, now: SystemTime) {
+    pub(crate) fn check(&mut self, now: SystemTime) {
         for (cert, warned) in &mut self.certs {
             let left = cert.not_after.duration_since(now).unwrap_or(Duration::ZERO);
             let days = left.as_secs() / 86_400;

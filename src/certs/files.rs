@@ -27,7 +27,7 @@ const READ_ATTEMPTS: usize = 5;
 
 /// One file of a set written together.
 #[derive(Debug, Clone, Copy)]
-pub struct Member<'a> {
+pub(crate) struct Member<'a> {
     /// Its name in the folder (the stable path users are given).
     pub name: &'a str,
     pub data: &'a [u8],
@@ -43,7 +43,7 @@ impl Member<'_> {
 
 /// Replaces the `members` of `dir` at once. `versions` is the folder (relative to `dir`, e.g.
 /// `.candado/app.test`) that keeps the versions; `dir` must exist.
-pub fn write_together(dir: &Path, versions: &str, members: &[Member<'_>]) -> io::Result<()> {
+pub(crate) fn write_together(dir: &Path, versions: &str, members: &[Member<'_>]) -> io::Result<()> {
     let store = dir.join(versions);
     DirBuilder::new()
         .recursive(true)
@@ -65,7 +65,7 @@ pub fn write_together(dir: &Path, versions: &str, members: &[Member<'_>]) -> io:
 /// Reads files that are replaced together (through `write_together`, or any other way) so
 /// that all come from one version: each read is checked against where the paths pointed
 /// before it started. One result per path.
-pub fn read_together(paths: &[&Path]) -> Vec<io::Result<Vec<u8>>> {
+pub(crate) fn read_together(paths: &[&Path]) -> Vec<io::Result<Vec<u8>>> {
     let resolve = || -> Vec<Option<PathBuf>> {
         paths
             .iter()

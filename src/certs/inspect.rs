@@ -50,7 +50,7 @@ pub struct CertInfo {
 }
 
 /// Describes a chain (leaf first). `key_spki` is the SubjectPublicKeyInfo of a key to match.
-pub fn describe(
+pub(crate) fn describe(
     source: &str,
     chain: &[CertificateDer<'_>],
     key_spki: Option<&[u8]>,
@@ -164,7 +164,7 @@ fn key_description(c: &X509Certificate<'_>) -> String {
 }
 
 /// The report as people read it.
-pub fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     let mut out = format!("{}\n", r.source);
     let n = r.certificates.len();
     for (i, c) in r.certificates.iter().enumerate() {

@@ -15,7 +15,7 @@ use x509_parser::prelude::*;
 use crate::config::defaults::EXPIRY_WARNING;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CertError {
+pub(crate) enum CertError {
     #[error("certificate file not found: {0}")]
     CertNotFound(PathBuf),
     #[error("private key file not found: {0}")]
@@ -60,7 +60,7 @@ pub enum CertError {
 
 /// A certificate ready to serve, with facts worth logging.
 #[derive(Debug, Clone)]
-pub struct LoadedCert {
+pub(crate) struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
@@ -71,7 +71,7 @@ pub struct LoadedCert {
 
 /// Loads a chain (leaf first, intermediates after) and its key, and checks that they match
 /// and that the leaf is within its validity period.
-pub fn load_files(
+pub(crate) fn load_files(
     cert_path: &Path,
     key_path: &Path,
     provider: &CryptoProvider,
@@ -95,7 +95,7 @@ pub fn load_files(
 }
 
 /// As `load_files`, from PEM text already read (the paths name it in messages).
-pub fn load_pem(
+pub(crate) fn load_pem(
     (cert_path, cert_bytes): (&Path, &[u8]),
     (key_path, key_bytes): (&Path, &[u8]),
     provider: &CryptoProvider,
@@ -123,13 +123,13 @@ pub fn load_pem(
 }
 
 /// The certificates of a PEM file, in file order.
-pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     parse_chain(path, &read(path, CertError::CertNotFound)?)
 }
 
 /// The SubjectPublicKeyInfo (DER) of the private key in a PEM file, to compare with a
 /// certificate's.
-pub fn read_key_spki(path: &Path, provider: &CryptoProvider) -> Result<Vec<u8>, CertError> {
+pub(crate) fn read_key_spki(path: &Path, provider: &CryptoProvider) -> Result<Vec<u8>, CertError> {
     let key = parse_key(path, &read(path, CertError::KeyNotFound)?)?;
     let signing = provider
         .key_provider

@@ -9,7 +9,7 @@ use rustls::sign::CertifiedKey;
 
 /// The slot a certificate manager publishes into; every handshake reads the newest.
 #[derive(Debug)]
-pub struct ManagedCert {
+pub(crate) struct ManagedCert {
     name: String,
     current: ArcSwapOption<CertifiedKey>,
     /// Served until the first certificate arrives (a temporary local-CA certificate), if set.
@@ -19,7 +19,7 @@ pub struct ManagedCert {
 }
 
 impl ManagedCert {
-    pub fn new(name: &str, fallback: Option<Arc<CertifiedKey>>) -> Self {
+    pub(crate) fn new(name: &str, fallback: Option<Arc<CertifiedKey>>) -> Self {
         ManagedCert {
             name: name.to_owned(),
             current: ArcSwapOption::empty(),
@@ -28,16 +28,16 @@ impl ManagedCert {
         }
     }
 
-    pub fn publish(&self, key: Arc<CertifiedKey>) {
+    pub(crate) fn publish(&self, key: Arc<CertifiedKey>) {
         self.current.store(Some(key));
     }
 
-    pub fn has_fallback(&self) -> bool {
+    pub(crate) fn has_fallback(&self) -> bool {
         self.fallback.is_some()
     }
 
     /// The newest certificate, or the fallback until one arrives.
-    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn current(&self) -> Option<Arc<CertifiedKey>> {
         let current = self.current.load_full().or_else(|| self.fallback.clone());
         if current.is_none()
             && self

@@ -1,15 +1,15 @@
 //! Certificates: loading PEM files into what rustls serves, and choosing one per SNI name.
 
-pub mod challenges;
-pub mod expiry;
-pub mod files;
-pub mod inspect;
-pub mod load;
-pub mod managed;
-pub mod names;
-pub mod watch;
+pub(crate) mod challenges;
+pub(crate) mod expiry;
+pub(crate) mod files;
+pub(crate) mod inspect;
+pub(crate) mod load;
+pub(crate) mod managed;
+pub(crate) mod names;
+pub(crate) mod watch;
 
-pub use challenges::{Challenges, HTTP01_PREFIX};
-pub use load::{CertError, LoadedCert, load_files, load_pem};
-pub use managed::ManagedCert;
-pub use names::NameTable;
+pub(crate) use challenges::Challenges;
+pub(crate) use load::{CertError, LoadedCert, load_files, load_pem};
+pub(crate) use managed::ManagedCert;
+pub(crate) use names::NameTable;

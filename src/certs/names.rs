@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 #[derive(Debug, Clone)]
-pub struct NameTable<T> {
+pub(crate) struct NameTable<T> {
     exact: HashMap<String, T>,
     wildcard: HashMap<String, T>,
     default: Option<T>,
@@ -14,7 +14,7 @@ pub struct NameTable<T> {
 
 impl<T: Clone> NameTable<T> {
     /// `reject_unknown`: a name nothing serves finds nothing, instead of the default.
-    pub fn new(reject_unknown: bool) -> Self {
+    pub(crate) fn new(reject_unknown: bool) -> Self {
         NameTable {
             exact: HashMap::new(),
             wildcard: HashMap::new(),
@@ -25,7 +25,7 @@ impl<T: Clone> NameTable<T> {
 
     /// Adds `names` (lower-case; `*.parent` for wildcards); the first entry added is also
     /// the default, and a name already added keeps its first entry.
-    pub fn insert(&mut self, names: &[String], value: T) {
+    pub(crate) fn insert(&mut self, names: &[String], value: T) {
         for n in names {
             let (table, key) = match n.strip_prefix("*.") {
                 Some(parent) => (&mut self.wildcard, parent),
@@ -37,7 +37,7 @@ impl<T: Clone> NameTable<T> {
     }
 
     /// What serves `sni` (case-insensitive); `None` asks for the default.
-    pub fn get(&self, sni: Option<&str>) -> Option<&T> {
+    pub(crate) fn get(&self, sni: Option<&str>) -> Option<&T> {
         let Some(name) = sni else {
             return self.default.as_ref();
         };

@@ -12,13 +12,13 @@ use crate::config::Config;
 /// (new inodes), seen even when the time and size happen to match.
 type Fingerprint = Option<(SystemTime, u64, u64)>;
 
-pub struct FileWatch {
+pub(crate) struct FileWatch {
     files: Vec<(PathBuf, Fingerprint)>,
 }
 
 impl FileWatch {
     /// Watches the certificate, key, CA and CRL files `config` names.
-    pub fn of(config: &Config) -> Self {
+    pub(crate) fn of(config: &Config) -> Self {
         let files = config
             .watched_files()
             .into_iter()
@@ -31,7 +31,7 @@ impl FileWatch {
     }
 
     /// Whether any file changed since the last call (or since `of`).
-    pub fn changed(&mut self) -> bool {
+    pub(crate) fn changed(&mut self) -> bool {
         let mut changed = false;
         for (path, seen) in &mut self.files {
             let now = fingerprint(path);

@@ -5,107 +5,108 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Port of the HTTPS listener when no config says otherwise (unprivileged).
-pub const HTTPS_PORT: u16 = 8443;
+pub(crate) const HTTPS_PORT: u16 = 8443;
 /// Port of the HTTP→HTTPS redirect listener in the no-config mode.
-pub const REDIRECT_PORT: u16 = 8080;
+pub(crate) const REDIRECT_PORT: u16 = 8080;
 /// PyServe's own default port (`server.port`).
-pub const PYSERVE_PORT: u16 = 8000;
+pub(crate) const PYSERVE_PORT: u16 = 8000;
 /// PyServe's default static folder (`http.static_dir`).
-pub const PYSERVE_STATIC_DIR: &str = "./static";
+pub(crate) const PYSERVE_STATIC_DIR: &str = "./static";
 /// PyServe's default config file (`-c`).
-pub const PYSERVE_CONFIG_FILE: &str = "config.yaml";
+pub(crate) const PYSERVE_CONFIG_FILE: &str = "config.yaml";
 
 /// Time for a client to finish the TLS handshake after connecting (nginx: 60 s, shared with
 /// its header timeout; a real client needs well under a second).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to receive a request's headers. For HTTP/1.1 this also bounds the wait for the next
 /// request on a kept-alive connection (hyper starts the clock when it starts reading).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection with no request in flight and no bytes moving is closed after this long
 /// (nginx keep-alive: 75 s).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// A response (static or proxied, HTTP/1.1 or an HTTP/2 stream) whose client takes none of
 /// it for this long is aborted, releasing its file or upstream (nginx `send_timeout`: 60 s).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// An upgraded connection (WebSocket over HTTP/1.1 or RFC 8441) with no byte moving either way
 /// for this long is closed (nginx `proxy_read_timeout` would close it after 60 s; chat
 /// clients that ping less often than that are common, so 10 min).
-pub const UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest request head accepted, in bytes (Caddy: 16 KiB; nginx 4 × 8 KiB). Larger gets 431.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Longest request target accepted, in bytes (nginx: 8 KiB, its request-line buffer).
 /// Longer gets 414.
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most connections served at once; further clients wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const MAX_CONNECTIONS: usize = 10_000;
 /// Most concurrent HTTP/2 streams per connection (nginx: 128).
-pub const MAX_H2_STREAMS: u32 = 128;
+pub(crate) const MAX_H2_STREAMS: u32 = 128;
 
 /// HSTS max-age (one year, what preload lists require at minimum).
-pub const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
+pub(crate) const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
 /// HSTS preload lists require at least this max-age.
-pub const HSTS_PRELOAD_MIN_AGE: Duration = Duration::from_secs(31_536_000);
+pub(crate) const HSTS_PRELOAD_MIN_AGE: Duration = Duration::from_secs(31_536_000);
 /// Referrer-Policy sent by default (the browsers' own default, made explicit).
-pub const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
+pub(crate) const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
 
 /// How often certificate files are checked for changes.
-pub const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How often `serve` checks whether its local-CA leaves need reissuing (at a third of their
 /// 365 days left, so hourly is plenty). Tests shorten it with CANDADO_LOCAL_CERT_CHECK_SECS.
-pub const LOCAL_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const LOCAL_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How often served certificates' expiry is checked (and metrics.prom rewritten).
-pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Warn when a served certificate expires within this long.
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Time to open a TCP (and TLS) connection to an upstream (Caddy: 3 s).
-pub const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time for an upstream to send its response headers before the client gets 504 (nginx: 60 s).
-pub const PROXY_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const PROXY_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request body forwarded (nginx: 1 MB, too small for uploads to apps like Open WebUI).
-pub const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 /// An upstream that refused a connection is skipped for this long.
-pub const UPSTREAM_DOWN_FOR: Duration = Duration::from_secs(10);
+pub(crate) const UPSTREAM_DOWN_FOR: Duration = Duration::from_secs(10);
 /// Idle upstream connections kept per host for reuse.
-pub const UPSTREAM_IDLE_PER_HOST: usize = 256;
+pub(crate) const UPSTREAM_IDLE_PER_HOST: usize = 256;
 /// Active health checks run this often unless configured.
-pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// A health check that takes longer than this fails.
-pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Let's Encrypt's production ACME directory: where `certificate: acme` gets certificates.
-pub const ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub(crate) const ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Let's Encrypt's staging directory (`--acme-staging`): untrusted certificates, high limits.
-pub const ACME_STAGING_DIRECTORY: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+pub(crate) const ACME_STAGING_DIRECTORY: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
 /// First wait after a failed ACME attempt; it doubles each time. Starting at 3 min keeps a
 /// failing name at 5 failed validations in its first hour, Let's Encrypt's per-hour limit.
-pub const ACME_RETRY_FIRST: Duration = Duration::from_secs(180);
+pub(crate) const ACME_RETRY_FIRST: Duration = Duration::from_secs(180);
 /// Longest wait between failed ACME attempts (Caddy: 1 day; a shorter cap recovers sooner).
-pub const ACME_RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
+pub(crate) const ACME_RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
 /// How long one issuance (order, challenges, validation, download) may take in all.
-pub const ACME_ORDER_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const ACME_ORDER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a stored certificate's renewal time is reconsidered when the CA offers ARI
 /// and gives no Retry-After of its own (RFC 9773 §4.3.2 suggests hours, not minutes).
-pub const ACME_ARI_RECHECK: Duration = Duration::from_secs(6 * 3600);
+pub(crate) const ACME_ARI_RECHECK: Duration = Duration::from_secs(6 * 3600);
 /// Time to connect to and hear from the ACME server per request.
-pub const ACME_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const ACME_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A tunnel connection with no byte moving either way for this long is closed (nginx stream
 /// `proxy_timeout`: 10 min; stunnel's TIMEOUTidle: 12 h, too long to notice dead peers).
-pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bytes buffered per direction of a tunnel while bytes are in flight (none when idle): what
 /// a slow reader can hold up, and the most read at a time (stunnel: 18 KiB, held always).
-pub const TUNNEL_BUFFER_BYTES: usize = 64 * 1024;
+pub(crate) const TUNNEL_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Where candado keeps its state: `$CANDADO_DATA_DIR`, else `$XDG_DATA_HOME/candado`
 /// (`~/.local/share/candado`).
-pub fn data_dir() -> PathBuf {
+pub(crate) fn data_dir() -> PathBuf {
     std::env::var_os("CANDADO_DATA_DIR")
         .map(PathBuf::from)
         .or_else(|| dirs::data_dir().map(|d| d.join("candado")))

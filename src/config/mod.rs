@@ -2,8 +2,8 @@
 //! validated [`Config`]. Parse raw, validate once, report every problem with its line.
 
 mod acme;
-pub mod defaults;
-pub mod model;
+pub(crate) mod defaults;
+pub(crate) mod model;
 mod parse;
 pub(crate) mod pyserve;
 mod raw;
@@ -18,11 +18,16 @@ use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
 use acme::{check_acme_sites, check_acme_tunnels, validate_acme};
-pub use defaults::data_dir;
-pub use model::*;
-pub use parse::{
-    acme_directory, acme_eab_key, challenge_choice, host_of, is_public_name, parse_duration,
-    parse_host_port, parse_listen, parse_site_name, parse_spki_pin,
+pub(crate) use defaults::data_dir;
+pub(crate) use model::{
+    AcmeSettings, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth, ClientCa,
+    Config, ConfigError, HealthCheck, Hsts, Limits, LogFormat, LogSettings, PasswordCheck, Problem,
+    Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient, TunnelMode,
+    TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches, path_in_prefix,
+};
+pub(crate) use parse::{
+    acme_directory, acme_eab_key, host_of, is_public_name, parse_duration, parse_host_port,
+    parse_listen, parse_site_name, parse_spki_pin,
 };
 use raw::RawConfig;
 use site::{check_addresses, validate_site};
@@ -31,21 +36,21 @@ pub(crate) use tls::cert_source;
 
 /// Which dialect a file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Candado,
     PyServe,
 }
 
 /// A config file read and validated, plus the warnings worth showing (ignored PyServe keys…).
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub config: Config,
     pub format: Format,
     pub warnings: Vec<String>,
 }
 
 /// Reads and validates a config file of either format.
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let fail = |line, key: &str, message: String| ConfigError {
         file: path.to_owned(),
         problems: vec![Problem {

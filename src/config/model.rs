@@ -13,7 +13,7 @@ use super::parse::parse_site_name;
 /// The validated configuration. `Default` is nothing served with every setting at its
 /// default, for the command-line modes to fill in.
 #[derive(Debug, Clone, Default)]
-pub struct Config {
+pub(crate) struct Config {
     pub tls_policy: TlsPolicy,
     pub unknown_sni: UnknownSni,
     pub timeouts: Timeouts,
@@ -30,7 +30,7 @@ pub struct Config {
 
 /// The ACME CA and account that `certificate: acme` sites use.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcmeSettings {
+pub(crate) struct AcmeSettings {
     /// The CA's directory URL (Let's Encrypt production unless configured).
     pub directory: String,
     /// Contact address for the account (expiry notices, policy changes).
@@ -62,7 +62,7 @@ impl Default for AcmeSettings {
 
 /// Which ACME challenge proves control of a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeChoice {
+pub(crate) enum ChallengeChoice {
     /// HTTP-01 when the site has an HTTP listener, TLS-ALPN-01 otherwise; a failed attempt
     /// tries the other one next time.
     Auto,
@@ -73,7 +73,7 @@ pub enum ChallengeChoice {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhilePending {
+pub(crate) enum WhilePending {
     /// Handshakes fail (with a log line saying why) until the certificate arrives.
     Refuse,
     /// A temporary certificate from the local development CA.
@@ -81,7 +81,7 @@ pub enum WhilePending {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TlsPolicy {
+pub(crate) enum TlsPolicy {
     /// TLS 1.3 and 1.2, forward-secret AEAD suites only (Mozilla "intermediate").
     #[default]
     Intermediate,
@@ -91,7 +91,7 @@ pub enum TlsPolicy {
 
 /// What a handshake for a name no site serves gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UnknownSni {
+pub(crate) enum UnknownSni {
     /// The listener's first site's certificate (as nginx's default server does).
     #[default]
     DefaultCertificate,
@@ -100,7 +100,7 @@ pub enum UnknownSni {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     pub handshake: Duration,
     pub header_read: Duration,
     pub idle: Duration,
@@ -125,7 +125,7 @@ impl Default for Timeouts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_header_bytes: usize,
     /// Longest request target (414 beyond it).
     pub max_uri_bytes: usize,
@@ -136,7 +136,7 @@ impl Limits {
     /// What the HTTP parser may read as one request head: the target and the header fields,
     /// each within its own limit (as nginx keeps the request line apart from the headers), so
     /// that a long target gets 414 and big header fields 431 rather than one hiding the other.
-    pub fn max_head_bytes(&self) -> usize {
+    pub(crate) fn max_head_bytes(&self) -> usize {
         self.max_header_bytes + self.max_uri_bytes
     }
 }
@@ -152,14 +152,14 @@ impl Default for Limits {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     #[default]
     Human,
     Json,
 }
 
 #[derive(Debug, Clone)]
-pub struct LogSettings {
+pub(crate) struct LogSettings {
     pub format: LogFormat,
     pub access: bool,
     /// Append to this file instead of writing to standard error (reopened on SIGUSR1).
@@ -177,7 +177,7 @@ impl Default for LogSettings {
 }
 
 #[derive(Debug, Clone)]
-pub struct Site {
+pub(crate) struct Site {
     /// Host names this site answers to, lower-case; `*.example.com` matches one label.
     pub names: Vec<String>,
     pub listen: SocketAddr,
@@ -213,7 +213,7 @@ pub struct Site {
 
 /// Mutual TLS: which client certificates a site or tunnel accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientAuth {
+pub(crate) struct ClientAuth {
     /// `required`: no certificate, no handshake. `optional`: none is fine, but one that is
     /// presented must verify (and pass the allow list).
     pub required: bool,
@@ -228,7 +228,7 @@ pub struct ClientAuth {
 
 /// The CAs that issue accepted client certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientCa {
+pub(crate) enum ClientCa {
     /// A PEM bundle.
     File(PathBuf),
     /// candado's local development CA (`candado cert issue --client NAME` issues from it).
@@ -238,7 +238,7 @@ pub enum ClientCa {
 /// Client identities let through, by SAN DNS name, SAN URI (SPIFFE IDs), subject CN or the
 /// SHA-256 of the public key (SPKI pin). Any one match is enough.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList {
+pub(crate) struct AllowList {
     pub dns: Vec<String>,
     pub uri: Vec<String>,
     pub cn: Vec<String>,
@@ -247,7 +247,7 @@ pub struct AllowList {
 
 /// A TCP service behind TLS (server mode) or a TLS service for plain TCP clients (client mode).
 #[derive(Debug, Clone)]
-pub struct Tunnel {
+pub(crate) struct Tunnel {
     /// For logs: the configured name, or the listen address.
     pub name: String,
     pub listen: SocketAddr,
@@ -259,7 +259,7 @@ pub struct Tunnel {
 }
 
 #[derive(Debug, Clone)]
-pub enum TunnelMode {
+pub(crate) enum TunnelMode {
     /// TLS in, plain TCP out.
     Server(TunnelServer),
     /// Plain TCP in, verified TLS out (stunnel's client mode).
@@ -267,7 +267,7 @@ pub enum TunnelMode {
 }
 
 #[derive(Debug, Clone)]
-pub struct TunnelServer {
+pub(crate) struct TunnelServer {
     /// SNI names, for sharing a port with other tunnels and for the certificate.
     pub names: Vec<String>,
     pub certificate: CertSource,
@@ -280,7 +280,7 @@ pub struct TunnelServer {
 }
 
 #[derive(Debug, Clone)]
-pub struct TunnelClient {
+pub(crate) struct TunnelClient {
     /// Trust only these CAs (PEM) instead of the system's roots.
     pub ca: Option<PathBuf>,
     /// The name the server's certificate must have (the host of `to` unless set).
@@ -293,7 +293,7 @@ pub struct TunnelClient {
 impl Config {
     /// Every file whose change reloads the configuration: certificates and keys, client CAs,
     /// revocation lists.
-    pub fn watched_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn watched_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for s in &self.sites {
             files.extend(s.certificate.files().into_iter().flat_map(|(c, k)| [c, k]));
@@ -328,7 +328,7 @@ impl ClientAuth {
 impl Tunnel {
     /// The names its certificate is for: its SNI names, or when it has none the names a
     /// client on this machine uses (localhost, 127.0.0.1, ::1, the host name).
-    pub fn cert_names(&self) -> Vec<String> {
+    pub(crate) fn cert_names(&self) -> Vec<String> {
         match &self.mode {
             TunnelMode::Server(s) if !s.names.is_empty() => s.names.clone(),
             _ => local_names(self.listen.ip()),
@@ -338,14 +338,14 @@ impl Tunnel {
 
 /// Basic auth for a path prefix.
 #[derive(Debug, Clone)]
-pub struct AuthRule {
+pub(crate) struct AuthRule {
     pub prefix: String,
     /// User name → how to check the password.
     pub users: Vec<(String, PasswordCheck)>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
-pub enum PasswordCheck {
+pub(crate) enum PasswordCheck {
     /// PyServe's plain-text passwords (compared in constant time).
     Plain(String),
     /// A bcrypt (`$2b$…`) or argon2 (`$argon2id$…`) hash.
@@ -364,7 +364,7 @@ impl fmt::Debug for PasswordCheck {
 
 impl PasswordCheck {
     /// Accepts a bcrypt or argon2 hash in its usual text form.
-    pub fn parse_hash(s: &str) -> Result<PasswordCheck, String> {
+    pub(crate) fn parse_hash(s: &str) -> Result<PasswordCheck, String> {
         let bcrypt = ["$2a$", "$2b$", "$2y$"].iter().any(|p| s.starts_with(p)) && s.len() == 60;
         let argon2 = s.starts_with("$argon2") && argon2::PasswordHash::new(s).is_ok();
         match bcrypt || argon2 {
@@ -376,7 +376,7 @@ impl PasswordCheck {
 
 /// Whether `path` is `prefix` or below it, on segment boundaries (`/api` covers `/api/x`,
 /// never `/apiary`).
-pub fn path_in_prefix(prefix: &str, path: &str) -> bool {
+pub(crate) fn path_in_prefix(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => prefix == "/" || rest.is_empty() || rest.starts_with('/'),
         None => false,
@@ -385,7 +385,7 @@ pub fn path_in_prefix(prefix: &str, path: &str) -> bool {
 
 /// A path prefix served by one or more upstreams.
 #[derive(Debug, Clone)]
-pub struct Route {
+pub(crate) struct Route {
     /// Starts with `/`, no trailing slash (except `/` itself); matches on segment boundaries.
     pub prefix: String,
     pub upstreams: Vec<Upstream>,
@@ -408,7 +408,7 @@ pub struct Route {
 
 /// How a route spreads requests over its upstreams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Balance {
+pub(crate) enum Balance {
     #[default]
     RoundRobin,
     /// The upstream with the fewest requests in flight.
@@ -418,14 +418,14 @@ pub enum Balance {
 /// Active health checking: GET `path` on each upstream every `interval`; a failure (no 2xx or
 /// 3xx in time) takes it out of rotation until a check succeeds again.
 #[derive(Debug, Clone)]
-pub struct HealthCheck {
+pub(crate) struct HealthCheck {
     pub path: String,
     pub interval: Duration,
 }
 
 impl Route {
     /// A route to `upstreams` with every option at its default.
-    pub fn to(prefix: &str, upstreams: Vec<Upstream>) -> Route {
+    pub(crate) fn to(prefix: &str, upstreams: Vec<Upstream>) -> Route {
         Route {
             prefix: prefix.to_owned(),
             upstreams,
@@ -444,27 +444,27 @@ impl Route {
     }
 
     /// `/api` matches `/api`, `/api/x` and `/api?q`, never `/apiary`.
-    pub fn matches(&self, path: &str) -> bool {
+    pub(crate) fn matches(&self, path: &str) -> bool {
         path_in_prefix(&self.prefix, path)
     }
 
     /// The prefix the app never sees (`strip_prefix` on anything but `/`): its paths and
     /// redirects are relative to it.
-    pub fn stripped_prefix(&self) -> Option<&str> {
+    pub(crate) fn stripped_prefix(&self) -> Option<&str> {
         (self.strip_prefix && self.prefix != "/").then_some(self.prefix.as_str())
     }
 }
 
 /// An upstream origin: `http://127.0.0.1:5000` or `https://backend.internal`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// Scheme and authority, no path: `http://127.0.0.1:5000`.
     pub origin: String,
 }
 
 impl Upstream {
     /// Parses `http://host:port`, `https://host[:port]` or a bare `host:port` (HTTP).
-    pub fn parse(s: &str) -> Result<Upstream, String> {
+    pub(crate) fn parse(s: &str) -> Result<Upstream, String> {
         let with_scheme = match s.contains("://") {
             true => s.to_owned(),
             false => format!("http://{s}"),
@@ -491,13 +491,13 @@ impl Upstream {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct HeaderOps {
+pub(crate) struct HeaderOps {
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,
 }
 
 impl HeaderOps {
-    pub fn apply(&self, h: &mut http::HeaderMap) {
+    pub(crate) fn apply(&self, h: &mut http::HeaderMap) {
         for name in &self.remove {
             h.remove(name);
         }
@@ -509,7 +509,7 @@ impl HeaderOps {
 
 impl Site {
     /// The name used in redirects and URLs: the first configured one that is not a wildcard.
-    pub fn primary_name(&self) -> &str {
+    pub(crate) fn primary_name(&self) -> &str {
         self.names
             .iter()
             .find(|n| !n.starts_with("*."))
@@ -519,13 +519,13 @@ impl Site {
     }
 
     /// Whether `host` (lower-case, no port) is one of this site's names.
-    pub fn matches(&self, host: &str) -> bool {
+    pub(crate) fn matches(&self, host: &str) -> bool {
         self.names.iter().any(|n| name_matches(n, host))
     }
 }
 
 /// `*.example.com` matches exactly one extra label, as in certificates (RFC 6125 §6.4.3).
-pub fn name_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn name_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host
             .split_once('.')
@@ -535,7 +535,7 @@ pub fn name_matches(pattern: &str, host: &str) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertSource {
+pub(crate) enum CertSource {
     /// A leaf issued by candado's local development CA.
     Local,
     Files {
@@ -550,7 +550,7 @@ pub enum CertSource {
 
 impl CertSource {
     /// The (certificate, key) files, in order of preference.
-    pub fn files(&self) -> Vec<(PathBuf, PathBuf)> {
+    pub(crate) fn files(&self) -> Vec<(PathBuf, PathBuf)> {
         match self {
             CertSource::Local | CertSource::Acme => Vec::new(),
             CertSource::Files { cert, key } => vec![(cert.clone(), key.clone())],
@@ -560,14 +560,14 @@ impl CertSource {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StaticOptions {
+pub(crate) struct StaticOptions {
     pub listing: bool,
     pub hidden: bool,
     pub follow_symlinks: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Hsts {
+pub(crate) struct Hsts {
     pub max_age: Duration,
     pub include_subdomains: bool,
     pub preload: bool,
@@ -585,7 +585,7 @@ impl Default for Hsts {
 
 impl Hsts {
     /// The `Strict-Transport-Security` value (RFC 6797 §6.1).
-    pub fn header_value(&self) -> String {
+    pub(crate) fn header_value(&self) -> String {
         let mut v = format!("max-age={}", self.max_age.as_secs());
         if self.include_subdomains {
             v.push_str("; includeSubDomains");
@@ -599,7 +599,7 @@ impl Hsts {
 
 /// One thing wrong in a config file: where, which key, what and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub line: Option<u64>,
     pub key: String,
     pub message: String,
@@ -607,7 +607,7 @@ pub struct Problem {
 
 /// Every problem found in one file, printed one per line as `FILE:LINE: KEY: message`.
 #[derive(Debug)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     pub file: PathBuf,
     pub problems: Vec<Problem>,
 }

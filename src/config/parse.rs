@@ -9,7 +9,7 @@ use super::model::*;
 
 /// Parses a listen address: `IP:PORT`, `[IPv6]:PORT`, `localhost:PORT`, `*:PORT` or `:PORT`
 /// (all interfaces, as in Caddy).
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
@@ -33,7 +33,7 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 
 /// Checks a site name: a DNS name (optionally `*.` + name) or an IP address; returns it
 /// lower-cased.
-pub fn parse_site_name(s: &str) -> Result<String, String> {
+pub(crate) fn parse_site_name(s: &str) -> Result<String, String> {
     let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
     if name.parse::<IpAddr>().is_ok() {
         return Ok(name);
@@ -56,7 +56,7 @@ pub fn parse_site_name(s: &str) -> Result<String, String> {
 
 /// Parses a duration such as `10s`, `500ms` or `5m`; zero is refused (it would disable the
 /// protection the timeout gives).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 10s, 500ms or 5m"))?;
     if d.is_zero() {
@@ -67,7 +67,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Whether a public CA could issue a certificate for `name`: not an IP address, not
 /// `localhost`, and not under a name reserved for private use (RFC 2606, RFC 6762, RFC 8375).
-pub fn is_public_name(name: &str) -> bool {
+pub(crate) fn is_public_name(name: &str) -> bool {
     const PRIVATE_SUFFIXES: [&str; 8] = [
         "localhost",
         "local",
@@ -87,7 +87,7 @@ pub fn is_public_name(name: &str) -> bool {
 }
 
 /// `letsencrypt`, `letsencrypt-staging` or an https:// directory URL.
-pub fn acme_directory(s: &str) -> Result<String, String> {
+pub(crate) fn acme_directory(s: &str) -> Result<String, String> {
     match s {
         "letsencrypt" => Ok(defaults::ACME_DIRECTORY.to_owned()),
         "letsencrypt-staging" => Ok(defaults::ACME_STAGING_DIRECTORY.to_owned()),
@@ -101,14 +101,14 @@ pub fn acme_directory(s: &str) -> Result<String, String> {
 }
 
 /// An EAB HMAC key, given in base64url as the CA shows it.
-pub fn acme_eab_key(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn acme_eab_key(s: &str) -> Result<Vec<u8>, String> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
         .map_err(|_| "not a base64url key: copy it exactly as the CA shows it".to_owned())
 }
 
-pub fn challenge_choice(s: &str) -> Result<ChallengeChoice, String> {
+pub(crate) fn challenge_choice(s: &str) -> Result<ChallengeChoice, String> {
     match s {
         "auto" => Ok(ChallengeChoice::Auto),
         "http-01" => Ok(ChallengeChoice::Http01),
@@ -121,7 +121,7 @@ pub fn challenge_choice(s: &str) -> Result<ChallengeChoice, String> {
 
 /// A SHA-256 SPKI pin in hex (colons allowed, as `openssl … -sha256` prints) or base64 (as
 /// HPKP pins were written).
-pub fn parse_spki_pin(s: &str) -> Result<[u8; 32], String> {
+pub(crate) fn parse_spki_pin(s: &str) -> Result<[u8; 32], String> {
     use base64::Engine;
     let hex: String = s.chars().filter(|c| *c != ':').collect();
     let bytes = match hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -138,7 +138,7 @@ pub fn parse_spki_pin(s: &str) -> Result<[u8; 32], String> {
 }
 
 /// `HOST:PORT` with a port, where HOST is a name, an IPv4 address or a bracketed IPv6 one.
-pub fn parse_host_port(s: &str) -> Result<String, String> {
+pub(crate) fn parse_host_port(s: &str) -> Result<String, String> {
     let s = s.trim();
     let bad = || format!("`{s}` is not HOST:PORT, e.g. 127.0.0.1:5432 or db.internal:6432");
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
@@ -157,7 +157,7 @@ pub fn parse_host_port(s: &str) -> Result<String, String> {
 
 /// The host of a `HOST:PORT` (brackets taken off an IPv6 address): the name a client-mode
 /// tunnel verifies unless told otherwise.
-pub fn host_of(to: &str) -> &str {
+pub(crate) fn host_of(to: &str) -> &str {
     let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
 }

@@ -76,14 +76,14 @@ async fn verify_bounded(check: &PasswordCheck, password: String) -> Option<bool>
     Some(ok)
 }
 
-pub struct BasicAuth {
+pub(crate) struct BasicAuth {
     /// Longest prefix first.
     rules: Vec<AuthRule>,
     verified: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl BasicAuth {
-    pub fn new(mut rules: Vec<AuthRule>) -> Self {
+    pub(crate) fn new(mut rules: Vec<AuthRule>) -> Self {
         rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         BasicAuth {
             rules,
@@ -93,7 +93,11 @@ impl BasicAuth {
 
     /// `Ok` when `path` is unprotected or the request carries valid credentials for it;
     /// otherwise the 401 to send.
-    pub async fn check(&self, raw_path: &str, headers: &HeaderMap) -> Result<bool, Response<Body>> {
+    pub(crate) async fn check(
+        &self,
+        raw_path: &str,
+        headers: &HeaderMap,
+    ) -> Result<bool, Response<Body>> {
         if self.rules.is_empty() {
             return Ok(false);
         }
@@ -248,7 +252,7 @@ fn busy() -> Response<Body> {
 }
 
 /// An argon2id hash of `password` with a random salt, for `candado hash-password`.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub(crate) fn hash_password(password: &str) -> Result<String, String> {
     use argon2::PasswordHasher;
     argon2::Argon2::default()
         .hash_password(password.as_bytes())

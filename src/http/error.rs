@@ -12,7 +12,7 @@ use super::{Body, full};
 pub(crate) const STYLE: &str = include_str!("page.css");
 
 /// A small HTML page for `status`, with `detail` escaped.
-pub fn page(status: StatusCode, detail: &str) -> Response<Body> {
+pub(crate) fn page(status: StatusCode, detail: &str) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("Error");
     let html = styled_page(
         &format!("{} {reason}", status.as_u16()),
@@ -34,7 +34,11 @@ pub fn page(status: StatusCode, detail: &str) -> Response<Body> {
 }
 
 /// The error as JSON when the client asked for JSON (an API client), else as a page.
-pub fn page_for(accept: Option<&HeaderValue>, status: StatusCode, detail: &str) -> Response<Body> {
+pub(crate) fn page_for(
+    accept: Option<&HeaderValue>,
+    status: StatusCode,
+    detail: &str,
+) -> Response<Body> {
     let wants_json = accept
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
@@ -65,7 +69,7 @@ pub(crate) fn styled_page(title: &str, body: &str) -> String {
 }
 
 /// Escapes the five characters that matter in HTML text and attribute values.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

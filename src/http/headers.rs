@@ -17,7 +17,7 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 
 /// Removes hop-by-hop headers: the fixed list, `Keep-Alive`, any `Proxy-*`, and every header
 /// the `Connection` header names.
-pub fn remove_hop_by_hop(h: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -52,7 +52,7 @@ const RESERVED: [&str; 4] = [
 /// Removes request headers whose names contain `_` (as nginx's `underscores_in_headers off`),
 /// or, where a site allows them, those that would shadow a header candado owns. Returns the
 /// names removed, for the log.
-pub fn remove_underscore_names(h: &mut HeaderMap, allow: bool) -> Vec<HeaderName> {
+pub(crate) fn remove_underscore_names(h: &mut HeaderMap, allow: bool) -> Vec<HeaderName> {
     let removed: Vec<HeaderName> = h
         .keys()
         .filter(|k| k.as_str().contains('_') && (!allow || shadows_a_reserved_name(k)))
@@ -74,7 +74,7 @@ fn shadows_a_reserved_name(name: &HeaderName) -> bool {
 /// Framing a proxy must not guess at (RFC 9112 §6.3): both Content-Length and
 /// Transfer-Encoding, Content-Length values that differ, or the chunked coding applied more
 /// than once (RFC 9112 §7: a sender MUST NOT).
-pub fn framing_is_ambiguous(h: &HeaderMap) -> bool {
+pub(crate) fn framing_is_ambiguous(h: &HeaderMap) -> bool {
     if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
         return true;
     }
@@ -101,7 +101,7 @@ pub fn framing_is_ambiguous(h: &HeaderMap) -> bool {
 /// Sends the Content-Length as one canonical number (RFC 9110 §8.6: `005` is 5, and a list of
 /// equal values may be replaced by one), so the upstream never has to parse what the client
 /// wrote. Values that do not agree are left for [`framing_is_ambiguous`] to refuse.
-pub fn canonical_content_length(h: &mut HeaderMap) {
+pub(crate) fn canonical_content_length(h: &mut HeaderMap) {
     let mut values = h
         .get_all(header::CONTENT_LENGTH)
         .iter()
@@ -123,7 +123,7 @@ pub fn canonical_content_length(h: &mut HeaderMap) {
 /// The route prefix an app mounted under a stripped prefix lives at (ProxyFix's `x_prefix`,
 /// Starlette's `root_path`). A client's own copy is always removed: it would let anyone choose
 /// the URLs the app builds.
-pub fn set_forwarded_prefix(h: &mut HeaderMap, prefix: Option<&str>) {
+pub(crate) fn set_forwarded_prefix(h: &mut HeaderMap, prefix: Option<&str>) {
     h.remove(X_FORWARDED_PREFIX);
     if let Some(v) = prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
         h.insert(X_FORWARDED_PREFIX, v);
@@ -133,7 +133,7 @@ pub fn set_forwarded_prefix(h: &mut HeaderMap, prefix: Option<&str>) {
 /// Adds X-Forwarded-For/-Proto/-Host, X-Real-IP and RFC 7239 `Forwarded`. Incoming
 /// forwarding headers are kept only when the peer is a trusted proxy; otherwise a client could
 /// claim any address.
-pub fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_is_trusted: bool) {
+pub(crate) fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_is_trusted: bool) {
     let prior_xff = match peer_is_trusted {
         true => h
             .get(X_FORWARDED_FOR)
@@ -190,7 +190,7 @@ pub fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_is_trust
 
 /// Replaces any client-sent identity headers with the verified certificate's, if any. A
 /// client can never set these itself: backends trust them as candado's word.
-pub fn set_client_identity(
+pub(crate) fn set_client_identity(
     h: &mut HeaderMap,
     identity: Option<&crate::tls::ClientIdentity>,
     with_pem: bool,
@@ -230,21 +230,22 @@ pub fn set_client_identity(
 /// Control characters and `%` itself (so that an escape can be told from the text).
 const HEADER_UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
 
-pub const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
-pub const X_CLIENT_CERT_SAN: HeaderName = HeaderName::from_static("x-client-cert-san");
-pub const X_CLIENT_CERT_FINGERPRINT: HeaderName =
+pub(crate) const X_CLIENT_CERT_SUBJECT: HeaderName =
+    HeaderName::from_static("x-client-cert-subject");
+pub(crate) const X_CLIENT_CERT_SAN: HeaderName = HeaderName::from_static("x-client-cert-san");
+pub(crate) const X_CLIENT_CERT_FINGERPRINT: HeaderName =
     HeaderName::from_static("x-client-cert-fingerprint");
-pub const X_CLIENT_CERT: HeaderName = HeaderName::from_static("x-client-cert");
+pub(crate) const X_CLIENT_CERT: HeaderName = HeaderName::from_static("x-client-cert");
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Adds the `Secure` attribute to every `Set-Cookie` that lacks it (RFC 6265 §4.1.2.5), so
 /// cookies set by an app behind the proxy never travel over plain HTTP.
-pub fn secure_cookies(h: &mut HeaderMap) {
+pub(crate) fn secure_cookies(h: &mut HeaderMap) {
     let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
     if cookies.is_empty() {
         return;
@@ -273,7 +274,7 @@ pub fn secure_cookies(h: &mut HeaderMap) {
 
 /// Where an app's redirects point once they leave candado: the upstream's own origin and the
 /// prefix it was mounted under are the app's view; the client needs the public one.
-pub struct PublicUrls<'a> {
+pub(crate) struct PublicUrls<'a> {
     /// The upstream origin, as the app may name itself: `http://127.0.0.1:5000`.
     pub upstream_origin: &'a str,
     /// The origin the client used: `https://app.example:8443`.
@@ -287,7 +288,7 @@ pub struct PublicUrls<'a> {
 /// `proxy_redirect default`), and under a stripped prefix, its path and any root-relative path
 /// get the prefix back (the app's `/target` is the public `/api/target`). A path already under
 /// the prefix is left alone, so an app that knows its prefix is never prefixed twice.
-pub fn rewrite_redirects(h: &mut HeaderMap, urls: &PublicUrls<'_>) {
+pub(crate) fn rewrite_redirects(h: &mut HeaderMap, urls: &PublicUrls<'_>) {
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let new = h
             .get(&name)

@@ -6,7 +6,7 @@
 use http::{Request, Version, header};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
+pub(crate) enum HostError {
     #[error("the request has no Host header")]
     Missing,
     #[error("the request has more than one Host header")]
@@ -17,7 +17,7 @@ pub enum HostError {
     Conflict,
 }
 
-pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
     let mut values = req.headers().get_all(header::HOST).iter();
     let header = values.next();
     if values.next().is_some() {
@@ -46,7 +46,7 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
 
 /// `host[:port]` → lower-case host. User info (`a@b`), empty names and stray characters are
 /// refused, so the result can be compared with configured names as is.
-pub fn parse_authority(s: &str) -> Result<String, HostError> {
+pub(crate) fn parse_authority(s: &str) -> Result<String, HostError> {
     if s.contains('@') {
         return Err(HostError::Invalid);
     }

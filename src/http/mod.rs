@@ -4,13 +4,13 @@
 //! HTTPS request → [`Router::handle`]: check the Host, pick the site, serve its files, add the
 //! site's security headers. Plain-HTTP request → [`redirect::to_https`].
 
-pub mod auth;
-pub mod error;
-pub mod headers;
-pub mod host;
-pub mod proxy;
-pub mod redirect;
-pub mod static_files;
+pub(crate) mod auth;
+pub(crate) mod error;
+pub(crate) mod headers;
+pub(crate) mod host;
+pub(crate) mod proxy;
+pub(crate) mod redirect;
+pub(crate) mod static_files;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,15 +27,15 @@ use proxy::RouteHandler;
 use static_files::StaticFiles;
 
 /// Every response body: boxed, so files, pages and (later) proxied streams share one type.
-pub type Body = BoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
-pub fn full(bytes: Bytes) -> Body {
+pub(crate) fn full(bytes: Bytes) -> Body {
     Full::new(bytes)
         .map_err(|never: Infallible| match never {})
         .boxed()
 }
 
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Empty::new()
         .map_err(|never: Infallible| match never {})
         .boxed()
@@ -45,12 +45,12 @@ pub fn empty() -> Body {
 /// not close an HTTP/2 connection that carries a long-lived tunnel. The listener puts one in
 /// every request's extensions.
 #[derive(Clone)]
-pub struct ConnBusy {
+pub(crate) struct ConnBusy {
     _guard: std::sync::Arc<dyn Send + Sync>,
 }
 
 impl ConnBusy {
-    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+    pub(crate) fn new(guard: impl Send + Sync + 'static) -> Self {
         ConnBusy {
             _guard: std::sync::Arc::new(guard),
         }
@@ -62,15 +62,14 @@ impl ConnBusy {
 /// reaches us). Answered with 400 and never forwarded: it is how requests are smuggled past
 /// front ends.
 #[derive(Clone, Copy, Debug)]
-pub struct FramingConflict;
+pub(crate) struct FramingConflict;
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     /// Negotiated TLS version ("TLSv1.3"), `None` on plain HTTP.
     pub tls_version: Option<&'static str>,
-    pub sni: Option<String>,
     /// The listener's own port, for redirects that must come back to it.
     pub local_port: u16,
     /// Which of the listener's sites the TLS handshake was made for (by SNI). It matters
@@ -83,7 +82,7 @@ pub struct ConnInfo {
 }
 
 /// One site as the request path sees it: its names, its handlers and the headers it adds.
-pub struct SiteHandler {
+pub(crate) struct SiteHandler {
     pub site: Site,
     files: Option<StaticFiles>,
     /// Longest prefix first, so the first match is the longest.
@@ -94,7 +93,7 @@ pub struct SiteHandler {
 }
 
 impl SiteHandler {
-    pub fn new(
+    pub(crate) fn new(
         site: Site,
         provider: &Arc<rustls::crypto::CryptoProvider>,
     ) -> std::io::Result<Self> {
@@ -122,7 +121,7 @@ impl SiteHandler {
         })
     }
 
-    pub fn static_root(&self) -> Option<&std::path::Path> {
+    pub(crate) fn static_root(&self) -> Option<&std::path::Path> {
         self.files.as_ref().map(StaticFiles::root)
     }
 
@@ -242,7 +241,7 @@ fn security_headers(site: &Site) -> HeaderMap {
 /// The sites of one listener, chosen by the request's host with the rule TLS uses for SNI
 /// (exact names before wildcards, whatever the config order), so that the certificate, the
 /// content and the access rules always come from the same site.
-pub struct Router {
+pub(crate) struct Router {
     sites: Vec<Arc<SiteHandler>>,
     /// Host → index in `sites`.
     names: crate::certs::NameTable<usize>,
@@ -254,7 +253,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(sites: Vec<Arc<SiteHandler>>, access_log: bool) -> Self {
+    pub(crate) fn new(sites: Vec<Arc<SiteHandler>>, access_log: bool) -> Self {
         let mut names = crate::certs::NameTable::new(true);
         for (i, s) in sites.iter().enumerate() {
             names.insert(&s.site.names, i);
@@ -268,22 +267,22 @@ impl Router {
         }
     }
 
-    pub fn with_limits(mut self, limits: Limits) -> Self {
+    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
-    pub fn with_challenges(mut self, challenges: Arc<crate::certs::Challenges>) -> Self {
+    pub(crate) fn with_challenges(mut self, challenges: Arc<crate::certs::Challenges>) -> Self {
         self.challenges = Some(challenges);
         self
     }
 
     /// The key authorization for an HTTP-01 token in flight, if `path` asks for one.
-    pub fn acme_http01(&self, path: &str) -> Option<String> {
+    pub(crate) fn acme_http01(&self, path: &str) -> Option<String> {
         self.challenges.as_ref()?.http01_response(path)
     }
 
-    pub fn site_for(&self, host: &str) -> Option<&Arc<SiteHandler>> {
+    pub(crate) fn site_for(&self, host: &str) -> Option<&Arc<SiteHandler>> {
         self.site_index(host).map(|(_, s)| s)
     }
 
@@ -292,12 +291,12 @@ impl Router {
         Some((i, self.sites.get(i)?))
     }
 
-    pub fn sites(&self) -> &[Arc<SiteHandler>] {
+    pub(crate) fn sites(&self) -> &[Arc<SiteHandler>] {
         &self.sites
     }
 
     /// Serves one HTTPS request.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let line = self
             .access_log
@@ -378,7 +377,7 @@ impl Router {
     }
 
     /// Whether the access log is on.
-    pub fn logs_access(&self) -> bool {
+    pub(crate) fn logs_access(&self) -> bool {
         self.access_log
     }
 }
@@ -395,7 +394,7 @@ fn framing_conflict<B>(req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
 }
 
 /// The access log: one line per request.
-pub fn access_log(
+pub(crate) fn access_log(
     method: &Method,
     path: &str,
     res: &Response<Body>,

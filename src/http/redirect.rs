@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use super::{Body, Router, empty, error, host};
 
 /// Answers a plain-HTTP request with a redirect to the same path on the site's HTTPS port.
-pub fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
+pub(crate) fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
     if let Some(answer) = router.acme_http01(req.uri().path()) {
         return acme_answer(answer);
     }
@@ -59,7 +59,7 @@ pub fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
 
 /// PyServe's `redirect_instructions`: an exact path answered with 302 to its target, the
 /// query string carried over byte for byte (PyServe re-encoded it).
-pub fn exact(redirects: &[(String, String)], uri: &http::Uri) -> Option<Response<Body>> {
+pub(crate) fn exact(redirects: &[(String, String)], uri: &http::Uri) -> Option<Response<Body>> {
     let (_, target) = redirects.iter().find(|(from, _)| from == uri.path())?;
     let location = match uri.query() {
         Some(q) if target.contains('?') => format!("{target}&{q}"),
@@ -74,7 +74,7 @@ pub fn exact(redirects: &[(String, String)], uri: &http::Uri) -> Option<Response
 }
 
 /// `https://name[:port]/path?query`, with IPv6 literals bracketed and :443 left out.
-pub fn https_url(name: &str, port: u16, path_and_query: &str) -> String {
+pub(crate) fn https_url(name: &str, port: u16, path_and_query: &str) -> String {
     let host = match name.contains(':') {
         true => format!("[{name}]"),
         false => name.to_owned(),

@@ -29,7 +29,7 @@ const STREAM_CHUNK: usize = 64 * 1024;
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
-pub struct StaticFiles {
+pub(crate) struct StaticFiles {
     root: Arc<Root>,
     welcome: bool,
 }
@@ -96,7 +96,7 @@ enum PathRefusal {
 }
 
 impl StaticFiles {
-    pub fn new(root: &Path, options: StaticOptions, welcome: bool) -> std::io::Result<Self> {
+    pub(crate) fn new(root: &Path, options: StaticOptions, welcome: bool) -> std::io::Result<Self> {
         let path = root.canonicalize()?;
         let root = Root {
             dir: std::fs::File::open(&path)?,
@@ -109,11 +109,11 @@ impl StaticFiles {
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root.path
     }
 
-    pub async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
+    pub(crate) async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut res = page(
                 StatusCode::METHOD_NOT_ALLOWED,

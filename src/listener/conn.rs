@@ -81,7 +81,6 @@ pub(crate) async fn serve_tls(
     let info = ConnInfo {
         peer,
         tls_version: agreed.version_name(),
-        sni: agreed.sni,
         local_port: ctx.local_port,
         tls_site: agreed.profile,
         client: agreed.client,
@@ -162,7 +161,6 @@ pub(crate) async fn serve_plain(
     let info = Arc::new(ConnInfo {
         peer,
         tls_version: None,
-        sni: None,
         local_port: ctx.local_port,
         tls_site: 0,
         client: None,

@@ -21,7 +21,7 @@ use crate::tunnel::TunnelListener;
 
 /// What a listener serves; replaced whole on reload. A connection takes the current one when
 /// it is accepted and keeps it to the end.
-pub enum ListenerState {
+pub(crate) enum ListenerState {
     /// TLS, then HTTP/1.1 or HTTP/2 for the router's sites.
     Https { tls: TlsFront, router: Arc<Router> },
     /// Plain HTTP that redirects to HTTPS (and answers ACME HTTP-01 tokens).
@@ -31,7 +31,7 @@ pub enum ListenerState {
 }
 
 /// What every connection of one listener shares.
-pub struct ListenerCtx {
+pub(crate) struct ListenerCtx {
     pub state: arc_swap::ArcSwap<ListenerState>,
     /// Replaced on reload like `state`: new connections take the current ones.
     pub settings: arc_swap::ArcSwap<ConnSettings>,
@@ -40,19 +40,19 @@ pub struct ListenerCtx {
 
 /// The deadlines and limits a connection is served with.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ConnSettings {
+pub(crate) struct ConnSettings {
     pub timeouts: Timeouts,
     pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}: {reason}")]
-pub struct BindError {
+pub(crate) struct BindError {
     addr: SocketAddr,
     reason: String,
 }
 
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|e| {
         let reason = match e.kind() {
             std::io::ErrorKind::AddrInUse => "the address is already in use (another server is running there; choose another port)".to_owned(),
@@ -66,7 +66,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 
 /// Accepts connections on every listener until `shutdown` is cancelled, then waits for open
 /// connections to finish, at most `drain_timeout`. Returns how many were still open.
-pub async fn serve(
+pub(crate) async fn serve(
     listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
     max_connections: usize,
     shutdown: CancellationToken,

@@ -40,9 +40,9 @@ enum Role {
 type ListenerKey = (Role, SocketAddr);
 
 /// Rebuilds the configuration for a reload (re-reads the config file, same flags).
-pub type Reloader = Box<dyn Fn() -> Result<Config> + Send + Sync>;
+pub(crate) type Reloader = Box<dyn Fn() -> Result<Config> + Send + Sync>;
 
-pub async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
+pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::debug!(error = %e, "cannot raise the open-file limit");
     }
@@ -278,7 +278,7 @@ async fn watch_expiry(mut served: tokio::sync::watch::Receiver<Vec<Served>>) {
 }
 
 /// Where `candado reload` finds the running server.
-pub fn pid_file() -> std::path::PathBuf {
+pub(crate) fn pid_file() -> std::path::PathBuf {
     crate::config::data_dir().join("candado.pid")
 }
 
@@ -618,7 +618,7 @@ async fn stop_on_signal(shutdown: CancellationToken, signals: ShutdownSignals) {
 
 /// A listener that only answers ACME challenges (for `candado cert obtain`): plain HTTP for
 /// HTTP-01, TLS with the `acme-tls/1` certificates for TLS-ALPN-01. Cancel the token to stop.
-pub async fn answer_challenges(
+pub(crate) async fn answer_challenges(
     addr: SocketAddr,
     kind: crate::acme::ChallengeKind,
     acme: &Acme,

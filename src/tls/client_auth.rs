@@ -23,7 +23,7 @@ use x509_parser::x509::X509Name;
 use crate::config::{AllowList, ClientAuth, ClientCa};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClientAuthError {
+pub(crate) enum ClientAuthError {
     #[error("cannot read the client CA file {0}")]
     Ca(std::io::Error),
     #[error("cannot read the revocation list {path}: {reason}")]
@@ -35,7 +35,7 @@ pub enum ClientAuthError {
 }
 
 /// The verifier for `auth`. `local_ca` is the development CA certificate, for `ca: local`.
-pub fn verifier(
+pub(crate) fn verifier(
     auth: &ClientAuth,
     local_ca: Option<&Path>,
     provider: Arc<CryptoProvider>,
@@ -179,7 +179,7 @@ impl ClientCertVerifier for Verifier {
 
 /// Why a handshake failed, when it failed over the client's certificate; `None` for any other
 /// handshake failure.
-pub fn refusal_reason(error: &std::io::Error) -> Option<String> {
+pub(crate) fn refusal_reason(error: &std::io::Error) -> Option<String> {
     let error = error.get_ref()?.downcast_ref::<rustls::Error>()?;
     use CertificateError as C;
     let cert_error = match error {
@@ -216,7 +216,7 @@ pub fn refusal_reason(error: &std::io::Error) -> Option<String> {
 
 /// What a verified client certificate says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     /// The subject as RFC 4514 writes it (`CN=alice,O=Example`, like nginx's
     /// `$ssl_client_s_dn`).
     pub subject: String,
@@ -231,7 +231,7 @@ pub struct ClientIdentity {
 }
 
 impl ClientIdentity {
-    pub fn from_der(der: &[u8]) -> Option<Self> {
+    pub(crate) fn from_der(der: &[u8]) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let common_names = cert
             .subject()
@@ -262,23 +262,23 @@ impl ClientIdentity {
     }
 
     /// DNS SANs.
-    pub fn dns_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn dns_names(&self) -> impl Iterator<Item = &str> {
         self.sans.iter().filter_map(|s| s.strip_prefix("DNS:"))
     }
 
     /// URI SANs (SPIFFE IDs among them).
-    pub fn uris(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn uris(&self) -> impl Iterator<Item = &str> {
         self.sans.iter().filter_map(|s| s.strip_prefix("URI:"))
     }
 
-    pub fn fingerprint_hex(&self) -> String {
+    pub(crate) fn fingerprint_hex(&self) -> String {
         self.fingerprint
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
     }
 
-    pub fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(&self.der);
         let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
@@ -291,7 +291,7 @@ impl ClientIdentity {
     }
 
     /// For logs: the subject (or the first SAN when it has none) and a short fingerprint.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let who = match (self.subject.is_empty(), self.sans.first()) {
             (true, Some(san)) => san.clone(),
             _ => self.subject.clone(),
@@ -369,7 +369,7 @@ fn san_text(name: &GeneralName<'_>) -> Option<String> {
 impl AllowList {
     /// Whether any of the identity's names, CNs or its key is on the list. DNS names compare
     /// case-insensitively; URIs and CNs exactly.
-    pub fn permits(&self, id: &ClientIdentity) -> bool {
+    pub(crate) fn permits(&self, id: &ClientIdentity) -> bool {
         id.dns_names()
             .any(|d| self.dns.iter().any(|a| a.eq_ignore_ascii_case(d)))
             || id.uris().any(|u| self.uri.iter().any(|a| a == u))

@@ -17,7 +17,7 @@ use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use super::ClientIdentity;
 use crate::certs::NameTable;
 
-pub enum TlsFront {
+pub(crate) enum TlsFront {
     /// One configuration for every name on the listener (profile 0).
     Single(TlsAcceptor),
     /// A configuration per profile, looked up by SNI.
@@ -33,7 +33,7 @@ impl TlsFront {
     /// One profile per entry of `profiles`, each serving its names; `acme`: the configuration
     /// for TLS-ALPN-01 validations, needed only when profiles ask for client certificates.
     /// With a single profile and no such need, the ClientHello is not looked at twice.
-    pub fn new(
+    pub(crate) fn new(
         profiles: Vec<(Vec<String>, Arc<ServerConfig>)>,
         reject_unknown: bool,
         acme: Option<Arc<ServerConfig>>,
@@ -55,7 +55,10 @@ impl TlsFront {
     }
 
     /// Runs the server side of the handshake; returns the stream and what was agreed.
-    pub async fn accept<IO>(&self, io: IO) -> Result<(TlsStream<IO>, Handshake), HandshakeError>
+    pub(crate) async fn accept<IO>(
+        &self,
+        io: IO,
+    ) -> Result<(TlsStream<IO>, Handshake), HandshakeError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -109,7 +112,7 @@ impl TlsFront {
 /// What a finished handshake agreed on: everything the HTTP and tunnel paths (and later
 /// protocols) need to know about the TLS connection, read once.
 #[derive(Debug, Clone)]
-pub struct Handshake {
+pub(crate) struct Handshake {
     /// Which profile (site or tunnel set-up) of the listener the client got, by SNI.
     pub profile: usize,
     pub sni: Option<String>,
@@ -141,12 +144,12 @@ impl Handshake {
     }
 
     /// An ACME TLS-ALPN-01 validation: the handshake was the whole exchange (RFC 8737 §3).
-    pub fn is_acme_validation(&self) -> bool {
+    pub(crate) fn is_acme_validation(&self) -> bool {
         self.alpn.as_deref() == Some(super::ACME_TLS_ALPN)
     }
 
     /// The version as OpenSSL and nginx name it ("TLSv1.3").
-    pub fn version_name(&self) -> Option<&'static str> {
+    pub(crate) fn version_name(&self) -> Option<&'static str> {
         self.version.map(|v| match v {
             ProtocolVersion::TLSv1_3 => "TLSv1.3",
             ProtocolVersion::TLSv1_2 => "TLSv1.2",
@@ -157,14 +160,14 @@ impl Handshake {
 
 /// A failed handshake, and the profile it was for when that was known.
 #[derive(Debug)]
-pub struct HandshakeError {
+pub(crate) struct HandshakeError {
     pub error: io::Error,
     pub profile: Option<usize>,
 }
 
 impl HandshakeError {
     /// Why the client's certificate was refused, if that is what failed.
-    pub fn refusal(&self) -> Option<String> {
+    pub(crate) fn refusal(&self) -> Option<String> {
         super::client_auth::refusal_reason(&self.error)
     }
 }

@@ -2,17 +2,17 @@
 //! One `ServerConfig` per listener, or per site or tunnel when they differ in what they ask of
 //! clients ([`front`] picks one from the ClientHello); all share the crypto provider.
 
-pub mod client_auth;
-pub mod front;
-pub mod resolver;
+pub(crate) mod client_auth;
+pub(crate) mod front;
+pub(crate) mod resolver;
 
-pub use client_auth::ClientIdentity;
-pub use front::{Handshake, TlsFront};
-pub use resolver::SniResolver;
+pub(crate) use client_auth::ClientIdentity;
+pub(crate) use front::TlsFront;
+pub(crate) use resolver::SniResolver;
 
 /// The ALPN protocol a TLS-ALPN-01 validation connects with (RFC 8737 §6.2): an ALPN
 /// identifier like `h2`.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,18 +29,18 @@ use rustls_pki_types::pem::PemObject;
 use crate::config::TlsPolicy;
 
 /// ALPN identifiers, in the server's order of preference.
-pub const ALPN_H2: &[u8] = b"h2";
-pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// The aws-lc-rs provider. Every suite it offers is an AEAD with ECDHE key exchange, so all
 /// are forward-secret; this is asserted in the tests rather than filtered at run time.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// What one `ServerConfig` offers beyond the policy and the certificates.
 #[derive(Debug, Clone)]
-pub struct Offer {
+pub(crate) struct Offer {
     /// ALPN protocols, most preferred first; empty negotiates none.
     pub alpn: Vec<Vec<u8>>,
     /// Also accept the `acme-tls/1` ALPN of TLS-ALPN-01 validations (its certificate is chosen
@@ -52,7 +52,7 @@ pub struct Offer {
 
 impl Offer {
     /// HTTPS: h2, then http/1.1.
-    pub fn http(acme: bool) -> Self {
+    pub(crate) fn http(acme: bool) -> Self {
         Offer {
             alpn: vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()],
             acme,
@@ -61,7 +61,7 @@ impl Offer {
     }
 }
 
-pub fn server_config(
+pub(crate) fn server_config(
     policy: TlsPolicy,
     provider: Arc<CryptoProvider>,
     resolver: Arc<dyn ResolvesServerCert>,

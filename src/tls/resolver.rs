@@ -19,7 +19,7 @@ enum Candidates {
 }
 
 #[derive(Debug, Default)]
-pub struct SniResolver {
+pub(crate) struct SniResolver {
     names: NameTable<Candidates>,
     /// Answers TLS-ALPN-01 validations, when some site on the listener uses ACME.
     challenges: Option<Arc<Challenges>>,
@@ -27,7 +27,7 @@ pub struct SniResolver {
 
 impl SniResolver {
     /// `reject_unknown`: a name no site serves gets a handshake failure, not the default.
-    pub fn new(reject_unknown: bool) -> Self {
+    pub(crate) fn new(reject_unknown: bool) -> Self {
         SniResolver {
             names: NameTable::new(reject_unknown),
             challenges: None,
@@ -36,17 +36,17 @@ impl SniResolver {
 
     /// Adds a site's names with its certificates, in order of preference; the first site added
     /// also becomes the default.
-    pub fn add(&mut self, names: &[String], keys: Vec<Arc<CertifiedKey>>) {
+    pub(crate) fn add(&mut self, names: &[String], keys: Vec<Arc<CertifiedKey>>) {
         self.insert(names, Candidates::Fixed(keys.into()));
     }
 
     /// Adds a site whose certificate is managed (and replaced) elsewhere.
-    pub fn add_managed(&mut self, names: &[String], slot: Arc<ManagedCert>) {
+    pub(crate) fn add_managed(&mut self, names: &[String], slot: Arc<ManagedCert>) {
         self.insert(names, Candidates::Managed(slot));
     }
 
     /// Lets `acme-tls/1` handshakes get TLS-ALPN-01 validation certificates.
-    pub fn answer_challenges(&mut self, challenges: Arc<Challenges>) {
+    pub(crate) fn answer_challenges(&mut self, challenges: Arc<Challenges>) {
         self.challenges = Some(challenges);
     }
 

@@ -19,10 +19,10 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Tunnel, TunnelMode, defaults};
 use crate::tls::TlsFront;
-pub use relay::{Ending, Relayed, relay};
+pub(crate) use relay::{Ending, Relayed, relay};
 
 /// One tunnel as its connections see it.
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub name: String,
     /// `HOST:PORT` of the upstream (or of the TLS server, in client mode).
     pub to: String,
@@ -34,7 +34,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// A tunnel that terminates TLS (its `ServerConfig` goes to the listener's front).
-    pub fn terminating(t: &Tunnel) -> Endpoint {
+    pub(crate) fn terminating(t: &Tunnel) -> Endpoint {
         let proxy_protocol = matches!(&t.mode, TunnelMode::Server(s) if s.proxy_protocol);
         Endpoint {
             name: t.name.clone(),
@@ -46,7 +46,7 @@ impl Endpoint {
     }
 
     /// A tunnel that originates TLS with `config` to the server named `server_name`.
-    pub fn originating(
+    pub(crate) fn originating(
         t: &Tunnel,
         config: rustls::ClientConfig,
         server_name: &str,
@@ -65,7 +65,7 @@ impl Endpoint {
 }
 
 /// What a tunnel listener serves; replaced whole on reload.
-pub struct TunnelListener {
+pub(crate) struct TunnelListener {
     /// `None` in client mode: connections arrive in plain TCP.
     front: Option<TlsFront>,
     /// One per profile of the front (one in client mode).
@@ -77,7 +77,7 @@ pub struct TunnelListener {
 
 impl TunnelListener {
     /// Tunnels terminating TLS on one port: `tls` picks one of `endpoints` (by its profile).
-    pub fn terminating(
+    pub(crate) fn terminating(
         tls: TlsFront,
         endpoints: Vec<Endpoint>,
         handshake_timeout: Duration,
@@ -92,7 +92,7 @@ impl TunnelListener {
     }
 
     /// A client-mode tunnel: plain TCP in, TLS out.
-    pub fn originating(
+    pub(crate) fn originating(
         endpoint: Endpoint,
         handshake_timeout: Duration,
         log_connections: bool,
@@ -104,14 +104,10 @@ impl TunnelListener {
             log_connections,
         }
     }
-
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
-    }
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, listener: Arc<TunnelListener>) {
+pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, listener: Arc<TunnelListener>) {
     match (&listener.front, listener.endpoints.first()) {
         (Some(front), _) => terminate(tcp, peer, front, &listener).await,
         (None, Some(endpoint)) => originate(tcp, peer, endpoint, &listener).await,

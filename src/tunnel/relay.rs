@@ -21,7 +21,7 @@ use crate::config::defaults::TUNNEL_BUFFER_BYTES;
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// Both sides finished sending.
     Closed,
     /// Nothing moved for the idle timeout.
@@ -31,7 +31,7 @@ pub enum Ending {
 }
 
 #[derive(Debug)]
-pub struct Relayed {
+pub(crate) struct Relayed {
     /// Bytes read from the first stream (and written to the second).
     pub sent: u64,
     /// Bytes read from the second stream.
@@ -40,7 +40,7 @@ pub struct Relayed {
     pub error: Option<io::Error>,
 }
 
-pub async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> Relayed
+pub(crate) async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> Relayed
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,

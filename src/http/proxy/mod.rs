@@ -25,7 +25,7 @@ use upstreams::{Picked, Pool, UpstreamHttp};
 type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn StdError + Send + Sync>>;
 
 /// A route, its client and the state of its upstreams.
-pub struct RouteHandler {
+pub(crate) struct RouteHandler {
     pub route: Route,
     client: UpstreamHttp,
     pool: Arc<Pool>,
@@ -51,7 +51,7 @@ fn origin_of(upstream: &Upstream) -> std::io::Result<Origin> {
 
 impl RouteHandler {
     /// Builds the route's client; starts its health checks when configured (needs a runtime).
-    pub fn new(
+    pub(crate) fn new(
         route: Route,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> std::io::Result<Self> {
@@ -76,14 +76,14 @@ impl RouteHandler {
 }
 
 /// Everything about the client side that the upstream request needs.
-pub struct Forward<'a> {
+pub(crate) struct Forward<'a> {
     pub conn: &'a ConnInfo,
     /// The host the client asked for (validated), and the raw authority it sent.
     pub host: &'a str,
     pub site: &'a Site,
 }
 
-pub async fn forward(
+pub(crate) async fn forward(
     rh: &RouteHandler,
     mut req: Request<Incoming>,
     fwd: Forward<'_>,
