@@ -9,6 +9,7 @@ pub mod pebble;
 pub mod pki;
 pub mod server;
 pub mod tcp;
+pub mod tunnels;
 pub mod upstream;
 
 use std::path::Path;
