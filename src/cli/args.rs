@@ -80,7 +80,7 @@ pub(super) struct CheckArgs {
     /// Connect to this IP address instead of resolving HOST (HOST is still the name checked).
     #[arg(long, value_name = "IP")]
     pub(super) connect: Option<IpAddr>,
-    /// Port of the http:// listener expected to redirect to https:// [default: 80].
+    /// Port of the http:// listener expected to redirect to https://.
     #[arg(long, value_name = "PORT", default_value_t = 80)]
     pub(super) http_port: u16,
     /// Exit with code 1 when the grade is below this one (A+, A, A-, B, C, D, E, F).
@@ -198,6 +198,9 @@ pub(super) struct ServeArgs {
     /// Folder to serve [default: the current folder].
     #[arg(short = 's', long = "static-dir", value_name = "DIR")]
     pub(super) static_dir: Option<PathBuf>,
+    /// List the files of folders that have no index.html (like `caddy file-server --browse`).
+    #[arg(long)]
+    pub(super) browse: bool,
     /// Debug log, including TLS handshake details.
     #[arg(short = 'd', long)]
     pub(super) debug: bool,
@@ -239,6 +242,10 @@ pub(super) struct ProxyArgs {
     /// certificate and 0.0.0.0:443, with the HTTP listener on :80].
     #[arg(long, value_name = "NAME[:PORT]")]
     pub(super) from: Option<String>,
+    /// How long the app may take to start answering before the client gets 504 (500ms, 90s,
+    /// 10m) [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub(super) response_timeout: Option<String>,
     /// Address to bind [default: 127.0.0.1, loopback only].
     #[arg(short = 'H', long, value_name = "HOST")]
     pub(super) host: Option<String>,

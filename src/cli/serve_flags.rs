@@ -60,7 +60,13 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     let upstreams = args
         .to
         .iter()
-        .map(|t| config::Upstream::parse(t).map_err(anyhow::Error::msg))
+        .map(|t| {
+            config::Upstream::parse(t).map_err(|e| {
+                anyhow::anyhow!(
+                    "--to {t}: {e} (the app's address: --to :5000, --to localhost:5000 or --to https://10.0.0.5:8443)"
+                )
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let files = args.cert.clone().zip(args.key.clone());
     // Like Caddy: a public name, or any ACME flag, means a certificate from the ACME CA.
@@ -87,14 +93,22 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     };
     let ip = args.host.as_deref().map_or(Ok(default_ip), parse_host)?;
     let http_port = args.http_port.unwrap_or(default_http);
-    let mut site = local_site(ip, port.unwrap_or(default_port), http_port, files);
+    let port = port.unwrap_or(default_port);
+    distinct_ports(port, http_port, "--from")?;
+    let mut site = local_site(ip, port, http_port, files);
     if let Some(name) = name {
         match acme {
             true => site.names = vec![name],
             false => site.names.insert(0, name),
         }
     }
-    site.routes = vec![config::Route::to("/", upstreams)];
+    let mut route = config::Route::to("/", upstreams);
+    if let Some(t) = &args.response_timeout {
+        route.response_timeout = config::parse_duration(t).map_err(|e| {
+            anyhow::anyhow!("--response-timeout {t}: {e} (e.g. --response-timeout 10m)")
+        })?;
+    }
+    site.routes = vec![route];
     site.client_auth = args.clients.settings()?;
     let mut config = single_site_config(site, false);
     if acme {
@@ -108,20 +122,47 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     Ok(config)
 }
 
-/// `--from NAME[:PORT]`: the site name (checked) and the HTTPS port, if given.
+/// `--from`, as Caddy reads it: `NAME`, `NAME:PORT`, `:PORT`, `PORT` or `https://NAME[:PORT]`;
+/// the site name (checked), if any, and the HTTPS port, if given.
 fn parse_from(from: &str) -> Result<(Option<String>, Option<u16>)> {
-    let (name, port) = match from.rsplit_once(':') {
-        Some((n, p)) if !n.contains(':') => (
-            n,
-            Some(
-                p.parse()
-                    .with_context(|| format!("--from {from}: `{p}` is not a port"))?,
-            ),
-        ),
-        _ => (from, None),
+    let example = "e.g. --from app.localhost, --from :9443 or --from https://app.localhost:9443";
+    if from.starts_with("http://") {
+        bail!(
+            "--from {from}: candado serves HTTPS; write https://… or leave the scheme out ({example})"
+        );
+    }
+    let rest = from.strip_prefix("https://").unwrap_or(from);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let port_of = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .with_context(|| format!("--from {from}: `{p}` is not a port ({example})"))
     };
-    let name = config::parse_site_name(name).map_err(|e| anyhow::anyhow!("--from {from}: {e}"))?;
+    if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok((None, Some(port_of(rest)?)));
+    }
+    let (name, port) = match rest.rsplit_once(':') {
+        Some((n, p)) if !n.contains(':') => (n, Some(port_of(p)?)),
+        _ => (rest, None),
+    };
+    if name.is_empty() {
+        return Ok((None, port));
+    }
+    let name = config::parse_site_name(name)
+        .map_err(|e| anyhow::anyhow!("--from {from}: {e} ({example})"))?;
     Ok((Some(name), port))
+}
+
+/// The HTTPS port and the redirect port cannot be one port: found before binding, so the
+/// message names the flags instead of blaming "another server".
+fn distinct_ports(https: u16, http: u16, https_flag: &str) -> Result<()> {
+    if http != 0 && http == https {
+        bail!(
+            "--http-port {http} is also the HTTPS port ({https_flag}): choose another redirect port, e.g. --http-port 8080, or --http-port 0 for none"
+        );
+    }
+    Ok(())
 }
 
 /// The config from a file (with flags overriding it) or from flags alone.
@@ -134,11 +175,12 @@ fn build_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     let overrides = args.host.is_some()
         || args.port.is_some()
         || args.static_dir.is_some()
-        || args.cert.is_some();
+        || args.cert.is_some()
+        || args.browse;
     if overrides {
         let [site] = config.sites.as_mut_slice() else {
             bail!(
-                "-H, -p, -s and --cert apply to a config with one site; {} has {}",
+                "-H, -p, -s, --browse and --cert apply to a config with one site; {} has {}",
                 path.display(),
                 config.sites.len()
             );
@@ -163,6 +205,7 @@ fn apply_overrides(site: &mut Site, args: &ServeArgs) -> Result<()> {
     if let Some(dir) = &args.static_dir {
         site.root = Some(existing_dir(dir)?);
     }
+    site.static_options.listing |= args.browse;
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         site.certificate = CertSource::Files {
             cert: cert.clone(),
@@ -177,8 +220,10 @@ fn config_from_flags(args: &ServeArgs) -> Result<Config> {
     let ip = bind_ip(args.host.as_deref())?;
     let port = args.port.unwrap_or(defaults::HTTPS_PORT);
     let http_port = args.http_port.unwrap_or(defaults::REDIRECT_PORT);
+    distinct_ports(port, http_port, "-p")?;
     let files = args.cert.clone().zip(args.key.clone());
     let mut site = local_site(ip, port, http_port, files);
+    site.static_options.listing = args.browse;
     site.root = Some(existing_dir(
         args.static_dir.as_deref().unwrap_or(Path::new(".")),
     )?);

@@ -66,8 +66,10 @@ pub(crate) const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Time to open a TCP (and TLS) connection to an upstream (Caddy: 3 s).
 pub(crate) const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Time for an upstream to send its response headers before the client gets 504 (nginx: 60 s).
-pub(crate) const PROXY_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time for an upstream to send its response headers before the client gets 504 (nginx: 60 s,
+/// too short for the LLM back ends behind Open WebUI, which often think longer before their
+/// first byte).
+pub(crate) const PROXY_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest request body forwarded (nginx: 1 MB, too small for uploads to apps like Open WebUI).
 pub(crate) const MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 /// An upstream that refused a connection is skipped for this long.

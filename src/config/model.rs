@@ -464,10 +464,15 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// Parses `http://host:port`, `https://host[:port]` or a bare `host:port` (HTTP).
+    /// A port alone (`5000`, `:5000`) means this machine, as in Caddy.
     pub(crate) fn parse(s: &str) -> Result<Upstream, String> {
-        let with_scheme = match s.contains("://") {
-            true => s.to_owned(),
-            false => format!("http://{s}"),
+        let with_scheme = match s {
+            _ if s.contains("://") => s.to_owned(),
+            _ if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("http://127.0.0.1:{s}")
+            }
+            _ if s.starts_with(':') => format!("http://127.0.0.1{s}"),
+            _ => format!("http://{s}"),
         };
         let uri: http::Uri = with_scheme.parse().map_err(|_| {
             format!("`{s}` is not an upstream address; write e.g. http://127.0.0.1:5000")
@@ -476,8 +481,10 @@ impl Upstream {
         if scheme != "http" && scheme != "https" {
             return Err(format!("`{s}`: upstreams are http:// or https://"));
         }
-        let Some(authority) = uri.authority() else {
-            return Err(format!("`{s}` has no host"));
+        let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+            return Err(format!(
+                "`{s}` has no host; write e.g. http://127.0.0.1:5000"
+            ));
         };
         if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
             return Err(format!(
@@ -615,15 +622,17 @@ pub(crate) struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        writeln!(
-            f,
-            "{}: {n} problem{} found",
-            self.file.display(),
-            if n == 1 { "" } else { "s" }
-        )?;
+        // One problem is one line; several get a count, then a line each.
+        let indent = match n {
+            1 => "",
+            _ => {
+                writeln!(f, "{}: {n} problems found", self.file.display())?;
+                "  "
+            }
+        };
         for (i, p) in self.problems.iter().enumerate() {
             let line = p.line.map(|l| format!(":{l}")).unwrap_or_default();
-            write!(f, "  {}{line}: ", self.file.display())?;
+            write!(f, "{indent}{}{line}: ", self.file.display())?;
             if !p.key.is_empty() {
                 write!(f, "{}: ", p.key)?;
             }

@@ -59,6 +59,9 @@ pub(crate) async fn serve_tls(
                 Some(reason) => {
                     tracing::warn!(%site, client = %peer, "client certificate refused: {reason}")
                 }
+                None if super::self_check_running() => {
+                    tracing::trace!(%peer, error = %e.error, "a self-check probe's handshake was refused")
+                }
                 None => tracing::debug!(%peer, error = %e.error, "TLS handshake failed"),
             };
         }

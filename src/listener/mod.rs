@@ -30,6 +30,18 @@ pub(crate) enum ListenerState {
     Tunnel(Arc<TunnelListener>),
 }
 
+/// Set while `serve -d` grades its own TLS set-up: its probes offer what the server refuses on
+/// purpose, and their failed handshakes must not read as clients' failures in the debug log.
+static SELF_CHECK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn set_self_check_running(on: bool) {
+    SELF_CHECK.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn self_check_running() -> bool {
+    SELF_CHECK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What every connection of one listener shares.
 pub(crate) struct ListenerCtx {
     pub state: arc_swap::ArcSwap<ListenerState>,

@@ -136,9 +136,17 @@ struct Bound {
 
 impl Bound {
     async fn all(config: &Config) -> Result<Bound> {
-        let https = bind_all(config.sites.iter().map(|s| s.listen)).await?;
-        let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from)).await?;
-        let tunnels = bind_all(config.tunnels.iter().map(|t| t.listen)).await?;
+        let https = bind_all(config.sites.iter().map(|s| s.listen))
+            .await
+            .context("the HTTPS listener (-p / --from, or sites[].listen in a config)")?;
+        let redirects = bind_all(config.sites.iter().filter_map(|s| s.redirect_from))
+            .await
+            .context(
+                "the HTTP→HTTPS redirect listener (--http-port, 0 for none; or sites[].http_redirect in a config)",
+            )?;
+        let tunnels = bind_all(config.tunnels.iter().map(|t| t.listen))
+            .await
+            .context("a tunnel's listener (--listen, or tunnels[].listen in a config)")?;
         let actual = |m: &HashMap<SocketAddr, (TcpListener, SocketAddr)>| {
             m.iter().map(|(r, (_, a))| (*r, *a)).collect()
         };
@@ -231,7 +239,10 @@ fn spawn_self_check(
         ..Default::default()
     };
     tokio::spawn(async move {
-        match crate::check::run(&name, addr.port(), &opts).await {
+        listener::set_self_check_running(true);
+        let graded = crate::check::run(&name, addr.port(), &opts).await;
+        listener::set_self_check_running(false);
+        match graded {
             Ok(r) => {
                 let caps: Vec<&str> = r.caps.iter().map(|c| c.reason.as_str()).collect();
                 tracing::info!(grade = %r.grade, capped_by = ?caps, "TLS self-check");

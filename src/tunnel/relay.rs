@@ -127,6 +127,11 @@ impl Direction {
                         }
                         return Poll::Pending;
                     }
+                    // A TLS peer that closes without close_notify (Python's `ssl`, most
+                    // clients that just close the socket): the end of its data all the same.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        read.clear();
+                    }
                     Poll::Ready(res) => res?,
                 }
                 let n = read.filled().len();
@@ -146,12 +151,23 @@ impl Direction {
             if self.read_done {
                 self.buf = None;
                 ready!(Pin::new(&mut *w).poll_flush(cx))?;
-                ready!(Pin::new(&mut *w).poll_shutdown(cx))?;
+                match ready!(Pin::new(&mut *w).poll_shutdown(cx)) {
+                    // The other side is gone already: there was nothing left to tell it.
+                    Err(e) if gone(&e) => {}
+                    res => res?,
+                }
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
         }
     }
+}
+
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
 }
 
 #[cfg(test)]
@@ -202,5 +218,57 @@ mod tests {
         let (upstream, _upstream_far) = tokio::io::duplex(64);
         let done = relay(client, upstream, Duration::from_secs(30)).await;
         assert_eq!(done.ending, Ending::Idle);
+    }
+
+    /// Reads what it holds, then fails as a TLS stream does when the peer closes the socket
+    /// without close_notify.
+    struct EndsWithoutNotify(&'static [u8]);
+
+    impl AsyncRead for EndsWithoutNotify {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.0.is_empty() {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            buf.put_slice(self.0);
+            self.0 = &[];
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for EndsWithoutNotify {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_without_close_notify_ends_the_relay_cleanly() {
+        let (upstream, mut app) = tokio::io::duplex(1024);
+        let relay = tokio::spawn(relay(
+            EndsWithoutNotify(b"bye"),
+            upstream,
+            Duration::from_secs(5),
+        ));
+        let mut got = Vec::new();
+        app.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
+        drop(app);
+        let done = relay.await.unwrap();
+        assert_eq!(done.ending, Ending::Closed, "{:?}", done.error);
+        assert_eq!(done.sent, 3);
     }
 }

@@ -192,7 +192,11 @@ async fn send(
 ) -> Result<Response<Incoming>, (StatusCode, &'static str)> {
     match tokio::time::timeout(rh.route.response_timeout, rh.client.request(request)).await {
         Err(_) => {
-            tracing::warn!(upstream = %picked.upstream().origin, "upstream sent no response in time");
+            tracing::warn!(
+                upstream = %picked.upstream().origin,
+                "the upstream sent no response within {} (the route's timeouts.response, or proxy --response-timeout): answered 504",
+                humantime::format_duration(rh.route.response_timeout)
+            );
             Err((
                 StatusCode::GATEWAY_TIMEOUT,
                 "The application did not answer in time.",
