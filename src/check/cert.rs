@@ -74,6 +74,46 @@ impl Roots {
 }
 
 /// Judges `chain` (leaf first) as presented for `host`.
+/// A TLS error as a person can act on it: what the server did wrong, not rustls's variant.
+pub(crate) fn in_words(error: &rustls::Error) -> String {
+    use rustls::{CertificateError as C, Error as E, InvalidMessage as M};
+    match error {
+        E::InvalidMessage(M::InvalidContentType) => {
+            "the server did not answer with TLS (is it plain HTTP on this port? try http://)".into()
+        }
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+            "the server sent something that is not a valid TLS handshake".into()
+        }
+        E::AlertReceived(alert) => format!("the server refused the handshake (TLS alert {alert:?})"),
+        E::NoApplicationProtocol => "the server offers none of the application protocols asked for".into(),
+        E::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "it is issued by a CA this machine does not trust (pass --ca FILE for a private CA)".into(),
+            // webpki's own variant, passed through as "other".
+            C::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => "the server presents a CA certificate (CA:TRUE) as its own; browsers refuse that: issue a server certificate, e.g. `candado cert issue NAME`".into(),
+            C::Expired | C::ExpiredContext { .. } => "the certificate has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => "the certificate is not valid yet (check the clock)".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => "the certificate does not cover this host name".into(),
+            C::Revoked => "the certificate is revoked".into(),
+            #[allow(deprecated)]
+            C::BadSignature => "the certificate's signature does not verify (another CA with the same name?)".into(),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "the certificate is not for servers (its extended key usage lacks serverAuth)".into(),
+            other => format!("the certificate is not valid: {other}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// An I/O error from a TLS connection, in words when rustls says what went wrong.
+pub(crate) fn io_in_words(error: &std::io::Error) -> String {
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => in_words(tls),
+        None => error.to_string(),
+    }
+}
+
 pub(crate) fn assess(
     chain: &[CertificateDer<'static>],
     host: &str,
@@ -100,7 +140,7 @@ pub(crate) fn assess(
         Ok(v) => v
             .verify_server_cert(leaf_der, &chain[1..], &name, &[], UnixTime::now())
             .err()
-            .map(|e| e.to_string()),
+            .map(|e| in_words(&e)),
         Err(e) => Some(format!("no usable trust anchors: {e}")),
     };
     let self_signed = last.issuer().as_raw() == last.subject().as_raw();

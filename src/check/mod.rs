@@ -38,7 +38,7 @@ pub use suites::{Flaw, Strength, Suite};
 /// Why a check could not be made at all (findings about the server are not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("cannot resolve {host}: {source}")]
+    #[error("cannot resolve {host}")]
     Resolve {
         host: String,
         #[source]
@@ -46,7 +46,7 @@ pub enum CheckError {
     },
     #[error("{host} has no address")]
     NoAddress { host: String },
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         addr: SocketAddr,
         #[source]
@@ -177,7 +177,12 @@ pub async fn fetch_chain(
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS handshake with {host}:{port} failed: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "TLS handshake with {host}:{port} failed: {}",
+                    cert::io_in_words(&e)
+                )
+            })?;
         let chain = tls
             .get_ref()
             .1

@@ -209,3 +209,30 @@ fn common_mistakes_each_get_one_line_that_says_what_where_and_what_to_do() {
         }
     }
 }
+
+#[test]
+fn tls_and_network_failures_are_said_in_words_once() {
+    // A plain-HTTP port: rustls calls it InvalidContentType.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = plain.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in plain.incoming().flatten().take(4) {
+            use std::io::Write;
+            let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let (status, out, _) = run_to_exit(&["cert", "inspect", &addr], std::env::temp_dir().as_path());
+    assert!(!status.success());
+    assert!(out.contains("did not answer with TLS"), "{out}");
+    // A closed port: the reason once, not twice.
+    let closed = free_port().to_string();
+    let (status, out, _) = run_to_exit(
+        &["check", &format!("127.0.0.1:{closed}")],
+        std::env::temp_dir().as_path(),
+    );
+    assert!(!status.success());
+    assert_eq!(out.matches("Connection refused").count(), 1, "{out}");
+    for word in INTERNALS {
+        assert!(!out.contains(word), "`{word}`:\n{out}");
+    }
+}
