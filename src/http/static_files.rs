@@ -164,7 +164,13 @@ impl StaticFiles {
             return serve_file(req, (&self.root, &index), file, &meta).await;
         }
         if self.root.options.listing {
-            return self.listing(&self.root.path.join(rel), raw_path);
+            // A folder can hold many entries: read it on the blocking pool.
+            let (dir, hidden) = (self.root.path.join(rel), self.root.options.hidden);
+            let rows = tokio::task::spawn_blocking(move || read_entries(&dir, hidden)).await;
+            return match rows {
+                Ok(Ok(rows)) => listing(rows, raw_path),
+                _ => not_found(raw_path),
+            };
         }
         self.missing(raw_path, is_root)
     }
@@ -177,32 +183,34 @@ impl StaticFiles {
         }
         not_found(raw_path)
     }
+}
 
-    fn listing(&self, dir: &Path, raw_path: &str) -> Response<Body> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return not_found(raw_path);
-        };
-        let mut rows: Vec<Entry> = entries
-            .filter_map(Result::ok)
-            .filter(|e| self.root.options.hidden || !is_hidden(&e.file_name()))
-            .map(|e| Entry::of(&e))
-            .collect();
-        // Folders first, then files, each by name: the order of ls and of most file managers.
-        rows.sort_by(|a, b| (!a.is_dir, &a.name).cmp(&(!b.is_dir, &b.name)));
-        let title = format!("Index of {}", percent_decode_lossy(raw_path));
-        let mut body = format!(
-            "<h1>{}</h1>\n<table>\n<thead><tr><th>Name</th><th class=\"size\">Size</th><th>Modified (UTC)</th></tr></thead>\n<tbody>\n",
-            escape_html(&title)
-        );
-        if raw_path != "/" {
-            body.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
-        }
-        for row in rows {
-            body.push_str(&row.html());
-        }
-        body.push_str("</tbody>\n</table>");
-        html(StatusCode::OK, styled_page(&title, &body))
+/// A folder's entries, folders first, then files, each by name (the order of ls and of most
+/// file managers).
+fn read_entries(dir: &Path, hidden: bool) -> std::io::Result<Vec<Entry>> {
+    let mut rows: Vec<Entry> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| hidden || !is_hidden(&e.file_name()))
+        .map(|e| Entry::of(&e))
+        .collect();
+    rows.sort_by(|a, b| (!a.is_dir, &a.name).cmp(&(!b.is_dir, &b.name)));
+    Ok(rows)
+}
+
+fn listing(rows: Vec<Entry>, raw_path: &str) -> Response<Body> {
+    let title = format!("Index of {}", percent_decode_lossy(raw_path));
+    let mut body = format!(
+        "<h1>{}</h1>\n<table>\n<thead><tr><th>Name</th><th class=\"size\">Size</th><th>Modified (UTC)</th></tr></thead>\n<tbody>\n",
+        escape_html(&title)
+    );
+    if raw_path != "/" {
+        body.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
     }
+    for row in rows {
+        body.push_str(&row.html());
+    }
+    body.push_str("</tbody>\n</table>");
+    html(StatusCode::OK, styled_page(&title, &body))
 }
 
 /// One line of a folder listing.
