@@ -296,36 +296,44 @@ fn validate_timeouts(raw: Option<raw::RawTimeouts>, p: &mut Problems) -> Timeout
 
 fn validate_limits(raw: Option<raw::RawLimits>, p: &mut Problems) -> Limits {
     let mut limits = Limits::default();
-    if let Some(l) = raw {
-        if let Some(v) = l.max_header_bytes {
-            match v.value {
-                1024..=1_048_576 => limits.max_header_bytes = v.value as usize,
-                _ => p.add(
-                    line_of(&v),
-                    "limits.max_header_bytes",
-                    "must be between 1024 and 1048576 bytes",
+    let Some(l) = raw else {
+        return limits;
+    };
+    for (key, value, range, unit, slot) in [
+        (
+            "max_header_bytes",
+            l.max_header_bytes,
+            1024..=1_048_576,
+            " bytes",
+            &mut limits.max_header_bytes,
+        ),
+        (
+            "max_uri_bytes",
+            l.max_uri_bytes,
+            256..=1_048_576,
+            " bytes",
+            &mut limits.max_uri_bytes,
+        ),
+        (
+            "max_connections",
+            l.max_connections,
+            1..=1_000_000,
+            "",
+            &mut limits.max_connections,
+        ),
+    ] {
+        let Some(v) = value else { continue };
+        match range.contains(&v.value) {
+            true => *slot = v.value as usize,
+            false => p.add(
+                line_of(&v),
+                format!("limits.{key}"),
+                format!(
+                    "must be between {} and {}{unit}",
+                    range.start(),
+                    range.end()
                 ),
-            }
-        }
-        if let Some(v) = l.max_uri_bytes {
-            match v.value {
-                256..=1_048_576 => limits.max_uri_bytes = v.value as usize,
-                _ => p.add(
-                    line_of(&v),
-                    "limits.max_uri_bytes",
-                    "must be between 256 and 1048576 bytes",
-                ),
-            }
-        }
-        if let Some(v) = l.max_connections {
-            match v.value {
-                1..=1_000_000 => limits.max_connections = v.value as usize,
-                _ => p.add(
-                    line_of(&v),
-                    "limits.max_connections",
-                    "must be between 1 and 1000000",
-                ),
-            }
+            ),
         }
     }
     limits

@@ -80,6 +80,50 @@ fn an_http1_client_that_stops_reading_is_disconnected_after_the_write_timeout() 
     );
 }
 
+/// An HTTP/2 client with a zero window (the server may send headers, never a byte of data;
+/// PINGs are answered by the h2 crate, no WINDOW_UPDATE is ever sent) that asks for
+/// /big.bin on `streams` streams. Returns the response heads, kept (dropping one resets its
+/// stream), and the connection's task, which ends with the time the connection lasted.
+async fn stalled_h2(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    streams: usize,
+) -> (
+    Vec<http::Response<h2::RecvStream>>,
+    tokio::task::JoinHandle<Duration>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client::client_config(ca_pem, &[b"h2"]))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut h2, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+        started.elapsed()
+    });
+    let mut pending = Vec::new();
+    for _ in 0..streams {
+        h2 = h2.ready().await.unwrap();
+        let req = http::Request::get("https://test.example/big.bin")
+            .body(())
+            .unwrap();
+        pending.push(h2.send_request(req, true).unwrap().0);
+    }
+    let mut heads = Vec::new();
+    for p in pending {
+        let res = tokio::time::timeout(Duration::from_secs(5), p).await;
+        heads.push(res.expect("no headers in time").expect("no headers"));
+    }
+    (heads, conn)
+}
+
 #[test]
 fn an_http2_client_that_never_opens_its_window_is_disconnected_and_costs_no_file() {
     let f = Fixture::start_with_files("", "timeouts: {write: 2s}", with_big_file);
@@ -88,42 +132,10 @@ fn an_http2_client_that_never_opens_its_window_is_disconnected_and_costs_no_file
         .enable_all()
         .build()
         .unwrap();
-    let config = client::client_config(&f.pki.ca_pem, &[b"h2"]);
     let addr = f.server.https;
+    let ca = f.pki.ca_pem.clone();
     let (heads, closed_after) = rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        // A zero window: the server may send headers, never a byte of data. PINGs are
-        // answered by the h2 crate; no WINDOW_UPDATE is ever sent.
-        let (mut h2, conn) = h2::client::Builder::new()
-            .initial_window_size(0)
-            .handshake::<_, bytes::Bytes>(tls)
-            .await
-            .unwrap();
-        let started = Instant::now();
-        let conn = tokio::spawn(async move {
-            let _ = conn.await;
-            started.elapsed()
-        });
-        let mut pending = Vec::new();
-        for _ in 0..128 {
-            h2 = h2.ready().await.unwrap();
-            let req = http::Request::get("https://test.example/big.bin")
-                .body(())
-                .unwrap();
-            pending.push(h2.send_request(req, true).unwrap().0);
-        }
-        // Kept, not dropped: dropping a response resets its stream.
-        let mut heads = Vec::new();
-        for p in pending {
-            if let Ok(Ok(res)) = tokio::time::timeout(Duration::from_secs(5), p).await {
-                heads.push(res);
-            }
-        }
+        let (heads, conn) = stalled_h2(addr, &ca, 128).await;
         let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
         let ok = heads.iter().filter(|r| r.status() == 200).count();
         (ok, closed.ok().and_then(Result::ok))
@@ -154,36 +166,11 @@ fn http2_streams_waiting_for_their_window_hold_no_open_file() {
         .enable_all()
         .build()
         .unwrap();
-    let config = client::client_config(&f.pki.ca_pem, &[b"h2"]);
     let addr = f.server.https;
     let server = &f.server;
+    let ca = f.pki.ca_pem.clone();
     rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        let (mut h2, conn) = h2::client::Builder::new()
-            .initial_window_size(0)
-            .handshake::<_, bytes::Bytes>(tls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut pending = Vec::new();
-        for _ in 0..64 {
-            h2 = h2.ready().await.unwrap();
-            let req = http::Request::get("https://test.example/big.bin")
-                .body(())
-                .unwrap();
-            pending.push(h2.send_request(req, true).unwrap().0);
-        }
-        // Kept, not dropped: dropping a response resets its stream.
-        let mut heads = Vec::new();
-        for p in pending {
-            let res = tokio::time::timeout(Duration::from_secs(5), p).await;
-            heads.push(res.expect("no headers in time").expect("no headers"));
-        }
+        let (heads, _conn) = stalled_h2(addr, &ca, 64).await;
         // 64 stalled streams: the connection's socket (and maybe a runtime handle), and no
         // file for any of them.
         let during = server.open_fds();
