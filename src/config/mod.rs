@@ -10,6 +10,7 @@ mod raw;
 mod site;
 mod tls;
 mod tunnels;
+mod unknown_keys;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,19 @@ fn strip_location_suffix(msg: &str) -> String {
     }
 }
 
+/// Reads the raw mirror of a file; on failure, every unknown key in it (serde stops at the
+/// first), plus the error itself when it is about something else (a wrong type).
+pub(crate) fn read_raw<'de, T: serde::Deserialize<'de>>(text: &'de str) -> Result<T, Vec<Problem>> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let first = yaml_problem(e);
+        let mut all = unknown_keys::unknown_keys::<T>(text);
+        if all.is_empty() || !first.message.starts_with("unknown field") {
+            all.push(first);
+        }
+        all
+    })
+}
+
 /// Collects problems while a raw config is validated.
 #[derive(Default)]
 pub(crate) struct Problems(pub Vec<Problem>);
@@ -179,7 +193,7 @@ pub(crate) fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
 }
 
 fn parse_candado(text: &str, base: &Path) -> Result<Config, Vec<Problem>> {
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(e)])?;
+    let raw: RawConfig = read_raw(text)?;
     let mut p = Problems::default();
     let config = validate(raw, base, &mut p);
     match p.0.is_empty() {

@@ -10,7 +10,7 @@ use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
 use super::parse::parse_site_name;
-use super::{Problems, defaults, line_of, model::*, yaml_problem};
+use super::{Problems, defaults, line_of, model::*};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +90,7 @@ struct PyLogging {
 
 /// Reads a PyServe config. Paths are relative to the working folder, as in PyServe.
 pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
-    let raw: PyConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(e)])?;
+    let raw: PyConfig = super::read_raw(text)?;
     let mut p = Problems::default();
     let mut warnings = Vec::new();
     let site = validate(raw, &mut p, &mut warnings);
