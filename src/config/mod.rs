@@ -126,13 +126,13 @@ fn strip_location_suffix(msg: &str) -> String {
 }
 
 /// Reads the raw mirror of a file; on failure, every unknown key in it (serde stops at the
-/// first), plus the error itself when it is about something else (a wrong type).
+/// first) and the first other error past them (a wrong type), or else the error itself.
 pub(crate) fn read_raw<'de, T: serde::Deserialize<'de>>(text: &'de str) -> Result<T, Vec<Problem>> {
     serde_saphyr::from_str(text).map_err(|e| {
-        let first = yaml_problem(e);
-        let mut all = unknown_keys::unknown_keys::<T>(text);
-        if all.is_empty() || !first.message.starts_with("unknown field") {
-            all.push(first);
+        let (mut all, rest) = unknown_keys::unknown_keys::<T>(text);
+        match all.is_empty() {
+            true => all.push(yaml_problem(e)),
+            false => all.extend(rest.map(yaml_problem)),
         }
         all
     })

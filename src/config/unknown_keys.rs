@@ -21,8 +21,11 @@ use super::model::Problem;
 const SPANNED_MARKER: &str = "__serde_saphyr_private_spanned";
 
 /// Every key of `text` that no field of `T` takes, each with its path, line and a "did you
-/// mean" when a known key is close. Empty when the file has none (or is not YAML at all).
-pub(super) fn unknown_keys<'de, T: Deserialize<'de>>(text: &'de str) -> Vec<Problem> {
+/// mean" when a known key is close; then the first other error past them (a wrong type), if
+/// any.
+pub(super) fn unknown_keys<'de, T: Deserialize<'de>>(
+    text: &'de str,
+) -> (Vec<Problem>, Option<serde_saphyr::Error>) {
     let found = RefCell::new(Vec::new());
     let last_str = RefCell::new(String::new());
     let ctx = Ctx {
@@ -30,12 +33,10 @@ pub(super) fn unknown_keys<'de, T: Deserialize<'de>>(text: &'de str) -> Vec<Prob
         found: &found,
         last_str: &last_str,
     };
-    // The result does not matter: what was skipped on the way is the answer.
-    let _ = serde_saphyr::with_deserializer_from_str(text, |de| {
+    let rest = serde_saphyr::with_deserializer_from_str(text, |de| {
         T::deserialize(Collect { de, ctx }).map(drop)
     });
-
-    found.into_inner()
+    (found.into_inner(), rest.err())
 }
 
 /// A problem for `key` at `path`, which is not one of `fields`.
@@ -341,6 +342,7 @@ mod tests {
     fn every_unknown_key_is_found_with_its_path_line_and_a_close_name() {
         let yaml = "timeout: {handshake: 5s}\nlog: {fromat: json}\nsites:\n  - names: [a.test]\n    certificate: {cert: c.pem, key: k.pem}\n    hstss: {max_age: 1d}\n    proxy:\n      - path: /api\n        to: 127.0.0.1:1\n        timeoutz: {connect: 1s}\n";
         let found: Vec<_> = unknown_keys::<RawConfig>(yaml)
+            .0
             .into_iter()
             .map(|p| (p.key, p.line, p.message))
             .collect();
@@ -361,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_key_like_no_other_lists_the_known_ones() {
-        let found = unknown_keys::<RawConfig>("sites:\n  - names: [a.test]\n    zzzzzz: 1\n");
+        let (found, _) = unknown_keys::<RawConfig>("sites:\n  - names: [a.test]\n    zzzzzz: 1\n");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].message.contains("known keys here: names,"),
@@ -370,8 +372,18 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_type_past_the_unknown_keys_is_reported_too() {
+        let (found, rest) = unknown_keys::<RawConfig>(
+            "sites:\n  - names: [a.test]\n    hstss: {}\n    secure_cookies: [1]\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        let rest = rest.expect("the wrong type").to_string();
+        assert!(rest.contains("line 4"), "{rest}");
+    }
+
+    #[test]
     fn a_clean_file_has_none() {
         let yaml = "tls: {policy: modern}\nsites:\n  - names: [a.test]\n    headers: {X-A: b}\n";
-        assert!(unknown_keys::<RawConfig>(yaml).is_empty());
+        assert!(unknown_keys::<RawConfig>(yaml).0.is_empty());
     }
 }
