@@ -82,7 +82,10 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
     };
     result
         .map(|(config, warnings)| Loaded {
-            config,
+            config: Config {
+                source: Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())),
+                ..config
+            },
             format,
             warnings,
         })
@@ -283,6 +286,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         tunnels,
         allow_expired: false,
         acme,
+        source: None,
     }
 }
 
