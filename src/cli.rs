@@ -26,7 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Proxy(args)) => proxy(args).await,
         Some(Command::HashPassword) => hash_password(),
-        Some(Command::Reload) => reload(),
+        Some(Command::Reload { config }) => reload(config.as_deref()),
         Some(Command::Ca(c)) => ca(c),
         Some(Command::Cert(CertCommand::Issue(args))) => cert(args, false),
         Some(Command::Cert(CertCommand::SelfSigned(args))) => cert(args, true),
@@ -94,29 +94,48 @@ pub(super) fn split_host_port(s: &str) -> Result<(String, u16)> {
     }
 }
 
-/// `candado reload`: SIGHUP to the server whose pid file is in the data folder.
-fn reload() -> Result<()> {
+/// `candado reload [-c FILE]`: SIGHUP to the running server, found by its pid file in the
+/// data folder. When several run there, `-c` chooses one; without it they are listed and
+/// none is signalled (reloading the wrong one would look like success).
+fn reload(config: Option<&Path>) -> Result<()> {
+    use crate::serve::instance::{self, Running};
     use rustix::process::{Pid, Signal, kill_process};
-    let path = crate::serve::pid_file();
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no running candado found ({} is missing); is it started, with the same CANDADO_DATA_DIR?", path.display()))?;
-    let raw: i32 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("{} does not hold a process id", path.display()))?;
-    let pid = Pid::from_raw(raw)
-        .with_context(|| format!("{} holds an invalid process id", path.display()))?;
-    // A stale file may name a process id that now belongs to another program.
-    let comm = std::fs::read_to_string(format!("/proc/{raw}/comm")).unwrap_or_default();
-    if comm.trim() != "candado" {
-        bail!(
-            "process {raw} from {} is not candado (it has exited?): nothing sent",
-            path.display()
-        );
-    }
-    kill_process(pid, Signal::HUP).with_context(|| format!("cannot signal candado (pid {raw})"))?;
+    let data_dir = crate::config::data_dir();
+    let running = instance::running(&data_dir);
+    let list = |running: &[Running]| {
+        running
+            .iter()
+            .map(|r| format!("\n  pid {}: {}", r.pid, r.what))
+            .collect::<String>()
+    };
+    let chosen = match (config, running.as_slice()) {
+        (_, []) => bail!(
+            "no running candado found (no pid file in {}); is it started, with the same CANDADO_DATA_DIR?",
+            data_dir.join("run").display()
+        ),
+        (Some(file), all) => instance::running_with_config(all, file).with_context(|| {
+            format!(
+                "no running candado uses {}; running on {}:{}",
+                file.display(),
+                data_dir.display(),
+                list(all)
+            )
+        })?,
+        (None, [one]) => one,
+        (None, all) => bail!(
+            "{} candado instances run on {}: choose one with `candado reload -c FILE` (or `kill -HUP PID`); nothing sent:{}",
+            all.len(),
+            data_dir.display(),
+            list(all)
+        ),
+    };
+    let pid = Pid::from_raw(chosen.pid)
+        .with_context(|| format!("{} holds an invalid process id", chosen.pid_file.display()))?;
+    kill_process(pid, Signal::HUP)
+        .with_context(|| format!("cannot signal candado (pid {})", chosen.pid))?;
     println!(
-        "asked candado (pid {raw}) to reload; its log says whether the new configuration was taken"
+        "asked candado (pid {}, {}) to reload; its log says whether the new configuration was taken",
+        chosen.pid, chosen.what
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Expiry watch: each served certificate's remaining lifetime is logged as it crosses 30, 7
-//! and 1 days, and written for monitoring as a Prometheus textfile (`metrics.prom` in the data
-//! folder, ready for node_exporter's textfile collector).
+//! and 1 days, and written for monitoring as a Prometheus textfile (one `metrics-<instance>.prom`
+//! per running instance in the data folder, ready for node_exporter's textfile collector, which
+//! reads every `*.prom` file there).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -22,7 +23,7 @@ pub(crate) struct ExpiryWatch {
 
 impl ExpiryWatch {
     /// Thresholds already crossed count as warned: loading the certificate said so already.
-    pub(crate) fn new(certs: Vec<Served>, data_dir: &Path, now: SystemTime) -> Self {
+    pub(crate) fn new(certs: Vec<Served>, metrics: &Path, now: SystemTime) -> Self {
         let certs = certs
             .into_iter()
             .map(|c| {
@@ -38,7 +39,7 @@ impl ExpiryWatch {
             .collect();
         ExpiryWatch {
             certs,
-            metrics: data_dir.join("metrics.prom"),
+            metrics: metrics.to_owned(),
         }
     }
 
@@ -122,7 +123,7 @@ mod tests {
                 not_after: now - Duration::from_secs(10),
             },
         ];
-        let mut w = ExpiryWatch::new(certs, dir.path(), now);
+        let mut w = ExpiryWatch::new(certs, &dir.path().join("metrics.prom"), now);
         w.check(now);
         let text = std::fs::read_to_string(dir.path().join("metrics.prom")).unwrap();
         assert!(

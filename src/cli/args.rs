@@ -46,7 +46,11 @@ pub(super) enum Command {
     /// Read a password on standard input and print its argon2id hash, for `basic_auth` users.
     HashPassword,
     /// Tell the running candado to reload its config and certificates (SIGHUP).
-    Reload,
+    Reload {
+        /// The config file of the instance to reload, when several run on the data folder.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// The local development CA (like mkcert).
     #[command(subcommand)]
     Ca(CaCommand),

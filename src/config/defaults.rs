@@ -58,7 +58,7 @@ pub(crate) const CERT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// 365 days left, so hourly is plenty). Tests shorten it with CANDADO_LOCAL_CERT_CHECK_SECS.
 pub(crate) const LOCAL_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// How often served certificates' expiry is checked (and metrics.prom rewritten).
+/// How often served certificates' expiry is checked (and the metrics file rewritten).
 pub(crate) const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Warn when a served certificate expires within this long.

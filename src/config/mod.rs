@@ -10,6 +10,7 @@ mod raw;
 mod site;
 mod tls;
 mod tunnels;
+mod unknown_keys;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -81,7 +82,10 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
     };
     result
         .map(|(config, warnings)| Loaded {
-            config,
+            config: Config {
+                source: Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())),
+                ..config
+            },
             format,
             warnings,
         })
@@ -122,6 +126,19 @@ fn strip_location_suffix(msg: &str) -> String {
         Some(i) => msg[..i].to_owned(),
         None => msg.to_owned(),
     }
+}
+
+/// Reads the raw mirror of a file; on failure, every unknown key in it (serde stops at the
+/// first) and the first other error past them (a wrong type), or else the error itself.
+pub(crate) fn read_raw<'de, T: serde::Deserialize<'de>>(text: &'de str) -> Result<T, Vec<Problem>> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let (mut all, rest) = unknown_keys::unknown_keys::<T>(text);
+        match all.is_empty() {
+            true => all.push(yaml_problem(e)),
+            false => all.extend(rest.map(yaml_problem)),
+        }
+        all
+    })
 }
 
 /// Collects problems while a raw config is validated.
@@ -179,7 +196,7 @@ pub(crate) fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
 }
 
 fn parse_candado(text: &str, base: &Path) -> Result<Config, Vec<Problem>> {
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(e)])?;
+    let raw: RawConfig = read_raw(text)?;
     let mut p = Problems::default();
     let config = validate(raw, base, &mut p);
     match p.0.is_empty() {
@@ -269,6 +286,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         tunnels,
         allow_expired: false,
         acme,
+        source: None,
     }
 }
 

@@ -26,6 +26,9 @@ pub(crate) struct Config {
     pub allow_expired: bool,
     /// Where `certificate: acme` sites get their certificates.
     pub acme: AcmeSettings,
+    /// The file this config was read from (absolute), if any: it names the instance's pid
+    /// and metrics files, so that several instances can share a data folder.
+    pub source: Option<PathBuf>,
 }
 
 /// The ACME CA and account that `certificate: acme` sites use.

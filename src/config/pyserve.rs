@@ -10,7 +10,7 @@ use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
 use super::parse::parse_site_name;
-use super::{Problems, defaults, line_of, model::*, yaml_problem};
+use super::{Problems, defaults, line_of, model::*};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,8 +73,8 @@ struct PySsl {
     key_file: Option<Spanned<String>>,
 }
 
-// PyServe's logging keys are accepted so its files load; only `level` is looked at.
-#[allow(dead_code)]
+// PyServe's logging keys are accepted so its files load; only `level` is read, the others
+// get a warning that says what candado does instead.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PyLogging {
@@ -90,7 +90,7 @@ struct PyLogging {
 
 /// Reads a PyServe config. Paths are relative to the working folder, as in PyServe.
 pub(crate) fn parse(text: &str) -> Result<(Config, Vec<String>), Vec<Problem>> {
-    let raw: PyConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(e)])?;
+    let raw: PyConfig = super::read_raw(text)?;
     let mut p = Problems::default();
     let mut warnings = Vec::new();
     let site = validate(raw, &mut p, &mut warnings);
@@ -171,10 +171,8 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
     }
     let root = static_root(raw.http, p, warnings);
     let certificate = certificate(raw.ssl, p, warnings);
-    if let Some(level) = raw.logging.and_then(|l| l.level)
-        && level.eq_ignore_ascii_case("debug")
-    {
-        warnings.push("logging.level DEBUG: use -d for candado's debug log".into());
+    if let Some(logging) = raw.logging {
+        logging_warnings(logging, warnings);
     }
     Site {
         names: local_names(listen.ip()),
@@ -194,6 +192,47 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         auth,
         redirects,
         client_auth: None,
+    }
+}
+
+/// PyServe's logging keys candado does not read, each named with what candado does instead.
+fn logging_warnings(l: PyLogging, warnings: &mut Vec<String>) {
+    if l.level
+        .is_some_and(|level| level.eq_ignore_ascii_case("debug"))
+    {
+        warnings.push("logging.level DEBUG: use -d for candado's debug log".into());
+    }
+    const NO_ROTATION: &str =
+        "candado does not rotate its log file: let logrotate do it (SIGUSR1 reopens --log-file)";
+    let unread = [
+        (
+            "log_file",
+            l.log_file.is_some(),
+            "candado logs to standard error; use --log-file FILE or `log: {file: …}` in a candado config",
+        ),
+        (
+            "console_output",
+            l.console_output.is_some(),
+            "candado logs to standard error unless --log-file is given",
+        ),
+        (
+            "use_colors",
+            l.use_colors.is_some(),
+            "choose the log's format with --log-format human|json",
+        ),
+        ("use_rotation", l.use_rotation.is_some(), NO_ROTATION),
+        ("max_log_size", l.max_log_size.is_some(), NO_ROTATION),
+        ("backup_count", l.backup_count.is_some(), NO_ROTATION),
+        (
+            "structured_logs",
+            l.structured_logs.is_some(),
+            "use --log-format json for one JSON object per line",
+        ),
+    ];
+    for (key, set, instead) in unread {
+        if set {
+            warnings.push(format!("logging.{key} is not read: {instead}"));
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! first (a bad one stops the start within a second), then every address is bound (a busy
 //! port stops it too), and only then is anything served.
 
+pub(crate) mod instance;
 mod notify;
 mod states;
 
@@ -62,7 +63,8 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     )?;
     // Once nothing can fail any more, and before "listening" is announced, so that
     // `candado reload` works as soon as the server is up.
-    let pid_file = write_pid_file();
+    let https: Vec<SocketAddr> = bound.ports.values().copied().collect();
+    let instance = instance::Instance::start(&config, &https);
     let ports = bound.ports.clone();
     if tracing::enabled!(tracing::Level::DEBUG) {
         spawn_self_check(&config, &ports, &bound.redirect_ports, ca.as_ref());
@@ -85,7 +87,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         std::time::SystemTime::now(),
     );
     let (expiry, expiry_rx) = tokio::sync::watch::channel(served);
-    tokio::spawn(watch_expiry(expiry_rx));
+    tokio::spawn(watch_expiry(expiry_rx, instance.metrics.clone()));
     if let Some(reload) = reload {
         let reloading = Reloading {
             reload,
@@ -110,9 +112,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         config.timeouts.shutdown,
     )
     .await;
-    if let Some(p) = pid_file {
-        let _ = std::fs::remove_file(p);
-    }
+    instance.stop();
     match left {
         0 => tracing::info!("stopped"),
         n => tracing::warn!(
@@ -268,49 +268,22 @@ fn served_certs(config: &Config, certs: &Certificates) -> Vec<Served> {
 }
 
 /// Checks expiry at start, hourly, and whenever a reload brings new certificates.
-async fn watch_expiry(mut served: tokio::sync::watch::Receiver<Vec<Served>>) {
+async fn watch_expiry(
+    mut served: tokio::sync::watch::Receiver<Vec<Served>>,
+    metrics: std::path::PathBuf,
+) {
     let now = std::time::SystemTime::now;
-    let mut watch = ExpiryWatch::new(
-        served.borrow_and_update().clone(),
-        &crate::config::data_dir(),
-        now(),
-    );
+    let mut watch = ExpiryWatch::new(served.borrow_and_update().clone(), &metrics, now());
     let mut tick = tokio::time::interval(defaults::EXPIRY_CHECK_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             changed = served.changed() => match changed {
-                Ok(()) => watch = ExpiryWatch::new(served.borrow_and_update().clone(), &crate::config::data_dir(), now()),
+                Ok(()) => watch = ExpiryWatch::new(served.borrow_and_update().clone(), &metrics, now()),
                 Err(_) => return,
             },
         }
         watch.check(now());
-    }
-}
-
-/// Where `candado reload` finds the running server.
-pub(crate) fn pid_file() -> std::path::PathBuf {
-    crate::config::data_dir().join("candado.pid")
-}
-
-fn write_pid_file() -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let path = pid_file();
-    let dir = path.parent()?;
-    let written = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|_| std::fs::write(&path, format!("{}\n", std::process::id())));
-    match written {
-        Ok(()) => Some(path),
-        Err(e) => {
-            tracing::warn!(
-                "cannot write {} ({e}): `candado reload` will not find this server; send SIGHUP instead",
-                path.display()
-            );
-            None
-        }
     }
 }
 

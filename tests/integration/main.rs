@@ -17,6 +17,7 @@ mod config_files;
 mod crash_safe;
 mod first_hour;
 mod first_hour_flags;
+mod first_hour_messages;
 mod h2spec;
 mod hardening;
 mod hardening_requests;

@@ -241,15 +241,29 @@ fn the_time_left_on_each_certificate_is_written_for_monitoring() {
     );
     let root = tempfile::tempdir().unwrap();
     let server = Candado::from_yaml(&site_yaml(&leaf.cert, &leaf.key, root.path(), "", ""), &[]);
-    let metrics = server.data_dir().join("metrics.prom");
+    // One file per instance, `metrics-<instance>.prom`, so that instances sharing a data
+    // folder do not overwrite each other's.
+    let metrics_file = || {
+        std::fs::read_dir(server.data_dir())
+            .ok()?
+            .map_while(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with("metrics-") && name.ends_with(".prom")
+            })
+    };
     let started = Instant::now();
-    while !metrics.exists() {
+    let metrics = loop {
+        if let Some(m) = metrics_file() {
+            break m;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(5),
-            "no metrics.prom"
+            "no metrics-*.prom"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     let text = std::fs::read_to_string(&metrics).unwrap();
     let line = text
         .lines()
