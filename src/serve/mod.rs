@@ -240,15 +240,16 @@ fn spawn_self_check(
     };
     tokio::spawn(async move {
         listener::set_self_check_running(true);
-        let graded = crate::check::run(&name, addr.port(), &opts).await;
-        listener::set_self_check_running(false);
-        match graded {
+        match crate::check::run(&name, addr.port(), &opts).await {
             Ok(r) => {
                 let caps: Vec<&str> = r.caps.iter().map(|c| c.reason.as_str()).collect();
                 tracing::info!(grade = %r.grade, capped_by = ?caps, "TLS self-check");
             }
             Err(e) => tracing::warn!("TLS self-check failed: {e}"),
         }
+        // The server may finish with the last probes' connections after the client is done.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        listener::set_self_check_running(false);
     });
 }
 
