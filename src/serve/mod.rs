@@ -91,7 +91,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     if let Some(reload) = reload {
         let reloading = Reloading {
             reload,
-            running: Running::of(&config),
+            fixed: FixedAtStart::of(&config),
             listeners: listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect(),
             ports,
             provider,
@@ -294,7 +294,7 @@ async fn watch_expiry(
 /// file leaves everything as it was.
 struct Reloading {
     reload: Reloader,
-    running: Running,
+    fixed: FixedAtStart,
     listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
     ports: HashMap<SocketAddr, SocketAddr>,
     provider: Arc<CryptoProvider>,
@@ -332,7 +332,7 @@ async fn reload_on_hangup(
         match done {
             Ok((config, served)) => {
                 watch = FileWatch::of(&config);
-                r.running.warn_unapplied(&config);
+                r.fixed.warn_unapplied(&config);
                 let now = std::time::SystemTime::now();
                 let status = notify::status(config.sites.len(), config.tunnels.len(), &served, now);
                 let _ = r.expiry.send(served);
@@ -412,15 +412,15 @@ fn conn_settings(config: &Config) -> ConnSettings {
 }
 
 /// The settings fixed at start-up: a reload that changes them says so instead of ignoring them.
-struct Running {
+struct FixedAtStart {
     max_connections: usize,
     shutdown: std::time::Duration,
     log_format: crate::config::LogFormat,
 }
 
-impl Running {
+impl FixedAtStart {
     fn of(config: &Config) -> Self {
-        Running {
+        FixedAtStart {
             max_connections: config.limits.max_connections,
             shutdown: config.timeouts.shutdown,
             log_format: config.log.format,

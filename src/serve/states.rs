@@ -348,7 +348,12 @@ async fn renew_local(slot: Weak<ManagedCert>, names: Vec<String>, provider: Arc<
         let Some(slot) = slot.upgrade() else {
             return;
         };
-        match reissue_if_due(&names, &provider) {
+        // Reads the CA and the stored leaf, and may write a new one: off the runtime.
+        let (n, p) = (names.clone(), provider.clone());
+        let reissued = tokio::task::spawn_blocking(move || reissue_if_due(&n, &p))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the check stopped: {e}")));
+        match reissued {
             Ok(None) => {}
             Ok(Some(loaded)) => {
                 slot.publish(loaded.key);
