@@ -130,7 +130,9 @@ impl StaticFiles {
         let raw_path = req.uri().path();
         if let Some(hot) = self.hot.get(raw_path, &self.root) {
             return respond(req, &hot.facts, |start, count| {
-                Ok(full(hot.body.slice(start as usize..(start + count) as usize)))
+                Ok(full(
+                    hot.body.slice(start as usize..(start + count) as usize),
+                ))
             });
         }
         let segments = match decode_path(raw_path, self.root.options.hidden) {
@@ -169,7 +171,9 @@ impl StaticFiles {
                 let hot = hot::HotFile::new(rel, FileIdentity::of(meta), facts, body.into());
                 let hot = self.hot.insert(raw_path, hot);
                 return respond(req, &hot.facts, |start, count| {
-                    Ok(full(hot.body.slice(start as usize..(start + count) as usize)))
+                    Ok(full(
+                        hot.body.slice(start as usize..(start + count) as usize),
+                    ))
                 });
             }
         }

@@ -81,7 +81,10 @@ fn ranges_304_and_head_are_answered_from_memory_like_from_disk() {
     assert_eq!(first.header("last-modified"), again.header("last-modified"));
     let part = f.get("/d.txt", &["-H", "Range: bytes=2-4"]);
     assert_eq!((part.status, part.text().as_str()), (206, "234"));
-    assert_eq!(part.header("content-range").as_deref(), Some("bytes 2-4/10"));
+    assert_eq!(
+        part.header("content-range").as_deref(),
+        Some("bytes 2-4/10")
+    );
     assert_eq!(part.header("content-length").as_deref(), Some("3"));
     let etag = first.header("etag").unwrap();
     let cached = f.get("/d.txt", &["-H", &format!("If-None-Match: {etag}")]);
