@@ -30,6 +30,8 @@ pub mod check;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod devca;
+#[doc(hidden)]
+pub mod hot_paths;
 pub(crate) mod http;
 pub(crate) mod listener;
 pub(crate) mod serve;
