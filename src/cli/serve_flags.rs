@@ -42,6 +42,7 @@ pub(super) fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     if let Some(file) = &args.log_file {
         config.log.file = Some(file.clone());
     }
+    args.lan.apply(&mut config)?;
     Ok((config, warnings))
 }
 
@@ -118,6 +119,7 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     if let Some(LogFormatArg::Json) = args.log_format {
         config.log.format = LogFormat::Json;
     }
+    args.lan.apply(&mut config)?;
     config.log.file = args.log_file.clone();
     Ok(config)
 }

@@ -3,6 +3,7 @@
 //! port stops it too), and only then is anything served.
 
 pub(crate) mod instance;
+mod lan;
 mod notify;
 mod states;
 
@@ -79,6 +80,11 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         shutdown.clone(),
         ShutdownSignals::register(),
     ));
+    if let Some(l) = &config.lan {
+        let requested = config.sites[l.site].listen;
+        let port = ports.get(&requested).map_or(requested.port(), |a| a.port());
+        lan::start(&config, port, provider.clone(), shutdown.clone()).await?;
+    }
     let served = served_certs(&config, &certs);
     let status = notify::status(
         config.sites.len(),
