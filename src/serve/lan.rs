@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, Site, defaults};
@@ -27,16 +28,15 @@ use crate::tls::{self, Offer, SniResolver, TlsFront};
 const LEAF_REISSUE_AFTER: std::time::Duration =
     std::time::Duration::from_secs(crate::devca::LEAF_DAYS as u64 * 86_400 * 2 / 3);
 
-/// Starts serving the LAN site; `https_port` is the port its loopback listener got.
+/// Starts serving the LAN site; `https_port` is the port its loopback listener got. Reloaded
+/// configs sent into the returned channel apply to the LAN listeners too.
 pub(super) async fn start(
     config: &Config,
     https_port: u16,
     provider: Arc<CryptoProvider>,
     shutdown: CancellationToken,
-) -> Result<()> {
-    let Some(settings) = config.lan.clone() else {
-        return Ok(());
-    };
+) -> Result<watch::Sender<Config>> {
+    let settings = config.lan.clone().context("internal: --lan is off")?;
     let site = config
         .sites
         .get(settings.site)
@@ -79,8 +79,9 @@ pub(super) async fn start(
     };
     let found = lan.discover()?;
     lan.apply(found).await?;
-    tokio::spawn(lan.watch());
-    Ok(())
+    let (reloads, updates) = watch::channel(config.clone());
+    tokio::spawn(lan.watch(updates));
+    Ok(reloads)
 }
 
 struct LanServer {
@@ -114,13 +115,18 @@ impl LanServer {
             .collect())
     }
 
-    /// Reads the addresses every few seconds and follows them.
-    async fn watch(mut self) {
+    /// Reads the addresses every few seconds and follows them, and takes reloaded configs.
+    async fn watch(mut self, mut updates: watch::Receiver<Config>) {
         let mut tick = tokio::time::interval(defaults::LAN_ADDRESS_CHECK_INTERVAL);
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                Ok(()) = updates.changed() => {
+                    let config = updates.borrow_and_update().clone();
+                    self.reload(config);
+                    continue;
+                }
                 _ = self.shutdown.cancelled() => return,
             }
             let found = match self.discover() {
@@ -142,6 +148,35 @@ impl LanServer {
             }
             if let Err(e) = self.apply(found).await {
                 tracing::warn!("--lan: {e:#}; still serving the previous certificate");
+            }
+        }
+    }
+
+    /// A reloaded config: the LAN site's routes, files, credentials and client-certificate
+    /// rules change with the loopback one's; where and how it is exposed needs a restart.
+    fn reload(&mut self, config: Config) {
+        let site = match &config.lan {
+            Some(l) if *l == self.settings => config.sites.get(l.site).cloned(),
+            _ => None,
+        };
+        let Some(site) = site else {
+            tracing::warn!(
+                "the --lan settings changed (lan: true, or its flags): restart candado to apply them; the LAN keeps the previous site"
+            );
+            return;
+        };
+        let (old_site, old_config) = (
+            std::mem::replace(&mut self.site, site),
+            std::mem::replace(&mut self.config, config),
+        );
+        let ips: Vec<IpAddr> = self.addrs.iter().map(|a| a.ip).collect();
+        match (self.state(&ips), &self.ctx) {
+            (Ok(state), Some(ctx)) => ctx.state.store(Arc::new(state)),
+            (Ok(_), None) => {}
+            (Err(e), _) => {
+                tracing::warn!("--lan: {e:#}; the LAN keeps the previous site");
+                self.site = old_site;
+                self.config = old_config;
             }
         }
     }

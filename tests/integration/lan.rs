@@ -627,3 +627,75 @@ fn chromium(home: &Path, url: &str) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `lan: true` in a config file, with basic auth: the LAN gets the same credential check as
+/// loopback, and a reload that drops it applies on the LAN too, without a restart.
+#[test]
+fn basic_auth_guards_the_lan_site_and_a_reload_applies_there_too() {
+    let Some(net) = PhoneNet::create("lan basic auth") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("index.html"), "private notes\n").unwrap();
+    let hash = crate::auth::hash("s3cret");
+    let yaml = |auth: &str| {
+        format!(
+            "sites:\n  - names: [localhost]\n    listen: 127.0.0.1:0\n    certificate: local\n    root: {}\n    lan: true\n{auth}",
+            root.display()
+        )
+    };
+    let config = dir.path().join("candado.yaml");
+    let guarded =
+        format!("    basic_auth:\n      - path: /\n        users:\n          alice: '{hash}'\n");
+    std::fs::write(&config, yaml(&guarded)).unwrap();
+    let page = free_port();
+    let cwd = dir.path().to_owned();
+    let server = Candado::with_args_env(
+        &[
+            "serve",
+            "-c",
+            config.to_str().unwrap(),
+            "--no-mdns",
+            "--lan-http-port",
+            &page.to_string(),
+        ],
+        &[("CANDADO_LAN_INTERFACES", &net.host_if)],
+        &cwd,
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    assert!(
+        server.wait_log("--lan exposes the site on", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let (ip, https) = (net.host_ip(1), server.https.port());
+    let phone = tempfile::tempdir().unwrap();
+    let ca = phone.path().join("ca.crt");
+    net.download(&format!("http://{ip}:{page}/candado-lan-ca.crt"), &ca);
+    let url = format!("https://{ip}:{https}/");
+    let (code, body) = net.curl(&ca, &url, &[]);
+    assert_eq!(code, "401", "{body}");
+    let (code, body) = net.curl(&ca, &url, &["-u", "alice:s3cret"]);
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("private notes"), "{body}");
+
+    std::fs::write(&config, yaml("")).unwrap();
+    server.signal("HUP");
+    assert!(
+        server.wait_log("reloaded the configuration", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (code, body) = loop {
+        let (code, body) = net.curl(&ca, &url, &[]);
+        if code == "200" || Instant::now() > deadline {
+            break (code, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, "200", "{body}\n{}", server.log());
+}
