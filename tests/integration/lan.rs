@@ -699,3 +699,123 @@ fn basic_auth_guards_the_lan_site_and_a_reload_applies_there_too() {
     };
     assert_eq!(code, "200", "{body}\n{}", server.log());
 }
+
+/// What the issue is for: a real browser on the phone's network, trusting only the LAN CA
+/// (installed into its NSS database from the onboarding page's download), opens the site by
+/// address and by `.local` name with no warning, as a secure context where the microphone API
+/// (`navigator.mediaDevices.getUserMedia`) exists.
+#[test]
+fn chromium_on_the_lan_gets_a_secure_context_with_the_microphone_api_after_installing_the_ca() {
+    let Some(net) = PhoneNet::create("lan chromium") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(
+        root.join("index.html"),
+        "<!doctype html><title>mic</title><body><script>document.body.textContent = 'secure-context=' + window.isSecureContext + ' mic-api=' + typeof (navigator.mediaDevices && navigator.mediaDevices.getUserMedia);</script></body>\n",
+    )
+    .unwrap();
+    let (https, page) = (free_port(), free_port());
+    let cwd = dir.path().to_owned();
+    let server = Candado::with_args_env(
+        &[
+            "serve",
+            "-s",
+            root.to_str().unwrap(),
+            "-p",
+            &https.to_string(),
+            "--http-port",
+            "0",
+            "--lan",
+            "--no-mdns",
+            "--lan-http-port",
+            &page.to_string(),
+        ],
+        &[("CANDADO_LAN_INTERFACES", &net.host_if)],
+        &cwd,
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    assert!(
+        server.wait_log("--lan exposes the site on", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let ip = net.host_ip(1);
+    let phone = tempfile::tempdir().unwrap();
+    let ca = phone.path().join("candado-lan-ca.crt");
+    net.download(&format!("http://{ip}:{page}/candado-lan-ca.crt"), &ca);
+    let nssdb = phone.path().join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    let out = Command::new("certutil")
+        .args(["-N", "-d", &db, "--empty-password"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    // Before the CA is installed: a certificate error, as on a phone that skipped step 1.
+    let url = format!("https://{ip}:{https}/");
+    let before = chromium_on_phone(&net, phone.path(), &url, None);
+    assert!(!before.contains("secure-context=true"), "{before}");
+    assert!(before.contains("ERR_CERT"), "{before}");
+    let out = Command::new("certutil")
+        .args(["-A", "-d", &db, "-t", "C,,", "-n", "candado-lan", "-i"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let by_ip = chromium_on_phone(&net, phone.path(), &url, None);
+    assert!(
+        by_ip.contains("secure-context=true mic-api=function"),
+        "{by_ip}"
+    );
+    // The name the onboarding page links to, resolved as mDNS would.
+    let html = phone.path().join("page.html");
+    net.download(&format!("http://{ip}:{page}/"), &html);
+    let html = std::fs::read_to_string(html).unwrap();
+    let host = html
+        .split("https://")
+        .find_map(|rest| rest.split_once(".local:").map(|(h, _)| h.to_owned()))
+        .filter(|h| !h.contains(['/', '"', '<']))
+        .unwrap_or_else(|| panic!("no .local link: {html}"));
+    let by_name = chromium_on_phone(
+        &net,
+        phone.path(),
+        &format!("https://{host}.local:{https}/"),
+        Some(&format!("MAP {host}.local {ip}")),
+    );
+    assert!(
+        by_name.contains("secure-context=true mic-api=function"),
+        "{by_name}"
+    );
+}
+
+/// Headless Chromium inside the phone's namespace with `HOME=home` (its NSS database):
+/// the DOM, then what it printed on stderr.
+fn chromium_on_phone(net: &PhoneNet, home: &Path, url: &str, resolve: Option<&str>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let home = format!("HOME={}", home.display());
+    let data = format!("--user-data-dir={}", profile.path().display());
+    let rules = resolve.map(|r| format!("--host-resolver-rules={r}"));
+    let mut args = vec![
+        "env",
+        &home,
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--dump-dom",
+        &data,
+    ];
+    if let Some(r) = &rules {
+        args.push(r);
+    }
+    args.push(url);
+    output_text(&net.phone(&args))
+}
