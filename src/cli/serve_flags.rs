@@ -361,6 +361,37 @@ mod tests {
     }
 
     #[test]
+    fn lan_flags_turn_the_proxied_site_into_a_lan_site_and_need_lan() {
+        let c = proxy_config_of(&["--to", ":8080", "--lan"]).unwrap();
+        let lan = c.lan.unwrap();
+        assert!(lan.mdns && lan.interfaces.is_empty());
+        assert_eq!(lan.onboarding_port, defaults::LAN_ONBOARDING_PORT);
+        let c = proxy_config_of(&[
+            "--to",
+            ":8080",
+            "--lan",
+            "--no-mdns",
+            "--lan-http-port",
+            "9000",
+            "--lan-interface",
+            "wlan0",
+        ])
+        .unwrap();
+        let lan = c.lan.unwrap();
+        assert!(!lan.mdns);
+        assert_eq!(
+            (lan.onboarding_port, lan.interfaces),
+            (9000, vec!["wlan0".into()])
+        );
+        let e = proxy_config_of(&["--to", ":8080", "--no-mdns"]).unwrap_err();
+        assert!(e.to_string().contains("go with --lan"), "{e}");
+        let e =
+            proxy_config_of(&["--to", ":8080", "--lan", "--lan-http-port", "8443"]).unwrap_err();
+        assert!(e.to_string().contains("HTTPS port"), "{e}");
+        assert!(proxy_config_of(&["--to", ":8080"]).unwrap().lan.is_none());
+    }
+
+    #[test]
     fn a_public_name_gets_acme_on_the_standard_ports_of_every_interface() {
         let c = proxy_config_of(&[
             "--to",

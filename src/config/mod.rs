@@ -420,6 +420,23 @@ mod tests {
     }
 
     #[test]
+    fn lan_true_offers_that_site_on_the_lan_and_only_one_site_may_ask() {
+        let yaml = "sites:\n  - names: [a.test]\n  - names: [b.test]\n    lan: true\n";
+        let config = parse_candado(yaml, Path::new(".")).unwrap();
+        let lan = config.lan.unwrap();
+        assert_eq!((lan.site, lan.mdns), (1, true));
+        assert_eq!(lan.onboarding_port, defaults::LAN_ONBOARDING_PORT);
+        let both =
+            "sites:\n  - names: [a.test]\n    lan: true\n  - names: [b.test]\n    lan: true\n";
+        let p = problems(both);
+        assert!(
+            p.iter()
+                .any(|p| p.key == "sites[1].lan" && p.line == Some(5)),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn a_public_name_without_a_certificate_gets_acme_and_a_private_one_the_local_ca() {
         let c = parse_candado(
             "sites:\n  - names: [app.example.com]\n    http_redirect: :80\n  - names: [app.test]\n    listen: 127.0.0.1:9443\n  - names: [localhost]\n    listen: 127.0.0.1:9444\n",
