@@ -819,3 +819,91 @@ fn chromium_on_phone(net: &PhoneNet, home: &Path, url: &str, resolve: Option<&st
     args.push(url);
     output_text(&net.phone(&args))
 }
+
+/// IPv6 unique-local addresses are LAN addresses too; public ones (here from the documentation
+/// ranges, on the test's own veth) are never bound, even on a named interface.
+#[test]
+fn an_ipv6_unique_local_address_is_served_and_a_public_address_never() {
+    let Some(net) = PhoneNet::create("lan IPv6 and public addresses") else {
+        return;
+    };
+    let n = net.prefix.split('.').nth(2).unwrap().to_owned();
+    let x = net.prefix.split('.').nth(1).unwrap().to_owned();
+    let (ula_host, ula_phone) = (format!("fd00:{x}:{n}::1"), format!("fd00:{x}:{n}::2"));
+    let public_v4 = format!("203.0.113.{n}");
+    let public_v6 = format!("2001:db8:{x}:{n}::1");
+    for step in [
+        vec![
+            "addr",
+            "add",
+            &format!("{ula_host}/64"),
+            "dev",
+            &net.host_if,
+            "nodad",
+        ],
+        vec![
+            "addr",
+            "add",
+            &format!("{public_v4}/32"),
+            "dev",
+            &net.host_if,
+        ],
+        vec![
+            "addr",
+            "add",
+            &format!("{public_v6}/128"),
+            "dev",
+            &net.host_if,
+            "nodad",
+        ],
+        vec![
+            "-n",
+            &net.ns,
+            "addr",
+            "add",
+            &format!("{ula_phone}/64"),
+            "dev",
+            &net.peer_if,
+            "nodad",
+        ],
+    ] {
+        ip(&step).unwrap_or_else(|e| panic!("ip {}: {e}", step.join(" ")));
+    }
+    let (server, https, page) = proxy_on_lan(&net, &["--no-mdns"]);
+    assert!(
+        server.wait_log_line(
+            &["--lan exposes the site on", &ula_host],
+            Duration::from_secs(10)
+        ),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(
+        !log.contains(&public_v4) && !log.contains(&public_v6),
+        "{log}"
+    );
+    let phone = tempfile::tempdir().unwrap();
+    let ca = phone.path().join("ca.crt");
+    net.download(
+        &format!("http://[{ula_host}]:{page}/candado-lan-ca.crt"),
+        &ca,
+    );
+    let (code, body) = net.curl(&ca, &format!("https://[{ula_host}]:{https}/v6"), &["-g"]);
+    assert_eq!(code, "200", "{body}");
+    // Nothing listens on the public addresses (connection refused, not a TLS error).
+    let refused = std::net::TcpStream::connect((public_v4.as_str(), https));
+    assert!(refused.is_err(), "the public address {public_v4} is bound");
+
+    // The onboarding page's per-client limit: 60 requests a minute, then 429.
+    let url = format!("http://{}:{page}/", net.host_ip(1));
+    let mut args = vec!["curl", "-s", "-w", "%{http_code}\\n"];
+    for _ in 0..61 {
+        args.extend(["-o", "/dev/null", url.as_str()]);
+    }
+    let out = net.phone(&args);
+    let codes: Vec<String> = output_text(&out).lines().map(str::to_owned).collect();
+    assert_eq!(codes.len(), 61, "{codes:?}");
+    assert!(codes[..58].iter().all(|c| c == "200"), "{codes:?}");
+    assert_eq!(codes.last().map(String::as_str), Some("429"), "{codes:?}");
+}
