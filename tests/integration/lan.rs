@@ -346,6 +346,19 @@ with urllib.request.urlopen(sys.argv[1], context=ctx, timeout=10) as r:
     assert_eq!(code, "405");
     let (code, _) = net.curl(&ca, &format!("http://{ip}:{page}/from-the-phone"), &[]);
     assert_eq!(code, "404");
+    // The CA's key never leaves the machine.
+    for path in ["/ca.key", "/lan-ca/ca.key", "/candado-lan-ca.key"] {
+        let (code, _) = net.curl(&ca, &format!("http://{ip}:{page}{path}"), &[]);
+        assert_eq!(code, "404", "{path}");
+    }
+    for file in [&ca, &cer, &profile] {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("PRIVATE KEY"),
+            "{}",
+            file.display()
+        );
+    }
     // And the app is not on plain HTTP anywhere on the LAN.
     let (code, _) = net.curl(&ca, &format!("http://{ip}:{https}/"), &[]);
     assert_ne!(code, "200");
