@@ -6,6 +6,7 @@ mod args;
 mod cert_commands;
 mod client_auth_args;
 mod config_check;
+mod lan_args;
 mod serve_flags;
 mod tunnel_command;
 

@@ -18,7 +18,9 @@
 //! Which way imports point (no cycles): `config` imports no other module; `certs` only
 //! `config`; `tls` `certs` and `config`; `acme` publishes into `certs` (`certs::ManagedCert`,
 //! `certs::Challenges`) and never touches sockets; `http`, `tunnel`, `listener`, `serve` and
-//! `cli` sit above them. `devca` is the local development CA and `trust` installs it; `check`
+//! `cli` sit above them. `devca` is the local development CA and `trust` installs it; `lan` is
+//! `--lan` (the name-constrained LAN CA, address discovery, the onboarding page, QR codes,
+//! mDNS), which `serve::lan` runs; `check`
 //! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
 //! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
 //! it all together and reloads it; `cli` is the command line (`cli::args` its shape,
@@ -33,6 +35,7 @@ pub(crate) mod devca;
 #[doc(hidden)]
 pub mod hot_paths;
 pub(crate) mod http;
+pub(crate) mod lan;
 pub(crate) mod listener;
 pub(crate) mod serve;
 pub(crate) mod telemetry;

@@ -142,6 +142,8 @@ pub(crate) struct RawSite {
     pub basic_auth: Option<Vec<Spanned<RawAuth>>>,
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
+    /// `lan: true`: also serve this site on the machine's LAN addresses (see `crate::lan`).
+    pub lan: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

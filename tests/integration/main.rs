@@ -22,6 +22,7 @@ mod h2spec;
 mod hardening;
 mod hardening_requests;
 mod hot_files;
+mod lan;
 mod local_lifetimes;
 mod mtls;
 mod proxy;
