@@ -21,7 +21,8 @@
 //! `cli` sit above them. `devca` is the local development CA and `trust` installs it; `check`
 //! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
 //! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
-//! it all together and reloads it; `cli` is the command line (`cli::args` its shape,
+//! it all together and reloads it; `doctor` finds what breaks in an app behind candado (client-side,
+//! like `check`); `cli` is the command line (`cli::args` its shape,
 //! `cli::serve_flags` flags as a third config dialect).
 
 pub(crate) mod acme;
@@ -30,6 +31,7 @@ pub mod check;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod devca;
+pub(crate) mod doctor;
 pub(crate) mod http;
 pub(crate) mod listener;
 pub(crate) mod serve;
