@@ -167,8 +167,27 @@ pub(crate) fn fix_for(need: Need, framework: Framework, server: Server, cx: &Con
     let port = cx.app_port;
     let origin = cx.origin;
     match (need, framework, server) {
-        (Need::ProxyHeaders | Need::TrustOnlyCandado, _, Server::Uvicorn) => uvicorn(port),
-        (Need::ProxyHeaders | Need::TrustOnlyCandado, _, Server::Gunicorn) => gunicorn(port),
+        (Need::CookieFlags, Framework::OpenWebUi, _) => Fix {
+            framework: "Open WebUI",
+            place: "its environment",
+            lines: vec!["WEBUI_SESSION_COOKIE_SECURE=true".to_owned()],
+        },
+        (_, Framework::OpenWebUi, _) => Fix {
+            framework: "Open WebUI",
+            place: "its environment",
+            lines: vec![
+                format!("WEBUI_URL={origin}"),
+                format!("CORS_ALLOW_ORIGIN={origin}"),
+                "FORWARDED_ALLOW_IPS=127.0.0.1".to_owned(),
+                format!("docker run -p 127.0.0.1:{port}:8080 ... ghcr.io/open-webui/open-webui"),
+            ],
+        },
+        (Need::ProxyHeaders | Need::TrustOnlyCandado | Need::Loopback, _, Server::Uvicorn) => {
+            uvicorn(port)
+        }
+        (Need::ProxyHeaders | Need::TrustOnlyCandado | Need::Loopback, _, Server::Gunicorn) => {
+            gunicorn(port)
+        }
         (Need::ProxyHeaders, Framework::Flask, _) => {
             fix("Flask", "where the app is created", &PROXY_FIX)
         }
@@ -212,16 +231,6 @@ pub(crate) fn fix_for(need: Need, framework: Framework, server: Server, cx: &Con
             lines: vec![
                 format!("app.run(host=\"127.0.0.1\", port={port})"),
                 format!("flask run --host 127.0.0.1 --port {port}"),
-            ],
-        },
-        (_, Framework::OpenWebUi, _) => Fix {
-            framework: "Open WebUI",
-            place: "its environment",
-            lines: vec![
-                format!("WEBUI_URL={origin}"),
-                format!("CORS_ALLOW_ORIGIN={origin}"),
-                "FORWARDED_ALLOW_IPS=127.0.0.1".to_owned(),
-                format!("docker run -p 127.0.0.1:{port}:8080 ... ghcr.io/open-webui/open-webui"),
             ],
         },
         (Need::Loopback, _, _) => Fix {

@@ -137,16 +137,17 @@ impl Client {
 
     /// Sends `req` and times each Server-Sent Event (`\n\n`-terminated) as it arrives, until
     /// the stream ends, `DOCTOR_SSE_EVENTS` have come or `DOCTOR_SSE_WINDOW` has passed.
-    /// Returns the head and the arrival times, measured from the response head.
+    /// Returns the head and the arrival times, measured from sending the request.
     pub(crate) async fn events(
         &self,
         via: &Via,
         req: Request<Full<Bytes>>,
     ) -> Result<(Reply, Vec<Duration>), ProbeError> {
         let addr = via.addr();
+        // From the request, not the head: a middleware that buffers sends the head late too.
+        let start = Instant::now();
         let res = self.deadline(addr, self.send(via, req)).await?;
         let (parts, mut body) = res.into_parts();
-        let start = Instant::now();
         let mut times = Vec::new();
         let mut text = String::new();
         let window = tokio::time::sleep(defaults::DOCTOR_SSE_WINDOW);
