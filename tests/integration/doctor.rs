@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::python_apps::python;
+use crate::support::client;
 use crate::support::free_port;
-use crate::support::server::BIN;
+use crate::support::server::{BIN, Candado};
 
 const APPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps");
 /// `DOCTOR_MAX_REQUESTS` in src/config/defaults.rs.
@@ -25,7 +26,19 @@ struct App {
 }
 
 impl Drop for App {
+    /// SIGTERM first: gunicorn's master then stops its workers, which would otherwise keep
+    /// the port for a while after a SIGKILL.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -455,4 +468,128 @@ fn the_report_for_a_person_names_the_framework_and_the_fix() {
         "{text}"
     );
     assert!(!text.contains("\x1b["), "no colours when not on a terminal");
+}
+
+/// `candado proxy` for app.test on `https` in front of the app on `app_port`, with a test CA.
+fn proxy(https: u16, app_port: u16) -> (crate::support::pki::TestPki, Candado) {
+    let pki = crate::support::pki::TestPki::new();
+    let leaf = pki.leaf("app", &["app.test"]);
+    let (to, from) = (format!("127.0.0.1:{app_port}"), format!("app.test:{https}"));
+    let server = Candado::with_args(
+        &[
+            "proxy",
+            "--to",
+            &to,
+            "--from",
+            &from,
+            "--cert",
+            leaf.cert.to_str().unwrap(),
+            "--key",
+            leaf.key.to_str().unwrap(),
+            "--http-port",
+            "0",
+        ],
+        pki.dir.path(),
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    (pki, server)
+}
+
+/// Without being asked: an app's `http://` redirect on the site's own address reaches the
+/// browser as `https://`, and the log says once which setting the app is missing, and once
+/// that its cookies lack Secure.
+#[test]
+fn the_apps_http_redirects_become_https_and_the_log_names_the_fix_once() {
+    let (port, https) = (free_port(), free_port());
+    let _app = App::start(
+        &["doctor_flask.py", &port.to_string(), "127.0.0.1"],
+        port,
+        &[],
+    );
+    let (pki, server) = proxy(https, port);
+    let resolve = format!("app.test:{https}:127.0.0.1");
+    let get = |path: &str| {
+        client::curl_raw(
+            &format!("https://app.test:{https}{path}"),
+            &[
+                "--resolve",
+                &resolve,
+                "--cacert",
+                pki.ca_path.to_str().unwrap(),
+            ],
+        )
+    };
+    for _ in 0..2 {
+        let res = get("/login");
+        assert_eq!(res.status, 302);
+        assert_eq!(
+            res.header("location"),
+            Some(format!("https://app.test:{https}/landing"))
+        );
+        let res = get("/");
+        assert!(
+            res.head.to_ascii_lowercase().contains("; secure"),
+            "{}",
+            res.head
+        );
+    }
+    let proxyfix = "app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)";
+    assert!(
+        server.wait_log_line(&["redirects to http://", proxyfix], Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert!(server.wait_log_line(
+        &["without Secure", "SESSION_COOKIE_SECURE=True"],
+        Duration::from_secs(5)
+    ));
+    let log = server.log();
+    assert_eq!(log.matches(proxyfix).count(), 1, "once per route:\n{log}");
+    assert_eq!(log.matches("without Secure").count(), 1, "{log}");
+}
+
+#[test]
+fn gunicorn_trusting_every_address_on_every_interface_gets_its_own_flags() {
+    let (port, https) = (free_port(), free_port());
+    let bind = format!("0.0.0.0:{port}");
+    let (to, from) = (format!("127.0.0.1:{port}"), format!("app.test:{https}"));
+    let gunicorn = |bind: &str, allow: &str| {
+        App::start(
+            &[
+                "-m",
+                "gunicorn",
+                "--bind",
+                bind,
+                "--forwarded-allow-ips",
+                allow,
+                "frameworks_flask:plain",
+            ],
+            port,
+            &[],
+        )
+    };
+    let app = gunicorn(&bind, "*");
+    let (ok, report, _) = doctor(&["--to", &to, "--from", &from]);
+    assert!(!ok);
+    assert_eq!(app_report(&report)["server"], "gunicorn");
+    assert_eq!(app_report(&report)["framework"], "flask");
+    assert_eq!(
+        problems(&report),
+        ["forwarded_trust", "listen_address"],
+        "{report:#}"
+    );
+    let lines = fix_lines(&report, "the command line");
+    assert_eq!(
+        lines,
+        [format!(
+            "gunicorn --bind 127.0.0.1:{port} --forwarded-allow-ips 127.0.0.1 app:app"
+        )]
+    );
+    drop(app);
+    let flags: Vec<&str> = lines[0].split_whitespace().collect();
+    let app = gunicorn(flags[2], flags[4]);
+    let (ok, report, stderr) = doctor(&["--to", &to, "--from", &from]);
+    assert_passes(ok, &report, &stderr);
+    drop(app);
 }
