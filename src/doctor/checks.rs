@@ -159,9 +159,8 @@ fn is_session_cookie(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("session")
         || n.contains("sid")
-        || n.contains("token") && !n.contains("csrf")
         || n.contains("auth")
-        || n == "remember_token"
+        || (n.contains("token") && !n.contains("csrf"))
 }
 
 /// Check 3: each cookie the app sets, as the app sets it (candado adds `Secure` on the way out,
@@ -392,7 +391,23 @@ fn excerpt(body: &str) -> String {
     s
 }
 
+/// The visible text of a page: tags, and the contents of `<head>`, `<style>` and `<script>`,
+/// left out.
 fn html_text(body: &str) -> String {
+    let mut body = body.to_owned();
+    for (open, close) in [
+        ("<head", "</head>"),
+        ("<style", "</style>"),
+        ("<script", "</script>"),
+    ] {
+        while let Some(start) = body.to_ascii_lowercase().find(open) {
+            let lower = body.to_ascii_lowercase();
+            let end = lower[start..]
+                .find(close)
+                .map_or(body.len(), |i| start + i + close.len());
+            body.replace_range(start..end, " ");
+        }
+    }
     let mut out = String::new();
     let mut in_tag = false;
     for c in body.chars() {
@@ -493,6 +508,15 @@ mod tests {
         assert_eq!(
             first_url("url=HTTP://APP.TEST/ x", "http://app.test"),
             Some("HTTP://APP.TEST/".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_refusal_page_is_summed_up_by_its_visible_text() {
+        let page = "<html><head><title>403</title><style>body { color: red }</style></head><body><h1>Forbidden <span>(403)</span></h1><p>CSRF verification failed. Request aborted.</p></body></html>";
+        assert_eq!(
+            excerpt(page),
+            "Forbidden (403) CSRF verification failed. Request aborted."
         );
     }
 

@@ -102,12 +102,16 @@ pub(crate) fn guess_from_headers(h: &HeaderMap) -> (Framework, Server) {
     (framework, server)
 }
 
-/// What one response body says about the framework (error pages, form fields).
+/// What one response body says about the framework (error pages, form fields, titles).
 pub(crate) fn framework_from_body(body: &str) -> Option<Framework> {
     if body.contains("csrfmiddlewaretoken")
         || body.contains("The requested resource was not found on this server.")
     {
         return Some(Framework::Django);
+    }
+    // Open WebUI's single-page app (every unknown path serves it too) and its /api/config.
+    if body.contains("<title>Open WebUI</title>") || body.contains(r#""name":"Open WebUI""#) {
+        return Some(Framework::OpenWebUi);
     }
     if body.contains("If you entered the URL manually please check your spelling") {
         return Some(Framework::Flask);

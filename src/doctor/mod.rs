@@ -185,26 +185,26 @@ async fn detect(client: &Client, t: &Target, plain: &Reply) -> (Framework, Serve
         framework = f;
     }
     let host = t.app.to_string();
-    if framework == Framework::Unknown || server != Server::Werkzeug {
-        if let Ok(missing) = client
+    let unsure = framework == Framework::Unknown || server != Server::Werkzeug;
+    if unsure
+        && let Ok(missing) = client
             .fetch(&t.direct(), get("/candado-doctor-no-such-page", &host))
             .await
-            && let Some(f) = framework::framework_from_body(&missing.body)
-        {
-            framework = f;
-        }
+        && let Some(f) = framework::framework_from_body(&missing.body)
+    {
+        framework = f;
     }
     let asgi = matches!(server, Server::Uvicorn | Server::Hypercorn);
-    if asgi && matches!(framework, Framework::Unknown | Framework::Starlette) {
-        if let Ok(doc) = client.fetch(&t.direct(), get("/openapi.json", &host)).await
-            && doc.status.is_success()
-            && doc.body.contains("\"openapi\"")
-        {
-            framework = match doc.body.contains("\"title\":\"Open WebUI\"") {
-                true => Framework::OpenWebUi,
-                false => Framework::FastApi,
-            };
-        }
+    if asgi
+        && matches!(framework, Framework::Unknown | Framework::Starlette)
+        && let Ok(doc) = client.fetch(&t.direct(), get("/openapi.json", &host)).await
+        && doc.status.is_success()
+        && doc.body.contains("\"openapi\"")
+    {
+        framework = match doc.body.contains("\"title\":\"Open WebUI\"") {
+            true => Framework::OpenWebUi,
+            false => Framework::FastApi,
+        };
     }
     (framework, server)
 }

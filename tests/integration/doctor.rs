@@ -82,11 +82,16 @@ impl App {
 /// Runs `candado doctor --json` with `args`; (exit success, report, stderr).
 fn doctor(args: &[&str]) -> (bool, Value, String) {
     let data = tempfile::tempdir().unwrap();
+    doctor_in(data.path(), args)
+}
+
+/// As `doctor`, with this data folder (where running instances are found).
+fn doctor_in(data: &Path, args: &[&str]) -> (bool, Value, String) {
     let mut child = Command::new(BIN)
         .arg("doctor")
         .args(args)
         .arg("--json")
-        .env("CANDADO_DATA_DIR", data.path())
+        .env("CANDADO_DATA_DIR", data)
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -592,4 +597,61 @@ fn gunicorn_trusting_every_address_on_every_interface_gets_its_own_flags() {
     let (ok, report, stderr) = doctor(&["--to", &to, "--from", &from]);
     assert_passes(ok, &report, &stderr);
     drop(app);
+}
+
+/// A config with one site on `https` proxying `/` to the app on `app_port`.
+fn config_yaml(pki: &crate::support::pki::TestPki, https: u16, app_port: u16) -> String {
+    let leaf = pki.leaf("app", &["app.test"]);
+    format!(
+        "sites:\n  - names: [app.test]\n    listen: 127.0.0.1:{https}\n    certificate: {{cert: {}, key: {}}}\n    proxy:\n      - path: /\n        to: http://127.0.0.1:{app_port}\n",
+        leaf.cert.display(),
+        leaf.key.display()
+    )
+}
+
+#[test]
+fn doctor_c_checks_each_route_of_a_config_starting_candado_only_when_none_runs() {
+    let (port, https) = (free_port(), free_port());
+    let app = App::start(
+        &["doctor_flask.py", &port.to_string(), "127.0.0.1"],
+        port,
+        &[],
+    );
+    let pki = crate::support::pki::TestPki::new();
+    let yaml = config_yaml(&pki, https, port);
+    // Nothing runs for this config: doctor starts candado for it, and stops it after.
+    let file = pki.path("candado.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let (ok, report, _) = doctor(&["-c", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(
+        app_report(&report)["public"],
+        format!("https://app.test:{https}/")
+    );
+    assert_eq!(
+        problems(&report),
+        ["http_urls", "cookies", "mixed_content"],
+        "{report:#}"
+    );
+    assert_bounded(&app, &report);
+    let before = app.requests();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", https)).is_err(),
+        "the temporary candado is gone"
+    );
+    // A candado runs for the config: doctor goes through it (its log shows the app's cookie).
+    let server = Candado::from_yaml(&yaml, &[]);
+    let file = server.dir.path().join("candado.yaml");
+    let (ok, report, stderr) = doctor_in(&server.data_dir(), &["-c", file.to_str().unwrap()]);
+    assert!(!ok, "{stderr}");
+    assert_eq!(problems(&report), ["http_urls", "cookies", "mixed_content"]);
+    assert!(
+        server.wait_log("without Secure", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        app.requests() - before,
+        app_report(&report)["requests"].as_u64().unwrap() as usize
+    );
 }
