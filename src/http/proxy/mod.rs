@@ -2,7 +2,8 @@
 //! both ways without buffering whole bodies. Path and query reach the upstream byte for byte;
 //! hop-by-hop headers are dropped; forwarding headers are added; the response comes back with
 //! every header the upstream sent, cookies made `Secure` and redirects (`Location`,
-//! `Content-Location`, `Refresh`) pointed back at the public origin and route prefix.
+//! `Content-Location`, `Refresh`) pointed back at the public origin and route prefix (and
+//! `http://` ones on the public origin upgraded, with a hint for the app: `hints`).
 //! WebSocket upgrades (HTTP/1.1) are relayed as a byte tunnel once both sides agree.
 
 mod hints;
