@@ -50,8 +50,6 @@ pub(crate) enum ProbeError {
     Timeout { addr: SocketAddr, limit: Duration },
     #[error("not sent: doctor sends at most {limit} requests to one app")]
     Budget { limit: usize },
-    #[error("the request could not be built: {0}")]
-    Build(#[from] http::Error),
 }
 
 /// Where a request goes.

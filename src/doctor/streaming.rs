@@ -75,14 +75,7 @@ async fn websocket(client: &Client, seen: &Seen, path: &str) -> Finding {
                 res.status().as_u16()
             ),
             "the app refuses the upgrade: a missing WebSocket library (uvicorn without `websockets`), a check of the Origin against http://, or a path that is not a WebSocket",
-            Fix {
-                framework: "any",
-                place: "the app's server",
-                lines: vec![
-                    "pip install 'uvicorn[standard]'   # uvicorn's WebSocket support".to_owned(),
-                    format!("allow the Origin {}", seen.target.origin()),
-                ],
-            },
+            refused_upgrade_fix(seen),
         ),
         Err(e) => Finding::problem(
             Check::Streaming,
@@ -158,5 +151,30 @@ fn buffering_fix() -> Fix {
         lines: vec![
             "send each event as it is made (a StreamingResponse or generator), with no middleware that reads the whole body, and no compression on text/event-stream".to_owned(),
         ],
+    }
+}
+
+/// uvicorn answers an upgrade as plain HTTP when it has no WebSocket library (or `--ws none`).
+fn refused_upgrade_fix(seen: &Seen) -> Fix {
+    match seen.server {
+        super::framework::Server::Uvicorn => Fix {
+            framework: "uvicorn",
+            place: "the command line",
+            lines: vec![
+                "pip install 'uvicorn[standard]'".to_owned(),
+                format!(
+                    "uvicorn main:app --host 127.0.0.1 --port {} --ws websockets",
+                    seen.target.app.port()
+                ),
+            ],
+        },
+        _ => Fix {
+            framework: "any",
+            place: "the app",
+            lines: vec![format!(
+                "accept WebSocket upgrades on this path, with the Origin {}",
+                seen.target.origin()
+            )],
+        },
     }
 }

@@ -404,6 +404,36 @@ fn events_held_back_by_a_buffering_middleware_are_found() {
     );
 }
 
+#[test]
+fn a_websocket_upgrade_uvicorn_cannot_accept_is_found_with_the_flag_that_enables_it() {
+    let port = free_port();
+    let (p, to) = (port.to_string(), format!("127.0.0.1:{port}"));
+    let from = format!("app.test:{}", free_port());
+    // `--ws none` comes after the helper's `--ws websockets`: the last one wins.
+    let _app = uvicorn(
+        port,
+        &["--host", "127.0.0.1", "--port", &p, "--ws", "none"],
+        &[],
+    );
+    let (ok, report, _) = doctor(&["--to", &to, "--from", &from, "--ws", "/ws"]);
+    assert!(!ok);
+    let finding = app_report(&report)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "streaming")
+        .unwrap();
+    assert_eq!(finding["status"], "problem", "{finding:#}");
+    assert!(
+        finding["saw"].as_str().unwrap().contains("instead of 101"),
+        "{finding:#}"
+    );
+    assert_eq!(
+        finding["fix"]["lines"][1],
+        format!("uvicorn main:app --host 127.0.0.1 --port {port} --ws websockets")
+    );
+}
+
 /// Check 7 needs an app bound to every interface: it is found from the kernel's socket
 /// table, and nothing connects to it except on 127.0.0.1/127.0.0.2.
 #[test]
