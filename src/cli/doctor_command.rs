@@ -25,7 +25,8 @@ pub(crate) struct DoctorArgs {
         required_unless_present = "config"
     )]
     pub(crate) to: Option<String>,
-    /// The public site name and HTTPS port, as for `candado proxy` [default: localhost:8443].
+    /// The public site name and HTTPS port, as for `candado proxy` [default: localhost:8443;
+    /// port 443 for a public name].
     #[arg(long, value_name = "NAME[:PORT]", conflicts_with = "config")]
     pub(crate) from: Option<String>,
     /// Check every proxied route of this config file instead.
@@ -78,7 +79,11 @@ async fn from_flags(args: &DoctorArgs) -> Result<(Vec<Target>, Option<Temporary>
         None => (None, None),
     };
     let name = name.unwrap_or_else(|| "localhost".to_owned());
-    let port = port.unwrap_or(defaults::HTTPS_PORT);
+    // Where `candado proxy --from NAME` listens: 443 for a public name, 8443 otherwise.
+    let port = port.unwrap_or(match config::is_public_name(&name) {
+        true => 443,
+        false => defaults::HTTPS_PORT,
+    });
     let candado = SocketAddr::from(([127, 0, 0, 1], port));
     let temporary = match answers(candado).await {
         true => None,
