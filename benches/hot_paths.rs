@@ -66,7 +66,8 @@ fn secure_cookie_rule(bencher: Bencher) {
 
 #[divan::bench]
 fn framing_check_of_a_request(bencher: Bencher) {
-    let request = b"GET /index.html HTTP/1.1\r\nHost: app.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
+    let request =
+        b"GET /index.html HTTP/1.1\r\nHost: app.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
     let mut framing = Framing::default();
     bencher.bench_local(|| framing.feed(divan::black_box(request)));
 }

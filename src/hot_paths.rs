@@ -43,7 +43,9 @@ pub struct Framing(crate::listener::FramingScanner);
 
 impl Default for Framing {
     fn default() -> Self {
-        Framing(crate::listener::FramingScanner::new(Arc::new(AtomicU64::new(0))))
+        Framing(crate::listener::FramingScanner::new(Arc::new(
+            AtomicU64::new(0),
+        )))
     }
 }
 

@@ -23,7 +23,8 @@
 //! mDNS), which `serve::lan` runs; `check`
 //! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
 //! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
-//! it all together and reloads it; `cli` is the command line (`cli::args` its shape,
+//! it all together and reloads it; `doctor` finds what breaks in an app behind candado (client-side,
+//! like `check`); `cli` is the command line (`cli::args` its shape,
 //! `cli::serve_flags` flags as a third config dialect).
 
 pub(crate) mod acme;
@@ -32,6 +33,7 @@ pub mod check;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod devca;
+pub(crate) mod doctor;
 #[doc(hidden)]
 pub mod hot_paths;
 pub(crate) mod http;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::{acme_commands, client_auth_args, lan_args, tunnel_command};
+use super::{acme_commands, client_auth_args, doctor_command, lan_args, tunnel_command};
 
 /// `candado --version`: what a bug report needs. build.rs finds the commit and the rustls
 /// version; the provider is the one `tls::provider` installs.
@@ -59,6 +59,9 @@ pub(super) enum Command {
     Cert(CertCommand),
     /// Grade any HTTPS server's TLS set-up (protocols, suites, certificate, HSTS), A+ to F.
     Check(CheckArgs),
+    /// Find what breaks when an app moves behind HTTPS, with the fix for its framework:
+    /// `candado doctor --to 127.0.0.1:5000 --from app.example.com`.
+    Doctor(doctor_command::DoctorArgs),
     /// TLS for a raw TCP service (like stunnel): `candado tunnel --listen :7443 --to 127.0.0.1:5432`.
     Tunnel(tunnel_command::TunnelArgs),
     /// Print a shell completion script: `candado completions bash > /etc/bash_completion.d/candado`.

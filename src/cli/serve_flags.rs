@@ -132,7 +132,7 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
 
 /// `--from`, as Caddy reads it: `NAME`, `NAME:PORT`, `:PORT`, `PORT` or `https://NAME[:PORT]`;
 /// the site name (checked), if any, and the HTTPS port, if given.
-fn parse_from(from: &str) -> Result<(Option<String>, Option<u16>)> {
+pub(super) fn parse_from(from: &str) -> Result<(Option<String>, Option<u16>)> {
     let example = "e.g. --from app.localhost, --from :9443 or --from https://app.localhost:9443";
     if from.starts_with("http://") {
         bail!(

@@ -137,3 +137,16 @@ pub(crate) fn data_dir() -> PathBuf {
         .or_else(|| dirs::data_dir().map(|d| d.join("candado")))
         .unwrap_or_else(|| PathBuf::from(".candado"))
 }
+
+/// `candado doctor`: the most requests it sends to one app, all checks together (each check
+/// needs one or two; the tests count what the app saw).
+pub(crate) const DOCTOR_MAX_REQUESTS: usize = 12;
+/// `candado doctor`: how long one answer may take.
+pub(crate) const DOCTOR_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// `candado doctor`: the most of a response body it reads (a page to scan for URLs and forms).
+pub(crate) const DOCTOR_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// `candado doctor`: how long it follows a Server-Sent Events stream, and how many events.
+pub(crate) const DOCTOR_SSE_WINDOW: Duration = Duration::from_secs(5);
+pub(crate) const DOCTOR_SSE_EVENTS: usize = 3;
+/// `candado doctor`: how long a temporary candado may take to start listening.
+pub(crate) const DOCTOR_START_TIMEOUT: Duration = Duration::from_secs(15);

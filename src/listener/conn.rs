@@ -144,7 +144,13 @@ async fn serve_https<S>(
             .keep_alive_interval(Some(t.idle + t.idle / 2))
             .keep_alive_timeout(t.handshake)
             .serve_connection(io, svc);
-        Box::pin(drive(WithStreams::new(conn, streams), &activity, &t, shutdown)).await;
+        Box::pin(drive(
+            WithStreams::new(conn, streams),
+            &activity,
+            &t,
+            shutdown,
+        ))
+        .await;
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

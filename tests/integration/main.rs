@@ -15,6 +15,7 @@ mod certificates;
 mod check;
 mod config_files;
 mod crash_safe;
+mod doctor;
 mod first_hour;
 mod first_hour_flags;
 mod first_hour_messages;
