@@ -7,6 +7,7 @@ mod cert_commands;
 mod client_auth_args;
 mod config_check;
 mod serve_flags;
+mod status_command;
 mod tunnel_command;
 
 use std::path::Path;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Cert(CertCommand::Revoke(args))) => acme_commands::revoke(args).await,
         Some(Command::Check(args)) => tls_check(args).await,
         Some(Command::Tunnel(args)) => tunnel_command::tunnel(args).await,
+        Some(Command::Status(args)) => status_command::status(args).await,
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man { out }) => man(out.as_deref()),
         None => serve(cli.serve).await,

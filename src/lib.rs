@@ -21,7 +21,8 @@
 //! `cli` sit above them. `devca` is the local development CA and `trust` installs it; `check`
 //! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
 //! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
-//! it all together and reloads it; `cli` is the command line (`cli::args` its shape,
+//! it all together and reloads it; `observe` counts what happens (atomics kept beside sites, routes and listeners)
+//! and serves it on the admin listener; `cli` is the command line (`cli::args` its shape,
 //! `cli::serve_flags` flags as a third config dialect).
 
 pub(crate) mod acme;
@@ -32,6 +33,7 @@ pub(crate) mod config;
 pub(crate) mod devca;
 pub(crate) mod http;
 pub(crate) mod listener;
+pub(crate) mod observe;
 pub(crate) mod serve;
 pub(crate) mod telemetry;
 pub(crate) mod tls;

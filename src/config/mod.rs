@@ -21,10 +21,11 @@ use serde_saphyr::Spanned;
 use acme::{check_acme_sites, check_acme_tunnels, validate_acme};
 pub(crate) use defaults::data_dir;
 pub(crate) use model::{
-    AcmeSettings, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth, ClientCa,
-    Config, ConfigError, HealthCheck, Hsts, Limits, LogFormat, LogSettings, PasswordCheck, Problem,
-    Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient, TunnelMode,
-    TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches, path_in_prefix,
+    AcmeSettings, Admin, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth,
+    ClientCa, Config, ConfigError, HealthCheck, Hsts, Limits, LogFormat, LogSettings,
+    PasswordCheck, Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient,
+    TunnelMode, TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches,
+    path_in_prefix,
 };
 pub(crate) use parse::{
     acme_directory, acme_eab_key, host_of, is_public_name, parse_duration, parse_host_port,
@@ -287,7 +288,71 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         allow_expired: false,
         acme,
         source: None,
+        admin: raw.admin.and_then(|a| validate_admin(a, p)),
     }
+}
+
+/// `admin:`: an address (`:2019` and a bare port mean loopback) or `off`; a non-loopback
+/// address only with `allow_remote: true` and a token.
+fn validate_admin(raw: Spanned<raw::RawAdmin>, p: &mut Problems) -> Option<Admin> {
+    let line = line_of(&raw);
+    let (listen, allow_remote, token) = match raw.value {
+        raw::RawAdmin::Address(a) => (a, false, None),
+        raw::RawAdmin::Full(f) => (f.listen, f.allow_remote.unwrap_or(false), f.token),
+    };
+    if listen == "off" {
+        return None;
+    }
+    let Some(addr) = admin_address(&listen) else {
+        p.add(
+            line,
+            "admin",
+            format!("`{listen}` is not an address: use 127.0.0.1:2019, :2019 or off"),
+        );
+        return None;
+    };
+    if !addr.ip().is_loopback() && !allow_remote {
+        p.add(
+            line,
+            "admin",
+            format!("{addr} is not a loopback address: the admin listener stays on 127.0.0.1 or ::1 unless `allow_remote: true` with a `token`"),
+        );
+    }
+    if allow_remote && token.as_deref().is_none_or(str::is_empty) {
+        p.add(
+            line,
+            "admin.token",
+            "`allow_remote: true` needs a token (clients send `Authorization: Bearer TOKEN`)",
+        );
+    }
+    if token
+        .as_deref()
+        .is_some_and(|t| t.len() < defaults::ADMIN_TOKEN_MIN_BYTES)
+    {
+        p.add(
+            line,
+            "admin.token",
+            format!(
+                "the token is too short: use at least {} characters (`openssl rand -hex 24`)",
+                defaults::ADMIN_TOKEN_MIN_BYTES
+            ),
+        );
+    }
+    Some(Admin {
+        listen: addr,
+        allow_remote,
+        token,
+    })
+}
+
+/// `127.0.0.1:2019`, `[::1]:2019`, `:2019` or `2019` (both loopback).
+pub(crate) fn admin_address(s: &str) -> Option<std::net::SocketAddr> {
+    let s = s.trim();
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    let port: u16 = s.strip_prefix(':').unwrap_or(s).parse().ok()?;
+    Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn validate_timeouts(raw: Option<raw::RawTimeouts>, p: &mut Problems) -> Timeouts {

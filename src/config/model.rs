@@ -29,6 +29,18 @@ pub(crate) struct Config {
     /// The file this config was read from (absolute), if any: it names the instance's pid
     /// and metrics files, so that several instances can share a data folder.
     pub source: Option<PathBuf>,
+    /// The admin listener (metrics and status), off unless configured.
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener: `/metrics`, `/status`, `/status.json`, read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Admin {
+    pub listen: SocketAddr,
+    /// Answer clients that are not on loopback (only with a token).
+    pub allow_remote: bool,
+    /// `Authorization: Bearer TOKEN` required when set.
+    pub token: Option<String>,
 }
 
 /// The ACME CA and account that `certificate: acme` sites use.

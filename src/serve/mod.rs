@@ -66,6 +66,9 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     let https: Vec<SocketAddr> = bound.ports.values().copied().collect();
     let instance = instance::Instance::start(&config, &https);
     let ports = bound.ports.clone();
+    let mut all_ports = ports.clone();
+    all_ports.extend(bound.redirect_ports.iter().map(|(r, a)| (*r, *a)));
+    observe_served(&config, &certs, &all_ports);
     if tracing::enabled!(tracing::Level::DEBUG) {
         spawn_self_check(&config, &ports, &bound.redirect_ports, ca.as_ref());
     }
@@ -79,6 +82,9 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         shutdown.clone(),
         ShutdownSignals::register(),
     ));
+    if let Some(admin) = &config.admin {
+        crate::observe::admin::start(admin, shutdown.clone()).await?;
+    }
     let served = served_certs(&config, &certs);
     let status = notify::status(
         config.sites.len(),
@@ -97,6 +103,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
             provider,
             expiry,
             acme,
+            all_ports,
         };
         spawn_reloads(Arc::new(reloading), FileWatch::of(&config));
     }
@@ -188,6 +195,7 @@ fn start_listeners(
             state: ArcSwap::from_pointee(state),
             settings: ArcSwap::from_pointee(conn_settings(config)),
             local_port: actual.port(),
+            gauges: crate::observe::metrics().listener(&actual.to_string()),
         });
         listeners.push(((role, requested), tcp, ctx));
     }
@@ -300,6 +308,8 @@ struct Reloading {
     provider: Arc<CryptoProvider>,
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
     acme: Option<Arc<Acme>>,
+    /// Requested → bound addresses of HTTPS and redirect listeners, for the status page.
+    all_ports: HashMap<SocketAddr, SocketAddr>,
 }
 
 fn spawn_reloads(reloading: Arc<Reloading>, watch: FileWatch) {
@@ -330,7 +340,9 @@ async fn reload_on_hangup(
             .await
             .unwrap_or_else(|e| Err(anyhow::anyhow!("the reload stopped: {e}")));
         match done {
-            Ok((config, served)) => {
+            Ok((config, served, certs)) => {
+                crate::observe::metrics().reloaded(true);
+                observe_served(&config, &certs, &r.all_ports);
                 watch = FileWatch::of(&config);
                 r.fixed.warn_unapplied(&config);
                 let now = std::time::SystemTime::now();
@@ -343,6 +355,8 @@ async fn reload_on_hangup(
                 notify::ready(&status);
             }
             Err(e) => {
+                crate::observe::metrics().reloaded(false);
+                crate::observe::metrics().error("reload", why, format!("{e:#}"));
                 tracing::error!(
                     "{why}: reload failed, still serving the previous configuration: {e:#}"
                 );
@@ -355,7 +369,7 @@ async fn reload_on_hangup(
 }
 
 impl Reloading {
-    fn once(&self) -> Result<(Config, Vec<Served>)> {
+    fn once(&self) -> Result<(Config, Vec<Served>, Certificates)> {
         reload_once(
             &self.reload,
             &self.listeners,
@@ -372,7 +386,7 @@ fn reload_once(
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
-) -> Result<(Config, Vec<Served>)> {
+) -> Result<(Config, Vec<Served>, Certificates)> {
     let config = reload()?;
     match acme {
         None if uses_acme(&config) => {
@@ -401,7 +415,40 @@ fn reload_once(
         }
     }
     let served = served_certs(&config, &certs);
-    Ok((config, served))
+    Ok((config, served, certs))
+}
+
+/// Tells the admin listener what is served now: certificates, sites, routes, tunnels.
+fn observe_served(config: &Config, certs: &Certificates, ports: &HashMap<SocketAddr, SocketAddr>) {
+    use crate::observe::{CertInfo, CertOrigin};
+    let origin = |s: &CertSource| match s {
+        CertSource::Local => CertOrigin::Local,
+        CertSource::Acme => CertOrigin::Acme,
+        _ => CertOrigin::File,
+    };
+    let sites = config.sites.iter().zip(&certs.sites).flat_map(|(s, list)| {
+        list.iter().filter_map(|c| {
+            CertInfo::of(s.primary_name(), &s.names, origin(&s.certificate), &c.key)
+        })
+    });
+    let tunnels = config
+        .tunnels
+        .iter()
+        .zip(&certs.tunnels)
+        .flat_map(|(t, list)| {
+            let source = match &t.mode {
+                TunnelMode::Server(s) => origin(&s.certificate),
+                TunnelMode::Client(_) => CertOrigin::File,
+            };
+            let site = format!("tunnel {}", t.name);
+            let names = t.cert_names();
+            list.iter()
+                .filter_map(move |c| CertInfo::of(&site, &names, source, &c.key))
+        });
+    let m = crate::observe::metrics();
+    m.set_certificates(sites.chain(tunnels).collect());
+    let bound = |a: SocketAddr| ports.get(&a).copied().unwrap_or(a);
+    m.set_served(crate::observe::status::Served::of(config, bound));
 }
 
 fn conn_settings(config: &Config) -> ConnSettings {
@@ -632,6 +679,7 @@ pub(crate) async fn answer_challenges(
         state: ArcSwap::from_pointee(state),
         settings: Default::default(),
         local_port,
+        gauges: crate::observe::metrics().listener(&addr.to_string()),
     });
     let stop = CancellationToken::new();
     tokio::spawn(listener::serve(
