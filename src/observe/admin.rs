@@ -79,7 +79,7 @@ async fn accept_loop(tcp: TcpListener, rules: Arc<Admin>, shutdown: Cancellation
 
 /// Who may ask, then what they asked for.
 fn answer(req: &Request<Incoming>, peer: SocketAddr, rules: &Admin) -> Response<Body> {
-    if let Some(refused) = refusal(req, peer, rules) {
+    if let Some(refused) = refusal(req.headers(), peer, rules) {
         return refused;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -118,7 +118,7 @@ fn answer(req: &Request<Incoming>, peer: SocketAddr, rules: &Admin) -> Response<
 }
 
 /// A client from off loopback without `allow_remote`: 403; a missing or wrong token: 401.
-fn refusal(req: &Request<Incoming>, peer: SocketAddr, rules: &Admin) -> Option<Response<Body>> {
+fn refusal(headers: &http::HeaderMap, peer: SocketAddr, rules: &Admin) -> Option<Response<Body>> {
     if !rules.allow_remote && !peer.ip().to_canonical().is_loopback() {
         tracing::warn!(client = %peer.ip(), "admin listener: refused a client that is not on loopback (admin.allow_remote is off)");
         return Some(error::page(
@@ -127,8 +127,7 @@ fn refusal(req: &Request<Incoming>, peer: SocketAddr, rules: &Admin) -> Option<R
         ));
     }
     let token = rules.token.as_deref()?;
-    let sent = req
-        .headers()
+    let sent = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -158,4 +157,58 @@ fn reply(text: String, content_type: &'static str) -> Response<Body> {
         HeaderValue::from_static("nosniff"),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(allow_remote: bool, token: Option<&str>) -> Admin {
+        Admin {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote,
+            token: token.map(str::to_owned),
+        }
+    }
+
+    fn status(headers: &http::HeaderMap, peer: &str, rules: &Admin) -> Option<u16> {
+        let peer: SocketAddr = peer.parse().unwrap();
+        refusal(headers, peer, rules).map(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn a_client_off_loopback_is_refused_unless_remote_access_is_allowed() {
+        let none = http::HeaderMap::new();
+        assert_eq!(status(&none, "127.0.0.1:5000", &rules(false, None)), None);
+        assert_eq!(status(&none, "[::1]:5000", &rules(false, None)), None);
+        assert_eq!(
+            status(&none, "[::ffff:127.0.0.1]:5000", &rules(false, None)),
+            None
+        );
+        assert_eq!(
+            status(&none, "192.0.2.7:5000", &rules(false, None)),
+            Some(403)
+        );
+        assert_eq!(
+            status(&none, "[2001:db8::1]:5000", &rules(false, None)),
+            Some(403)
+        );
+    }
+
+    #[test]
+    fn with_a_token_every_client_must_send_it() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let remote = rules(true, Some(token));
+        let mut h = http::HeaderMap::new();
+        assert_eq!(status(&h, "192.0.2.7:5000", &remote), Some(401));
+        assert_eq!(status(&h, "127.0.0.1:5000", &remote), Some(401));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer wrong"),
+        );
+        assert_eq!(status(&h, "192.0.2.7:5000", &remote), Some(401));
+        let good = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        h.insert(header::AUTHORIZATION, good);
+        assert_eq!(status(&h, "192.0.2.7:5000", &remote), None);
+    }
 }

@@ -256,7 +256,7 @@ fn date(unix: i64) -> String {
 }
 
 /// Colours of the timeline and the health dots, beside the shared stylesheet.
-const STATUS_STYLE: &str = "<style>\nmain { max-width: 60rem; }\n.ok { fill: #2e9d5b; color: #2e9d5b; } .renew_soon { fill: #d99a1e; color: #b77d0c; } .expired { fill: #c8382f; color: #c8382f; }\n.window { fill: #d99a1e; opacity: .35; } .today { stroke: var(--fg); stroke-width: 2; stroke-dasharray: 4 3; }\nsvg text { fill: var(--fg); font: 12px system-ui, sans-serif; } svg .axis { fill: var(--muted); }\n.up::before { content: \"● \"; color: #2e9d5b; } .down::before { content: \"● \"; color: #c8382f; }\nh2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }\n</style>";
+const STATUS_STYLE: &str = "<style>\nmain { max-width: 60rem; }\n.ok { fill: #2e9d5b; color: #2e9d5b; } .renew_soon { fill: #d99a1e; color: #b77d0c; } .expired { fill: #c8382f; color: #c8382f; }\n.window { fill: #d99a1e; opacity: .35; } .today { stroke: var(--fg); stroke-width: 2; stroke-dasharray: 4 3; }\nsvg text { fill: var(--fg); font: 12px system-ui, sans-serif; } svg .axis { fill: var(--muted); }\n.up::before { content: \"● \"; color: #2e9d5b; } .down::before { content: \"● \"; color: #c8382f; }\nh2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; } td { overflow-wrap: anywhere; }\n</style>";
 
 /// The status page: works without JavaScript, refreshes itself every 30 s.
 pub(crate) fn html(s: &Status) -> String {
@@ -331,7 +331,7 @@ fn sites_table(body: &mut String, s: &Status) {
                 "<span class=\"{}\">{} day(s) left</span><br><span class=\"date\">{} · {}</span>",
                 state_class(c.state),
                 c.days_left,
-                escape_html(&c.issuer),
+                escape_html(common_name(&c.issuer)),
                 c.source.as_str()
             ),
             None => "<span class=\"date\">-</span>".to_owned(),
@@ -364,6 +364,13 @@ fn sites_table(body: &mut String, s: &Status) {
         );
     }
     body.push_str("</table>\n");
+}
+
+/// The issuer's CN (the readable part of a distinguished name), or the whole name.
+fn common_name(dn: &str) -> &str {
+    dn.split(", ")
+        .find_map(|part| part.strip_prefix("CN="))
+        .unwrap_or(dn)
 }
 
 fn state_class(s: CertState) -> &'static str {

@@ -23,6 +23,7 @@ mod hardening;
 mod hardening_requests;
 mod local_lifetimes;
 mod mtls;
+mod observe;
 mod proxy;
 mod python_apps;
 mod redirect;
