@@ -256,7 +256,7 @@ fn date(unix: i64) -> String {
 }
 
 /// Colours of the timeline and the health dots, beside the shared stylesheet.
-const STATUS_STYLE: &str = "<style>\nmain { max-width: 60rem; }\n.ok { fill: #2e9d5b; color: #2e9d5b; } .renew_soon { fill: #d99a1e; color: #b77d0c; } .expired { fill: #c8382f; color: #c8382f; }\n.window { fill: #d99a1e; opacity: .35; } .today { stroke: var(--fg); stroke-width: 2; stroke-dasharray: 4 3; }\nsvg text { fill: var(--fg); font: 12px system-ui, sans-serif; } svg .axis { fill: var(--muted); }\n.up::before { content: \"● \"; color: #2e9d5b; } .down::before { content: \"● \"; color: #c8382f; }\nh2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; } td { overflow-wrap: anywhere; }\n</style>";
+const STATUS_STYLE: &str = "<style>\nmain { max-width: 66rem; }\n.ok { fill: #2e9d5b; color: #2e9d5b; } .renew_soon { fill: #d99a1e; color: #b77d0c; } .expired { fill: #c8382f; color: #c8382f; }\n.window { fill: #d99a1e; opacity: .35; } .today { stroke: var(--fg); stroke-width: 2; stroke-dasharray: 4 3; }\nsvg text { fill: var(--fg); font: 12px system-ui, sans-serif; } svg .axis { fill: var(--muted); }\n.up::before { content: \"● \"; color: #2e9d5b; } .down::before { content: \"● \"; color: #c8382f; }\nh2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }\n</style>";
 
 /// The status page: works without JavaScript, refreshes itself every 30 s.
 pub(crate) fn html(s: &Status) -> String {
