@@ -66,6 +66,8 @@ fn admin_flag(addr: &str) -> Result<Option<config::Admin>> {
         listen,
         allow_remote: false,
         token: None,
+        client_auth: None,
+        certificate: CertSource::Local,
     }))
 }
 

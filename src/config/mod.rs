@@ -288,20 +288,52 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         allow_expired: false,
         acme,
         source: None,
-        admin: raw.admin.and_then(|a| validate_admin(a, p)),
+        admin: raw.admin.and_then(|a| validate_admin(a, base, p)),
     }
 }
 
 /// `admin:`: an address (`:2019` and a bare port mean loopback) or `off`; a non-loopback
 /// address only with `allow_remote: true` and a token.
-fn validate_admin(raw: Spanned<raw::RawAdmin>, p: &mut Problems) -> Option<Admin> {
+fn validate_admin(raw: Spanned<raw::RawAdmin>, base: &Path, p: &mut Problems) -> Option<Admin> {
     let line = line_of(&raw);
-    let (listen, allow_remote, token) = match raw.value {
-        raw::RawAdmin::Address(a) => (a, false, None),
-        raw::RawAdmin::Full(f) => (f.listen, f.allow_remote.unwrap_or(false), f.token),
+    let settings = match raw.value {
+        raw::RawAdmin::Address(a) => raw::RawAdminSettings {
+            listen: a,
+            allow_remote: None,
+            token: None,
+            client_auth: None,
+            certificate: None,
+        },
+        raw::RawAdmin::Full(f) => f,
     };
+    let (listen, allow_remote, token) = (
+        settings.listen,
+        settings.allow_remote.unwrap_or(false),
+        settings.token,
+    );
     if listen == "off" {
         return None;
+    }
+    let client_auth = settings
+        .client_auth
+        .map(|c| tls::validate_client_auth(c, base, "admin.client_auth", p));
+    let certificate = match settings.certificate {
+        Some(c) if client_auth.is_none() => {
+            p.add(
+                line_of(&c),
+                "admin.certificate",
+                "the admin listener speaks HTTPS only with client_auth: add it, or remove the certificate",
+            );
+            CertSource::Local
+        }
+        c => cert_source(c, &[], base, "admin.certificate", p),
+    };
+    if certificate == CertSource::Acme {
+        p.add(
+            line,
+            "admin.certificate",
+            "the admin listener takes `local` or {cert: FILE, key: FILE}, not an ACME certificate",
+        );
     }
     let Some(addr) = admin_address(&listen) else {
         p.add(
@@ -315,14 +347,15 @@ fn validate_admin(raw: Spanned<raw::RawAdmin>, p: &mut Problems) -> Option<Admin
         p.add(
             line,
             "admin",
-            format!("{addr} is not a loopback address: the admin listener stays on 127.0.0.1 or ::1 unless `allow_remote: true` with a `token`"),
+            format!("{addr} is not a loopback address: the admin listener stays on 127.0.0.1 or ::1 unless `allow_remote: true` with a `token` or `client_auth`"),
         );
     }
-    if allow_remote && token.as_deref().is_none_or(str::is_empty) {
+    let no_token = token.as_deref().is_none_or(str::is_empty);
+    if allow_remote && no_token && client_auth.as_ref().is_none_or(|a| !a.required) {
         p.add(
             line,
             "admin.token",
-            "`allow_remote: true` needs a token (clients send `Authorization: Bearer TOKEN`)",
+            "`allow_remote: true` needs a token (clients send `Authorization: Bearer TOKEN`) or `client_auth` with mode required",
         );
     }
     if token
@@ -342,6 +375,8 @@ fn validate_admin(raw: Spanned<raw::RawAdmin>, p: &mut Problems) -> Option<Admin
         listen: addr,
         allow_remote,
         token,
+        client_auth,
+        certificate,
     })
 }
 

@@ -41,6 +41,10 @@ pub(crate) struct Admin {
     pub allow_remote: bool,
     /// `Authorization: Bearer TOKEN` required when set.
     pub token: Option<String>,
+    /// HTTPS with client certificates (the sites' verifier), when set.
+    pub client_auth: Option<ClientAuth>,
+    /// The admin listener's own certificate when it speaks HTTPS (local by default).
+    pub certificate: CertSource,
 }
 
 /// The ACME CA and account that `certificate: acme` sites use.

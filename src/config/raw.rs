@@ -35,6 +35,8 @@ pub(crate) struct RawAdminSettings {
     pub listen: String,
     pub allow_remote: Option<bool>,
     pub token: Option<String>,
+    pub client_auth: Option<Spanned<RawClientAuth>>,
+    pub certificate: Option<Spanned<RawCertificate>>,
 }
 
 // Hand-written for the same reason as `RawCertificate`'s: a typo inside the mapping is named.

@@ -27,8 +27,13 @@ use crate::http::{Body, error, full};
 /// Admin connections served at once: scrapes and a person or two, never a crowd.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
 
-/// Binds the admin listener and serves it until `shutdown`; returns the bound address.
-pub(crate) async fn start(admin: &Admin, shutdown: CancellationToken) -> Result<SocketAddr> {
+/// Binds the admin listener and serves it until `shutdown`; returns the bound address. With
+/// `tls` (the config's `client_auth`), it speaks HTTPS and verifies client certificates.
+pub(crate) async fn start(
+    admin: &Admin,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr> {
     let tcp = TcpListener::bind(admin.listen).await.with_context(|| {
         format!(
             "cannot listen on {} for the admin listener (admin: in the config, or --admin)",
@@ -37,13 +42,20 @@ pub(crate) async fn start(admin: &Admin, shutdown: CancellationToken) -> Result<
     })?;
     let addr = tcp.local_addr().unwrap_or(admin.listen);
     let rules = Arc::new(admin.clone());
-    tokio::spawn(accept_loop(tcp, rules, shutdown));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(accept_loop(tcp, rules, tls, shutdown));
     tracing::info!(kind = %"admin", addr = %addr, "listening");
-    tracing::info!("metrics on http://{addr}/metrics, status on http://{addr}/status");
+    tracing::info!("metrics on {scheme}://{addr}/metrics, status on {scheme}://{addr}/status");
     Ok(addr)
 }
 
-async fn accept_loop(tcp: TcpListener, rules: Arc<Admin>, shutdown: CancellationToken) {
+async fn accept_loop(
+    tcp: TcpListener,
+    rules: Arc<Admin>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -61,20 +73,51 @@ async fn accept_loop(tcp: TcpListener, rules: Arc<Admin>, shutdown: Cancellation
             },
             _ = shutdown.cancelled() => return,
         };
-        let rules = rules.clone();
+        let (rules, tls) = (rules.clone(), tls.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let res = answer(&req, peer, &rules);
-                std::future::ready(Ok::<_, Infallible>(res))
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(defaults::ADMIN_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(defaults::ADMIN_TIMEOUT * 6, conn).await;
+            let served = async {
+                match tls {
+                    None => serve(stream, peer, rules).await,
+                    Some(tls) => {
+                        match tokio::time::timeout(defaults::ADMIN_TIMEOUT, tls.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => serve(stream, peer, rules).await,
+                            Ok(Err(e)) => {
+                                let refusal = crate::tls::client_auth::refusal_reason(&e);
+                                crate::observe::metrics().handshake_failed(
+                                    &e,
+                                    refusal.as_deref(),
+                                    "admin",
+                                );
+                                tracing::warn!(client = %peer.ip(), "admin listener: TLS handshake refused: {e}");
+                            }
+                            Err(_) => {
+                                tracing::debug!(client = %peer.ip(), "admin listener: TLS handshake timed out")
+                            }
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(defaults::ADMIN_TIMEOUT * 6, served).await;
             drop(permit);
         });
     }
+}
+
+async fn serve<S>(stream: S, peer: SocketAddr, rules: Arc<Admin>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let res = answer(&req, peer, &rules);
+        std::future::ready(Ok::<_, Infallible>(res))
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(defaults::ADMIN_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc);
+    let _ = conn.await;
 }
 
 /// Who may ask, then what they asked for.
@@ -168,6 +211,8 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             allow_remote,
             token: token.map(str::to_owned),
+            client_auth: None,
+            certificate: crate::config::CertSource::Local,
         }
     }
 

@@ -83,7 +83,8 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         ShutdownSignals::register(),
     ));
     if let Some(admin) = &config.admin {
-        crate::observe::admin::start(admin, shutdown.clone()).await?;
+        let tls = admin_tls(admin, &config, &provider)?;
+        crate::observe::admin::start(admin, tls, shutdown.clone()).await?;
     }
     let served = served_certs(&config, &certs);
     let status = notify::status(
@@ -416,6 +417,51 @@ fn reload_once(
     }
     let served = served_certs(&config, &certs);
     Ok((config, served, certs))
+}
+
+/// The admin listener's HTTPS set-up when it checks client certificates: its certificate (the
+/// development CA's for this machine's local names, or files) and the sites' verifier.
+fn admin_tls(
+    admin: &crate::config::Admin,
+    config: &Config,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(auth) = &admin.client_auth else {
+        return Ok(None);
+    };
+    let needs_ca = admin.certificate == CertSource::Local || auth.ca == ClientCa::Local;
+    let ca = match needs_ca {
+        true => Some(DevCa::load_or_create(&crate::config::data_dir())?.0),
+        false => None,
+    };
+    let names = crate::config::local_names(admin.listen.ip());
+    let (cert, key) = match (&admin.certificate, &ca) {
+        (CertSource::Local, Some(ca)) => ca.leaf_for(&names)?,
+        (source, _) => source
+            .files()
+            .into_iter()
+            .next()
+            .context("admin.certificate names no files")?,
+    };
+    let loaded = crate::certs::load_files(&cert, &key, provider, false)
+        .context("the admin listener's certificate")?;
+    let mut resolver = SniResolver::new(false);
+    resolver.add(&names, vec![loaded.key]);
+    let local = ca.as_ref().map(DevCa::cert_path);
+    let verifier = tls::client_auth::verifier(auth, local.as_deref(), provider.clone())
+        .context("admin.client_auth")?;
+    let offer = Offer {
+        alpn: vec![b"http/1.1".to_vec()],
+        acme: false,
+        client_auth: Some(verifier),
+    };
+    let server = tls::server_config(
+        config.tls_policy,
+        provider.clone(),
+        Arc::new(resolver),
+        offer,
+    )?;
+    Ok(Some(server))
 }
 
 /// Tells the admin listener what is served now: certificates, sites, routes, tunnels.

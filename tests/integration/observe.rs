@@ -545,3 +545,40 @@ fn the_admin_listener_stays_on_loopback_and_asks_for_its_token() {
         "{status}"
     );
 }
+
+#[test]
+fn with_client_auth_the_admin_listener_speaks_https_and_wants_a_client_certificate() {
+    let pki = TestPki::new();
+    let admin_leaf = pki.leaf("admin", &["127.0.0.1"]);
+    let alice = pki.client_leaf("alice", "alice", &[]);
+    let top = format!(
+        "admin:\n  listen: 127.0.0.1:0\n  allow_remote: true\n  client_auth: {{ca: {}}}\n  certificate: {{cert: {}, key: {}}}",
+        pki.ca_path.display(),
+        admin_leaf.cert.display(),
+        admin_leaf.key.display()
+    );
+    let f = Fixture::start("", &top);
+    let admin = admin_addr(&f.server);
+    let url = format!("https://{admin}/status.json");
+    let ca = pki.ca_path.to_str().unwrap();
+    let refused = crate::support::client::curl_fails(&url, &["--cacert", ca]);
+    assert!(!refused.is_empty());
+    let res = get(
+        &url,
+        &[
+            "--cacert",
+            ca,
+            "--cert",
+            alice.cert.to_str().unwrap(),
+            "--key",
+            alice.key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+    let status: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(status["sites"][0]["names"][0], "test.example");
+    // Plain HTTP gets nothing either.
+    assert!(
+        !crate::support::client::curl_fails(&format!("http://{admin}/metrics"), &[]).is_empty()
+    );
+}
