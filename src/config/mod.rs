@@ -304,7 +304,7 @@ fn validate_admin(raw: Spanned<raw::RawAdmin>, base: &Path, p: &mut Problems) ->
             client_auth: None,
             certificate: None,
         },
-        raw::RawAdmin::Full(f) => f,
+        raw::RawAdmin::Full(f) => *f,
     };
     let (listen, allow_remote, token) = (
         settings.listen,

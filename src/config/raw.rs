@@ -26,7 +26,7 @@ pub(crate) struct RawConfig {
 #[derive(Debug)]
 pub(crate) enum RawAdmin {
     Address(String),
-    Full(RawAdminSettings),
+    Full(Box<RawAdminSettings>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,7 +56,7 @@ impl<'de> Deserialize<'de> for RawAdmin {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 RawAdminSettings::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawAdmin::Full)
+                    .map(|s| RawAdmin::Full(Box::new(s)))
             }
         }
         deserializer.deserialize_any(AdminVisitor)
