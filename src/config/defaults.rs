@@ -115,6 +115,8 @@ pub(crate) const ADMIN_TOKEN_MIN_BYTES: usize = 32;
 pub(crate) const RECENT_ERRORS: usize = 50;
 /// `candado status` exits non-zero when a certificate expires sooner than this.
 pub(crate) const STATUS_EXPIRY_ALERT: Duration = Duration::from_secs(7 * 86_400);
+/// Admin connections served at once: scrapes and a person or two, never a crowd.
+pub(crate) const MAX_ADMIN_CONNECTIONS: usize = 32;
 /// How long the admin listener waits for a request head, and for `candado status`'s answer.
 pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 

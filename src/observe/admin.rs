@@ -24,9 +24,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Admin, defaults};
 use crate::http::{Body, error, full};
 
-/// Admin connections served at once: scrapes and a person or two, never a crowd.
-const MAX_ADMIN_CONNECTIONS: usize = 32;
-
 /// Binds the admin listener and serves it until `shutdown`; returns the bound address. With
 /// `tls` (the config's `client_auth`), it speaks HTTPS and verifies client certificates.
 pub(crate) async fn start(
@@ -56,7 +53,7 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(defaults::MAX_ADMIN_CONNECTIONS));
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },

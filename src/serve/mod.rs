@@ -509,6 +509,7 @@ struct FixedAtStart {
     max_connections: usize,
     shutdown: std::time::Duration,
     log_format: crate::config::LogFormat,
+    admin: Option<crate::config::Admin>,
 }
 
 impl FixedAtStart {
@@ -517,6 +518,7 @@ impl FixedAtStart {
             max_connections: config.limits.max_connections,
             shutdown: config.timeouts.shutdown,
             log_format: config.log.format,
+            admin: config.admin.clone(),
         }
     }
 
@@ -531,6 +533,7 @@ impl FixedAtStart {
                 self.shutdown != config.timeouts.shutdown,
             ),
             ("log.format", self.log_format != config.log.format),
+            ("admin", self.admin != config.admin),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
