@@ -509,6 +509,48 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_defaults_to_loopback_and_off_turns_it_off() {
+        let admin = |value: &str| {
+            let yaml = format!("admin: {value}\nsites:\n  - names: [a.test]\n");
+            parse_candado(&yaml, Path::new(".")).unwrap().admin
+        };
+        let short = admin(":2019").unwrap();
+        assert_eq!(short.listen, "127.0.0.1:2019".parse().unwrap());
+        assert!(!short.allow_remote && short.token.is_none() && short.client_auth.is_none());
+        assert_eq!(
+            admin("'[::1]:9000'").unwrap().listen,
+            "[::1]:9000".parse().unwrap()
+        );
+        assert_eq!(admin("off"), None);
+        let yaml = "sites:\n  - names: [a.test]\n";
+        assert_eq!(parse_candado(yaml, Path::new(".")).unwrap().admin, None);
+    }
+
+    #[test]
+    fn a_remote_admin_listener_needs_a_long_token_or_a_client_certificate() {
+        let problems_of = |admin: &str| {
+            problems(&format!("admin: {admin}\nsites:\n  - names: [a.test]\n"))
+                .into_iter()
+                .map(|p| (p.line, p.key, p.message))
+                .collect::<Vec<_>>()
+        };
+        let p = problems_of("0.0.0.0:2019");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].0, p[0].1.as_str()), (Some(1), "admin"));
+        assert!(p[0].2.contains("not a loopback address"), "{p:?}");
+        let p = problems_of("{listen: 0.0.0.0:2019, allow_remote: true}");
+        assert!(p[0].2.contains("needs a token"), "{p:?}");
+        let p = problems_of("{listen: 0.0.0.0:2019, allow_remote: true, token: short}");
+        assert!(p[0].2.contains("too short"), "{p:?}");
+        let p = problems_of("{listen: 127.0.0.1:2019, certificate: local}");
+        assert!(p[0].2.contains("only with client_auth"), "{p:?}");
+        let p = problems_of("nowhere");
+        assert!(p[0].2.contains("not an address"), "{p:?}");
+        let p = problems_of("{listen: :2019, tokn: x}");
+        assert!(p.iter().any(|p| p.2.contains("tokn")), "{p:?}");
+    }
+
+    #[test]
     fn acme_settings_are_checked_each_with_its_line() {
         let p = problems(
             "acme:\n  directory: http://insecure.example/dir\n  email: nobody\n  challenge: dns-01\n  while_pending: wait\n  eab: {kid: k, hmac_key: 'not base64!'}\nsites:\n  - names: [a.test]\n",

@@ -54,6 +54,13 @@ impl<'de> Deserialize<'de> for RawAdmin {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(RawAdmin::Address(v.to_string()))
             }
+            // YAML 1.1 reads a bare `off` as false.
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                match v {
+                    false => Ok(RawAdmin::Address("off".to_owned())),
+                    true => Err(E::invalid_value(de::Unexpected::Bool(v), &self)),
+                }
+            }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 RawAdminSettings::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(|s| RawAdmin::Full(Box::new(s)))
