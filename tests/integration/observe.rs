@@ -582,3 +582,71 @@ fn with_client_auth_the_admin_listener_speaks_https_and_wants_a_client_certifica
         !crate::support::client::curl_fails(&format!("http://{admin}/metrics"), &[]).is_empty()
     );
 }
+
+#[test]
+fn an_acme_certificate_shows_its_order_its_next_renewal_and_its_expiry() {
+    use crate::support::pebble::{Options, Pebble};
+    let (https, http) = (free_port(), free_port());
+    let pebble = Pebble::start(Options::ports(http, https));
+    let storage = tempfile::tempdir().unwrap();
+    let www = storage.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let yaml = format!(
+        "admin: 127.0.0.1:0\nacme:\n  directory: {}\n  ca: {}\n  storage: {}\nsites:\n  - names: [site.test]\n    listen: 127.0.0.1:{https}\n    http_redirect: 127.0.0.1:{http}\n    certificate: acme\n    root: {}\n",
+        pebble.directory,
+        pebble.api_ca().display(),
+        storage.path().join("acme").display(),
+        www.display()
+    );
+    let server = Candado::from_yaml(&yaml, &[]);
+    let admin = admin_addr(&server);
+    assert!(
+        server.wait_log(
+            "ACME certificate obtained and now served",
+            Duration::from_secs(60)
+        ),
+        "{}",
+        server.log()
+    );
+    // The renewal loop sets its next check right after publishing the certificate.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(admin);
+        let next = "candado_acme_next_renewal_timestamp_seconds{names=\"site.test\"}";
+        if sample(&text, next) > 0.0 || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    promtool_check(&text);
+    let names = "names=\"site.test\"";
+    assert_eq!(
+        sample(
+            &text,
+            &format!("candado_acme_renewal_attempts_total{{{names}}}")
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!("candado_acme_renewal_failures_total{{{names}}}")
+        ),
+        0.0
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let next = sample(
+        &text,
+        &format!("candado_acme_next_renewal_timestamp_seconds{{{names}}}"),
+    );
+    assert!(next > now + 86_400.0, "next renewal at {next}, now {now}");
+    let expiry = sample(
+        &text,
+        "candado_certificate_expiry_seconds{site=\"site.test\",names=\"site.test\",source=\"acme\"}",
+    );
+    assert!(expiry > 30.0 * 86_400.0, "{text}");
+}
