@@ -304,7 +304,10 @@ impl SiteMetrics {
     /// A request done: how long it took to answer and the body sizes its headers declared.
     pub(crate) fn served(&self, took: Duration, bytes_in: u64, bytes_out: u64) {
         self.latency.observe(took);
-        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        // Most requests declare no body: skip the shared cache line then.
+        if bytes_in > 0 {
+            self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        }
         self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
     }
 }
@@ -392,11 +395,12 @@ impl HandshakeFailure {
     /// Classifies a failed handshake from rustls's error inside the I/O error.
     pub(crate) fn of(e: &std::io::Error) -> Self {
         use rustls::{Error, PeerIncompatible};
-        let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) else {
-            return match e.to_string().contains("nothing here is named") {
-                true => HandshakeFailure::UnknownSni,
-                false => HandshakeFailure::Other,
-            };
+        let inner = e.get_ref();
+        if inner.is_some_and(|i| i.is::<crate::tls::front::UnknownName>()) {
+            return HandshakeFailure::UnknownSni;
+        }
+        let Some(tls) = inner.and_then(|i| i.downcast_ref::<Error>()) else {
+            return HandshakeFailure::Other;
         };
         match tls {
             Error::NoCertificatesPresented => HandshakeFailure::NoClientCertificate,
@@ -405,7 +409,8 @@ impl HandshakeFailure {
                 PeerIncompatible::NoCipherSuitesInCommon | PeerIncompatible::NoKxGroupsInCommon,
             ) => HandshakeFailure::NoCommonCipher,
             Error::PeerIncompatible(_) => HandshakeFailure::ProtocolVersion,
-            Error::General(m) if m.contains("no server certificate") => {
+            // rustls's own words when the resolver has no certificate for the name.
+            Error::General(m) if m == "no server certificate chain resolved" => {
                 HandshakeFailure::UnknownSni
             }
             _ => HandshakeFailure::Other,
@@ -662,6 +667,41 @@ mod tests {
             &m.route("a.test", "/api"),
             &m.route("a.test", "static")
         ));
+    }
+
+    #[test]
+    fn handshake_failures_are_told_apart_by_rustls_error() {
+        use rustls::{CertificateError, Error, PeerIncompatible};
+        let of = |e: Error| {
+            HandshakeFailure::of(&std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        };
+        assert_eq!(
+            of(Error::NoCertificatesPresented),
+            HandshakeFailure::NoClientCertificate
+        );
+        assert_eq!(
+            of(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            HandshakeFailure::ClientCertificateRefused
+        );
+        assert_eq!(
+            of(Error::PeerIncompatible(
+                PeerIncompatible::NoCipherSuitesInCommon
+            )),
+            HandshakeFailure::NoCommonCipher
+        );
+        assert_eq!(
+            of(Error::PeerIncompatible(
+                PeerIncompatible::SupportedVersionsExtensionRequired
+            )),
+            HandshakeFailure::ProtocolVersion
+        );
+        let unknown = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            crate::tls::front::UnknownName(Some("x.test".into())),
+        );
+        assert_eq!(HandshakeFailure::of(&unknown), HandshakeFailure::UnknownSni);
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(HandshakeFailure::of(&eof), HandshakeFailure::Other);
     }
 
     #[test]

@@ -650,3 +650,39 @@ fn an_acme_certificate_shows_its_order_its_next_renewal_and_its_expiry() {
     );
     assert!(expiry > 30.0 * 86_400.0, "{text}");
 }
+
+#[test]
+fn handshakes_for_unknown_names_and_old_versions_are_counted_by_reason() {
+    let f = Fixture::start(
+        "",
+        "tls:\n  unknown_sni: reject\n  policy: modern\nadmin: 127.0.0.1:0",
+    );
+    let admin = admin_addr(&f.server);
+    let ca = &f.pki.ca_path;
+    let (ok, out) = client::s_client_for(f.server.https, "elsewhere.test", ca, &[]);
+    assert!(!ok || out.contains("alert"), "{out}");
+    let (ok, out) = client::s_client(f.server.https, ca, &["-tls1_2"]);
+    assert!(!ok, "{out}");
+    let (ok, out) = client::s_client(f.server.https, ca, &["-tls1_3"]);
+    assert!(ok, "{out}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failures = |text: &str, reason: &str| {
+        sample(
+            text,
+            &format!("candado_tls_handshake_failures_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    let text = loop {
+        let text = scrape(admin);
+        let both =
+            failures(&text, "unknown_sni") >= 1.0 && failures(&text, "protocol_version") >= 1.0;
+        if both || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(failures(&text, "unknown_sni"), 1.0, "{text}");
+    assert_eq!(failures(&text, "protocol_version"), 1.0, "{text}");
+    assert_eq!(failures(&text, "other"), 0.0, "{text}");
+}
