@@ -61,7 +61,7 @@ fn secure_cookie_rule(bencher: Bencher) {
             );
             h
         })
-        .bench_local_refs(|h| secure_cookies(h));
+        .bench_local_refs(secure_cookies);
 }
 
 #[divan::bench]
