@@ -235,6 +235,9 @@ pub(super) struct ServeArgs {
     /// Write the log to this file instead of standard error; SIGUSR1 reopens it (logrotate).
     #[arg(long, value_name = "FILE")]
     pub(super) log_file: Option<PathBuf>,
+    /// Never compress responses (zstd, br, gzip), whatever the config file says.
+    #[arg(long)]
+    pub(super) no_compression: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -271,6 +274,10 @@ pub(super) struct ProxyArgs {
     /// Write the log to this file instead of standard error; SIGUSR1 reopens it (logrotate).
     #[arg(long, value_name = "FILE")]
     pub(super) log_file: Option<PathBuf>,
+    /// Never compress responses (zstd, br, gzip) [default: compress text, JSON and JS for
+    /// clients that accept it].
+    #[arg(long)]
+    pub(super) no_compression: bool,
     #[command(flatten)]
     pub(super) acme: acme_commands::AcmeArgs,
     #[command(flatten)]

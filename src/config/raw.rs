@@ -142,6 +142,7 @@ pub(crate) struct RawSite {
     pub basic_auth: Option<Vec<Spanned<RawAuth>>>,
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
+    pub compression: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +169,7 @@ pub(crate) struct RawRoute {
     pub ca: Option<String>,
     pub http2: Option<bool>,
     pub allow_clients: Option<Spanned<RawAllow>>,
+    pub compression: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

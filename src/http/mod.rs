@@ -5,6 +5,7 @@
 //! site's security headers. Plain-HTTP request → [`redirect::to_https`].
 
 pub(crate) mod auth;
+pub(crate) mod compression;
 pub(crate) mod error;
 pub(crate) mod headers;
 pub(crate) mod host;
@@ -123,6 +124,17 @@ impl SiteHandler {
 
     pub(crate) fn static_root(&self) -> Option<&std::path::Path> {
         self.files.as_ref().map(StaticFiles::root)
+    }
+
+    /// Whether responses for `path` may be compressed: the site allows it and the route that
+    /// serves the path (if any) does not turn it off.
+    fn compresses(&self, path: &str) -> bool {
+        self.site.compression
+            && self
+                .routes
+                .iter()
+                .find(|r| r.route.matches(path))
+                .is_none_or(|r| r.route.compression)
     }
 
     /// Basic auth, then exact redirects, then the longest matching route, then files.
@@ -309,7 +321,7 @@ impl Router {
         res
     }
 
-    async fn dispatch(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    async fn dispatch(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         if let Some(refused) = self.beyond_limits(&req) {
             return refused;
         }
@@ -331,10 +343,16 @@ impl Router {
                 ),
             );
         }
+        let compression = site
+            .compresses(req.uri().path())
+            .then(|| (compression::Negotiation::of(&mut req), req.method().clone()));
         let mut res = match req.extensions().get::<FramingConflict>() {
             Some(_) => framing_conflict(&req, conn),
             None => site.respond(req, conn, &host).await,
         };
+        if let Some((negotiation, method)) = compression {
+            res = negotiation.apply(&method, res);
+        }
         add_headers(res.headers_mut(), &site.headers);
         res
     }

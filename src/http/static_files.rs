@@ -20,7 +20,7 @@ use hyper::body::Frame;
 use tokio::io::AsyncReadExt;
 
 use super::error::{STYLE, escape_html, page, styled_page};
-use super::{Body, empty, full};
+use super::{Body, compression, empty, full};
 use crate::config::StaticOptions;
 
 /// Files up to this size are read in one go; larger ones are streamed in chunks.
@@ -483,6 +483,9 @@ async fn serve_file<B>(
         return res;
     }
     h.insert(header::CONTENT_TYPE, content_type(path));
+    if let Some(sibling) = precompressed_sibling(req, root, path, meta) {
+        return serve_sibling(req, (root, path), sibling, res);
+    }
     let range = match v.range_allowed(req.headers()) {
         true => parse_range(
             req.headers()
@@ -525,6 +528,78 @@ async fn serve_file<B>(
         }
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot read file");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The file could not be read.",
+            )
+        }
+    }
+}
+
+/// A precompressed copy of `path` (`app.js.zst`, `.br`, `.gz`, as Caddy's `precompressed` and
+/// nginx's `gzip_static`) in a coding the client accepts, best first; only a regular file at
+/// least as new as the original, so a stale copy never hides an edit. Never for a Range
+/// request: ranges are cut from the identity bytes.
+fn precompressed_sibling<B>(
+    req: &Request<B>,
+    root: &Root,
+    path: &Path,
+    meta: &Metadata,
+) -> Option<Sibling> {
+    let negotiation = req.extensions().get::<compression::Negotiation>()?;
+    if req.headers().contains_key(header::RANGE) {
+        return None;
+    }
+    let modified = meta.modified().ok()?;
+    negotiation.codings().iter().find_map(|&coding| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".");
+        name.push(coding.extension());
+        let rel = PathBuf::from(name);
+        let (file, meta) = root.open(&rel)?;
+        let fresh = meta.is_file() && meta.modified().is_ok_and(|m| m >= modified);
+        fresh.then_some(Sibling {
+            coding,
+            rel,
+            file,
+            len: meta.len(),
+        })
+    })
+}
+
+struct Sibling {
+    coding: compression::Coding,
+    rel: PathBuf,
+    file: std::fs::File,
+    len: u64,
+}
+
+/// The sibling's bytes under the original's headers (type, validators), marked so that
+/// `compression` adds Content-Encoding's companions (Vary, the per-coding ETag).
+fn serve_sibling<B>(
+    req: &Request<B>,
+    (root, path): (&Arc<Root>, &Path),
+    sibling: Sibling,
+    mut res: Response<Body>,
+) -> Response<Body> {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_ENCODING,
+        HeaderValue::from_static(sibling.coding.token()),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(sibling.len));
+    res.extensions_mut()
+        .insert(compression::Precompressed(sibling.coding));
+    if req.method() == Method::HEAD || sibling.len == 0 {
+        return res;
+    }
+    match body_for((root, &sibling.rel), sibling.file, 0, sibling.len) {
+        Ok(body) => {
+            *res.body_mut() = body;
+            res
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the precompressed file");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The file could not be read.",
