@@ -401,19 +401,12 @@ enum Encoder {
 }
 
 impl Encoder {
-    fn new(coding: Coding) -> Self {
-        let out = Vec::new();
+    fn new(coding: Coding, level: i32) -> Self {
+        let (out, level) = (Vec::new(), Level::Precise(level));
         match coding {
-            Coding::Zstd => {
-                Encoder::Zstd(ZstdEncoder::with_quality(out, level(defaults::ZSTD_LEVEL)))
-            }
-            Coding::Brotli => Encoder::Brotli(Box::new(BrotliEncoder::with_quality(
-                out,
-                level(defaults::BROTLI_LEVEL),
-            ))),
-            Coding::Gzip => {
-                Encoder::Gzip(GzipEncoder::with_quality(out, level(defaults::GZIP_LEVEL)))
-            }
+            Coding::Zstd => Encoder::Zstd(ZstdEncoder::with_quality(out, level)),
+            Coding::Brotli => Encoder::Brotli(Box::new(BrotliEncoder::with_quality(out, level))),
+            Coding::Gzip => Encoder::Gzip(GzipEncoder::with_quality(out, level)),
         }
     }
 
@@ -461,10 +454,6 @@ impl Encoder {
     }
 }
 
-fn level(n: i32) -> Level {
-    Level::Precise(n)
-}
-
 fn ready_now<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
     match p {
         Poll::Ready(r) => r,
@@ -495,10 +484,20 @@ enum State {
 }
 
 impl Encoded {
+    /// `inner` compressed at the level for on-the-fly compression ([`defaults::ZSTD_LEVEL`]…).
     pub(crate) fn new(inner: Body, coding: Coding) -> Self {
+        let level = match coding {
+            Coding::Zstd => defaults::ZSTD_LEVEL,
+            Coding::Brotli => defaults::BROTLI_LEVEL,
+            Coding::Gzip => defaults::GZIP_LEVEL,
+        };
+        Encoded::with_level(inner, coding, level)
+    }
+
+    fn with_level(inner: Body, coding: Coding, level: i32) -> Self {
         Encoded {
             inner,
-            encoder: Encoder::new(coding),
+            encoder: Encoder::new(coding, level),
             unflushed: false,
             trailers: None,
             state: State::Streaming,
@@ -582,6 +581,8 @@ impl hyper::body::Body for Encoded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
+    use std::time::Duration;
 
     fn negotiate(accept: &str) -> Negotiation {
         let mut h = HeaderMap::new();
@@ -692,6 +693,84 @@ mod tests {
         assert!(!h.contains_key(header::ETAG));
     }
 
+    /// `data` in 64 KiB frames (as static files stream), with the source making the body wait
+    /// between frames as a disk or an upstream would.
+    fn framed(data: &[u8]) -> Body {
+        let frames: Vec<Bytes> = data.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+        let stream = futures_util::stream::iter(frames).then(|b| async move {
+            tokio::task::yield_now().await;
+            Ok::<_, io::Error>(Frame::data(b))
+        });
+        BodyExt::boxed(http_body_util::StreamBody::new(stream))
+    }
+
+    async fn decode(coding: Coding, compressed: &[u8]) -> Vec<u8> {
+        use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        let read = match coding {
+            Coding::Zstd => ZstdDecoder::new(compressed).read_to_end(&mut out).await,
+            Coding::Brotli => BrotliDecoder::new(compressed).read_to_end(&mut out).await,
+            Coding::Gzip => GzipDecoder::new(compressed).read_to_end(&mut out).await,
+        };
+        read.map(|_| out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn encoded_bodies_decode_to_their_source_in_every_coding() {
+        let source: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
+            .take(300_000)
+            .collect();
+        for coding in Coding::ALL {
+            let body = Encoded::new(framed(&source), coding);
+            let compressed = body.collect().await.unwrap().to_bytes();
+            assert!(compressed.len() < source.len() / 4, "{coding:?}");
+            assert!(decode(coding, &compressed).await == source, "{coding:?}");
+        }
+    }
+
+    /// What a decoder makes of the start of a stream: everything it can before the input ends.
+    async fn decode_prefix(coding: Coding, compressed: &[u8]) -> Vec<u8> {
+        use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+        use tokio::io::{AsyncRead, AsyncReadExt};
+        let mut decoder: Pin<Box<dyn AsyncRead>> = match coding {
+            Coding::Zstd => Box::pin(ZstdDecoder::new(compressed)),
+            Coding::Brotli => Box::pin(BrotliDecoder::new(compressed)),
+            Coding::Gzip => Box::pin(GzipDecoder::new(compressed)),
+        };
+        let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
+        while let Ok(n @ 1..) = decoder.read(&mut buf).await {
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn what_a_waiting_source_sent_is_flushed_before_the_wait() {
+        for coding in Coding::ALL {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                let data = rx.recv().await?;
+                Some((Ok::<_, io::Error>(Frame::data(data)), rx))
+            });
+            let source = BodyExt::boxed(http_body_util::StreamBody::new(stream));
+            let mut body = Encoded::new(source, coding);
+            tx.send(Bytes::from_static(b"data: 1\n\n")).await.unwrap();
+            // The source now waits: what the body gave so far must decode to the event.
+            let mut sent = Vec::new();
+            while decode_prefix(coding, &sent).await != b"data: 1\n\n" {
+                let frame = tokio::time::timeout(Duration::from_secs(1), body.frame()).await;
+                let frame = frame.expect("the event was held back").unwrap().unwrap();
+                sent.extend_from_slice(&frame.into_data().unwrap());
+            }
+            drop(tx);
+            let rest = body.collect().await.unwrap().to_bytes();
+            sent.extend_from_slice(&rest);
+            assert_eq!(decode(coding, &sent).await, b"data: 1\n\n", "{coding:?}");
+        }
+    }
+
     #[test]
     fn vary_is_added_once() {
         let mut h = HeaderMap::new();
@@ -700,5 +779,85 @@ mod tests {
         add_vary(&mut h);
         let all: Vec<_> = h.get_all(header::VARY).iter().collect();
         assert_eq!(all, ["Origin", "accept-encoding"]);
+    }
+
+    /// This thread's CPU time so far (the machine may be busy: wall time would count others').
+    fn thread_cpu() -> Duration {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+    }
+
+    /// JS from the test venv (what Django's admin ships): `min` the three minified libraries
+    /// (jQuery, Select2, XRegExp; 330 KB), `all` those and their unminified sources (1.1 MB).
+    fn js_bundle(all: bool) -> Vec<u8> {
+        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/lib");
+        let python = std::fs::read_dir(lib)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let vendor = python.join("site-packages/django/contrib/admin/static/admin/js/vendor");
+        let mut files = vec![
+            "jquery/jquery.min.js",
+            "select2/select2.full.min.js",
+            "xregexp/xregexp.min.js",
+        ];
+        if all {
+            files.extend([
+                "jquery/jquery.js",
+                "select2/select2.full.js",
+                "xregexp/xregexp.js",
+            ]);
+        }
+        files
+            .iter()
+            .flat_map(|f| std::fs::read(vendor.join(f)).unwrap())
+            .collect()
+    }
+
+    /// The figures in the README: CPU time per MB and compressed size of a JS bundle, for each
+    /// coding at the chosen level and its neighbours. A measurement, not a check:
+    /// `cargo test --lib --config 'profile.dev.package."*".opt-level=3' compression_cost -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore]
+    async fn compression_cost_per_mb_on_a_js_bundle() {
+        let levels = [
+            (Coding::Zstd, &[1, 3, 6, 9][..], defaults::ZSTD_LEVEL),
+            (
+                Coding::Brotli,
+                &[1, 3, 4, 5, 6, 11][..],
+                defaults::BROTLI_LEVEL,
+            ),
+            (Coding::Gzip, &[1, 5, 6, 9][..], defaults::GZIP_LEVEL),
+        ];
+        for all in [false, true] {
+            let bundle = js_bundle(all);
+            println!("\n{} bytes of JS", bundle.len());
+            println!("| coding | level | CPU ms per MB | MB/s | compressed | ratio |");
+            for &(coding, candidates, chosen) in &levels {
+                for &level in candidates {
+                    let (mut runs, mut size) = (0u32, 0);
+                    let started = thread_cpu();
+                    while runs < 3
+                        || (thread_cpu() - started < Duration::from_millis(500) && runs < 50)
+                    {
+                        let body = Encoded::with_level(framed(&bundle), coding, level);
+                        size = body.collect().await.unwrap().to_bytes().len();
+                        runs += 1;
+                    }
+                    let cpu = (thread_cpu() - started) / runs;
+                    let mb = bundle.len() as f64 / 1e6;
+                    let ms_per_mb = cpu.as_secs_f64() * 1e3 / mb;
+                    let mark = if level == chosen { " (chosen)" } else { "" };
+                    println!(
+                        "| {} | {level}{mark} | {ms_per_mb:.1} | {:.0} | {size} | {:.3} |",
+                        coding.token(),
+                        1e3 / ms_per_mb,
+                        size as f64 / bundle.len() as f64
+                    );
+                }
+            }
+        }
     }
 }
