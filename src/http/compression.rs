@@ -161,9 +161,11 @@ impl Negotiation {
     }
 
     /// Whether the response's representation would depend on Accept-Encoding: a compressible
-    /// type that nobody has encoded yet and that may be transformed.
+    /// type that nobody has encoded yet and that may be transformed. (A Content-Digest, RFC
+    /// 9530, vouches for the bytes as they are: compressing would make it a lie.)
     fn varies(&self, h: &HeaderMap) -> bool {
         !h.contains_key(header::CONTENT_ENCODING)
+            && !h.contains_key("content-digest")
             && !has_token(h, header::CACHE_CONTROL, "no-transform")
             && h.get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())

@@ -79,8 +79,8 @@ fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An app behind the proxy: JSON, JSON it already gzipped itself, JSON marked no-transform,
-/// and an event stream (three events 400 ms apart).
+/// An app behind the proxy: JSON, JSON it already gzipped itself, JSON marked no-transform or
+/// with a Content-Digest, and an event stream (three events 400 ms apart).
 fn app() -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     let gzipped = Bytes::from(compress("gzip", &json_document()));
@@ -123,6 +123,10 @@ async fn app_answer(
             .body(Full::new(gzipped).boxed()),
         "no-transform.json" => json
             .header("cache-control", "public, no-transform")
+            .body(full(json_document())),
+        // The digest's value does not matter here: any Content-Digest pins the bytes.
+        "digest.json" => json
+            .header("content-digest", "sha-256=:AAAA:")
             .body(full(json_document())),
         "events" => {
             let events = futures_util::stream::iter(0..3).then(|i| async move {
@@ -401,9 +405,11 @@ fn what_the_app_encoded_or_marked_no_transform_is_left_alone() {
         "the app's gzip bytes were changed"
     );
     assert_eq!(res.header("vary"), None, "{}", res.head);
-    let res = f.get("/api/no-transform.json", &["-H", &ae("zstd, br, gzip")]);
-    assert_eq!(res.header("content-encoding"), None, "{}", res.head);
-    assert!(res.body == json);
+    for path in ["/api/no-transform.json", "/api/digest.json"] {
+        let res = f.get(path, &["-H", &ae("zstd, br, gzip")]);
+        assert_eq!(res.header("content-encoding"), None, "{path}: {}", res.head);
+        assert!(res.body == json);
+    }
 }
 
 #[test]
@@ -463,6 +469,39 @@ fn no_compression_flag_turns_it_off_for_proxy() {
     };
     assert_eq!(run(&[]).as_deref(), Some("br"));
     assert_eq!(run(&["--no-compression"]), None);
+}
+
+#[test]
+fn a_pyserve_config_compresses_too() {
+    let pki = crate::support::pki::TestPki::new();
+    let leaf = pki.leaf("py", &["localhost", "127.0.0.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("static")).unwrap();
+    std::fs::write(dir.path().join("static/app.js"), js_bundle()).unwrap();
+    let port = crate::support::free_port();
+    let config = format!(
+        "server:\n  host: 127.0.0.1\n  port: {port}\nhttp:\n  static_dir: ./static\nssl:\n  enabled: true\n  cert_file: {}\n  key_file: {}\n",
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    std::fs::write(dir.path().join("config.yaml"), &config).unwrap();
+    let _server = Candado::with_args(
+        &["-c", "config.yaml"],
+        dir.path(),
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    let res = client::curl_raw(
+        &format!("https://localhost:{port}/app.js"),
+        &["--cacert", pki.ca_path.to_str().unwrap(), "--compressed"],
+    );
+    assert_eq!(
+        res.header("content-encoding").as_deref(),
+        Some("zstd"),
+        "{}",
+        res.head
+    );
+    assert!(res.body == js_bundle());
 }
 
 /// Runs `curl -N` (no buffering) and returns when each marker first appeared in what it
