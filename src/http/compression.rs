@@ -84,8 +84,10 @@ pub(crate) struct Precompressed(pub(crate) Coding);
 /// What the client accepts, read from one request; put in its extensions for the handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Negotiation {
-    /// Acceptable codings (q > 0), best first: the client's q-values, then server preference.
-    codings: Vec<Coding>,
+    /// Acceptable codings (q > 0), best first: the client's q-values, then server preference;
+    /// the first `accepted` of them (no allocation per request).
+    codings: [Coding; 3],
+    accepted: usize,
     /// The client sent `identity;q=0` (or `*;q=0` without naming identity): then even a small
     /// body is compressed when it can be.
     identity_refused: bool,
@@ -101,7 +103,7 @@ impl Negotiation {
     /// itself in the request's extensions (static files look for precompressed siblings).
     pub(crate) fn of<B>(req: &mut Request<B>) -> Negotiation {
         let mut n = parse_accept_encoding(req.headers());
-        if let Some((value, coding)) = strip_if_none_match(req.headers(), &n.codings) {
+        if let Some((value, coding)) = strip_if_none_match(req.headers(), n.accepted()) {
             req.headers_mut().insert(header::IF_NONE_MATCH, value);
             n.stripped = Some(coding);
         }
@@ -114,8 +116,13 @@ impl Negotiation {
     pub(crate) fn codings(&self) -> &[Coding] {
         match self.identity_preferred {
             true => &[],
-            false => &self.codings,
+            false => self.accepted(),
         }
+    }
+
+    /// Every coding the client accepts, best first.
+    fn accepted(&self) -> &[Coding] {
+        &self.codings[..self.accepted]
     }
 
     /// The response as the client gets it: compressed when everything allows it, with Vary and
@@ -193,7 +200,7 @@ impl Negotiation {
         if length == Some(0) || (small && !self.identity_refused) {
             return None;
         }
-        self.codings.first().copied()
+        self.accepted().first().copied()
     }
 }
 
@@ -232,9 +239,8 @@ pub(crate) fn compressible(content_type: &str) -> bool {
 /// not named takes `*`'s, or is acceptable. No header: identity (what every server does,
 /// though the RFC would allow any coding). `x-gzip` is gzip (RFC 9110 §8.4.1.3).
 fn parse_accept_encoding(h: &HeaderMap) -> Negotiation {
-    let mut star = None;
-    let mut identity = None;
-    let mut named: [Option<u16>; 3] = [None; 3];
+    // q-values in thousandths: `*`, identity, then each of `Coding::ALL`.
+    let mut qs: [Option<u16>; 5] = [None; 5];
     for element in h
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -242,10 +248,16 @@ fn parse_accept_encoding(h: &HeaderMap) -> Negotiation {
         .flat_map(|v| v.split(','))
     {
         let mut parts = element.split(';');
-        let token = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        if token.is_empty() {
-            continue;
-        }
+        let token = parts.next().unwrap_or_default().trim();
+        let named = |t: &str| token.eq_ignore_ascii_case(t);
+        let slot = match () {
+            _ if token == "*" => 0,
+            _ if named("identity") => 1,
+            _ if named("zstd") => 2,
+            _ if named("br") => 3,
+            _ if named("gzip") || named("x-gzip") => 4,
+            _ => continue,
+        };
         // A q-value that cannot be read makes the whole element unreadable: it is skipped.
         let Some(q) = parts.map(str::trim).try_fold(1000, |q, param| {
             match param.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
@@ -255,31 +267,20 @@ fn parse_accept_encoding(h: &HeaderMap) -> Negotiation {
         }) else {
             continue;
         };
-        let slot = match token.as_str() {
-            "*" => &mut star,
-            "identity" => &mut identity,
-            "zstd" => &mut named[0],
-            "br" => &mut named[1],
-            "gzip" | "x-gzip" => &mut named[2],
-            _ => continue,
-        };
-        *slot = Some(q);
+        qs[slot] = Some(q);
     }
-    let mut ranked: Vec<(Coding, u16)> = Coding::ALL
-        .iter()
-        .zip(named)
-        .filter_map(|(&c, q)| Some((c, q.or(star)?)))
-        .filter(|&(_, q)| q > 0)
-        .collect();
-    // Stable: equal q-values keep the server's order.
+    let [star, identity, named @ ..] = qs;
+    // Not acceptable ones get q 0 and sort last; the sort is stable, so equal q-values keep
+    // the server's order.
+    let mut ranked = [0, 1, 2].map(|i| (Coding::ALL[i], named[i].or(star).unwrap_or(0)));
     ranked.sort_by_key(|&(_, q)| std::cmp::Reverse(q));
+    let accepted = ranked.iter().filter(|&&(_, q)| q > 0).count();
     // Identity not named is acceptable but ranks last; named (or by `*`), its q-value counts.
     let identity_q = identity.or(star);
     Negotiation {
-        identity_preferred: ranked
-            .first()
-            .is_some_and(|&(_, q)| identity_q.is_some_and(|i| i > q)),
-        codings: ranked.into_iter().map(|(c, _)| c).collect(),
+        identity_preferred: accepted > 0 && identity_q.is_some_and(|i| i > ranked[0].1),
+        codings: ranked.map(|(c, _)| c),
+        accepted,
         identity_refused: identity_q == Some(0),
         stripped: None,
     }
@@ -598,25 +599,25 @@ mod tests {
     #[test]
     fn the_server_order_breaks_ties_between_equal_q_values() {
         let n = negotiate("gzip, deflate, br, zstd");
-        assert_eq!(n.codings, [Coding::Zstd, Coding::Brotli, Coding::Gzip]);
+        assert_eq!(n.accepted(), [Coding::Zstd, Coding::Brotli, Coding::Gzip]);
         assert!(!n.identity_refused && !n.identity_preferred);
     }
 
     #[test]
     fn the_client_q_values_come_before_the_server_order() {
         let n = negotiate("zstd;q=0.2, gzip;q=0.9, br;q=0.5");
-        assert_eq!(n.codings, [Coding::Gzip, Coding::Brotli, Coding::Zstd]);
+        assert_eq!(n.accepted(), [Coding::Gzip, Coding::Brotli, Coding::Zstd]);
         let n = negotiate("br;q=0, gzip");
-        assert_eq!(n.codings, [Coding::Gzip]);
+        assert_eq!(n.accepted(), [Coding::Gzip]);
     }
 
     #[test]
     fn a_star_covers_the_codings_not_named() {
         let n = negotiate("*;q=0.5, zstd;q=0");
-        assert_eq!(n.codings, [Coding::Brotli, Coding::Gzip]);
+        assert_eq!(n.accepted(), [Coding::Brotli, Coding::Gzip]);
         assert!(!n.identity_refused);
         let n = negotiate("*;q=0");
-        assert!(n.codings.is_empty() && n.identity_refused);
+        assert!(n.accepted().is_empty() && n.identity_refused);
     }
 
     #[test]
@@ -629,11 +630,15 @@ mod tests {
 
     #[test]
     fn unreadable_q_values_skip_their_element() {
-        assert_eq!(negotiate("gzip;q=2, br;q=0.1234, zstd;q=x").codings, []);
-        assert_eq!(negotiate("GZIP;Q=1.000").codings, [Coding::Gzip]);
-        assert_eq!(negotiate("x-gzip").codings, [Coding::Gzip]);
-        assert_eq!(negotiate("").codings, []);
-        assert!(parse_accept_encoding(&HeaderMap::new()).codings.is_empty());
+        assert_eq!(negotiate("gzip;q=2, br;q=0.1234, zstd;q=x").accepted(), []);
+        assert_eq!(negotiate("GZIP;Q=1.000").accepted(), [Coding::Gzip]);
+        assert_eq!(negotiate("x-gzip").accepted(), [Coding::Gzip]);
+        assert_eq!(negotiate("").accepted(), []);
+        assert!(
+            parse_accept_encoding(&HeaderMap::new())
+                .accepted()
+                .is_empty()
+        );
     }
 
     #[test]
