@@ -207,32 +207,30 @@ impl Negotiation {
 /// Whether a Content-Type names a type worth compressing: text, JSON, JavaScript, XML (SVG,
 /// Atom, RSS), wasm, and newline-delimited JSON (LLM streams).
 pub(crate) fn compressible(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
     let Some((kind, sub)) = essence.split_once('/') else {
         return false;
     };
-    kind == "text"
-        || sub.ends_with("+json")
-        || sub.ends_with("+xml")
-        || matches!(
-            (kind, sub),
-            (
-                "application",
-                "json"
-                    | "javascript"
-                    | "x-javascript"
-                    | "ecmascript"
-                    | "xml"
-                    | "wasm"
-                    | "x-ndjson"
-                    | "graphql"
-            )
-        )
+    // Compared in place, case-insensitively (RFC 9110 §8.3.1): this runs on every response.
+    let ends = |suffix: &str| {
+        let (sub, suffix) = (sub.as_bytes(), suffix.as_bytes());
+        sub.len() >= suffix.len() && sub[sub.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    let application = [
+        "json",
+        "javascript",
+        "x-javascript",
+        "ecmascript",
+        "xml",
+        "wasm",
+        "x-ndjson",
+        "graphql",
+    ];
+    kind.eq_ignore_ascii_case("text")
+        || ends("+json")
+        || ends("+xml")
+        || (kind.eq_ignore_ascii_case("application")
+            && application.iter().any(|a| sub.eq_ignore_ascii_case(a)))
 }
 
 /// RFC 9110 §12.5.3. A coding not named takes `*`'s q-value, or is not acceptable; identity

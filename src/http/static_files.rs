@@ -482,8 +482,10 @@ async fn serve_file<B>(
         *res.status_mut() = StatusCode::NOT_MODIFIED;
         return res;
     }
-    h.insert(header::CONTENT_TYPE, content_type(path));
-    if let Some(sibling) = precompressed_sibling(req, root, path, meta) {
+    let mime = content_type(path);
+    let sibling = precompressed_sibling(req, root, (path, &mime), meta);
+    res.headers_mut().insert(header::CONTENT_TYPE, mime);
+    if let Some(sibling) = sibling {
         return serve_sibling(req, (root, path), sibling, res);
     }
     let range = match v.range_allowed(req.headers()) {
@@ -539,15 +541,17 @@ async fn serve_file<B>(
 /// A precompressed copy of `path` (`app.js.zst`, `.br`, `.gz`, as Caddy's `precompressed` and
 /// nginx's `gzip_static`) in a coding the client accepts, best first; only a regular file at
 /// least as new as the original, so a stale copy never hides an edit. Never for a Range
-/// request: ranges are cut from the identity bytes.
+/// request (ranges are cut from the identity bytes), and only looked for next to types worth
+/// compressing: images and videos cost no extra lookups.
 fn precompressed_sibling<B>(
     req: &Request<B>,
     root: &Root,
-    path: &Path,
+    (path, mime): (&Path, &HeaderValue),
     meta: &Metadata,
 ) -> Option<Sibling> {
     let negotiation = req.extensions().get::<compression::Negotiation>()?;
-    if req.headers().contains_key(header::RANGE) {
+    let compressible = mime.to_str().is_ok_and(compression::compressible);
+    if !compressible || req.headers().contains_key(header::RANGE) {
         return None;
     }
     let modified = meta.modified().ok()?;

@@ -247,8 +247,11 @@ fn small_bodies_stay_plain_unless_identity_is_refused() {
 }
 
 #[test]
-fn images_are_sent_as_they_are() {
+fn images_are_sent_as_they_are_even_with_a_gz_beside_them() {
     let f = site("");
+    // Not even a precompressed copy is looked for.
+    let png = std::fs::read(f.root.path().join("image.png")).unwrap();
+    std::fs::write(f.root.path().join("image.png.gz"), compress("gzip", &png)).unwrap();
     let res = f.get("/image.png", &["--compressed"]);
     assert_eq!(res.header("content-encoding"), None, "{}", res.head);
     assert_eq!(res.header("vary"), None, "{}", res.head);
