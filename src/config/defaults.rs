@@ -44,6 +44,16 @@ pub(crate) const MAX_CONNECTIONS: usize = 10_000;
 /// Most concurrent HTTP/2 streams per connection (nginx: 128).
 pub(crate) const MAX_H2_STREAMS: u32 = 128;
 
+/// Static files up to this size are kept in memory with their ready headers, per site (nginx
+/// `open_file_cache` keeps descriptors and metadata; h2o and Caddy lean on the page cache).
+pub(crate) const HOT_FILE_MAX_BYTES: u64 = 64 * 1024;
+/// The most memory the hot files of one site may take, and the most of them kept.
+pub(crate) const HOT_FILES_MAX_BYTES: usize = 32 * 1024 * 1024;
+pub(crate) const HOT_FILES_MAX_ENTRIES: usize = 4096;
+/// How long a hot file is served without looking at the disk again: an edited, replaced or
+/// removed file is seen at most this late (nginx `open_file_cache_valid`: 60 s).
+pub(crate) const HOT_FILE_VALID: Duration = Duration::from_secs(1);
+
 /// HSTS max-age (one year, what preload lists require at minimum).
 pub(crate) const HSTS_MAX_AGE: Duration = Duration::from_secs(31_536_000);
 /// HSTS preload lists require at least this max-age.

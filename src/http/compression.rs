@@ -46,7 +46,7 @@ pub(crate) enum Coding {
 
 impl Coding {
     /// Server preference: zstd (fastest for its size), then brotli, then gzip.
-    const ALL: [Coding; 3] = [Coding::Zstd, Coding::Brotli, Coding::Gzip];
+    pub(crate) const ALL: [Coding; 3] = [Coding::Zstd, Coding::Brotli, Coding::Gzip];
 
     /// The Content-Encoding token (RFC 9110 §8.4.1, RFC 8878, RFC 7932).
     pub(crate) fn token(self) -> &'static str {

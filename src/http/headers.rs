@@ -1,6 +1,7 @@
 //! Header rules of a reverse proxy, as pure functions over `HeaderMap`: hop-by-hop removal,
 //! ambiguous framing, forwarding headers, `Secure` cookies and `Location` rewriting.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -157,32 +158,44 @@ pub(crate) fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_i
     ] {
         h.remove(name);
     }
-    let xff = match prior_xff {
-        Some(prior) => format!("{prior}, {peer}"),
-        None => peer.to_string(),
+    // One allocation per value, handed to the header without a copy: this runs per
+    // proxied request.
+    let value = |s: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok();
+    let peer_value = value(peer.to_string());
+    let xff = match &prior_xff {
+        Some(prior) => value(format!("{prior}, {peer}")),
+        None => peer_value.clone(),
     };
-    let node = match peer {
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        IpAddr::V4(v4) => v4.to_string(),
+    let real_ip = match (&prior_xff, peer_is_trusted) {
+        (Some(prior), true) => value(
+            prior
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
+        _ => peer_value,
     };
-    let this = format!("for={node};host=\"{host}\";proto=https");
-    let fwd = match prior_fwd {
-        Some(prior) => format!("{prior}, {this}"),
-        None => this,
-    };
-    let real_ip = match peer_is_trusted {
-        true => xff.split(',').next().unwrap_or_default().trim().to_owned(),
-        false => peer.to_string(),
+    let mut fwd =
+        String::with_capacity(prior_fwd.as_ref().map_or(0, |p| p.len() + 2) + host.len() + 64);
+    if let Some(prior) = &prior_fwd {
+        fwd.push_str(prior);
+        fwd.push_str(", ");
+    }
+    let _ = match peer {
+        IpAddr::V6(v6) => write!(fwd, "for=\"[{v6}]\";host=\"{host}\";proto=https"),
+        IpAddr::V4(v4) => write!(fwd, "for={v4};host=\"{host}\";proto=https"),
     };
     let pairs = [
         (X_FORWARDED_FOR, xff),
-        (X_FORWARDED_PROTO, "https".to_owned()),
-        (X_FORWARDED_HOST, host.to_owned()),
+        (X_FORWARDED_PROTO, Some(HeaderValue::from_static("https"))),
+        (X_FORWARDED_HOST, value(host.to_owned())),
         (X_REAL_IP, real_ip),
-        (header::FORWARDED, fwd),
+        (header::FORWARDED, value(fwd)),
     ];
     for (name, value) in pairs {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Some(v) = value {
             h.insert(name, v);
         }
     }

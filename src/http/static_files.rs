@@ -20,7 +20,7 @@ use hyper::body::Frame;
 use tokio::io::AsyncReadExt;
 
 use super::error::{STYLE, escape_html, page, styled_page};
-use super::{Body, compression, empty, full};
+use super::{Body, empty, full};
 use crate::config::StaticOptions;
 
 /// Files up to this size are read in one go; larger ones are streamed in chunks.
@@ -29,9 +29,13 @@ const STREAM_CHUNK: usize = 64 * 1024;
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
+mod hot;
+mod precompressed;
+
 pub(crate) struct StaticFiles {
     root: Arc<Root>,
     welcome: bool,
+    hot: hot::HotFiles,
 }
 
 /// The root folder and how files are opened inside it; shared with the bodies of large files,
@@ -106,6 +110,7 @@ impl StaticFiles {
         Ok(StaticFiles {
             root: Arc::new(root),
             welcome,
+            hot: hot::HotFiles::new(),
         })
     }
 
@@ -124,6 +129,16 @@ impl StaticFiles {
             return res;
         }
         let raw_path = req.uri().path();
+        if let Some(hot) = self.hot.get(raw_path, &self.root)
+            // A file with a precompressed copy the client may take is served from the disk.
+            && !(hot.precompressed && precompressed::wanted(req))
+        {
+            return respond(req, &hot.facts, |start, count| {
+                Ok(full(
+                    hot.body.slice(start as usize..(start + count) as usize),
+                ))
+            });
+        }
         let segments = match decode_path(raw_path, self.root.options.hidden) {
             Ok(s) => s,
             Err(PathRefusal::Traversal) => {
@@ -140,7 +155,42 @@ impl StaticFiles {
                 .serve_dir(req, &rel, raw_path, segments.is_empty())
                 .await;
         }
-        serve_file(req, (&self.root, &rel), file, &meta).await
+        self.serve_file(req, raw_path, rel, file, &meta)
+    }
+
+    /// Answers with `file` (already open) found at `rel` in the root for `raw_path`; `rel`
+    /// chooses the MIME type. A small one is kept for the next request.
+    fn serve_file<B>(
+        &self,
+        req: &Request<B>,
+        raw_path: &str,
+        rel: PathBuf,
+        file: std::fs::File,
+        meta: &Metadata,
+    ) -> Response<Body> {
+        let facts = Facts::of(meta, &rel);
+        if precompressed::wanted(req)
+            && let Some(sibling) = precompressed::choose(req, &self.root, &rel, &facts)
+        {
+            return precompressed::serve(req, &self.root, facts, sibling);
+        }
+        if hot::worth_keeping(meta.len()) {
+            let mut body = vec![0u8; meta.len() as usize];
+            if std::os::unix::fs::FileExt::read_exact_at(&file, &mut body, 0).is_ok() {
+                let siblings = precompressed::any(&self.root, &rel, &facts);
+                let hot = hot::HotFile::new(rel, FileIdentity::of(meta), facts, body.into())
+                    .with_precompressed(siblings);
+                let hot = self.hot.insert(raw_path, hot);
+                return respond(req, &hot.facts, |start, count| {
+                    Ok(full(
+                        hot.body.slice(start as usize..(start + count) as usize),
+                    ))
+                });
+            }
+        }
+        respond(req, &facts, |start, count| {
+            body_for((&self.root, &rel), file, start, count)
+        })
     }
 
     async fn serve_dir<B>(
@@ -161,7 +211,7 @@ impl StaticFiles {
         }
         let index = rel.join("index.html");
         if let Some((file, meta)) = self.root.open(&index).filter(|(_, m)| m.is_file()) {
-            return serve_file(req, (&self.root, &index), file, &meta).await;
+            return self.serve_file(req, raw_path, index, file, &meta);
         }
         if self.root.options.listing {
             // A folder can hold many entries: read it on the blocking pool.
@@ -460,34 +510,56 @@ fn content_type(path: &Path) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-/// Answers with `file` (already open) found at `path` in `root`; `path` chooses the MIME type.
-async fn serve_file<B>(
+/// What a file's responses say about it, ready to send: computed once per file (or once per
+/// request for files too large to keep).
+struct Facts {
+    len: u64,
+    validators: Validators,
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+    content_type: HeaderValue,
+    /// Content-Length of the whole file.
+    length: HeaderValue,
+}
+
+impl Facts {
+    fn of(meta: &Metadata, path: &Path) -> Self {
+        let validators = Validators::of(meta);
+        Facts {
+            len: meta.len(),
+            etag: HeaderValue::from_str(&validators.etag).ok(),
+            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(validators.modified))
+                .ok(),
+            validators,
+            content_type: content_type(path),
+            length: HeaderValue::from(meta.len()),
+        }
+    }
+}
+
+/// The response for a file described by `facts`: 304, 416 and HEAD from the facts alone; for
+/// the rest `body(start, count)` gives the bytes.
+fn respond<B>(
     req: &Request<B>,
-    (root, path): (&Arc<Root>, &Path),
-    file: std::fs::File,
-    meta: &Metadata,
+    facts: &Facts,
+    body: impl FnOnce(u64, u64) -> std::io::Result<Body>,
 ) -> Response<Body> {
-    let len = meta.len();
-    let v = Validators::of(meta);
+    let (len, v) = (facts.len, &facts.validators);
     let mut res = Response::new(empty());
     let h = res.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&v.etag) {
-        h.insert(header::ETAG, etag);
+    h.reserve(8);
+    if let Some(etag) = &facts.etag {
+        h.insert(header::ETAG, etag.clone());
     }
-    if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(v.modified)) {
-        h.insert(header::LAST_MODIFIED, lm);
+    if let Some(lm) = &facts.last_modified {
+        h.insert(header::LAST_MODIFIED, lm.clone());
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if v.not_modified(req.headers()) {
         *res.status_mut() = StatusCode::NOT_MODIFIED;
         return res;
     }
-    let mime = content_type(path);
-    let sibling = precompressed_sibling(req, root, (path, &mime), meta);
-    res.headers_mut().insert(header::CONTENT_TYPE, mime);
-    if let Some(sibling) = sibling {
-        return serve_sibling(req, (root, path), sibling, res);
-    }
+    h.insert(header::CONTENT_TYPE, facts.content_type.clone());
     let range = match v.range_allowed(req.headers()) {
         true => parse_range(
             req.headers()
@@ -518,92 +590,21 @@ async fn serve_file<B>(
         }
     };
     let count = if len == 0 { 0 } else { end - start + 1 };
-    res.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    let length = match count == len {
+        true => facts.length.clone(),
+        false => HeaderValue::from(count),
+    };
+    res.headers_mut().insert(header::CONTENT_LENGTH, length);
     if req.method() == Method::HEAD || count == 0 {
         return res;
     }
-    match body_for((root, path), file, start, count) {
+    match body(start, count) {
         Ok(body) => {
             *res.body_mut() = body;
             res
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read file");
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The file could not be read.",
-            )
-        }
-    }
-}
-
-/// A precompressed copy of `path` (`app.js.zst`, `.br`, `.gz`, as Caddy's `precompressed` and
-/// nginx's `gzip_static`) in a coding the client accepts, best first; only a regular file at
-/// least as new as the original, so a stale copy never hides an edit. Never for a Range
-/// request (ranges are cut from the identity bytes), and only looked for next to types worth
-/// compressing: images and videos cost no extra lookups.
-fn precompressed_sibling<B>(
-    req: &Request<B>,
-    root: &Root,
-    (path, mime): (&Path, &HeaderValue),
-    meta: &Metadata,
-) -> Option<Sibling> {
-    let negotiation = req.extensions().get::<compression::Negotiation>()?;
-    let compressible = mime.to_str().is_ok_and(compression::compressible);
-    if !compressible || req.headers().contains_key(header::RANGE) {
-        return None;
-    }
-    let modified = meta.modified().ok()?;
-    negotiation.codings().iter().find_map(|&coding| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".");
-        name.push(coding.extension());
-        let rel = PathBuf::from(name);
-        let (file, meta) = root.open(&rel)?;
-        let fresh = meta.is_file() && meta.modified().is_ok_and(|m| m >= modified);
-        fresh.then_some(Sibling {
-            coding,
-            rel,
-            file,
-            len: meta.len(),
-        })
-    })
-}
-
-struct Sibling {
-    coding: compression::Coding,
-    rel: PathBuf,
-    file: std::fs::File,
-    len: u64,
-}
-
-/// The sibling's bytes under the original's headers (type, validators), marked so that
-/// `compression` adds Content-Encoding's companions (Vary, the per-coding ETag).
-fn serve_sibling<B>(
-    req: &Request<B>,
-    (root, path): (&Arc<Root>, &Path),
-    sibling: Sibling,
-    mut res: Response<Body>,
-) -> Response<Body> {
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_ENCODING,
-        HeaderValue::from_static(sibling.coding.token()),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(sibling.len));
-    res.extensions_mut()
-        .insert(compression::Precompressed(sibling.coding));
-    if req.method() == Method::HEAD || sibling.len == 0 {
-        return res;
-    }
-    match body_for((root, &sibling.rel), sibling.file, 0, sibling.len) {
-        Ok(body) => {
-            *res.body_mut() = body;
-            res
-        }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the precompressed file");
+            tracing::warn!(path = req.uri().path(), error = %e, "cannot read file");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The file could not be read.",

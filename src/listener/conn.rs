@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
+use super::streams::{StreamQueue, WithStreams};
 use super::{ConnSettings, ListenerCtx};
 use crate::config::Timeouts;
 use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
@@ -127,7 +128,8 @@ async fn serve_https<S>(
     });
     let (t, limits) = (settings.timeouts, settings.limits);
     if h2 {
-        let conn = http2::Builder::new(TokioExecutor::new())
+        let streams = StreamQueue::default();
+        let conn = http2::Builder::new(streams.clone())
             .timer(TokioTimer::new())
             .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
             // RFC 8441: WebSockets over HTTP/2 streams.
@@ -138,7 +140,7 @@ async fn serve_https<S>(
             .keep_alive_interval(Some(t.idle + t.idle / 2))
             .keep_alive_timeout(t.handshake)
             .serve_connection(io, svc);
-        drive(conn, &activity, &t, shutdown).await;
+        drive(WithStreams::new(conn, streams), &activity, &t, shutdown).await;
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -225,6 +227,14 @@ where
     }
 
     const STALLED_GRACE: Duration = Duration::from_secs(1);
+}
+
+impl<C: Drain> Drain for WithStreams<C> {
+    fn drain(self: Pin<&mut Self>) {
+        self.conn().drain()
+    }
+
+    const STALLED_GRACE: Duration = C::STALLED_GRACE;
 }
 
 /// Runs a connection to its end, draining it when it has been idle too long or when the

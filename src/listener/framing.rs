@@ -84,23 +84,40 @@ impl FramingScanner {
 
     /// Accumulates a request head; at its blank line, checks and classifies it.
     fn head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
-        for (i, &b) in data.iter().enumerate() {
-            // RFC 9112 §2.2: empty lines before a request line are ignored.
-            if self.line.is_empty() && (b == b'\r' || b == b'\n') {
-                continue;
+        // RFC 9112 §2.2: empty lines before a request line are ignored.
+        let data = match self.line.is_empty() {
+            true => {
+                let blank = data.iter().take_while(|&&b| b == b'\r' || b == b'\n');
+                &data[blank.count()..]
             }
-            self.line.push(b);
-            if self.line.ends_with(b"\r\n\r\n") || self.line.ends_with(b"\n\n") {
-                let head = std::mem::take(&mut self.line);
+            false => data,
+        };
+        let from = self.line.len();
+        let take = data.len().min((MAX_HEAD + 1).saturating_sub(from));
+        self.line.extend_from_slice(&data[..take]);
+        // The blank line ends in the new bytes but may begin up to 3 bytes before them.
+        let line = &self.line;
+        let end = memchr::memchr_iter(b'\n', &line[from.saturating_sub(3)..])
+            .map(|p| from.saturating_sub(3) + p + 1)
+            .find(|&e| {
+                e > from && (line[..e].ends_with(b"\r\n\r\n") || line[..e].ends_with(b"\n\n"))
+            });
+        match end {
+            Some(end) => {
+                // Classify in place, then keep the buffer (cleared) for the next head.
+                let mut head = std::mem::take(&mut self.line);
+                head.truncate(end);
                 self.state = self.classify(&head);
-                return &data[i + 1..];
+                head.clear();
+                self.line = head;
+                &data[end - from..]
             }
-            if self.line.len() > MAX_HEAD {
+            None if self.line.len() > MAX_HEAD => {
                 self.state = State::Stopped;
-                return &[];
+                &[]
             }
+            None => &[],
         }
-        &[]
     }
 
     fn classify(&mut self, head: &[u8]) -> State {

@@ -4,6 +4,7 @@
 mod activity;
 mod conn;
 mod framing;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

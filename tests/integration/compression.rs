@@ -378,6 +378,39 @@ fn precompressed_siblings_are_served_while_fresh() {
     assert_eq!(res.header("content-length"), None, "compressed on the fly");
 }
 
+/// Small files are kept in memory after their first request; a copy built afterwards is
+/// still found (within the second the memory copy may go unchecked).
+#[test]
+fn a_precompressed_copy_made_later_is_found_for_a_file_kept_in_memory() {
+    let f = site("");
+    let root = f.root.path();
+    let original = b"body { color: black; }\n".repeat(100);
+    let built = b"body { color: blue; }\n".repeat(100);
+    std::fs::write(root.join("late.css"), &original).unwrap();
+    for _ in 0..2 {
+        let res = f.get("/late.css", &["--compressed", "-H", &ae("gzip")]);
+        assert_eq!(res.header("content-encoding").as_deref(), Some("gzip"));
+        assert!(res.body == original);
+    }
+    std::fs::write(root.join("late.css.gz"), compress("gzip", &built)).unwrap();
+    let found = crate::support::tcp::wait_until(Duration::from_secs(5), || {
+        f.get("/late.css", &["--compressed", "-H", &ae("gzip")])
+            .body
+            == built
+    });
+    assert!(found, "the .gz made later was never served");
+    // Clients that take no coding still get the file from memory.
+    assert!(f.get("/late.css", &[]).body == original);
+    // Removed again: back to compressing on the fly.
+    std::fs::remove_file(root.join("late.css.gz")).unwrap();
+    let gone = crate::support::tcp::wait_until(Duration::from_secs(5), || {
+        f.get("/late.css", &["--compressed", "-H", &ae("gzip")])
+            .body
+            == original
+    });
+    assert!(gone, "the removed .gz is still served");
+}
+
 #[test]
 fn proxied_json_is_compressed_and_decodes_byte_for_byte() {
     let f = site("");

@@ -22,6 +22,7 @@ mod first_hour_messages;
 mod h2spec;
 mod hardening;
 mod hardening_requests;
+mod hot_files;
 mod local_lifetimes;
 mod mtls;
 mod proxy;

@@ -435,13 +435,17 @@ fn prepare_response_headers(
     if fwd.site.secure_cookies {
         headers::secure_cookies(h);
     }
-    let public = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
-    let urls = headers::PublicUrls {
-        upstream_origin: &upstream.origin,
-        public_origin: public.trim_end_matches('/'),
-        stripped_prefix: route.stripped_prefix(),
-    };
-    headers::rewrite_redirects(h, &urls);
+    // Most responses redirect nowhere: build the public URL only for those that do.
+    let redirects = [header::LOCATION, header::CONTENT_LOCATION, header::REFRESH];
+    if redirects.iter().any(|name| h.contains_key(name)) {
+        let public = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
+        let urls = headers::PublicUrls {
+            upstream_origin: &upstream.origin,
+            public_origin: public.trim_end_matches('/'),
+            stripped_prefix: route.stripped_prefix(),
+        };
+        headers::rewrite_redirects(h, &urls);
+    }
     route.response_headers.apply(h);
 }
 

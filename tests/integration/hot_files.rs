@@ -1,0 +1,96 @@
+//! Small static files are kept in memory (issue 16); what a visitor sees must not change: an
+//! edited, removed or replaced file, or a symlink swapped to leave the root, shows within the
+//! cache's one second, never later, and nothing outside the root is ever served.
+
+use std::os::unix::fs::symlink;
+use std::time::{Duration, Instant};
+
+use crate::support::Fixture;
+
+/// Asks for `path` until `done` says the answer is the new one; how long that took.
+fn until(f: &Fixture, path: &str, done: impl Fn(u16, &str) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let res = f.get(path, &[]);
+        if done(res.status, &res.text()) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} still answers {} {:?} after 5 s",
+            res.status,
+            res.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_edited_file_is_served_new_within_a_second_even_with_the_same_size() {
+    let f = Fixture::start_with_files("", "", |root| {
+        std::fs::write(root.join("a.txt"), "first").unwrap();
+    });
+    assert_eq!(f.get("/a.txt", &[]).text(), "first");
+    assert_eq!(f.get("/a.txt", &[]).text(), "first");
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(f.root.path().join("a.txt"), "again").unwrap();
+    let took = until(&f, "/a.txt", |s, t| s == 200 && t == "again");
+    assert!(took < Duration::from_millis(1600), "took {took:?}");
+    let res = f.get("/a.txt", &[]);
+    assert_eq!(res.header("content-length").as_deref(), Some("5"));
+}
+
+#[test]
+fn a_removed_file_becomes_404_within_a_second() {
+    let f = Fixture::start_with_files("", "", |root| {
+        std::fs::write(root.join("gone.txt"), "here").unwrap();
+    });
+    assert_eq!(f.get("/gone.txt", &[]).text(), "here");
+    std::fs::remove_file(f.root.path().join("gone.txt")).unwrap();
+    let took = until(&f, "/gone.txt", |s, _| s == 404);
+    assert!(took < Duration::from_millis(1600), "took {took:?}");
+}
+
+#[test]
+fn a_symlink_swapped_to_leave_the_root_stops_being_served() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "SECRET").unwrap();
+    let f = Fixture::start_with_files("", "", |root| {
+        std::fs::write(root.join("real.txt"), "public").unwrap();
+        symlink("real.txt", root.join("link.txt")).unwrap();
+    });
+    assert_eq!(f.get("/link.txt", &[]).text(), "public");
+    let link = f.root.path().join("link.txt");
+    std::fs::remove_file(&link).unwrap();
+    symlink(outside.path().join("secret.txt"), &link).unwrap();
+    let took = until(&f, "/link.txt", |s, _| s == 404);
+    assert!(took < Duration::from_millis(1600), "took {took:?}");
+    for _ in 0..5 {
+        assert!(!f.get("/link.txt", &[]).text().contains("SECRET"));
+    }
+}
+
+#[test]
+fn ranges_304_and_head_are_answered_from_memory_like_from_disk() {
+    let f = Fixture::start_with_files("", "", |root| {
+        std::fs::write(root.join("d.txt"), "0123456789").unwrap();
+    });
+    let first = f.get("/d.txt", &[]);
+    let again = f.get("/d.txt", &[]);
+    assert_eq!(first.header("etag"), again.header("etag"));
+    assert_eq!(first.header("last-modified"), again.header("last-modified"));
+    let part = f.get("/d.txt", &["-H", "Range: bytes=2-4"]);
+    assert_eq!((part.status, part.text().as_str()), (206, "234"));
+    assert_eq!(
+        part.header("content-range").as_deref(),
+        Some("bytes 2-4/10")
+    );
+    assert_eq!(part.header("content-length").as_deref(), Some("3"));
+    let etag = first.header("etag").unwrap();
+    let cached = f.get("/d.txt", &["-H", &format!("If-None-Match: {etag}")]);
+    assert_eq!(cached.status, 304);
+    let head = f.get("/d.txt", &["-I"]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length").as_deref(), Some("10"));
+    assert!(!head.text().contains("0123456789"), "HEAD sent the body");
+}
