@@ -776,6 +776,71 @@ mod tests {
         }
     }
 
+    /// A response as a handler makes it: `headers`, a body of `len` bytes.
+    fn response(status: u16, headers: &[(&str, &str)], len: usize) -> Response<Body> {
+        let mut res = Response::new(crate::http::full(Bytes::from(vec![b'a'; len])));
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (k, v) in headers {
+            let name = header::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            res.headers_mut()
+                .append(name, HeaderValue::from_str(v).unwrap());
+        }
+        res
+    }
+
+    #[test]
+    fn only_whole_untouched_compressible_bodies_are_compressed() {
+        let n = negotiate("gzip");
+        let js = ("content-type", "text/javascript");
+        type Case<'a> = (u16, &'a [(&'a str, &'a str)], usize, Option<&'a str>);
+        let cases: [Case; 8] = [
+            (200, &[js], 5000, Some("gzip")),
+            (404, &[("content-type", "text/html")], 5000, Some("gzip")),
+            (200, &[("content-type", "image/png")], 5000, None),
+            (200, &[js], 100, None),
+            (
+                200,
+                &[js, ("cache-control", "max-age=60, No-Transform")],
+                5000,
+                None,
+            ),
+            (200, &[js, ("content-encoding", "br")], 5000, Some("br")),
+            (
+                206,
+                &[js, ("content-range", "bytes 0-4999/9999")],
+                5000,
+                None,
+            ),
+            (204, &[js], 0, None),
+        ];
+        for (status, headers, len, expected) in cases {
+            let res = n.apply(&Method::GET, response(status, headers, len));
+            let got = res.headers().get(header::CONTENT_ENCODING);
+            assert_eq!(
+                got.map(|v| v.to_str().unwrap()),
+                expected,
+                "{status} {headers:?} {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn head_gets_get_headers_and_no_body() {
+        let n = negotiate("zstd");
+        let js = [
+            ("content-type", "text/javascript"),
+            ("content-length", "5000"),
+            ("etag", "\"1-2\""),
+        ];
+        let res = n.apply(&Method::HEAD, response(200, &js, 0));
+        let h = res.headers();
+        assert_eq!(h[header::CONTENT_ENCODING], "zstd");
+        assert_eq!(h[header::ETAG], "W/\"1-2-zstd\"");
+        assert_eq!(h[header::VARY], "accept-encoding");
+        assert!(!h.contains_key(header::CONTENT_LENGTH));
+        assert_eq!(http_body::Body::size_hint(res.body()).exact(), Some(0));
+    }
+
     #[test]
     fn vary_is_added_once() {
         let mut h = HeaderMap::new();
