@@ -772,3 +772,52 @@ document.body.textContent = [fetchBytes('/app.js'), fetchBytes('/api/data.json')
         );
     }
 }
+
+/// The write deadline covers compressed responses too: a client that stops reading a large
+/// compressed file is cut off after `timeouts.write`, and the file is closed.
+#[test]
+fn a_client_that_stops_reading_a_compressed_response_is_cut_off() {
+    use std::io::{Read, Write};
+    // 32 MiB of text that compresses to about three quarters: the socket buffers fill long
+    // before the end.
+    let text = |root: &std::path::Path| {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let body: Vec<u8> = (0..32 * 1024 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % 64) as usize]
+            })
+            .collect();
+        std::fs::write(root.join("big.txt"), body).unwrap();
+    };
+    let f = Fixture::start_with_files("", "timeouts: {write: 2s}", text);
+    let baseline = f.server.open_fds();
+    let mut tls = client::connect(
+        f.server.https,
+        HOST,
+        client::client_config(&f.pki.ca_pem, &[b"http/1.1"]),
+    )
+    .unwrap();
+    tls.write_all(b"GET /big.txt HTTP/1.1\r\nHost: test.example\r\nAccept-Encoding: zstd\r\n\r\n")
+        .unwrap();
+    let sent = Instant::now();
+    let mut head = [0u8; 512];
+    let n = tls.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    assert!(head.contains("content-encoding: zstd"), "{head}");
+    let wait = crate::support::tcp::wait_until;
+    assert!(
+        wait(Duration::from_secs(10), || f.server.open_fds() <= baseline),
+        "still {} fds (baseline {baseline}) after {:?}",
+        f.server.open_fds(),
+        sent.elapsed()
+    );
+    let closed_after = sent.elapsed();
+    assert!(
+        closed_after > Duration::from_secs(2) && closed_after < Duration::from_secs(6),
+        "closed after {closed_after:?}, write timeout 2 s"
+    );
+}
