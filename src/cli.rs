@@ -6,6 +6,8 @@ mod args;
 mod cert_commands;
 mod client_auth_args;
 mod config_check;
+mod doctor_command;
+mod lan_args;
 mod serve_flags;
 mod tunnel_command;
 
@@ -35,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Cert(CertCommand::Revoke(args))) => acme_commands::revoke(args).await,
         Some(Command::Check(args)) => tls_check(args).await,
         Some(Command::Tunnel(args)) => tunnel_command::tunnel(args).await,
+        Some(Command::Doctor(args)) => doctor_command::doctor(args).await,
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man { out }) => man(out.as_deref()),
         None => serve(cli.serve).await,

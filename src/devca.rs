@@ -291,7 +291,7 @@ pub(crate) fn write_pair(
 }
 
 /// `write_pair` into a folder that exists; the versions live in `DIR/.candado/STEM`.
-fn write_pair_in(
+pub(crate) fn write_pair_in(
     dir: &Path,
     stem: &str,
     cert_pem: &str,
@@ -357,7 +357,7 @@ fn ca_params() -> CertificateParams {
 }
 
 /// A certificate and key written together, read from the same version.
-fn read_pair(cert: &Path, key: &Path) -> Result<(String, String)> {
+pub(crate) fn read_pair(cert: &Path, key: &Path) -> Result<(String, String)> {
     let mut read = files::read_together(&[cert, key]).into_iter();
     let mut next = |path: &Path| -> Result<String> {
         let bytes = read
@@ -369,7 +369,7 @@ fn read_pair(cert: &Path, key: &Path) -> Result<(String, String)> {
     Ok((next(cert)?, next(key)?))
 }
 
-fn make_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn make_private_dir(dir: &Path) -> Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)

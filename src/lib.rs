@@ -19,10 +19,13 @@
 //! Which way imports point (no cycles): `config` imports no other module; `certs` only
 //! `config`; `tls` `certs` and `config`; `acme` publishes into `certs` (`certs::ManagedCert`,
 //! `certs::Challenges`) and never touches sockets; `http`, `tunnel`, `listener`, `serve` and
-//! `cli` sit above them. `devca` is the local development CA and `trust` installs it; `check`
+//! `cli` sit above them. `devca` is the local development CA and `trust` installs it; `lan` is
+//! `--lan` (the name-constrained LAN CA, address discovery, the onboarding page, QR codes,
+//! mDNS), which `serve::lan` runs; `check`
 //! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
 //! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
-//! it all together and reloads it; `cli` is the command line (`cli::args` its shape,
+//! it all together and reloads it; `doctor` finds what breaks in an app behind candado (client-side,
+//! like `check`); `cli` is the command line (`cli::args` its shape,
 //! `cli::serve_flags` flags as a third config dialect).
 
 pub(crate) mod acme;
@@ -31,7 +34,11 @@ pub mod check;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod devca;
+pub(crate) mod doctor;
+#[doc(hidden)]
+pub mod hot_paths;
 pub(crate) mod http;
+pub(crate) mod lan;
 pub(crate) mod listener;
 pub(crate) mod serve;
 pub(crate) mod telemetry;

@@ -60,7 +60,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 /// A client config that completes a handshake with any certificate, for describing it.
-pub(super) fn describing_client(provider: Arc<CryptoProvider>) -> Result<ClientConfig, String> {
+pub(crate) fn describing_client(provider: Arc<CryptoProvider>) -> Result<ClientConfig, String> {
     let verifier = Arc::new(AcceptAnyCertificate(provider.clone()));
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -27,6 +27,9 @@ use std::time::Duration;
 use rustls_pki_types::{CertificateDer, ServerName};
 
 pub use cert::CertFindings;
+/// For `doctor`, which talks to a candado on this machine to judge the app behind it, not the
+/// certificate (that is `check`'s job).
+pub(crate) use danger::describing_client;
 pub use grade::{Cap, Grade, Grading};
 pub use hello::Protocol;
 pub use http::{ClientCertRequest, Cookie, Hsts, HttpFindings, Redirect};

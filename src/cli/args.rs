@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::{acme_commands, client_auth_args, tunnel_command};
+use super::{acme_commands, client_auth_args, doctor_command, lan_args, tunnel_command};
 
 /// `candado --version`: what a bug report needs. build.rs finds the commit and the rustls
 /// version; the provider is the one `tls::provider` installs.
@@ -59,6 +59,9 @@ pub(super) enum Command {
     Cert(CertCommand),
     /// Grade any HTTPS server's TLS set-up (protocols, suites, certificate, HSTS), A+ to F.
     Check(CheckArgs),
+    /// Find what breaks when an app moves behind HTTPS, with the fix for its framework:
+    /// `candado doctor --to 127.0.0.1:5000 --from app.example.com`.
+    Doctor(doctor_command::DoctorArgs),
     /// TLS for a raw TCP service (like stunnel): `candado tunnel --listen :7443 --to 127.0.0.1:5432`.
     Tunnel(tunnel_command::TunnelArgs),
     /// Print a shell completion script: `candado completions bash > /etc/bash_completion.d/candado`.
@@ -123,6 +126,16 @@ pub(super) enum CaCommand {
     Install,
     /// Remove the CA from everything `install` changed.
     Uninstall,
+    /// The LAN CA of `--lan` (created if missing): its path, fingerprint and permitted names.
+    Lan {
+        /// Replace it with a new key and certificate (devices must install the new one).
+        #[arg(long)]
+        rotate: bool,
+        /// Also permit this host or domain and its subdomains (repeatable; with --rotate, or
+        /// when the CA is created).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +248,8 @@ pub(super) struct ServeArgs {
     /// Write the log to this file instead of standard error; SIGUSR1 reopens it (logrotate).
     #[arg(long, value_name = "FILE")]
     pub(super) log_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) lan: lan_args::LanArgs,
     /// Never compress responses (zstd, br, gzip), whatever the config file says.
     #[arg(long)]
     pub(super) no_compression: bool,
@@ -282,4 +297,6 @@ pub(super) struct ProxyArgs {
     pub(super) acme: acme_commands::AcmeArgs,
     #[command(flatten)]
     pub(super) clients: client_auth_args::ClientAuthArgs,
+    #[command(flatten)]
+    pub(super) lan: lan_args::LanArgs,
 }

@@ -42,6 +42,7 @@ pub(super) fn ca(command: CaCommand) -> Result<()> {
         CaCommand::Uninstall => crate::trust::uninstall()?
             .iter()
             .for_each(|c| println!("{c}")),
+        CaCommand::Lan { rotate, names } => lan_ca(&dir, rotate, &names)?,
     }
     Ok(())
 }
@@ -185,5 +186,35 @@ pub(super) async fn inspect(args: InspectArgs) -> Result<()> {
         true => println!("{}", serde_json::to_string_pretty(&report)?),
         false => print!("{}", crate::certs::inspect::render(&report)),
     }
+    Ok(())
+}
+
+/// `candado ca lan [--rotate] [--name NAME]...`.
+fn lan_ca(dir: &std::path::Path, rotate: bool, names: &[String]) -> Result<()> {
+    use crate::lan::ca::LanCa;
+    let ca = match rotate {
+        true => LanCa::rotate(dir, names)?,
+        false => {
+            let (ca, created) = LanCa::load_or_create(dir, names)
+                .with_context(|| format!("cannot set up the LAN CA in {}", dir.display()))?;
+            if !created && !names.is_empty() {
+                bail!(
+                    "the LAN CA exists and its permitted names are part of it: add --rotate to make a new one with --name (devices must install it again)"
+                );
+            }
+            ca
+        }
+    };
+    if rotate {
+        println!(
+            "new LAN CA: devices that trusted the previous one must install this one (restart a running `--lan` to serve from it)"
+        );
+    }
+    println!("LAN CA: {}", ca.cert_path().display());
+    println!("SHA-256 fingerprint: {}", ca.fingerprint());
+    println!(
+        "may sign only for: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 127.0.0.0/8, fc00::/7, fe80::/10, ::1 and {}",
+        ca.permitted_names().join(", ")
+    );
     Ok(())
 }

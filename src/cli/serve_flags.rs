@@ -42,6 +42,7 @@ pub(super) fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     if let Some(file) = &args.log_file {
         config.log.file = Some(file.clone());
     }
+    args.lan.apply(&mut config)?;
     if args.no_compression {
         config.sites.iter_mut().for_each(|s| s.compression = false);
     }
@@ -95,7 +96,13 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
         ),
     };
     let ip = args.host.as_deref().map_or(Ok(default_ip), parse_host)?;
-    let http_port = args.http_port.unwrap_or(default_http);
+    // The app often has the default redirect port itself (Open WebUI: `--to :8080`): then no
+    // redirect listener, rather than a start that fails on a busy port.
+    let http_port = match args.http_port {
+        Some(p) => p,
+        None if upstreams.iter().any(|u| on_this_machine(u, default_http)) => 0,
+        None => default_http,
+    };
     let port = port.unwrap_or(default_port);
     distinct_ports(port, http_port, "--from")?;
     let mut site = local_site(ip, port, http_port, files);
@@ -122,13 +129,14 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     if let Some(LogFormatArg::Json) = args.log_format {
         config.log.format = LogFormat::Json;
     }
+    args.lan.apply(&mut config)?;
     config.log.file = args.log_file.clone();
     Ok(config)
 }
 
 /// `--from`, as Caddy reads it: `NAME`, `NAME:PORT`, `:PORT`, `PORT` or `https://NAME[:PORT]`;
 /// the site name (checked), if any, and the HTTPS port, if given.
-fn parse_from(from: &str) -> Result<(Option<String>, Option<u16>)> {
+pub(super) fn parse_from(from: &str) -> Result<(Option<String>, Option<u16>)> {
     let example = "e.g. --from app.localhost, --from :9443 or --from https://app.localhost:9443";
     if from.starts_with("http://") {
         bail!(
@@ -217,6 +225,14 @@ fn apply_overrides(site: &mut Site, args: &ServeArgs) -> Result<()> {
         };
     }
     Ok(())
+}
+
+/// Whether `upstream` is on this machine's loopback at `port`.
+fn on_this_machine(upstream: &config::Upstream, port: u16) -> bool {
+    let authority = upstream.origin.split("://").nth(1).unwrap_or_default();
+    authority.rsplit_once(':').is_some_and(|(host, p)| {
+        p == port.to_string() && matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+    })
 }
 
 /// No config file: serve a folder on loopback with the development CA and a redirect listener.
@@ -360,6 +376,53 @@ mod tests {
             proxy_config_of(&["--to", "127.0.0.1:5000"]).unwrap().sites[0]
                 .client_auth
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn lan_flags_turn_the_proxied_site_into_a_lan_site_and_need_lan() {
+        let c = proxy_config_of(&["--to", ":8080", "--lan"]).unwrap();
+        let lan = c.lan.unwrap();
+        assert!(lan.mdns && lan.interfaces.is_empty());
+        assert_eq!(lan.onboarding_port, defaults::LAN_ONBOARDING_PORT);
+        let c = proxy_config_of(&[
+            "--to",
+            ":8080",
+            "--lan",
+            "--no-mdns",
+            "--lan-http-port",
+            "9000",
+            "--lan-interface",
+            "wlan0",
+        ])
+        .unwrap();
+        let lan = c.lan.unwrap();
+        assert!(!lan.mdns);
+        assert_eq!(
+            (lan.onboarding_port, lan.interfaces),
+            (9000, vec!["wlan0".into()])
+        );
+        let e = proxy_config_of(&["--to", ":8080", "--no-mdns"]).unwrap_err();
+        assert!(e.to_string().contains("go with --lan"), "{e}");
+        let e =
+            proxy_config_of(&["--to", ":8080", "--lan", "--lan-http-port", "8443"]).unwrap_err();
+        assert!(e.to_string().contains("HTTPS port"), "{e}");
+        assert!(proxy_config_of(&["--to", ":8080"]).unwrap().lan.is_none());
+    }
+
+    #[test]
+    fn an_app_on_the_redirect_port_gets_no_redirect_listener_instead_of_a_busy_port() {
+        let c = proxy_config_of(&["--to", ":8080"]).unwrap();
+        assert_eq!(c.sites[0].redirect_from, None);
+        let c = proxy_config_of(&["--to", "localhost:5000"]).unwrap();
+        assert_eq!(
+            c.sites[0].redirect_from,
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        let c = proxy_config_of(&["--to", ":8080", "--http-port", "8081"]).unwrap();
+        assert_eq!(
+            c.sites[0].redirect_from,
+            Some("127.0.0.1:8081".parse().unwrap())
         );
     }
 

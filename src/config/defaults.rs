@@ -8,6 +8,19 @@ use std::time::Duration;
 pub(crate) const HTTPS_PORT: u16 = 8443;
 /// Port of the HTTP→HTTPS redirect listener in the no-config mode.
 pub(crate) const REDIRECT_PORT: u16 = 8080;
+/// `--lan`: port of the plain-HTTP onboarding page (the LAN CA and instructions) on the LAN
+/// addresses. Not the redirect port: the app behind `proxy` often has 8080 itself.
+pub(crate) const LAN_ONBOARDING_PORT: u16 = 8880;
+/// `--lan`: how often the machine's addresses are read again (a DHCP renewal or a new Wi-Fi
+/// gets a fresh certificate and listeners within this time).
+pub(crate) const LAN_ADDRESS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// `--lan`: requests one client may make to the onboarding page per minute (a phone needs a
+/// handful); beyond it, 429.
+pub(crate) const LAN_ONBOARDING_REQUESTS_PER_MINUTE: u32 = 60;
+/// `--lan`: onboarding connections open at once, over all clients.
+pub(crate) const LAN_ONBOARDING_MAX_CONNECTIONS: usize = 32;
+/// `--lan`: an onboarding connection is closed after this long, whatever it is doing.
+pub(crate) const LAN_ONBOARDING_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// PyServe's own default port (`server.port`).
 pub(crate) const PYSERVE_PORT: u16 = 8000;
 /// PyServe's default static folder (`http.static_dir`).
@@ -136,3 +149,16 @@ pub(crate) fn data_dir() -> PathBuf {
         .or_else(|| dirs::data_dir().map(|d| d.join("candado")))
         .unwrap_or_else(|| PathBuf::from(".candado"))
 }
+
+/// `candado doctor`: the most requests it sends to one app, all checks together (each check
+/// needs one or two; the tests count what the app saw).
+pub(crate) const DOCTOR_MAX_REQUESTS: usize = 12;
+/// `candado doctor`: how long one answer may take.
+pub(crate) const DOCTOR_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// `candado doctor`: the most of a response body it reads (a page to scan for URLs and forms).
+pub(crate) const DOCTOR_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// `candado doctor`: how long it follows a Server-Sent Events stream, and how many events.
+pub(crate) const DOCTOR_SSE_WINDOW: Duration = Duration::from_secs(5);
+pub(crate) const DOCTOR_SSE_EVENTS: usize = 3;
+/// `candado doctor`: how long a temporary candado may take to start listening.
+pub(crate) const DOCTOR_START_TIMEOUT: Duration = Duration::from_secs(15);

@@ -22,8 +22,8 @@ use acme::{check_acme_sites, check_acme_tunnels, validate_acme};
 pub(crate) use defaults::data_dir;
 pub(crate) use model::{
     AcmeSettings, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth, ClientCa,
-    Config, ConfigError, HealthCheck, Hsts, Limits, LogFormat, LogSettings, PasswordCheck, Problem,
-    Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient, TunnelMode,
+    Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat, LogSettings, PasswordCheck,
+    Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient, TunnelMode,
     TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches, path_in_prefix,
 };
 pub(crate) use parse::{
@@ -260,6 +260,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
             "no site or tunnel is configured: add at least one",
         );
     }
+    let lan = lan_site(&raw_sites, p);
     let sites: Vec<Site> = raw_sites
         .into_iter()
         .enumerate()
@@ -287,7 +288,31 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         allow_expired: false,
         acme,
         source: None,
+        lan,
     }
+}
+
+/// The site with `lan: true`, if any: one at most, since the LAN addresses have one port.
+fn lan_site(sites: &[raw::RawSite], p: &mut Problems) -> Option<Lan> {
+    let on: Vec<(usize, Option<u64>)> = sites
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let lan = s.lan.as_ref()?;
+            lan.value.then(|| (i, line_of(lan)))
+        })
+        .collect();
+    if let [_, (i, line), ..] = on.as_slice() {
+        p.add(
+            *line,
+            format!("sites[{i}].lan"),
+            format!(
+                "only one site can be served on the LAN addresses (sites[{}] already is)",
+                on[0].0
+            ),
+        );
+    }
+    on.first().map(|&(i, _)| Lan::for_site(i))
 }
 
 fn validate_timeouts(raw: Option<raw::RawTimeouts>, p: &mut Problems) -> Timeouts {
@@ -392,6 +417,23 @@ mod tests {
 
     fn problems(yaml: &str) -> Vec<Problem> {
         parse_candado(yaml, Path::new(".")).expect_err("expected problems")
+    }
+
+    #[test]
+    fn lan_true_offers_that_site_on_the_lan_and_only_one_site_may_ask() {
+        let yaml = "sites:\n  - names: [a.test]\n  - names: [b.test]\n    lan: true\n";
+        let config = parse_candado(yaml, Path::new(".")).unwrap();
+        let lan = config.lan.unwrap();
+        assert_eq!((lan.site, lan.mdns), (1, true));
+        assert_eq!(lan.onboarding_port, defaults::LAN_ONBOARDING_PORT);
+        let both =
+            "sites:\n  - names: [a.test]\n    lan: true\n  - names: [b.test]\n    lan: true\n";
+        let p = problems(both);
+        assert!(
+            p.iter()
+                .any(|p| p.key == "sites[1].lan" && p.line == Some(5)),
+            "{p:?}"
+        );
     }
 
     #[test]

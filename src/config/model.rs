@@ -29,6 +29,33 @@ pub(crate) struct Config {
     /// The file this config was read from (absolute), if any: it names the instance's pid
     /// and metrics files, so that several instances can share a data folder.
     pub source: Option<PathBuf>,
+    /// `--lan` / `lan: true`: one site also served on this machine's LAN addresses.
+    pub lan: Option<Lan>,
+}
+
+/// How a site is offered to phones and laptops on the same network (`crate::lan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lan {
+    /// Index of the site in `Config::sites`.
+    pub site: usize,
+    /// Announce `HOSTNAME.local` and an `_https._tcp` service over mDNS.
+    pub mdns: bool,
+    /// Port of the plain-HTTP onboarding page on the LAN addresses.
+    pub onboarding_port: u16,
+    /// Only these interfaces (empty: every interface with a private address, but for the
+    /// bridges of containers and virtual machines).
+    pub interfaces: Vec<String>,
+}
+
+impl Lan {
+    pub(crate) fn for_site(site: usize) -> Self {
+        Lan {
+            site,
+            mdns: true,
+            onboarding_port: defaults::LAN_ONBOARDING_PORT,
+            interfaces: Vec::new(),
+        }
+    }
 }
 
 /// The ACME CA and account that `certificate: acme` sites use.

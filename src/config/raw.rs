@@ -143,6 +143,8 @@ pub(crate) struct RawSite {
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
     pub compression: Option<bool>,
+    /// `lan: true`: also serve this site on the machine's LAN addresses (see `crate::lan`).
+    pub lan: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

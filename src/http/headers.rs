@@ -257,12 +257,14 @@ pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub(crate) const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Adds the `Secure` attribute to every `Set-Cookie` that lacks it (RFC 6265 §4.1.2.5), so
-/// cookies set by an app behind the proxy never travel over plain HTTP.
-pub(crate) fn secure_cookies(h: &mut HeaderMap) {
+/// cookies set by an app behind the proxy never travel over plain HTTP. Returns how many
+/// lacked it (the app's own setting is worth fixing too).
+pub(crate) fn secure_cookies(h: &mut HeaderMap) -> usize {
     let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
     if cookies.is_empty() {
-        return;
+        return 0;
     }
+    let mut added = 0;
     h.remove(header::SET_COOKIE);
     for c in cookies {
         let has_secure = c
@@ -276,6 +278,7 @@ pub(crate) fn secure_cookies(h: &mut HeaderMap) {
         let value = match has_secure {
             true => c,
             false => {
+                added += 1;
                 let mut bytes = c.as_bytes().to_vec();
                 bytes.extend_from_slice(b"; Secure");
                 HeaderValue::from_bytes(&bytes).unwrap_or(c)
@@ -283,6 +286,31 @@ pub(crate) fn secure_cookies(h: &mut HeaderMap) {
         };
         h.append(header::SET_COOKIE, value);
     }
+    added
+}
+
+/// `http://` URLs on the site's own public authority (`app.example:8443`) in `Location`,
+/// `Content-Location` and `Refresh` become `https://`: the app built them because it does not
+/// know it is behind HTTPS, and HSTS (RFC 6797 §8.3) would upgrade them in the browser anyway.
+/// Returns how many headers changed.
+pub(crate) fn upgrade_own_http_urls(h: &mut HeaderMap, public_authority: &str) -> usize {
+    let (insecure, secure) = (
+        format!("http://{public_authority}"),
+        format!("https://{public_authority}"),
+    );
+    let urls = PublicUrls {
+        upstream_origin: &insecure,
+        public_origin: &secure,
+        stripped_prefix: None,
+    };
+    let names = [header::LOCATION, header::CONTENT_LOCATION, header::REFRESH];
+    let before: Vec<Option<HeaderValue>> = names.iter().map(|n| h.get(n).cloned()).collect();
+    rewrite_redirects(h, &urls);
+    names
+        .iter()
+        .zip(before)
+        .filter(|(n, b)| h.get(*n) != b.as_ref())
+        .count()
 }
 
 /// Where an app's redirects point once they leave candado: the upstream's own origin and the
@@ -389,6 +417,21 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn http_urls_on_the_public_authority_become_https_and_no_other() {
+        let mut h = map(&[
+            ("location", "http://app.test:8443/landing?x=1"),
+            ("content-location", "http://app.test:84430/x"),
+            ("refresh", "0; url=HTTP://app.test:8443/next"),
+        ]);
+        assert_eq!(upgrade_own_http_urls(&mut h, "app.test:8443"), 2);
+        assert_eq!(h["location"], "https://app.test:8443/landing?x=1");
+        assert_eq!(h["content-location"], "http://app.test:84430/x");
+        assert_eq!(h["refresh"], "0; url=https://app.test:8443/next");
+        let mut h = map(&[("location", "http://evil.example/")]);
+        assert_eq!(upgrade_own_http_urls(&mut h, "app.test"), 0);
     }
 
     #[test]

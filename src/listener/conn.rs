@@ -49,9 +49,13 @@ pub(crate) async fn serve_tls(
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         tracing::debug!(%peer, "plain HTTP on the TLS port: answering with a redirect");
-        return serve_plain(tcp, peer, router, ctx, shutdown).await;
+        return Box::pin(serve_plain(tcp, peer, router, ctx, shutdown)).await;
     }
-    let (tls, agreed) = match timeout_at(deadline, front.accept(tcp)).await {
+    // Boxed, like the other branches that do not last: the connection's task keeps, for its
+    // whole life, room for the largest state it ever awaits, and an idle HTTP/1.1 connection
+    // should cost only its own.
+    let handshake = Box::pin(front.accept(tcp));
+    let (tls, agreed) = match timeout_at(deadline, handshake).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             let site = e.profile.and_then(|i| router.sites().get(i));
@@ -140,7 +144,13 @@ async fn serve_https<S>(
             .keep_alive_interval(Some(t.idle + t.idle / 2))
             .keep_alive_timeout(t.handshake)
             .serve_connection(io, svc);
-        drive(WithStreams::new(conn, streams), &activity, &t, shutdown).await;
+        Box::pin(drive(
+            WithStreams::new(conn, streams),
+            &activity,
+            &t,
+            shutdown,
+        ))
+        .await;
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

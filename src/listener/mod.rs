@@ -4,6 +4,7 @@
 mod activity;
 mod conn;
 mod framing;
+pub(crate) use framing::FramingScanner;
 mod streams;
 
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 //! port stops it too), and only then is anything served.
 
 pub(crate) mod instance;
+mod lan;
 mod notify;
 mod states;
 
@@ -79,6 +80,14 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         shutdown.clone(),
         ShutdownSignals::register(),
     ));
+    let lan = match &config.lan {
+        Some(l) => {
+            let requested = config.sites[l.site].listen;
+            let port = ports.get(&requested).map_or(requested.port(), |a| a.port());
+            Some(lan::start(&config, port, provider.clone(), shutdown.clone()).await?)
+        }
+        None => None,
+    };
     let served = served_certs(&config, &certs);
     let status = notify::status(
         config.sites.len(),
@@ -92,6 +101,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         let reloading = Reloading {
             reload,
             fixed: FixedAtStart::of(&config),
+            lan,
             listeners: listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect(),
             ports,
             provider,
@@ -300,6 +310,8 @@ struct Reloading {
     provider: Arc<CryptoProvider>,
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
     acme: Option<Arc<Acme>>,
+    /// `--lan`: the LAN listeners take each reloaded config.
+    lan: Option<tokio::sync::watch::Sender<Config>>,
 }
 
 fn spawn_reloads(reloading: Arc<Reloading>, watch: FileWatch) {
@@ -333,6 +345,9 @@ async fn reload_on_hangup(
             Ok((config, served)) => {
                 watch = FileWatch::of(&config);
                 r.fixed.warn_unapplied(&config);
+                if let Some(lan) = &r.lan {
+                    let _ = lan.send(config.clone());
+                }
                 let now = std::time::SystemTime::now();
                 let status = notify::status(config.sites.len(), config.tunnels.len(), &served, now);
                 let _ = r.expiry.send(served);

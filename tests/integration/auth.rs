@@ -8,7 +8,7 @@ use crate::support::server::{BIN, Candado};
 use crate::support::upstream;
 use crate::support::{Fixture, client, pki::TestPki};
 
-fn hash(password: &str) -> String {
+pub(crate) fn hash(password: &str) -> String {
     let mut child = Command::new(BIN)
         .arg("hash-password")
         .stdin(Stdio::piped())

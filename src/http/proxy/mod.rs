@@ -2,9 +2,11 @@
 //! both ways without buffering whole bodies. Path and query reach the upstream byte for byte;
 //! hop-by-hop headers are dropped; forwarding headers are added; the response comes back with
 //! every header the upstream sent, cookies made `Secure` and redirects (`Location`,
-//! `Content-Location`, `Refresh`) pointed back at the public origin and route prefix.
+//! `Content-Location`, `Refresh`) pointed back at the public origin and route prefix (and
+//! `http://` ones on the public origin upgraded, with a hint for the app: `hints`).
 //! WebSocket upgrades (HTTP/1.1) are relayed as a byte tunnel once both sides agree.
 
+mod hints;
 mod upstreams;
 
 use std::error::Error as StdError;
@@ -32,6 +34,8 @@ pub(crate) struct RouteHandler {
     provider: Arc<rustls::crypto::CryptoProvider>,
     /// Each upstream's scheme and authority, parsed once (in the pool's order).
     origins: Vec<Origin>,
+    /// What the app gets wrong about being behind HTTPS, said once (and counted).
+    pub(crate) hints: hints::Hints,
 }
 
 /// An upstream's scheme and authority, ready to put in front of a request's path.
@@ -71,6 +75,7 @@ impl RouteHandler {
             pool,
             provider,
             origins,
+            hints: hints::Hints::default(),
         })
     }
 }
@@ -227,7 +232,7 @@ fn streamed(
     fwd: &Forward<'_>,
 ) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
-    prepare_response_headers(&mut parts.headers, &rh.route, picked.upstream(), fwd);
+    prepare_response_headers(&mut parts.headers, rh, picked.upstream(), fwd);
     let body = Counted {
         inner: body,
         _picked: picked,
@@ -427,24 +432,44 @@ fn prepare_request_headers(
 
 fn prepare_response_headers(
     h: &mut HeaderMap,
-    route: &Route,
+    rh: &RouteHandler,
     upstream: &Upstream,
     fwd: &Forward<'_>,
 ) {
+    let route = &rh.route;
     headers::remove_hop_by_hop(h);
-    if fwd.site.secure_cookies {
-        headers::secure_cookies(h);
-    }
+    let insecure = match fwd.site.secure_cookies {
+        true => headers::secure_cookies(h),
+        false => 0,
+    };
     // Most responses redirect nowhere: build the public URL only for those that do.
     let redirects = [header::LOCATION, header::CONTENT_LOCATION, header::REFRESH];
+    let mut upgraded = 0;
     if redirects.iter().any(|name| h.contains_key(name)) {
         let public = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
+        let public = public.trim_end_matches('/');
         let urls = headers::PublicUrls {
             upstream_origin: &upstream.origin,
-            public_origin: public.trim_end_matches('/'),
+            public_origin: public,
             stripped_prefix: route.stripped_prefix(),
         };
         headers::rewrite_redirects(h, &urls);
+        upgraded = headers::upgrade_own_http_urls(h, public.trim_start_matches("https://"));
+    }
+    if upgraded + insecure > 0 {
+        let public = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
+        let app_port = upstream
+            .origin
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(80);
+        rh.hints.note(
+            &route.prefix,
+            h,
+            (upgraded, insecure),
+            public.trim_end_matches('/'),
+            app_port,
+        );
     }
     route.response_headers.apply(h);
 }

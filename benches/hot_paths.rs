@@ -1,0 +1,86 @@
+//! Micro-benchmarks of what every request goes through (issue 16): routing by host, the
+//! proxy's header rules, the HTTP/1.1 framing check and a static-file lookup. Run with
+//! `cargo bench --bench hot_paths`; compare before and after a change on the same machine.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use candado::hot_paths::{Framing, Names, StaticSite, proxy_request_headers, secure_cookies};
+use divan::Bencher;
+use http::{HeaderMap, HeaderValue, header};
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench(args = ["app.example", "x.wild.example", "nowhere.example"])]
+fn route_by_host(bencher: Bencher, host: &str) {
+    let names = Names::new(&[
+        &["example.com", "www.example.com"],
+        &["app.example"],
+        &["*.wild.example"],
+        &["api.example", "api2.example"],
+    ]);
+    bencher.bench_local(|| names.site(divan::black_box(host)));
+}
+
+fn browser_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("host", "app.example"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"),
+        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("accept-language", "en-US,en;q=0.9"),
+        ("cookie", "session=abc123; theme=dark"),
+        ("connection", "keep-alive"),
+    ] {
+        h.insert(
+            header::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    h
+}
+
+#[divan::bench]
+fn proxy_request_header_rules(bencher: Bencher) {
+    let peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    bencher
+        .with_inputs(browser_headers)
+        .bench_local_refs(|h| proxy_request_headers(h, peer, "app.example", false));
+}
+
+#[divan::bench]
+fn secure_cookie_rule(bencher: Bencher) {
+    bencher
+        .with_inputs(|| {
+            let mut h = HeaderMap::new();
+            h.append(
+                header::SET_COOKIE,
+                HeaderValue::from_static("session=x; Path=/; HttpOnly"),
+            );
+            h
+        })
+        .bench_local_refs(|h| secure_cookies(h));
+}
+
+#[divan::bench]
+fn framing_check_of_a_request(bencher: Bencher) {
+    let request =
+        b"GET /index.html HTTP/1.1\r\nHost: app.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
+    let mut framing = Framing::default();
+    bencher.bench_local(|| framing.feed(divan::black_box(request)));
+}
+
+#[divan::bench(args = ["/index.html", "/missing.html"])]
+fn static_lookup(bencher: Bencher, path: &str) {
+    let root = std::env::temp_dir().join(format!("candado-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("a temporary folder");
+    std::fs::write(root.join("index.html"), vec![b'x'; 1024]).expect("a 1 KiB file");
+    let site = StaticSite::new(&root).expect("the folder opens");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    bencher.bench_local(|| rt.block_on(site.get(divan::black_box(path))));
+    let _ = std::fs::remove_dir_all(&root);
+}
