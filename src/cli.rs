@@ -9,6 +9,7 @@ mod config_check;
 mod doctor_command;
 mod lan_args;
 mod serve_flags;
+mod status_command;
 mod tunnel_command;
 
 use std::path::Path;
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Check(args)) => tls_check(args).await,
         Some(Command::Tunnel(args)) => tunnel_command::tunnel(args).await,
         Some(Command::Doctor(args)) => doctor_command::doctor(args).await,
+        Some(Command::Status(args)) => status_command::status(args).await,
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man { out }) => man(out.as_deref()),
         None => serve(cli.serve).await,

@@ -24,8 +24,10 @@
 //! mDNS), which `serve::lan` runs; `check`
 //! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
 //! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
-//! it all together and reloads it; `doctor` finds what breaks in an app behind candado (client-side,
-//! like `check`); `cli` is the command line (`cli::args` its shape,
+//! it all together and reloads it; `doctor` finds what breaks in an app behind candado
+//! (client-side, like `check`); `observe` counts what happens (atomics kept beside sites,
+//! routes and listeners) and serves it on the admin listener; `cli` is the command line
+//! (`cli::args` its shape,
 //! `cli::serve_flags` flags as a third config dialect).
 
 pub(crate) mod acme;
@@ -40,6 +42,7 @@ pub mod hot_paths;
 pub(crate) mod http;
 pub(crate) mod lan;
 pub(crate) mod listener;
+pub(crate) mod observe;
 pub(crate) mod serve;
 pub(crate) mod telemetry;
 pub(crate) mod tls;

@@ -309,6 +309,10 @@ impl SiteLoop {
         let site = self.names.join(", ");
         let progress = |step: &str| tracing::info!(site = %site, "ACME {step}");
         let mut failures = 0u32;
+        let observed = crate::observe::metrics().acme(&site);
+        if let Some(s) = &stored {
+            self.observe_served(s);
+        }
         loop {
             let ari = match &stored {
                 Some(s) => self.renewal_info(s).await,
@@ -326,16 +330,20 @@ impl SiteLoop {
             if let Next::WaitUntil(at) = next {
                 let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
                 let wait = ari.map_or(wait, |a| wait.min(a.recheck));
+                observed.next_renewal(SystemTime::now() + wait);
                 tracing::debug!(site = %site, "next ACME renewal check in {}s", wait.as_secs());
                 tokio::time::sleep(wait).await;
                 // Another instance sharing the store may have renewed it meanwhile.
                 if let Some(s) = self.acme.load_stored(&self.names) {
                     self.slot.publish(s.key.clone());
+                    self.observe_served(&s);
                     stored = Some(s);
                 }
                 continue;
             }
             let replaces = ari.map(|a| a.replaces);
+            observed.next_renewal(SystemTime::now());
+            observed.attempt();
             match self
                 .acme
                 .obtain(&self.names, self.kind, replaces, &progress)
@@ -344,6 +352,7 @@ impl SiteLoop {
                 Ok(new) => {
                     failures = 0;
                     self.slot.publish(new.key.clone());
+                    self.observe_served(&new);
                     tracing::info!(
                         site = %site,
                         "ACME certificate obtained and now served, valid until {}",
@@ -353,6 +362,8 @@ impl SiteLoop {
                 }
                 Err(e) => {
                     failures += 1;
+                    observed.failure();
+                    crate::observe::metrics().error("acme", &site, e.to_string());
                     let delay = schedule::retry_delay(
                         failures,
                         schedule::random_unit(self.acme.provider.secure_random),
@@ -364,6 +375,15 @@ impl SiteLoop {
                     tokio::time::sleep(delay).await;
                 }
             }
+        }
+    }
+
+    /// Tells the status page and the expiry gauge which certificate is served now.
+    fn observe_served(&self, stored: &Stored) {
+        let site = self.names.first().map_or("", String::as_str);
+        let origin = crate::observe::CertOrigin::Acme;
+        if let Some(info) = crate::observe::CertInfo::of(site, &self.names, origin, &stored.key) {
+            crate::observe::metrics().certificate_obtained(info);
         }
     }
 

@@ -64,6 +64,9 @@ pub(super) enum Command {
     Doctor(doctor_command::DoctorArgs),
     /// TLS for a raw TCP service (like stunnel): `candado tunnel --listen :7443 --to 127.0.0.1:5432`.
     Tunnel(tunnel_command::TunnelArgs),
+    /// What the running candado is doing: sites, certificates, upstreams (from its admin
+    /// listener); exits non-zero when a certificate expires within 7 days or an upstream is down.
+    Status(super::status_command::StatusArgs),
     /// Print a shell completion script: `candado completions bash > /etc/bash_completion.d/candado`.
     Completions {
         /// The shell to complete for.
@@ -250,6 +253,10 @@ pub(super) struct ServeArgs {
     pub(super) log_file: Option<PathBuf>,
     #[command(flatten)]
     pub(super) lan: lan_args::LanArgs,
+    /// Admin listener with /metrics and /status (127.0.0.1:2019, :2019; off turns it off);
+    /// overrides `admin:` in the config.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) admin: Option<String>,
     /// Never compress responses (zstd, br, gzip), whatever the config file says.
     #[arg(long)]
     pub(super) no_compression: bool,
@@ -289,6 +296,9 @@ pub(super) struct ProxyArgs {
     /// Write the log to this file instead of standard error; SIGUSR1 reopens it (logrotate).
     #[arg(long, value_name = "FILE")]
     pub(super) log_file: Option<PathBuf>,
+    /// Admin listener with /metrics and /status (127.0.0.1:2019, :2019; off turns it off).
+    #[arg(long, value_name = "ADDR")]
+    pub(super) admin: Option<String>,
     /// Never compress responses (zstd, br, gzip) [default: compress text, JSON and JS for
     /// clients that accept it].
     #[arg(long)]

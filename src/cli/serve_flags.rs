@@ -43,10 +43,36 @@ pub(super) fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
         config.log.file = Some(file.clone());
     }
     args.lan.apply(&mut config)?;
+    if let Some(addr) = &args.admin {
+        config.admin = admin_flag(addr)?;
+    }
     if args.no_compression {
         config.sites.iter_mut().for_each(|s| s.compression = false);
     }
     Ok((config, warnings))
+}
+
+/// `--admin ADDR|off`: a loopback admin listener (remote access is configured in a file,
+/// with its token).
+fn admin_flag(addr: &str) -> Result<Option<config::Admin>> {
+    if addr == "off" {
+        return Ok(None);
+    }
+    let Some(listen) = config::admin_address(addr) else {
+        bail!("--admin {addr}: not an address (use 127.0.0.1:2019, :2019 or off)");
+    };
+    if !listen.ip().is_loopback() {
+        bail!(
+            "--admin {addr}: the admin listener stays on loopback; for remote access set `admin: {{listen: …, allow_remote: true, token: …}}` in the config"
+        );
+    }
+    Ok(Some(config::Admin {
+        listen,
+        allow_remote: false,
+        token: None,
+        client_auth: None,
+        certificate: CertSource::Local,
+    }))
 }
 
 pub(super) async fn proxy(args: ProxyArgs) -> Result<()> {
@@ -131,6 +157,9 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     }
     args.lan.apply(&mut config)?;
     config.log.file = args.log_file.clone();
+    if let Some(addr) = &args.admin {
+        config.admin = admin_flag(addr)?;
+    }
     Ok(config)
 }
 

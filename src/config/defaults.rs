@@ -141,6 +141,20 @@ pub(crate) const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// a slow reader can hold up, and the most read at a time (stunnel: 18 KiB, held always).
 pub(crate) const TUNNEL_BUFFER_BYTES: usize = 64 * 1024;
 
+/// The admin listener's address when `candado status` is not told another (Caddy's admin
+/// port, on loopback).
+pub(crate) const ADMIN_ADDRESS: &str = "127.0.0.1:2019";
+/// Shortest admin bearer token accepted: 128 bits as hex, so it cannot be guessed.
+pub(crate) const ADMIN_TOKEN_MIN_BYTES: usize = 32;
+/// Errors the status page keeps (newest first), in memory.
+pub(crate) const RECENT_ERRORS: usize = 50;
+/// `candado status` exits non-zero when a certificate expires sooner than this.
+pub(crate) const STATUS_EXPIRY_ALERT: Duration = Duration::from_secs(7 * 86_400);
+/// Admin connections served at once: scrapes and a person or two, never a crowd.
+pub(crate) const MAX_ADMIN_CONNECTIONS: usize = 32;
+/// How long the admin listener waits for a request head, and for `candado status`'s answer.
+pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where candado keeps its state: `$CANDADO_DATA_DIR`, else `$XDG_DATA_HOME/candado`
 /// (`~/.local/share/candado`).
 pub(crate) fn data_dir() -> PathBuf {

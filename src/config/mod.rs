@@ -21,10 +21,11 @@ use serde_saphyr::Spanned;
 use acme::{check_acme_sites, check_acme_tunnels, validate_acme};
 pub(crate) use defaults::data_dir;
 pub(crate) use model::{
-    AcmeSettings, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth, ClientCa,
-    Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat, LogSettings, PasswordCheck,
-    Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient, TunnelMode,
-    TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches, path_in_prefix,
+    AcmeSettings, Admin, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth,
+    ClientCa, Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat, LogSettings,
+    PasswordCheck, Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient,
+    TunnelMode, TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches,
+    path_in_prefix,
 };
 pub(crate) use parse::{
     acme_directory, acme_eab_key, host_of, is_public_name, parse_duration, parse_host_port,
@@ -289,7 +290,106 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         acme,
         source: None,
         lan,
+        admin: raw.admin.and_then(|a| validate_admin(a, base, p)),
     }
+}
+
+/// `admin:`: an address (`:2019` and a bare port mean loopback) or `off`; a non-loopback
+/// address only with `allow_remote: true` and a token.
+fn validate_admin(raw: Spanned<raw::RawAdmin>, base: &Path, p: &mut Problems) -> Option<Admin> {
+    let line = line_of(&raw);
+    let settings = match raw.value {
+        raw::RawAdmin::Address(a) => raw::RawAdminSettings {
+            listen: a,
+            allow_remote: None,
+            token: None,
+            client_auth: None,
+            certificate: None,
+        },
+        raw::RawAdmin::Full(f) => *f,
+    };
+    let (listen, allow_remote, token) = (
+        settings.listen,
+        settings.allow_remote.unwrap_or(false),
+        settings.token,
+    );
+    if listen == "off" {
+        return None;
+    }
+    let client_auth = settings
+        .client_auth
+        .map(|c| tls::validate_client_auth(c, base, "admin.client_auth", p));
+    let certificate = match settings.certificate {
+        Some(c) if client_auth.is_none() => {
+            p.add(
+                line_of(&c),
+                "admin.certificate",
+                "the admin listener speaks HTTPS only with client_auth: add it, or remove the certificate",
+            );
+            CertSource::Local
+        }
+        c => cert_source(c, &[], base, "admin.certificate", p),
+    };
+    if certificate == CertSource::Acme {
+        p.add(
+            line,
+            "admin.certificate",
+            "the admin listener takes `local` or {cert: FILE, key: FILE}, not an ACME certificate",
+        );
+    }
+    let Some(addr) = admin_address(&listen) else {
+        p.add(
+            line,
+            "admin",
+            format!("`{listen}` is not an address: use 127.0.0.1:2019, :2019 or off"),
+        );
+        return None;
+    };
+    if !addr.ip().is_loopback() && !allow_remote {
+        p.add(
+            line,
+            "admin",
+            format!("{addr} is not a loopback address: the admin listener stays on 127.0.0.1 or ::1 unless `allow_remote: true` with a `token` or `client_auth`"),
+        );
+    }
+    let no_token = token.as_deref().is_none_or(str::is_empty);
+    if allow_remote && no_token && client_auth.as_ref().is_none_or(|a| !a.required) {
+        p.add(
+            line,
+            "admin.token",
+            "`allow_remote: true` needs a token (clients send `Authorization: Bearer TOKEN`) or `client_auth` with mode required",
+        );
+    }
+    if token
+        .as_deref()
+        .is_some_and(|t| t.len() < defaults::ADMIN_TOKEN_MIN_BYTES)
+    {
+        p.add(
+            line,
+            "admin.token",
+            format!(
+                "the token is too short: use at least {} characters (`openssl rand -hex 24`)",
+                defaults::ADMIN_TOKEN_MIN_BYTES
+            ),
+        );
+    }
+    Some(Admin {
+        listen: addr,
+        allow_remote,
+        token,
+        client_auth,
+        certificate,
+    })
+}
+
+/// `127.0.0.1:2019`, `[::1]:2019`, `:2019` or `2019` (both loopback).
+pub(crate) fn admin_address(s: &str) -> Option<std::net::SocketAddr> {
+    let s = s.trim();
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    let port: u16 = s.strip_prefix(':').unwrap_or(s).parse().ok()?;
+    Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// The site with `lan: true`, if any: one at most, since the LAN addresses have one port.
@@ -448,6 +548,48 @@ mod tests {
         assert_eq!(c.sites[2].certificate, CertSource::Local);
         assert_eq!(c.acme.directory, defaults::ACME_DIRECTORY);
         assert_eq!(c.acme.challenge, ChallengeChoice::Auto);
+    }
+
+    #[test]
+    fn the_admin_listener_defaults_to_loopback_and_off_turns_it_off() {
+        let admin = |value: &str| {
+            let yaml = format!("admin: {value}\nsites:\n  - names: [a.test]\n");
+            parse_candado(&yaml, Path::new(".")).unwrap().admin
+        };
+        let short = admin(":2019").unwrap();
+        assert_eq!(short.listen, "127.0.0.1:2019".parse().unwrap());
+        assert!(!short.allow_remote && short.token.is_none() && short.client_auth.is_none());
+        assert_eq!(
+            admin("'[::1]:9000'").unwrap().listen,
+            "[::1]:9000".parse().unwrap()
+        );
+        assert_eq!(admin("off"), None);
+        let yaml = "sites:\n  - names: [a.test]\n";
+        assert_eq!(parse_candado(yaml, Path::new(".")).unwrap().admin, None);
+    }
+
+    #[test]
+    fn a_remote_admin_listener_needs_a_long_token_or_a_client_certificate() {
+        let problems_of = |admin: &str| {
+            problems(&format!("admin: {admin}\nsites:\n  - names: [a.test]\n"))
+                .into_iter()
+                .map(|p| (p.line, p.key, p.message))
+                .collect::<Vec<_>>()
+        };
+        let p = problems_of("0.0.0.0:2019");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].0, p[0].1.as_str()), (Some(1), "admin"));
+        assert!(p[0].2.contains("not a loopback address"), "{p:?}");
+        let p = problems_of("{listen: 0.0.0.0:2019, allow_remote: true}");
+        assert!(p[0].2.contains("needs a token"), "{p:?}");
+        let p = problems_of("{listen: 0.0.0.0:2019, allow_remote: true, token: short}");
+        assert!(p[0].2.contains("too short"), "{p:?}");
+        let p = problems_of("{listen: 127.0.0.1:2019, certificate: local}");
+        assert!(p[0].2.contains("only with client_auth"), "{p:?}");
+        let p = problems_of("nowhere");
+        assert!(p[0].2.contains("not an address"), "{p:?}");
+        let p = problems_of("{listen: :2019, tokn: x}");
+        assert!(p.iter().any(|p| p.2.contains("tokn")), "{p:?}");
     }
 
     #[test]

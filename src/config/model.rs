@@ -31,6 +31,22 @@ pub(crate) struct Config {
     pub source: Option<PathBuf>,
     /// `--lan` / `lan: true`: one site also served on this machine's LAN addresses.
     pub lan: Option<Lan>,
+    /// The admin listener (metrics and status), off unless configured.
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener: `/metrics`, `/status`, `/status.json`, read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Admin {
+    pub listen: SocketAddr,
+    /// Answer clients that are not on loopback (only with a token).
+    pub allow_remote: bool,
+    /// `Authorization: Bearer TOKEN` required when set.
+    pub token: Option<String>,
+    /// HTTPS with client certificates (the sites' verifier), when set.
+    pub client_auth: Option<ClientAuth>,
+    /// The admin listener's own certificate when it speaks HTTPS (local by default).
+    pub certificate: CertSource,
 }
 
 /// How a site is offered to phones and laptops on the same network (`crate::lan`).

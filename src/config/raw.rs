@@ -19,6 +19,55 @@ pub(crate) struct RawConfig {
     pub acme: Option<RawAcme>,
     pub sites: Option<Spanned<Vec<RawSite>>>,
     pub tunnels: Option<Spanned<Vec<Spanned<RawTunnel>>>>,
+    pub admin: Option<Spanned<RawAdmin>>,
+}
+
+/// `admin: 127.0.0.1:2019`, `admin: off`, or a mapping for remote access.
+#[derive(Debug)]
+pub(crate) enum RawAdmin {
+    Address(String),
+    Full(Box<RawAdminSettings>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdminSettings {
+    pub listen: String,
+    pub allow_remote: Option<bool>,
+    pub token: Option<String>,
+    pub client_auth: Option<Spanned<RawClientAuth>>,
+    pub certificate: Option<Spanned<RawCertificate>>,
+}
+
+// Hand-written for the same reason as `RawCertificate`'s: a typo inside the mapping is named.
+impl<'de> Deserialize<'de> for RawAdmin {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AdminVisitor;
+        impl<'de> Visitor<'de> for AdminVisitor {
+            type Value = RawAdmin;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address (127.0.0.1:2019), `off`, or a mapping with `listen`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawAdmin::Address(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawAdmin::Address(v.to_string()))
+            }
+            // YAML 1.1 reads a bare `off` as false.
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                match v {
+                    false => Ok(RawAdmin::Address("off".to_owned())),
+                    true => Err(E::invalid_value(de::Unexpected::Bool(v), &self)),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawAdminSettings::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|s| RawAdmin::Full(Box::new(s)))
+            }
+        }
+        deserializer.deserialize_any(AdminVisitor)
+    }
 }
 
 /// `tunnels:` entries: TLS for raw TCP services (server mode) or to them (`tls_client`).

@@ -73,6 +73,8 @@ pub(crate) struct ConnInfo {
     pub tls_version: Option<&'static str>,
     /// The listener's own port, for redirects that must come back to it.
     pub local_port: u16,
+    /// The listener's open-connection gauges (an upgraded connection counts there too).
+    pub gauges: Arc<crate::observe::ListenerGauges>,
     /// Which of the listener's sites the TLS handshake was made for (by SNI). It matters
     /// only where sites ask for client certificates: each then has its own TLS set-up.
     pub tls_site: usize,
@@ -91,6 +93,9 @@ pub(crate) struct SiteHandler {
     auth: auth::BasicAuth,
     /// HSTS, nosniff, Referrer-Policy and the configured extras, built once at start-up.
     headers: HeaderMap,
+    /// Latency and bytes, and the requests no route took (files, or nothing): resolved once.
+    metrics: Arc<crate::observe::SiteMetrics>,
+    unrouted: Arc<crate::observe::RequestCounts>,
 }
 
 impl SiteHandler {
@@ -107,13 +112,21 @@ impl SiteHandler {
             None => None,
         };
         let headers = security_headers(&site);
+        let name = site.primary_name().to_owned();
         let mut routes: Vec<RouteHandler> = site
             .routes
             .iter()
-            .map(|r| RouteHandler::new(r.clone(), provider.clone()))
+            .map(|r| RouteHandler::new(r.clone(), &name, provider.clone()))
             .collect::<std::io::Result<_>>()?;
         routes.sort_by_key(|r| std::cmp::Reverse(r.route.prefix.len()));
+        let observe = crate::observe::metrics();
+        let unrouted = match files.is_some() {
+            true => "static",
+            false => "-",
+        };
         Ok(SiteHandler {
+            metrics: observe.site(&name),
+            unrouted: observe.route(&name, unrouted),
             auth: auth::BasicAuth::new(site.auth.clone()),
             site,
             files,
@@ -126,15 +139,9 @@ impl SiteHandler {
         self.files.as_ref().map(StaticFiles::root)
     }
 
-    /// Whether responses for `path` may be compressed: the site allows it and the route that
-    /// serves the path (if any) does not turn it off.
-    fn compresses(&self, path: &str) -> bool {
-        self.site.compression
-            && self
-                .routes
-                .iter()
-                .find(|r| r.route.matches(path))
-                .is_none_or(|r| r.route.compression)
+    /// The route for `path` (longest prefix), if any.
+    fn route_for(&self, path: &str) -> Option<&RouteHandler> {
+        self.routes.iter().find(|r| r.route.matches(path))
     }
 
     /// Basic auth, then exact redirects, then the longest matching route, then files.
@@ -143,6 +150,7 @@ impl SiteHandler {
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         host: &str,
+        route: Option<&RouteHandler>,
     ) -> Response<Body> {
         match self.auth.check(req.uri().path(), req.headers()).await {
             // The credentials were for candado: the application never sees them.
@@ -153,10 +161,6 @@ impl SiteHandler {
         if let Some(res) = redirect::exact(&self.site.redirects, req.uri()) {
             return res;
         }
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.route.matches(req.uri().path()));
         if route.is_none()
             && let Err(res) = discard_body(req.body_mut(), self.site.max_body_bytes).await
         {
@@ -262,6 +266,8 @@ pub(crate) struct Router {
     challenges: Option<Arc<crate::certs::Challenges>>,
     /// The request target and header field limits (the listener's parser allows their sum).
     limits: Limits,
+    /// Requests refused before a site was found (bad Host, no such site).
+    siteless: Arc<crate::observe::RequestCounts>,
 }
 
 impl Router {
@@ -276,6 +282,7 @@ impl Router {
             access_log,
             challenges: None,
             limits: Limits::default(),
+            siteless: crate::observe::metrics().route("-", "-"),
         }
     }
 
@@ -314,47 +321,73 @@ impl Router {
             .access_log
             // The URI shares its bytes: no copy of the path per request.
             .then(|| (req.method().clone(), req.uri().clone()));
-        let res = self.dispatch(req, conn).await;
+        let res = self.dispatch(req, conn, started).await;
         if let Some((method, uri)) = line {
             access_log(&method, uri.path(), &res, conn, started);
         }
         res
     }
 
-    async fn dispatch(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        started: Instant,
+    ) -> Response<Body> {
+        let method = crate::observe::MethodClass::of(req.method());
+        let res = self.dispatch_to_site(req, conn, started, method).await;
+        if let Err(res) = &res {
+            self.siteless.count(method, res.status());
+        }
+        res.unwrap_or_else(|res| res)
+    }
+
+    /// The response; `Err` when no site took the request (counted apart).
+    async fn dispatch_to_site(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        started: Instant,
+        method: crate::observe::MethodClass,
+    ) -> Result<Response<Body>, Response<Body>> {
         if let Some(refused) = self.beyond_limits(&req) {
-            return refused;
+            return Err(refused);
         }
         let host = match host::request_host(&req) {
             Ok(h) => h,
-            Err(e) => return error::page(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(e) => return Err(error::page(StatusCode::BAD_REQUEST, &e.to_string())),
         };
         let Some((index, site)) = self.site_index(&host) else {
-            return error::page(
+            return Err(error::page(
                 StatusCode::MISDIRECTED_REQUEST,
                 &format!("This server has no site named {host}."),
-            );
+            ));
         };
         if !self.same_tls_rules(index, conn) {
-            return error::page(
+            return Err(error::page(
                 StatusCode::MISDIRECTED_REQUEST,
                 &format!(
                     "This connection was set up for another site, and {host} checks client certificates on its own: connect to {host} directly."
                 ),
-            );
+            ));
         }
-        let compression = site
-            .compresses(req.uri().path())
+        let route = site.route_for(req.uri().path());
+        let counts = route.map_or(&site.unrouted, |r| &r.counts);
+        let bytes_in = declared_length(req.headers());
+        let compression = (site.site.compression && route.is_none_or(|r| r.route.compression))
             .then(|| (compression::Negotiation::of(&mut req), req.method().clone()));
         let mut res = match req.extensions().get::<FramingConflict>() {
             Some(_) => framing_conflict(&req, conn),
-            None => site.respond(req, conn, &host).await,
+            None => site.respond(req, conn, &host, route).await,
         };
-        if let Some((negotiation, method)) = compression {
-            res = negotiation.apply(&method, res);
+        if let Some((negotiation, req_method)) = compression {
+            res = negotiation.apply(&req_method, res);
         }
         add_headers(res.headers_mut(), &site.headers);
-        res
+        counts.count(method, res.status());
+        let bytes_out = http_body::Body::size_hint(res.body()).exact().unwrap_or(0);
+        site.metrics.served(started.elapsed(), bytes_in, bytes_out);
+        Ok(res)
     }
 
     /// Whether a request for the site at `index` may use this connection. When sites ask for
@@ -399,6 +432,13 @@ impl Router {
     pub(crate) fn logs_access(&self) -> bool {
         self.access_log
     }
+}
+
+/// A request body's length as its Content-Length declares it (0 when it declares none).
+fn declared_length(h: &HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn framing_conflict<B>(req: &Request<B>, conn: &ConnInfo) -> Response<Body> {

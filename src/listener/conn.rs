@@ -27,6 +27,7 @@ use super::streams::{StreamQueue, WithStreams};
 use super::{ConnSettings, ListenerCtx};
 use crate::config::Timeouts;
 use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
+use crate::observe::{HandshakeFailure, Protocol, metrics};
 use crate::tls::ALPN_H2;
 
 /// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
@@ -60,6 +61,7 @@ pub(crate) async fn serve_tls(
         Ok(Err(e)) => {
             let site = e.profile.and_then(|i| router.sites().get(i));
             let site = site.map_or("-", |s| s.site.primary_name());
+            metrics().handshake_failed(&e.error, e.refusal().as_deref(), site);
             return match e.refusal() {
                 Some(reason) => {
                     tracing::warn!(%site, client = %peer, "client certificate refused: {reason}")
@@ -70,12 +72,23 @@ pub(crate) async fn serve_tls(
                 None => tracing::debug!(%peer, error = %e.error, "TLS handshake failed"),
             };
         }
-        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        Err(_) => {
+            metrics().handshakes.failed(HandshakeFailure::Timeout);
+            return tracing::debug!(%peer, "TLS handshake timed out");
+        }
     };
     if agreed.is_acme_validation() {
         return tracing::debug!(%peer, sni = ?agreed.sni, "answered an ACME TLS-ALPN-01 validation");
     }
+    metrics().handshakes.done(
+        agreed.version_name(),
+        agreed.alpn.as_deref(),
+        agreed.resumed,
+    );
     let h2 = agreed.alpn.as_deref() == Some(ALPN_H2);
+    let _open = ctx
+        .gauges
+        .open(if h2 { Protocol::H2 } else { Protocol::H1 });
     tracing::debug!(
         %peer,
         sni = agreed.sni.as_deref().unwrap_or("-"),
@@ -90,6 +103,7 @@ pub(crate) async fn serve_tls(
         peer,
         tls_version: agreed.version_name(),
         local_port: ctx.local_port,
+        gauges: ctx.gauges.clone(),
         tls_site: agreed.profile,
         client: agreed.client,
         upgrade_idle: settings.timeouts.upgrade_idle,
@@ -171,12 +185,14 @@ pub(crate) async fn serve_plain(
     shutdown: CancellationToken,
 ) {
     let settings = ctx.settings.load_full();
+    let _open = ctx.gauges.open(Protocol::H1);
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
     let info = Arc::new(ConnInfo {
         peer,
         tls_version: None,
         local_port: ctx.local_port,
+        gauges: ctx.gauges.clone(),
         tls_site: 0,
         client: None,
         upgrade_idle: settings.timeouts.upgrade_idle,

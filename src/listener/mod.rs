@@ -50,6 +50,8 @@ pub(crate) struct ListenerCtx {
     /// Replaced on reload like `state`: new connections take the current ones.
     pub settings: arc_swap::ArcSwap<ConnSettings>,
     pub local_port: u16,
+    /// Open connections by protocol, for the admin listener.
+    pub gauges: Arc<crate::observe::ListenerGauges>,
 }
 
 /// The deadlines and limits a connection is served with.
@@ -200,6 +202,9 @@ async fn serve_connection(
         }
         // Tunnels carry no requests to finish: on shutdown they run until they end or the
         // drain timeout cuts them.
-        ListenerState::Tunnel(tunnels) => crate::tunnel::serve(tcp, peer, tunnels.clone()).await,
+        ListenerState::Tunnel(tunnels) => {
+            let _open = ctx.gauges.open(crate::observe::Protocol::Tunnel);
+            crate::tunnel::serve(tcp, peer, tunnels.clone()).await
+        }
     }
 }

@@ -196,6 +196,8 @@ impl LanServer {
                     state: ArcSwap::from_pointee(state),
                     settings: ArcSwap::from_pointee(super::conn_settings(&self.config)),
                     local_port: self.https_port,
+                    // One label for every LAN address: they come and go with the network.
+                    gauges: crate::observe::metrics().listener("lan"),
                 });
                 self.ctx = Some(ctx.clone());
                 ctx

@@ -67,6 +67,9 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     let https: Vec<SocketAddr> = bound.ports.values().copied().collect();
     let instance = instance::Instance::start(&config, &https);
     let ports = bound.ports.clone();
+    let mut all_ports = ports.clone();
+    all_ports.extend(bound.redirect_ports.iter().map(|(r, a)| (*r, *a)));
+    observe_served(&config, &certs, &all_ports);
     if tracing::enabled!(tracing::Level::DEBUG) {
         spawn_self_check(&config, &ports, &bound.redirect_ports, ca.as_ref());
     }
@@ -88,6 +91,10 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         }
         None => None,
     };
+    if let Some(admin) = &config.admin {
+        let tls = admin_tls(admin, &config, &provider)?;
+        crate::observe::admin::start(admin, tls, shutdown.clone()).await?;
+    }
     let served = served_certs(&config, &certs);
     let status = notify::status(
         config.sites.len(),
@@ -107,6 +114,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
             provider,
             expiry,
             acme,
+            all_ports,
         };
         spawn_reloads(Arc::new(reloading), FileWatch::of(&config));
     }
@@ -198,6 +206,7 @@ fn start_listeners(
             state: ArcSwap::from_pointee(state),
             settings: ArcSwap::from_pointee(conn_settings(config)),
             local_port: actual.port(),
+            gauges: crate::observe::metrics().listener(&actual.to_string()),
         });
         listeners.push(((role, requested), tcp, ctx));
     }
@@ -312,6 +321,8 @@ struct Reloading {
     acme: Option<Arc<Acme>>,
     /// `--lan`: the LAN listeners take each reloaded config.
     lan: Option<tokio::sync::watch::Sender<Config>>,
+    /// Requested → bound addresses of HTTPS and redirect listeners, for the status page.
+    all_ports: HashMap<SocketAddr, SocketAddr>,
 }
 
 fn spawn_reloads(reloading: Arc<Reloading>, watch: FileWatch) {
@@ -342,7 +353,9 @@ async fn reload_on_hangup(
             .await
             .unwrap_or_else(|e| Err(anyhow::anyhow!("the reload stopped: {e}")));
         match done {
-            Ok((config, served)) => {
+            Ok((config, served, certs)) => {
+                crate::observe::metrics().reloaded(true);
+                observe_served(&config, &certs, &r.all_ports);
                 watch = FileWatch::of(&config);
                 r.fixed.warn_unapplied(&config);
                 if let Some(lan) = &r.lan {
@@ -358,6 +371,8 @@ async fn reload_on_hangup(
                 notify::ready(&status);
             }
             Err(e) => {
+                crate::observe::metrics().reloaded(false);
+                crate::observe::metrics().error("reload", why, format!("{e:#}"));
                 tracing::error!(
                     "{why}: reload failed, still serving the previous configuration: {e:#}"
                 );
@@ -370,7 +385,7 @@ async fn reload_on_hangup(
 }
 
 impl Reloading {
-    fn once(&self) -> Result<(Config, Vec<Served>)> {
+    fn once(&self) -> Result<(Config, Vec<Served>, Certificates)> {
         reload_once(
             &self.reload,
             &self.listeners,
@@ -387,7 +402,7 @@ fn reload_once(
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
-) -> Result<(Config, Vec<Served>)> {
+) -> Result<(Config, Vec<Served>, Certificates)> {
     let config = reload()?;
     match acme {
         None if uses_acme(&config) => {
@@ -416,7 +431,85 @@ fn reload_once(
         }
     }
     let served = served_certs(&config, &certs);
-    Ok((config, served))
+    Ok((config, served, certs))
+}
+
+/// The admin listener's HTTPS set-up when it checks client certificates: its certificate (the
+/// development CA's for this machine's local names, or files) and the sites' verifier.
+fn admin_tls(
+    admin: &crate::config::Admin,
+    config: &Config,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(auth) = &admin.client_auth else {
+        return Ok(None);
+    };
+    let needs_ca = admin.certificate == CertSource::Local || auth.ca == ClientCa::Local;
+    let ca = match needs_ca {
+        true => Some(DevCa::load_or_create(&crate::config::data_dir())?.0),
+        false => None,
+    };
+    let names = crate::config::local_names(admin.listen.ip());
+    let (cert, key) = match (&admin.certificate, &ca) {
+        (CertSource::Local, Some(ca)) => ca.leaf_for(&names)?,
+        (source, _) => source
+            .files()
+            .into_iter()
+            .next()
+            .context("admin.certificate names no files")?,
+    };
+    let loaded = crate::certs::load_files(&cert, &key, provider, false)
+        .context("the admin listener's certificate")?;
+    let mut resolver = SniResolver::new(false);
+    resolver.add(&names, vec![loaded.key]);
+    let local = ca.as_ref().map(DevCa::cert_path);
+    let verifier = tls::client_auth::verifier(auth, local.as_deref(), provider.clone())
+        .context("admin.client_auth")?;
+    let offer = Offer {
+        alpn: vec![b"http/1.1".to_vec()],
+        acme: false,
+        client_auth: Some(verifier),
+    };
+    let server = tls::server_config(
+        config.tls_policy,
+        provider.clone(),
+        Arc::new(resolver),
+        offer,
+    )?;
+    Ok(Some(server))
+}
+
+/// Tells the admin listener what is served now: certificates, sites, routes, tunnels.
+fn observe_served(config: &Config, certs: &Certificates, ports: &HashMap<SocketAddr, SocketAddr>) {
+    use crate::observe::{CertInfo, CertOrigin};
+    let origin = |s: &CertSource| match s {
+        CertSource::Local => CertOrigin::Local,
+        CertSource::Acme => CertOrigin::Acme,
+        _ => CertOrigin::File,
+    };
+    let sites = config.sites.iter().zip(&certs.sites).flat_map(|(s, list)| {
+        list.iter().filter_map(|c| {
+            CertInfo::of(s.primary_name(), &s.names, origin(&s.certificate), &c.key)
+        })
+    });
+    let tunnels = config
+        .tunnels
+        .iter()
+        .zip(&certs.tunnels)
+        .flat_map(|(t, list)| {
+            let source = match &t.mode {
+                TunnelMode::Server(s) => origin(&s.certificate),
+                TunnelMode::Client(_) => CertOrigin::File,
+            };
+            let site = format!("tunnel {}", t.name);
+            let names = t.cert_names();
+            list.iter()
+                .filter_map(move |c| CertInfo::of(&site, &names, source, &c.key))
+        });
+    let m = crate::observe::metrics();
+    m.set_certificates(sites.chain(tunnels).collect());
+    let bound = |a: SocketAddr| ports.get(&a).copied().unwrap_or(a);
+    m.set_served(crate::observe::status::Served::of(config, bound));
 }
 
 fn conn_settings(config: &Config) -> ConnSettings {
@@ -431,6 +524,7 @@ struct FixedAtStart {
     max_connections: usize,
     shutdown: std::time::Duration,
     log_format: crate::config::LogFormat,
+    admin: Option<crate::config::Admin>,
 }
 
 impl FixedAtStart {
@@ -439,6 +533,7 @@ impl FixedAtStart {
             max_connections: config.limits.max_connections,
             shutdown: config.timeouts.shutdown,
             log_format: config.log.format,
+            admin: config.admin.clone(),
         }
     }
 
@@ -453,6 +548,7 @@ impl FixedAtStart {
                 self.shutdown != config.timeouts.shutdown,
             ),
             ("log.format", self.log_format != config.log.format),
+            ("admin", self.admin != config.admin),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -647,6 +743,7 @@ pub(crate) async fn answer_challenges(
         state: ArcSwap::from_pointee(state),
         settings: Default::default(),
         local_port,
+        gauges: crate::observe::metrics().listener(&addr.to_string()),
     });
     let stop = CancellationToken::new();
     tokio::spawn(listener::serve(

@@ -96,10 +96,8 @@ impl TlsFront {
                     .get(hello.server_name())
                     .and_then(|&i| Some((i, profiles.get(i)?.clone())))
                 else {
-                    let e = io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("nothing here is named {:?}", hello.server_name()),
-                    );
+                    let name = hello.server_name().map(str::to_owned);
+                    let e = io::Error::new(io::ErrorKind::InvalidData, UnknownName(name));
                     return Err(failed(None)(e));
                 };
                 let stream = start.into_stream(config).await.map_err(failed(Some(i)))?;
@@ -157,6 +155,11 @@ impl Handshake {
         })
     }
 }
+
+/// The ClientHello named no site or tunnel of the listener (and unknown names are refused).
+#[derive(Debug, thiserror::Error)]
+#[error("nothing here is named {0:?}")]
+pub(crate) struct UnknownName(pub Option<String>);
 
 /// A failed handshake, and the profile it was for when that was known.
 #[derive(Debug)]

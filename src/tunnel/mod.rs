@@ -121,8 +121,16 @@ async fn terminate(tcp: TcpStream, peer: SocketAddr, front: &TlsFront, listener:
     let (tls, agreed) = match handshake {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return log_refusal(listener, peer, &e),
-        Err(_) => return tracing::debug!(client = %peer, "TLS handshake timed out"),
+        Err(_) => {
+            let timeout = crate::observe::HandshakeFailure::Timeout;
+            crate::observe::metrics().handshakes.failed(timeout);
+            return tracing::debug!(client = %peer, "TLS handshake timed out");
+        }
     };
+    let alpn = agreed.alpn.as_deref();
+    crate::observe::metrics()
+        .handshakes
+        .done(agreed.version_name(), alpn, agreed.resumed);
     let Some(endpoint) = listener.endpoints.get(agreed.profile) else {
         return;
     };
@@ -167,7 +175,13 @@ fn log_refusal(listener: &TunnelListener, peer: SocketAddr, e: &crate::tls::fron
         .profile
         .and_then(|i| listener.endpoints.get(i))
         .map_or("-", |t| t.name.as_str());
-    match e.refusal() {
+    let refusal = e.refusal();
+    crate::observe::metrics().handshake_failed(
+        &e.error,
+        refusal.as_deref(),
+        &format!("tunnel {tunnel}"),
+    );
+    match refusal {
         Some(reason) => {
             tracing::warn!(%tunnel, client = %peer, "client certificate refused: {reason}")
         }

@@ -18,7 +18,7 @@ use crate::support::{free_port, output_text};
 /// Runs headless Chromium with `HOME=home` and a fresh profile on `url`, bounded to 60 s;
 /// returns what it printed on stdout (the DOM with --dump-dom) and on stderr (where a failed
 /// load is reported, e.g. `Page load failed: net::ERR_CERT_AUTHORITY_INVALID`).
-fn chromium(home: &Path, extra: &[&str], url: &str) -> (String, String) {
+pub(crate) fn chromium(home: &Path, extra: &[&str], url: &str) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("timeout")
         .args(["60", "chromium"])
@@ -156,14 +156,14 @@ fn chromium_refuses_the_same_app_without_ca_install() {
     assert!(log.contains("net::ERR_CERT_AUTHORITY_INVALID"), "{log}");
 }
 
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// Whether `file` is a PNG with something drawn in it (a blank page compresses to far less).
-fn png_has_content(file: &Path) -> bool {
+pub(crate) fn png_has_content(file: &Path) -> bool {
     let bytes = std::fs::read(file).unwrap_or_default();
     bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 4_000
 }

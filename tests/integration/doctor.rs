@@ -505,8 +505,9 @@ fn the_report_for_a_person_names_the_framework_and_the_fix() {
     assert!(!text.contains("\x1b["), "no colours when not on a terminal");
 }
 
-/// `candado proxy` for app.test on `https` in front of the app on `app_port`, with a test CA.
-fn proxy(https: u16, app_port: u16) -> (crate::support::pki::TestPki, Candado) {
+/// `candado proxy` for app.test on `https` in front of the app on `app_port`, with a test CA
+/// and its admin listener on `admin`.
+fn proxy(https: u16, app_port: u16, admin: u16) -> (crate::support::pki::TestPki, Candado) {
     let pki = crate::support::pki::TestPki::new();
     let leaf = pki.leaf("app", &["app.test"]);
     let (to, from) = (format!("127.0.0.1:{app_port}"), format!("app.test:{https}"));
@@ -523,6 +524,8 @@ fn proxy(https: u16, app_port: u16) -> (crate::support::pki::TestPki, Candado) {
             leaf.key.to_str().unwrap(),
             "--http-port",
             "0",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
         ],
         pki.dir.path(),
         tempfile::tempdir().unwrap(),
@@ -542,7 +545,8 @@ fn the_apps_http_redirects_become_https_and_the_log_names_the_fix_once() {
         port,
         &[],
     );
-    let (pki, server) = proxy(https, port);
+    let admin = free_port();
+    let (pki, server) = proxy(https, port, admin);
     let resolve = format!("app.test:{https}:127.0.0.1");
     let get = |path: &str| {
         client::curl_raw(
@@ -582,6 +586,14 @@ fn the_apps_http_redirects_become_https_and_the_log_names_the_fix_once() {
     let log = server.log();
     assert_eq!(log.matches(proxyfix).count(), 1, "once per route:\n{log}");
     assert_eq!(log.matches("without Secure").count(), 1, "{log}");
+    let metrics = client::curl_raw(&format!("http://127.0.0.1:{admin}/metrics"), &[]);
+    assert!(
+        metrics
+            .text()
+            .contains("candado_proxy_redirects_upgraded_total{site=\"app.test\",route=\"/\"} 2"),
+        "{}",
+        metrics.text()
+    );
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod hot_files;
 mod lan;
 mod local_lifetimes;
 mod mtls;
+mod observe;
 mod proxy;
 mod python_apps;
 mod redirect;

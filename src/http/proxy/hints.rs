@@ -3,7 +3,7 @@
 //! which setting the app is missing, with the fix for the framework its answers show
 //! (`doctor::framework`). `candado doctor` explains the rest.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::HeaderMap;
 
@@ -11,9 +11,6 @@ use crate::doctor::framework::{self, Need};
 
 #[derive(Default)]
 pub(crate) struct Hints {
-    // metrics: candado_proxy_http_redirects_upgraded_total{route} (wired into the exposition
-    // with the metrics module).
-    pub(crate) redirects_upgraded: AtomicU64,
     warned_redirect: AtomicBool,
     warned_cookie: AtomicBool,
 }
@@ -30,8 +27,6 @@ impl Hints {
         app_port: u16,
     ) {
         if upgraded > 0 {
-            self.redirects_upgraded
-                .fetch_add(upgraded as u64, Ordering::Relaxed);
             if !self.warned_redirect.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     route,

@@ -12,6 +12,7 @@ mod upstreams;
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -22,6 +23,7 @@ use hyper_util::rt::TokioIo;
 
 use super::{Body, ConnBusy, ConnInfo, error, headers};
 use crate::config::{Route, Site, Upstream};
+use crate::observe::UpstreamError;
 use upstreams::{Picked, Pool, UpstreamHttp};
 
 type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn StdError + Send + Sync>>;
@@ -36,6 +38,8 @@ pub(crate) struct RouteHandler {
     origins: Vec<Origin>,
     /// What the app gets wrong about being behind HTTPS, said once (and counted).
     pub(crate) hints: hints::Hints,
+    /// The route's request counts, resolved once.
+    pub counts: Arc<crate::observe::RequestCounts>,
 }
 
 /// An upstream's scheme and authority, ready to put in front of a request's path.
@@ -57,10 +61,11 @@ impl RouteHandler {
     /// Builds the route's client; starts its health checks when configured (needs a runtime).
     pub(crate) fn new(
         route: Route,
+        site: &str,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> std::io::Result<Self> {
         let client = upstreams::client(&route, provider.clone())?;
-        let pool = Pool::new(&route);
+        let pool = Pool::new(&route, site);
         if let Some(check) = route.health_check.clone() {
             upstreams::spawn_health_checks(&pool, client.clone(), check);
         }
@@ -70,6 +75,7 @@ impl RouteHandler {
             .map(origin_of)
             .collect::<std::io::Result<_>>()?;
         Ok(RouteHandler {
+            counts: crate::observe::metrics().route(site, &route.prefix),
             route,
             client,
             pool,
@@ -118,7 +124,13 @@ pub(crate) async fn forward(
     match upgrade.filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS) {
         Some(client_side) => {
             let upstream_side = hyper::upgrade::on(&mut res);
-            tunnel(client_side, upstream_side, busy, fwd.conn.upgrade_idle);
+            let open = fwd.conn.gauges.open(crate::observe::Protocol::Upgraded);
+            tunnel(
+                client_side,
+                upstream_side,
+                (busy, open),
+                fwd.conn.upgrade_idle,
+            );
             upgraded(res, over_h2)
         }
         None => streamed(res, rh, picked, &fwd),
@@ -195,8 +207,19 @@ async fn send(
     request: Request<UpstreamBody>,
     picked: &Picked,
 ) -> Result<Response<Incoming>, (StatusCode, &'static str)> {
+    let started = std::time::Instant::now();
+    let metrics = picked.metrics();
     match tokio::time::timeout(rh.route.response_timeout, rh.client.request(request)).await {
         Err(_) => {
+            metrics.failed(UpstreamError::Timeout);
+            crate::observe::metrics().error(
+                "upstream",
+                &metrics.origin,
+                format!(
+                    "no response within {}: answered 504",
+                    humantime::format_duration(rh.route.response_timeout)
+                ),
+            );
             tracing::warn!(
                 upstream = %picked.upstream().origin,
                 "the upstream sent no response within {} (the route's timeouts.response, or proxy --response-timeout): answered 504",
@@ -208,7 +231,10 @@ async fn send(
             ))
         }
         Ok(Err(e)) => Err(upstream_error(picked, &e)),
-        Ok(Ok(res)) => Ok(res),
+        Ok(Ok(res)) => {
+            metrics.answered(started.elapsed());
+            Ok(res)
+        }
     }
 }
 
@@ -292,12 +318,19 @@ fn upstream_error(
         );
     }
     let upstream = picked.upstream();
+    let kind = match (e.is_connect(), caused_by_reset(e)) {
+        (true, _) => UpstreamError::Connect,
+        (false, true) => UpstreamError::Reset,
+        (false, false) => UpstreamError::Other,
+    };
+    picked.metrics().failed(kind);
     if e.is_connect() {
         picked.mark_down();
         tracing::warn!(upstream = %upstream.origin, error = %chain(e), "cannot connect to the upstream");
     } else {
         tracing::warn!(upstream = %upstream.origin, error = %chain(e), "upstream request failed");
     }
+    crate::observe::metrics().error("upstream", &upstream.origin, chain(e));
     // The page names no address and no error text: those stay in the log.
     (
         StatusCode::BAD_GATEWAY,
@@ -309,6 +342,30 @@ fn caused_by<E: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
         if err.is::<E>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The upstream closed or reset the connection before answering (an I/O reset, or hyper's
+/// "connection closed before message completed").
+fn caused_by_reset(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+        {
             return true;
         }
         cur = err.source();
@@ -456,6 +513,12 @@ fn prepare_response_headers(
         headers::rewrite_redirects(h, &urls);
         upgraded = headers::upgrade_own_http_urls(h, public.trim_start_matches("https://"));
     }
+    if upgraded > 0 {
+        let upgraded = upgraded as u64;
+        rh.counts
+            .redirects_upgraded
+            .fetch_add(upgraded, Ordering::Relaxed);
+    }
     if upgraded + insecure > 0 {
         let public = super::redirect::https_url(fwd.host, fwd.conn.local_port, "/");
         let app_port = upstream
@@ -480,11 +543,12 @@ fn prepare_response_headers(
 fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
-    busy: Option<ConnBusy>,
+    busy: (Option<ConnBusy>, crate::observe::OpenConnection),
     idle: std::time::Duration,
 ) {
     tokio::spawn(async move {
-        // Held for the tunnel's life: an HTTP/2 connection carrying it is not idle.
+        // Held for the tunnel's life: an HTTP/2 connection carrying it is not idle, and the
+        // upgraded connection is counted as open.
         let _busy = busy;
         let (client, upstream) = match tokio::join!(client, upstream) {
             (Ok(c), Ok(u)) => (c, u),

@@ -58,12 +58,20 @@ pub(super) struct Pool {
     down_until: Vec<AtomicU64>,
     in_flight: Vec<AtomicUsize>,
     epoch: Instant,
+    /// Per upstream: its requests, errors, latency and health for the admin listener.
+    metrics: Vec<Arc<crate::observe::UpstreamMetrics>>,
 }
 
 impl Pool {
-    pub(super) fn new(route: &Route) -> Arc<Pool> {
+    pub(super) fn new(route: &Route, site: &str) -> Arc<Pool> {
         let n = route.upstreams.len();
+        let observe = crate::observe::metrics();
         Arc::new(Pool {
+            metrics: route
+                .upstreams
+                .iter()
+                .map(|u| observe.upstream(site, &route.prefix, &u.origin))
+                .collect(),
             upstreams: route.upstreams.clone(),
             balance: route.balance,
             next: AtomicUsize::new(0),
@@ -105,10 +113,12 @@ impl Pool {
     pub(super) fn mark_down(&self, i: usize, duration: Duration) {
         let until = self.now_ms() + duration.as_millis() as u64;
         self.down_until[i].store(until, Ordering::Relaxed);
+        self.metrics[i].down_for(duration);
     }
 
     fn mark_up(&self, i: usize) {
         self.down_until[i].store(0, Ordering::Relaxed);
+        self.metrics[i].back_up();
     }
 }
 
@@ -126,6 +136,10 @@ impl Picked {
 
     pub(super) fn mark_down(&self) {
         self.pool.mark_down(self.index, defaults::UPSTREAM_DOWN_FOR);
+    }
+
+    pub(super) fn metrics(&self) -> &crate::observe::UpstreamMetrics {
+        &self.pool.metrics[self.index]
     }
 }
 
