@@ -8,7 +8,8 @@
 //! the write deadline (`listener::activity`) → `http::Router` checks the Host and picks the
 //! site (the same exact-before-wildcard rule as SNI, `certs::NameTable`) → `http::auth` checks
 //! credentials → a route sends it to `http::proxy`, anything else to `http::static_files` →
-//! the site's security headers are added. Plain HTTP (on the redirect listener or the TLS
+//! the response is compressed as the client accepts (`http::compression`) → the site's
+//! security headers are added. Plain HTTP (on the redirect listener or the TLS
 //! port) goes to `http::redirect`.
 //!
 //! Tunnels take another path after `listener`: `tls::front` picks the tunnel by SNI and checks

@@ -257,6 +257,9 @@ pub(super) struct ServeArgs {
     /// overrides `admin:` in the config.
     #[arg(long, value_name = "ADDR")]
     pub(super) admin: Option<String>,
+    /// Never compress responses (zstd, br, gzip), whatever the config file says.
+    #[arg(long)]
+    pub(super) no_compression: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -296,6 +299,10 @@ pub(super) struct ProxyArgs {
     /// Admin listener with /metrics and /status (127.0.0.1:2019, :2019; off turns it off).
     #[arg(long, value_name = "ADDR")]
     pub(super) admin: Option<String>,
+    /// Never compress responses (zstd, br, gzip) [default: compress text, JSON and JS for
+    /// clients that accept it].
+    #[arg(long)]
+    pub(super) no_compression: bool,
     #[command(flatten)]
     pub(super) acme: acme_commands::AcmeArgs,
     #[command(flatten)]

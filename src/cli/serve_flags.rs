@@ -46,6 +46,9 @@ pub(super) fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     if let Some(addr) = &args.admin {
         config.admin = admin_flag(addr)?;
     }
+    if args.no_compression {
+        config.sites.iter_mut().for_each(|s| s.compression = false);
+    }
     Ok((config, warnings))
 }
 
@@ -143,6 +146,7 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     }
     site.routes = vec![route];
     site.client_auth = args.clients.settings()?;
+    site.compression = !args.no_compression;
     let mut config = single_site_config(site, false);
     if acme {
         config.sites[0].certificate = CertSource::Acme;
@@ -300,6 +304,7 @@ fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, Pat
         auth: Vec::new(),
         redirects: Vec::new(),
         client_auth: None,
+        compression: true,
     }
 }
 

@@ -255,6 +255,8 @@ pub(crate) struct Site {
     pub redirects: Vec<(String, String)>,
     /// Mutual TLS: the client certificates this site asks for.
     pub client_auth: Option<ClientAuth>,
+    /// Compress responses (zstd, br, gzip) for clients that accept it (`http::compression`).
+    pub compression: bool,
 }
 
 /// Mutual TLS: which client certificates a site or tunnel accepts.
@@ -450,6 +452,9 @@ pub(crate) struct Route {
     pub http2: bool,
     /// Only clients whose certificate matches get through; the others get 403.
     pub allow_clients: Option<AllowList>,
+    /// `false` turns compression off for this route's responses (BREACH: an app that reflects
+    /// request input next to a secret in the same response).
+    pub compression: bool,
 }
 
 /// How a route spreads requests over its upstreams.
@@ -486,6 +491,7 @@ impl Route {
             ca: None,
             http2: false,
             allow_clients: None,
+            compression: true,
         }
     }
 

@@ -191,6 +191,7 @@ pub(crate) struct RawSite {
     pub basic_auth: Option<Vec<Spanned<RawAuth>>>,
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
+    pub compression: Option<bool>,
     /// `lan: true`: also serve this site on the machine's LAN addresses (see `crate::lan`).
     pub lan: Option<Spanned<bool>>,
 }
@@ -219,6 +220,7 @@ pub(crate) struct RawRoute {
     pub ca: Option<String>,
     pub http2: Option<bool>,
     pub allow_clients: Option<Spanned<RawAllow>>,
+    pub compression: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -80,6 +80,7 @@ pub(super) fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problem
         client_auth: raw
             .client_auth
             .map(|c| super::tls::validate_client_auth(c, base, &key("client_auth"), p)),
+        compression: raw.compression.unwrap_or(true),
     }
 }
 
@@ -268,6 +269,7 @@ fn validate_route(
         p,
     );
     route.http2 = r.http2.unwrap_or(false);
+    route.compression = r.compression.unwrap_or(true);
     route.allow_clients = r
         .allow_clients
         .map(|a| super::tls::validate_allow(a, &format!("{key}.allow_clients"), p));

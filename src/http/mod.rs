@@ -5,6 +5,7 @@
 //! site's security headers. Plain-HTTP request → [`redirect::to_https`].
 
 pub(crate) mod auth;
+pub(crate) mod compression;
 pub(crate) mod error;
 pub(crate) mod headers;
 pub(crate) mod host;
@@ -344,7 +345,7 @@ impl Router {
     /// The response; `Err` when no site took the request (counted apart).
     async fn dispatch_to_site(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &ConnInfo,
         started: Instant,
         method: crate::observe::MethodClass,
@@ -373,10 +374,15 @@ impl Router {
         let route = site.route_for(req.uri().path());
         let counts = route.map_or(&site.unrouted, |r| &r.counts);
         let bytes_in = declared_length(req.headers());
+        let compression = (site.site.compression && route.is_none_or(|r| r.route.compression))
+            .then(|| (compression::Negotiation::of(&mut req), req.method().clone()));
         let mut res = match req.extensions().get::<FramingConflict>() {
             Some(_) => framing_conflict(&req, conn),
             None => site.respond(req, conn, &host, route).await,
         };
+        if let Some((negotiation, req_method)) = compression {
+            res = negotiation.apply(&req_method, res);
+        }
         add_headers(res.headers_mut(), &site.headers);
         counts.count(method, res.status());
         let bytes_out = http_body::Body::size_hint(res.body()).exact().unwrap_or(0);

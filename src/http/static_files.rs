@@ -30,6 +30,7 @@ const STREAM_CHUNK: usize = 64 * 1024;
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
 mod hot;
+mod precompressed;
 
 pub(crate) struct StaticFiles {
     root: Arc<Root>,
@@ -128,7 +129,10 @@ impl StaticFiles {
             return res;
         }
         let raw_path = req.uri().path();
-        if let Some(hot) = self.hot.get(raw_path, &self.root) {
+        if let Some(hot) = self.hot.get(raw_path, &self.root)
+            // A file with a precompressed copy the client may take is served from the disk.
+            && !(hot.precompressed && precompressed::wanted(req))
+        {
             return respond(req, &hot.facts, |start, count| {
                 Ok(full(
                     hot.body.slice(start as usize..(start + count) as usize),
@@ -165,10 +169,17 @@ impl StaticFiles {
         meta: &Metadata,
     ) -> Response<Body> {
         let facts = Facts::of(meta, &rel);
+        if precompressed::wanted(req)
+            && let Some(sibling) = precompressed::choose(req, &self.root, &rel, &facts)
+        {
+            return precompressed::serve(req, &self.root, facts, sibling);
+        }
         if hot::worth_keeping(meta.len()) {
             let mut body = vec![0u8; meta.len() as usize];
             if std::os::unix::fs::FileExt::read_exact_at(&file, &mut body, 0).is_ok() {
-                let hot = hot::HotFile::new(rel, FileIdentity::of(meta), facts, body.into());
+                let siblings = precompressed::any(&self.root, &rel, &facts);
+                let hot = hot::HotFile::new(rel, FileIdentity::of(meta), facts, body.into())
+                    .with_precompressed(siblings);
                 let hot = self.hot.insert(raw_path, hot);
                 return respond(req, &hot.facts, |start, count| {
                     Ok(full(

@@ -35,6 +35,8 @@ pub(super) struct HotFile {
     identity: FileIdentity,
     pub(super) facts: Facts,
     pub(super) body: Bytes,
+    /// A fresh precompressed copy (`.zst`, `.br`, `.gz`) is beside it, as of the last check.
+    pub(super) precompressed: bool,
     checked_ms: AtomicU64,
     /// Set on every hit, cleared by an eviction sweep: entries nobody asked for since the last
     /// sweep go first.
@@ -48,9 +50,15 @@ impl HotFile {
             identity,
             facts,
             body,
+            precompressed: false,
             checked_ms: AtomicU64::new(0),
             used: AtomicBool::new(true),
         }
+    }
+
+    pub(super) fn with_precompressed(mut self, precompressed: bool) -> Self {
+        self.precompressed = precompressed;
+        self
     }
 }
 
@@ -80,7 +88,8 @@ impl HotFiles {
         let same = root
             .open(&hot.rel)
             .is_some_and(|(_, meta)| FileIdentity::of(&meta) == hot.identity);
-        if !same {
+        // A precompressed copy made or removed since counts as a change too.
+        if !same || super::precompressed::any(root, &hot.rel, &hot.facts) != hot.precompressed {
             self.remove(path);
             return None;
         }
