@@ -212,6 +212,9 @@ pub(crate) struct Site {
     pub redirects: Vec<(String, String)>,
     /// Mutual TLS: the client certificates this site asks for.
     pub client_auth: Option<ClientAuth>,
+    /// Also serve HTTP/3 (QUIC, on the UDP port of the same number) and advertise it with
+    /// Alt-Svc.
+    pub http3: bool,
 }
 
 /// Mutual TLS: which client certificates a site or tunnel accepts.

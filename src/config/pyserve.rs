@@ -192,6 +192,7 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         auth,
         redirects,
         client_auth: None,
+        http3: true,
     }
 }
 

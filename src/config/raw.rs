@@ -142,6 +142,7 @@ pub(crate) struct RawSite {
     pub basic_auth: Option<Vec<Spanned<RawAuth>>>,
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
+    pub http3: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,7 @@ pub(crate) mod redirect;
 pub(crate) mod static_files;
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +21,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
-use hyper::body::Incoming;
 
 use crate::config::{Limits, Site, defaults};
 use proxy::RouteHandler;
@@ -28,6 +28,26 @@ use static_files::StaticFiles;
 
 /// Every response body: boxed, so files, pages and (later) proxied streams share one type.
 pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A request body the router can serve: hyper's `Incoming` (HTTP/1.1 and HTTP/2), or an
+/// HTTP/3 request stream adapted by the QUIC listener.
+pub(crate) trait RequestBody:
+    http_body::Body<Data = Bytes, Error: StdError + Send + Sync + 'static>
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = Bytes, Error: StdError + Send + Sync + 'static>
+        + Send
+        + Sync
+        + Unpin
+        + 'static
+{
+}
 
 pub(crate) fn full(bytes: Bytes) -> Body {
     Full::new(bytes)
@@ -128,7 +148,7 @@ impl SiteHandler {
     /// Basic auth, then exact redirects, then the longest matching route, then files.
     async fn respond(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<impl RequestBody>,
         conn: &ConnInfo,
         host: &str,
     ) -> Response<Body> {
@@ -182,7 +202,7 @@ impl SiteHandler {
 /// Reads and drops a request body that nothing here uses, before answering: its framing errors
 /// are then found and blamed on the client (over HTTP/2 a stream error, RFC 9113 §8.1.1),
 /// rather than lost behind an early answer.
-async fn discard_body(body: &mut Incoming, limit: u64) -> Result<(), Response<Body>> {
+async fn discard_body(body: &mut impl RequestBody, limit: u64) -> Result<(), Response<Body>> {
     let mut seen = 0u64;
     while !http_body::Body::is_end_stream(body) {
         let Some(frame) = body.frame().await else {
@@ -250,6 +270,9 @@ pub(crate) struct Router {
     challenges: Option<Arc<crate::certs::Challenges>>,
     /// The request target and header field limits (the listener's parser allows their sum).
     limits: Limits,
+    /// `h3=":PORT"; ma=…`, once the listener's QUIC endpoint is bound: sent on HTTP/1.1 and
+    /// HTTP/2 responses of the sites that serve HTTP/3 (RFC 7838, RFC 9114 §3.1.1).
+    alt_svc: Option<HeaderValue>,
 }
 
 impl Router {
@@ -264,7 +287,15 @@ impl Router {
             access_log,
             challenges: None,
             limits: Limits::default(),
+            alt_svc: None,
         }
+    }
+
+    /// Advertises HTTP/3 on UDP `port` (the QUIC endpoint is bound there).
+    pub(crate) fn with_alt_svc(mut self, port: u16) -> Self {
+        let max_age = defaults::ALT_SVC_MAX_AGE.as_secs();
+        self.alt_svc = HeaderValue::from_str(&format!("h3=\":{port}\"; ma={max_age}")).ok();
+        self
     }
 
     pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
@@ -296,7 +327,11 @@ impl Router {
     }
 
     /// Serves one HTTPS request.
-    pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    pub(crate) async fn handle(
+        &self,
+        req: Request<impl RequestBody>,
+        conn: &ConnInfo,
+    ) -> Response<Body> {
         let started = Instant::now();
         let line = self
             .access_log
@@ -309,7 +344,7 @@ impl Router {
         res
     }
 
-    async fn dispatch(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    async fn dispatch(&self, req: Request<impl RequestBody>, conn: &ConnInfo) -> Response<Body> {
         if let Some(refused) = self.beyond_limits(&req) {
             return refused;
         }
@@ -331,11 +366,19 @@ impl Router {
                 ),
             );
         }
+        let over_h3 = req.version() == http::Version::HTTP_3;
         let mut res = match req.extensions().get::<FramingConflict>() {
             Some(_) => framing_conflict(&req, conn),
             None => site.respond(req, conn, &host).await,
         };
         add_headers(res.headers_mut(), &site.headers);
+        if let Some(alt_svc) = self
+            .alt_svc
+            .as_ref()
+            .filter(|_| site.site.http3 && !over_h3)
+        {
+            res.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
+        }
         res
     }
 

@@ -21,6 +21,7 @@ mod first_hour_messages;
 mod h2spec;
 mod hardening;
 mod hardening_requests;
+mod http3;
 mod local_lifetimes;
 mod mtls;
 mod proxy;
