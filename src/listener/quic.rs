@@ -341,8 +341,16 @@ async fn drive(
     }
     // Whatever is still running (a client that went away) ends with the connection.
     requests.abort_all();
+    if draining {
+        // The last responses may still be in flight (closing discards unsent stream data):
+        // give the client a moment to read them and close by itself.
+        let _ = timeout(CLOSE_GRACE, conn.closed()).await;
+    }
     conn.close(quic_code(Code::H3_NO_ERROR), b"");
 }
+
+/// How long a drained connection waits for the client to close it after its last response.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 fn quic_code(code: Code) -> quinn::VarInt {
     quinn::VarInt::from_u64(code.value()).unwrap_or_default()

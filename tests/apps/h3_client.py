@@ -25,6 +25,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, StreamReset
+from cryptography.hazmat.primitives import serialization
 
 
 class Response:
@@ -88,6 +89,8 @@ class H3Client(QuicConnectionProtocol):
         self.transmit()
         await r.done
         status = next((int(v) for k, v in r.headers if k == ":status"), None)
+        peer = getattr(self._quic.tls, "_peer_certificate", None)
+        peer_der = peer.public_bytes(serialization.Encoding.DER) if peer is not None else b""
         text = bytes(r.body)
         return {
             "status": status,
@@ -96,13 +99,14 @@ class H3Client(QuicConnectionProtocol):
             "body_sha256": hashlib.sha256(text).hexdigest(),
             "body": text.decode("utf-8", "replace") if len(text) <= 65536 else None,
             "chunks": r.chunks,
+            "peer_cert_sha256": hashlib.sha256(peer_der).hexdigest() if peer_der else None,
         }
 
 
 def body_of(n):
-    """n bytes of a repeating pattern the test can rebuild."""
-    pattern = bytes(range(256))
-    return (pattern * (n // 256 + 1))[:n]
+    """n bytes of the pattern the test upstream checks (byte i is i % 253)."""
+    pattern = bytes(range(253))
+    return (pattern * (n // 253 + 1))[:n]
 
 
 async def run(args):

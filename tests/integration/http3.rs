@@ -3,11 +3,16 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::python_apps::python;
-use crate::support::client::HOST;
+use crate::support::client::{self, HOST};
+use crate::support::pki::TestPki;
+use crate::support::server::{Candado, site_yaml};
+use crate::support::upstream::{self, Upstream};
 use crate::support::{Fixture, output_text};
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/h3_client.py");
@@ -65,4 +70,315 @@ fn a_static_file_is_served_over_http3_and_tcp_responses_advertise_it() {
         assert_eq!(header(r, "alt-svc"), None, "{r}");
     }
     assert!(f.server.log().contains("kind=http3"), "{}", f.server.log());
+}
+
+/// The test site with /api proxied to the echoing backend, plus `site_extra` lines.
+fn proxied(up: &Upstream, site_extra: &str, top_extra: &str) -> Fixture {
+    Fixture::start(
+        &format!(
+            "    proxy:\n      - path: /api\n        to: {}\n{site_extra}",
+            up.origin()
+        ),
+        top_extra,
+    )
+}
+
+#[test]
+fn a_3_mb_post_reaches_the_app_whole_and_the_app_sees_forwarding_headers() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let port = f.server.https.port();
+    let n = 3 * 1024 * 1024;
+    let args = ["--method", "POST", "--path", "/api/upload"];
+    let res = h3(
+        port,
+        &f.pki.ca_path,
+        &[&args[..], &["--body-bytes", &n.to_string()]].concat(),
+    )
+    .unwrap();
+    let body = upstream::pattern(0, n);
+    assert_eq!(res[0]["status"], 200, "{}", res[0]);
+    assert_eq!(
+        res[0]["body"],
+        format!("{} {}", n, upstream::checksum(&body)),
+        "the app got the body byte for byte"
+    );
+    // The echo: the app is told the client came over HTTPS, with the public host.
+    let echo = h3(port, &f.pki.ca_path, &["--path", "/api/echo?q=%2F"]).unwrap();
+    let text = echo[0]["body"].as_str().unwrap();
+    assert!(text.starts_with("GET /api/echo?q=%2F HTTP/1.1"), "{text}");
+    assert!(text.contains("x-forwarded-proto: https"), "{text}");
+    assert!(text.contains("x-forwarded-for: 127.0.0.1"), "{text}");
+    assert!(
+        text.contains(&format!("x-forwarded-host: {HOST}:{port}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_body_over_the_sites_limit_gets_413_over_http3() {
+    let up = upstream::start();
+    let f = proxied(&up, "    max_body_bytes: 100000\n", "");
+    let port = f.server.https.port();
+    let res = h3(
+        port,
+        &f.pki.ca_path,
+        &[
+            "--method",
+            "POST",
+            "--path",
+            "/api/upload",
+            "--body-bytes",
+            "3145728",
+        ],
+    )
+    .unwrap();
+    assert_eq!(res[0]["status"], 413, "{}", res[0]);
+}
+
+#[test]
+fn ranges_and_etags_work_over_http3_as_over_tcp() {
+    let f = Fixture::start_with_files("", "", |root| {
+        std::fs::write(root.join("digits.txt"), "0123456789").unwrap();
+    });
+    let port = f.server.https.port();
+    let ca = &f.pki.ca_path;
+    let args = ["--path", "/digits.txt", "--header", "range: bytes=2-5"];
+    let res = h3(port, ca, &args).unwrap();
+    assert_eq!(res[0]["status"], 206, "{}", res[0]);
+    assert_eq!(res[0]["body"], "2345");
+    assert_eq!(header(&res[0], "content-range"), Some("bytes 2-5/10"));
+    let etag = header(&res[0], "etag").unwrap().to_owned();
+    let again = h3(
+        port,
+        ca,
+        &[
+            "--path",
+            "/digits.txt",
+            "--header",
+            &format!("if-none-match: {etag}"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(again[0]["status"], 304, "{}", again[0]);
+    let past = h3(
+        port,
+        ca,
+        &["--path", "/digits.txt", "--header", "range: bytes=20-"],
+    )
+    .unwrap();
+    assert_eq!(past[0]["status"], 416, "{}", past[0]);
+}
+
+#[test]
+fn server_sent_events_arrive_one_by_one_over_http3() {
+    let up = upstream::start();
+    let f = proxied(&up, "", "");
+    let res = h3(
+        f.server.https.port(),
+        &f.pki.ca_path,
+        &["--path", "/api/sse"],
+    )
+    .unwrap();
+    assert_eq!(res[0]["status"], 200, "{}", res[0]);
+    assert_eq!(res[0]["body"], "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+    // The app waits 400 ms between events: each must reach the client as it is sent, not all
+    // at the end.
+    let chunks = res[0]["chunks"].as_array().unwrap();
+    let at = |event: &str| {
+        chunks
+            .iter()
+            .find(|c| c[2].as_str().unwrap().contains(event))
+            .map(|c| c[0].as_f64().unwrap())
+            .unwrap_or_else(|| panic!("{event} in {chunks:?}"))
+    };
+    let (first, last) = (at("data: 0"), at("data: 2"));
+    assert!(first < 0.2, "the first event came late: {chunks:?}");
+    assert!(last - first > 0.6, "the events came together: {chunks:?}");
+}
+
+#[test]
+fn client_certificates_are_checked_and_their_identity_forwarded_over_http3() {
+    let up = upstream::start();
+    let pki = TestPki::new();
+    let leaf = pki.leaf("site", &[HOST]);
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "home").unwrap();
+    let site = format!(
+        "    client_auth: {{mode: required, ca: {}}}\n    proxy:\n      - path: /api\n        to: {}\n",
+        pki.ca_path.display(),
+        up.origin()
+    );
+    let server = Candado::from_yaml(
+        &site_yaml(&leaf.cert, &leaf.key, root.path(), &site, ""),
+        &[],
+    );
+    let port = server.https.port();
+    let alice = pki.client_leaf("alice", "alice", &["alice.example"]);
+    let cert = [
+        "--cert",
+        alice.cert.to_str().unwrap(),
+        "--key",
+        alice.key.to_str().unwrap(),
+    ];
+    let res = h3(
+        port,
+        &pki.ca_path,
+        &[&cert[..], &["--path", "/api/who"]].concat(),
+    )
+    .unwrap();
+    assert_eq!(res[0]["status"], 200, "{}", res[0]);
+    let text = res[0]["body"].as_str().unwrap();
+    assert!(text.contains("x-client-cert-subject: CN=alice"), "{text}");
+    // A client's own copy is never believed.
+    let forged = h3(
+        port,
+        &pki.ca_path,
+        &[
+            &cert[..],
+            &[
+                "--path",
+                "/api/who",
+                "--header",
+                "x-client-cert-subject: CN=admin",
+            ],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let text = forged[0]["body"].as_str().unwrap();
+    assert!(!text.contains("CN=admin"), "{text}");
+    // No certificate: no connection, and the log says why.
+    let refused = h3(port, &pki.ca_path, &["--path", "/api/who"]);
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        server.wait_log(
+            "client certificate refused (HTTP/3)",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn http3_false_and_no_http3_serve_tcp_only_without_alt_svc() {
+    let f = Fixture::start("    http3: false\n", "");
+    let tcp = f.get("/", &[]);
+    assert_eq!(tcp.status, 200);
+    assert_eq!(tcp.header("alt-svc"), None, "{}", tcp.head);
+    let res = h3(f.server.https.port(), &f.pki.ca_path, &["--timeout", "3"]);
+    assert!(res.is_err(), "{res:?}");
+    assert!(!f.server.log().contains("kind=http3"));
+
+    let pki = TestPki::new();
+    let leaf = pki.leaf("site", &[HOST]);
+    let root = tempfile::tempdir().unwrap();
+    let yaml = site_yaml(&leaf.cert, &leaf.key, root.path(), "", "");
+    let server = Candado::from_yaml(&yaml, &["--no-http3"]);
+    let tcp = client::curl(server.https, &pki.ca_path, "/", &[]);
+    assert_eq!(tcp.header("alt-svc"), None, "{}", tcp.head);
+    assert!(h3(server.https.port(), &pki.ca_path, &["--timeout", "3"]).is_err());
+}
+
+#[test]
+fn a_reloaded_certificate_is_served_to_new_quic_connections() {
+    let pki = TestPki::new();
+    let (cert, key) = (pki.path("live.crt"), pki.path("live.key"));
+    let first = pki.leaf("v0", &[HOST]);
+    std::fs::copy(&first.cert, &cert).unwrap();
+    std::fs::copy(&first.key, &key).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "ok").unwrap();
+    let server = Candado::from_yaml(&site_yaml(&cert, &key, root.path(), "", ""), &[]);
+    let port = server.https.port();
+    let seen = || h3(port, &pki.ca_path, &[]).unwrap()[0]["peer_cert_sha256"].clone();
+    assert_eq!(
+        seen(),
+        sha256_of_pem(&std::fs::read_to_string(&first.cert).unwrap())
+    );
+    let second = pki.leaf("v1", &[HOST]);
+    std::fs::copy(&second.key, pki.path("new.key")).unwrap();
+    std::fs::copy(&second.cert, pki.path("new.crt")).unwrap();
+    std::fs::rename(pki.path("new.key"), &key).unwrap();
+    std::fs::rename(pki.path("new.crt"), &cert).unwrap();
+    server.signal("HUP");
+    let want = sha256_of_pem(&std::fs::read_to_string(&second.cert).unwrap());
+    let started = Instant::now();
+    while seen() != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sha256_of_pem(pem: &str) -> Value {
+    use sha2::Digest;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let hex: String = sha2::Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Value::String(hex)
+}
+
+#[test]
+fn under_load_clients_prove_their_address_with_a_retry_first() {
+    let pki = TestPki::new();
+    let leaf = pki.leaf("site", &[HOST]);
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "ok").unwrap();
+    let yaml = site_yaml(&leaf.cert, &leaf.key, root.path(), "", "");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candado.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    // Every handshake counts as "under load".
+    let server = Candado::with_args_env(
+        &["serve", "-c", config.to_str().unwrap()],
+        &[
+            ("CANDADO_QUIC_RETRY_ABOVE", "0"),
+            ("RUST_LOG", "candado=debug"),
+        ],
+        root.path(),
+        dir,
+        false,
+    );
+    let res = h3(server.https.port(), &pki.ca_path, &[]).unwrap();
+    assert_eq!(res[0]["status"], 200);
+    assert!(
+        server.wait_log("asked to retry", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_request_head_over_the_limit_gets_431_over_http3() {
+    let f = Fixture::start("", "limits: {max_header_bytes: 2048}");
+    let big = format!("x-big: {}", "a".repeat(20_000));
+    let res = h3(f.server.https.port(), &f.pki.ca_path, &["--header", &big]).unwrap();
+    assert_eq!(res[0]["status"], 431, "{}", res[0]);
+    // Just under the QPACK limit, but over the header fields limit: the router's 431.
+    let mid = format!("x-mid: {}", "a".repeat(4_000));
+    let res = h3(f.server.https.port(), &f.pki.ca_path, &["--header", &mid]).unwrap();
+    assert_eq!(res[0]["status"], 431, "{}", res[0]);
+}
+
+#[test]
+fn on_shutdown_a_request_in_flight_over_http3_finishes() {
+    let up = upstream::start();
+    let mut f = proxied(&up, "", "");
+    let port = f.server.https.port();
+    let ca = f.pki.ca_path.clone();
+    let slow = std::thread::spawn(move || h3(port, &ca, &["--path", "/api/slow"]));
+    std::thread::sleep(Duration::from_millis(800));
+    f.server.signal("TERM");
+    let res = slow.join().unwrap();
+    let res = res.unwrap_or_else(|e| panic!("{e}\n{}", f.server.log()));
+    assert_eq!(res[0]["status"], 200, "{}", res[0]);
+    assert_eq!(res[0]["body"], "late");
+    assert!(f.server.wait_exit(Duration::from_secs(10)).is_some());
 }
