@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::python_apps::python;
 use crate::support::client::{self, HOST};
 use crate::support::pki::TestPki;
-use crate::support::server::{Candado, site_yaml};
+use crate::support::server::{BIN, Candado, site_yaml};
 use crate::support::upstream::{self, Upstream};
 use crate::support::{Fixture, output_text};
 
@@ -381,4 +381,35 @@ fn on_shutdown_a_request_in_flight_over_http3_finishes() {
     assert_eq!(res[0]["status"], 200, "{}", res[0]);
     assert_eq!(res[0]["body"], "late");
     assert!(f.server.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+/// `candado check` reports the Alt-Svc it saw and whether its own HTTP/3 request worked; a
+/// server without HTTP/3 is reported as not advertising it.
+#[test]
+fn candado_check_reports_http3_from_alt_svc_and_a_real_request() {
+    let check = |f: &Fixture, extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["check", &format!("{HOST}:{}", f.server.https.port())])
+            .args(["--connect", "127.0.0.1", "--http-port", "1", "--ca"])
+            .arg(&f.pki.ca_path)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let f = Fixture::start("", "");
+    let port = f.server.https.port();
+    let json: Value = serde_json::from_str(&check(&f, &["--json"])).unwrap();
+    let h3 = &json["http"]["http3"];
+    assert_eq!(h3["alt_svc"], format!("h3=\":{port}\"; ma=86400"), "{h3}");
+    assert_eq!(h3["advertised_port"], port);
+    assert_eq!(h3["status"], 200, "{h3}");
+    assert!(check(&f, &[]).contains(&format!(
+        "UDP port {port}: QUIC handshake and GET / (200) work"
+    )),);
+    let off = Fixture::start("    http3: false\n", "");
+    let json: Value = serde_json::from_str(&check(&off, &["--json"])).unwrap();
+    assert_eq!(json["http"]["http3"]["advertised_port"], Value::Null);
+    assert!(check(&off, &[]).contains("not advertised"));
 }
