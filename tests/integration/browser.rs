@@ -18,7 +18,7 @@ use crate::support::{free_port, output_text};
 /// Runs headless Chromium with `HOME=home` and a fresh profile on `url`, bounded to 60 s;
 /// returns what it printed on stdout (the DOM with --dump-dom) and on stderr (where a failed
 /// load is reported, e.g. `Page load failed: net::ERR_CERT_AUTHORITY_INVALID`).
-fn chromium(home: &Path, extra: &[&str], url: &str) -> (String, String) {
+pub(crate) fn chromium(home: &Path, extra: &[&str], url: &str) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("timeout")
         .args(["60", "chromium"])
@@ -50,7 +50,7 @@ fn chromium(home: &Path, extra: &[&str], url: &str) -> (String, String) {
 }
 
 /// `python3 -m http.server` on a folder (the app behind the proxy), killed when dropped.
-struct FileApp(Child, u16);
+pub(crate) struct FileApp(Child, pub(crate) u16);
 
 impl Drop for FileApp {
     fn drop(&mut self) {
@@ -59,7 +59,7 @@ impl Drop for FileApp {
     }
 }
 
-fn file_app(dir: &Path) -> FileApp {
+pub(crate) fn file_app(dir: &Path) -> FileApp {
     let port = free_port();
     let child = Command::new("python3")
         .args([

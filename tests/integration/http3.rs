@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
+use super::browser::{chromium, file_app};
+use super::first_hour::candado_at_home;
 use crate::python_apps::python;
 use crate::support::client::{self, HOST};
 use crate::support::pki::TestPki;
 use crate::support::server::{BIN, Candado, site_yaml};
 use crate::support::upstream::{self, Upstream};
-use crate::support::{Fixture, output_text};
+use crate::support::{Fixture, free_port, output_text};
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/h3_client.py");
 
@@ -412,4 +414,64 @@ fn candado_check_reports_http3_from_alt_svc_and_a_real_request() {
     let json: Value = serde_json::from_str(&check(&off, &["--json"])).unwrap();
     assert_eq!(json["http"]["http3"]["advertised_port"], Value::Null);
     assert!(check(&off, &[]).contains("not advertised"));
+}
+
+/// Writes how the browser reached the page into it (`next-hop=h3` over HTTP/3).
+const NEXT_HOP_PAGE: &str = "<!doctype html><title>h3</title><body><script>document.body.textContent = 'next-hop=' + performance.getEntries()[0].nextHopProtocol;</script></body>\n";
+
+/// Chromium, forced onto QUIC for the origin, loads a page through `candado proxy` over
+/// HTTP/3, trusting the development CA as `candado ca install` set it up.
+#[test]
+fn chromium_loads_a_page_through_candado_proxy_over_http3() {
+    let home = tempfile::tempdir().unwrap();
+    let out = candado_at_home(home.path(), &["ca", "install"], &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let certs = home.path().join("certs");
+    let out = candado_at_home(
+        home.path(),
+        &[
+            "cert",
+            "issue",
+            "app.test",
+            "--out",
+            certs.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let site = home.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("index.html"), NEXT_HOP_PAGE).unwrap();
+    let app = file_app(&site);
+    let port = free_port();
+    let (cert, key) = (certs.join("app.test.crt"), certs.join("app.test.key"));
+    let proxy = Candado::with_args(
+        &[
+            "proxy",
+            "--to",
+            &format!("127.0.0.1:{}", app.1),
+            "--from",
+            &format!("app.test:{port}"),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--http-port",
+            "0",
+        ],
+        home.path(),
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    let force = format!("--origin-to-force-quic-on=app.test:{port}");
+    let url = format!("https://app.test:{port}/");
+    let (dom, log) = chromium(home.path(), &["--enable-quic", &force, "--dump-dom"], &url);
+    assert!(
+        dom.contains("next-hop=h3"),
+        "Chromium did not load the page over HTTP/3:\n{dom}\n{log}\n{}",
+        proxy.log()
+    );
+    // The control: without forcing QUIC the first load goes over TCP (HTTP/2).
+    let (dom, log) = chromium(home.path(), &["--dump-dom"], &url);
+    assert!(dom.contains("next-hop=h2"), "{dom}\n{log}");
 }
