@@ -6,7 +6,7 @@ DATA chunk arrived (seconds after the response head), so streaming can be judged
 
     h3_client.py --port P --name test.example --ca ca.crt [--path /a --path /b]
                  [--method POST --body-bytes 3145728] [--header 'range: bytes=0-9']
-                 [--cert client.crt --key client.key] [--timeout 10]
+                 [--cert client.crt --key client.key] [--timeout 10] [--pause 2]
 
 Exit code 0 when every request got a response, 2 when the connection failed (the error is
 printed as {"error": ...}).
@@ -42,9 +42,11 @@ class H3Client(QuicConnectionProtocol):
         super().__init__(*args, **kwargs)
         self.http = H3Connection(self._quic)
         self.responses = {}
+        self.terminated = None
 
     def quic_event_received(self, event):
         if isinstance(event, ConnectionTerminated):
+            self.terminated = event
             for r in self.responses.values():
                 if not r.done.done():
                     r.done.set_exception(
@@ -73,6 +75,9 @@ class H3Client(QuicConnectionProtocol):
                 r.done.set_result(None)
 
     async def request(self, method, authority, path, headers, body):
+        if self.terminated is not None:
+            t = self.terminated
+            raise ConnectionError(f"connection closed: {t.error_code} {t.reason_phrase}")
         stream_id = self._quic.get_next_available_stream_id()
         r = Response()
         self.responses[stream_id] = r
@@ -125,7 +130,9 @@ async def run(args):
     async with connect(
         args.connect, args.port, configuration=config, create_protocol=H3Client, wait_connected=True
     ) as client:
-        for path in args.path or ["/"]:
+        for i, path in enumerate(args.path or ["/"]):
+            if i > 0 and args.pause:
+                await asyncio.sleep(args.pause)
             result = await client.request(args.method, authority, path, headers, body)
             print(json.dumps(result), flush=True)
 
@@ -144,6 +151,7 @@ def main():
     p.add_argument("--header", action="append", default=[])
     p.add_argument("--body-bytes", type=int, default=0)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--pause", type=float, default=0.0, help="seconds between requests")
     args = p.parse_args()
     try:
         asyncio.run(asyncio.wait_for(run(args), args.timeout))

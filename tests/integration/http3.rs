@@ -475,3 +475,46 @@ fn chromium_loads_a_page_through_candado_proxy_over_http3() {
     let (dom, log) = chromium(home.path(), &["--dump-dom"], &url);
     assert!(dom.contains("next-hop=h2"), "{dom}\n{log}");
 }
+
+#[test]
+fn an_idle_http3_connection_is_closed_after_the_idle_timeout() {
+    let f = Fixture::start("", "timeouts: {idle: 1s}");
+    let port = f.server.https.port();
+    // Quick enough: both requests share the connection.
+    let res = h3(
+        port,
+        &f.pki.ca_path,
+        &["--path", "/", "--pause", "0.3", "--path", "/"],
+    );
+    assert_eq!(res.unwrap().len(), 2);
+    // Idle longer than the timeout: the server has closed it.
+    let res = h3(
+        port,
+        &f.pki.ca_path,
+        &["--path", "/", "--pause", "2.5", "--path", "/"],
+    );
+    let err = res.unwrap_err();
+    assert!(err.contains("connection closed"), "{err}");
+}
+
+#[test]
+fn quic_connections_count_against_the_limit_shared_with_tcp() {
+    // Two: the TCP accept loop holds one slot while it waits (so that clients over the limit
+    // wait in the kernel's queue); the connection below takes it, the loop takes the other.
+    let f = Fixture::start("", "limits: {max_connections: 2}");
+    let port = f.server.https.port();
+    let tcp = client::connect(
+        f.server.https,
+        HOST,
+        client::client_config(&f.pki.ca_pem, &[b"http/1.1"]),
+    )
+    .unwrap();
+    let refused = h3(port, &f.pki.ca_path, &["--timeout", "3"]);
+    assert!(refused.is_err(), "{refused:?}");
+    drop(tcp);
+    let started = Instant::now();
+    while let Err(e) = h3(port, &f.pki.ca_path, &["--timeout", "3"]) {
+        assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
