@@ -299,12 +299,18 @@ async fn drive(
         tokio::select! {
             accepted = h3.accept(), if !draining => match accepted {
                 Ok(Some(resolver)) => drop(requests.spawn(serve_request(resolver, ctx.clone()))),
-                Ok(None) => break,
-                Err(e) => {
-                    if !e.is_h3_no_error() {
+                // The client sent GOAWAY or closed: the requests in flight still finish (or
+                // fail at once if the connection is gone).
+                end => {
+                    if let Err(e) = end.as_ref()
+                        && !e.is_h3_no_error()
+                    {
                         tracing::debug!(peer = %ctx.info.peer, error = %e, "HTTP/3 connection ended with an error");
                     }
-                    break;
+                    draining = true;
+                    if requests.is_empty() {
+                        break;
+                    }
                 }
             },
             Some(_) = requests.join_next(), if !requests.is_empty() => {
@@ -407,7 +413,9 @@ async fn serve_request(
             Ok(Ok(())) => {}
             // The client stopped reading (flow control closed) for the write timeout.
             Err(_) => return send.stop_stream(Code::H3_REQUEST_CANCELLED),
-            Ok(Err(_)) => return,
+            Ok(Err(e)) => {
+                return tracing::debug!(peer = %ctx.info.peer, error = %e, "HTTP/3 response not sent in full");
+            }
         }
     }
     let _ = send.finish().await;

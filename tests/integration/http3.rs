@@ -14,6 +14,7 @@ use crate::python_apps::python;
 use crate::support::client::{self, HOST};
 use crate::support::pki::TestPki;
 use crate::support::server::{BIN, Candado, site_yaml};
+use crate::support::tcp::wait_until;
 use crate::support::upstream::{self, Upstream};
 use crate::support::{Fixture, free_port, output_text};
 
@@ -517,4 +518,95 @@ fn quic_connections_count_against_the_limit_shared_with_tcp() {
         assert!(started.elapsed() < Duration::from_secs(10), "{e}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// An HTTP/3 client (quinn + h3) that asks for `path` and reads only the response head; the
+/// endpoint and request sender keep the connection open.
+async fn h3_head_only(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    path: &str,
+) -> (
+    (
+        quinn::Endpoint,
+        h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
+    ),
+    h3::client::RequestStream<h3_quinn::BidiStream<bytes::Bytes>, bytes::Bytes>,
+    u16,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let config = quinn::ClientConfig::new(std::sync::Arc::new(quic));
+    let conn = endpoint
+        .connect_with(config, addr, HOST)
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .unwrap();
+    tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    let uri = format!("https://{HOST}:{}{path}", addr.port());
+    let mut stream = send
+        .send_request(http::Request::get(uri).body(()).unwrap())
+        .await
+        .unwrap();
+    stream.finish().await.unwrap();
+    let status = stream.recv_response().await.unwrap().status().as_u16();
+    ((endpoint, send), stream, status)
+}
+
+#[test]
+fn an_http3_client_that_stops_reading_loses_its_response_after_the_write_timeout() {
+    const BIG: usize = 64 * 1024 * 1024;
+    let f = Fixture::start_with_files("", "timeouts: {write: 2s}", |root| {
+        let file = std::fs::File::create(root.join("big.bin")).unwrap();
+        file.set_len(BIG as u64).unwrap();
+    });
+    let baseline = f.server.open_fds();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_conn, mut stream, status) =
+            h3_head_only(f.server.https, &f.pki.ca_pem, "/big.bin").await;
+        assert_eq!(status, 200);
+        // The file is open while the response waits for the client.
+        let open = wait_until(Duration::from_secs(2), || f.server.open_fds() > baseline);
+        assert!(open, "the file is not open: {} fds", f.server.open_fds());
+        // Stalled longer than the write timeout: the file is released...
+        let started = Instant::now();
+        while f.server.open_fds() > baseline {
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "the stalled response still holds its file"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            started.elapsed() > Duration::from_secs(1),
+            "released before the write timeout: {:?}",
+            started.elapsed()
+        );
+        // ...and the stream is cut: reading again ends in an error well before the end.
+        let mut total = 0usize;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.recv_data()).await {
+                Ok(Ok(Some(chunk))) => total += bytes::Buf::remaining(&chunk),
+                Ok(Ok(None)) => panic!("the whole body arrived ({total} bytes)"),
+                Ok(Err(_)) => break,
+                Err(_) => panic!("the stream was neither cut nor finished ({total} bytes)"),
+            }
+        }
+        assert!(total < BIG, "{total}");
+    });
 }
