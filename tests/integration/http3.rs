@@ -610,3 +610,27 @@ fn an_http3_client_that_stops_reading_loses_its_response_after_the_write_timeout
         assert!(total < BIG, "{total}");
     });
 }
+
+/// quinn's default crypto is ring; candado's QUIC must use aws-lc-rs like the rest.
+#[test]
+fn the_quic_stack_brings_no_second_crypto_library() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal,build",
+            "-i",
+            "ring",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert!(!text.contains("ring v"), "{text}");
+    assert!(
+        text.contains("nothing to print") || text.contains("did not match"),
+        "{text}"
+    );
+}
