@@ -517,3 +517,35 @@ fn refusal(e: &quinn::ConnectionError) -> Option<String> {
     let text = e.to_string();
     text.contains("certificate").then_some(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_specific_fields_are_removed_from_http3_responses() {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-connection", "keep-alive"),
+            ("content-type", "text/plain"),
+        ] {
+            h.insert(
+                header::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        strip_connection_headers(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["content-type"]);
+    }
+
+    #[test]
+    fn the_h3_error_codes_fit_quic_varints() {
+        assert_eq!(quic_code(Code::H3_NO_ERROR).into_inner(), 0x100);
+        assert_eq!(quic_code(Code::H3_REQUEST_CANCELLED).into_inner(), 0x10c);
+    }
+}

@@ -634,3 +634,35 @@ fn the_quic_stack_brings_no_second_crypto_library() {
         "{text}"
     );
 }
+
+/// Two sites on one port, one with `http3: false`: only the other advertises HTTP/3, and an
+/// HTTP/3 request for the first is sent back to TCP with 421.
+#[test]
+fn a_site_with_http3_off_on_a_shared_port_answers_421_over_http3_and_no_alt_svc() {
+    let pki = TestPki::new();
+    let leaf = pki.leaf("site", &[HOST, "tcp-only.example"]);
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "home").unwrap();
+    let other = format!(
+        "  - names: [tcp-only.example]\n    listen: 127.0.0.1:0\n    certificate: {{cert: {}, key: {}}}\n    root: {}\n    http3: false\n",
+        leaf.cert.display(),
+        leaf.key.display(),
+        root.path().display()
+    );
+    let yaml = site_yaml(&leaf.cert, &leaf.key, root.path(), &other, "");
+    let server = Candado::from_yaml(&yaml, &[]);
+    let port = server.https.port();
+    let tcp = |name: &str| {
+        let url = format!("https://{name}:{port}/");
+        let resolve = format!("{name}:{port}:127.0.0.1");
+        let ca = pki.ca_path.to_str().unwrap().to_owned();
+        client::curl_raw(&url, &["--resolve", &resolve, "--cacert", &ca])
+    };
+    assert!(tcp(HOST).header("alt-svc").is_some());
+    assert_eq!(tcp("tcp-only.example").header("alt-svc"), None);
+    let ours = h3(port, &pki.ca_path, &[]).unwrap();
+    assert_eq!(ours[0]["status"], 200);
+    let authority = format!("tcp-only.example:{port}");
+    let theirs = h3(port, &pki.ca_path, &["--authority", &authority]).unwrap();
+    assert_eq!(theirs[0]["status"], 421, "{}", theirs[0]);
+}
