@@ -666,3 +666,32 @@ fn a_site_with_http3_off_on_a_shared_port_answers_421_over_http3_and_no_alt_svc(
     let theirs = h3(port, &pki.ca_path, &["--authority", &authority]).unwrap();
     assert_eq!(theirs[0]["status"], 421, "{}", theirs[0]);
 }
+
+/// A UDP port taken by another program: the site is served over TCP, says why, and does not
+/// advertise an HTTP/3 it cannot serve.
+#[test]
+fn without_its_udp_port_a_site_stays_on_tcp_without_alt_svc() {
+    let pki = TestPki::new();
+    let leaf = pki.leaf("site", &[HOST]);
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.html"), "home").unwrap();
+    let (port, _taken) = loop {
+        let port = free_port();
+        if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            break (port, udp);
+        }
+    };
+    let yaml = site_yaml(&leaf.cert, &leaf.key, root.path(), "", "")
+        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
+    let server = Candado::from_yaml(&yaml, &[]);
+    let res = client::curl(server.https, &pki.ca_path, "/", &[]);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("alt-svc"), None, "{}", res.head);
+    assert!(
+        server
+            .log()
+            .contains(&format!("cannot listen on UDP 127.0.0.1:{port} for HTTP/3")),
+        "{}",
+        server.log()
+    );
+}
