@@ -520,20 +520,12 @@ fn quic_connections_count_against_the_limit_shared_with_tcp() {
     }
 }
 
-/// An HTTP/3 client (quinn + h3) that asks for `path` and reads only the response head; the
-/// endpoint and request sender keep the connection open.
-async fn h3_head_only(
-    addr: std::net::SocketAddr,
-    ca_pem: &str,
-    path: &str,
-) -> (
-    (
-        quinn::Endpoint,
-        h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
-    ),
-    h3::client::RequestStream<h3_quinn::BidiStream<bytes::Bytes>, bytes::Bytes>,
-    u16,
-) {
+type H3Send = h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>;
+type H3Stream = h3::client::RequestStream<h3_quinn::BidiStream<bytes::Bytes>, bytes::Bytes>;
+
+/// An HTTP/3 connection from a quinn + h3 client trusting `ca_pem`; the endpoint and request
+/// sender keep it open.
+async fn h3_connect(addr: std::net::SocketAddr, ca_pem: &str) -> (quinn::Endpoint, H3Send) {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
@@ -553,16 +545,35 @@ async fn h3_head_only(
         .unwrap()
         .await
         .unwrap();
-    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
         .await
         .unwrap();
     tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    (endpoint, send)
+}
+
+/// Sends a GET for `path` on the connection; the stream, to read the response from.
+async fn h3_send(
+    send: &mut H3Send,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<H3Stream, h3::error::StreamError> {
     let uri = format!("https://{HOST}:{}{path}", addr.port());
     let mut stream = send
         .send_request(http::Request::get(uri).body(()).unwrap())
-        .await
-        .unwrap();
-    stream.finish().await.unwrap();
+        .await?;
+    stream.finish().await?;
+    Ok(stream)
+}
+
+/// An HTTP/3 client that asks for `path` and reads only the response head.
+async fn h3_head_only(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    path: &str,
+) -> ((quinn::Endpoint, H3Send), H3Stream, u16) {
+    let (endpoint, mut send) = h3_connect(addr, ca_pem).await;
+    let mut stream = h3_send(&mut send, addr, path).await.unwrap();
     let status = stream.recv_response().await.unwrap().status().as_u16();
     ((endpoint, send), stream, status)
 }
@@ -694,4 +705,38 @@ fn without_its_udp_port_a_site_stays_on_tcp_without_alt_svc() {
         "{}",
         server.log()
     );
+}
+
+/// On SIGTERM the client gets a GOAWAY: a new request on the connection is refused, while the
+/// one in flight finishes.
+#[test]
+fn on_shutdown_an_http3_client_gets_goaway_and_its_request_in_flight_finishes() {
+    let up = upstream::start();
+    let mut f = proxied(&up, "", "");
+    let addr = f.server.https;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_endpoint, mut send) = h3_connect(addr, &f.pki.ca_pem).await;
+        let mut slow = h3_send(&mut send, addr, "/api/slow").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        f.server.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let refused = async {
+            let mut late = h3_send(&mut send, addr, "/").await?;
+            late.recv_response().await
+        };
+        let refused = tokio::time::timeout(Duration::from_secs(5), refused).await;
+        assert!(
+            matches!(refused, Ok(Err(_))),
+            "a request after GOAWAY was served: {refused:?}"
+        );
+        let res = tokio::time::timeout(Duration::from_secs(10), slow.recv_response())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body = slow.recv_data().await.unwrap().unwrap();
+        assert_eq!(bytes::Buf::chunk(&body), b"late");
+    });
+    assert!(f.server.wait_exit(Duration::from_secs(10)).is_some());
 }
