@@ -444,7 +444,19 @@ fn reload_once(
     }
     let ca = local_ca(&config)?;
     let certs = load_certificates(&config, ca.as_ref(), provider)?;
-    let quic_addrs = quic.iter().map(|(a, _)| *a).collect();
+    let quic_addrs: std::collections::HashSet<SocketAddr> = quic.iter().map(|(a, _)| *a).collect();
+    let unbound: Vec<&str> = config
+        .sites
+        .iter()
+        .filter(|s| s.http3 && !quic_addrs.contains(&s.listen))
+        .map(|s| s.primary_name())
+        .collect();
+    if !unbound.is_empty() {
+        tracing::warn!(
+            "HTTP/3 needs a UDP port that was not opened at start for {}: restart candado to serve it",
+            unbound.join(", ")
+        );
+    }
     let States {
         listeners: mut states,
         quic: mut quic_states,

@@ -740,3 +740,22 @@ fn on_shutdown_an_http3_client_gets_goaway_and_its_request_in_flight_finishes() 
     });
     assert!(f.server.wait_exit(Duration::from_secs(10)).is_some());
 }
+
+/// HTTP/3 turned on by a reload needs a UDP port opened at start: the log says to restart,
+/// and nothing advertises what is not served.
+#[test]
+fn http3_turned_on_by_a_reload_asks_for_a_restart() {
+    let f = Fixture::start("    http3: false\n", "");
+    let config = f.server.dir.path().join("candado.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, yaml.replace("    http3: false\n", "")).unwrap();
+    f.server.signal("HUP");
+    assert!(
+        f.server
+            .wait_log("restart candado to serve it", Duration::from_secs(5)),
+        "{}",
+        f.server.log()
+    );
+    assert!(f.server.wait_log("reloaded", Duration::from_secs(5)));
+    assert_eq!(f.get("/", &[]).header("alt-svc"), None);
+}
