@@ -12,6 +12,11 @@
 //! security headers are added. Plain HTTP (on the redirect listener or the TLS
 //! port) goes to `http::redirect`.
 //!
+//! HTTP/3 takes a parallel path: `listener::quic` accepts QUIC connections on the UDP port of
+//! the same number (within the same connection limit), with a rustls set-up built from the
+//! same resolver and client-certificate rules (ALPN `h3`), and hands each request to the same
+//! `http::Router`; TCP responses advertise it with Alt-Svc while that port is bound.
+//!
 //! Tunnels take another path after `listener`: `tls::front` picks the tunnel by SNI and checks
 //! the client certificate (`tls::client_auth`) → `tunnel` connects to the upstream and relays
 //! bytes (or, in client mode, accepts plain TCP and speaks TLS to the upstream).

@@ -71,6 +71,8 @@ pub struct HttpFindings {
     pub error: Option<String>,
     /// Whether the server asked for a client certificate (mutual TLS), and what came of it.
     pub client_certificate: Option<ClientCertRequest>,
+    /// HTTP/3: the Alt-Svc this response carried, and whether a real HTTP/3 request worked.
+    pub http3: super::http3::Http3Findings,
 }
 
 /// A server's CertificateRequest, as the client saw it.
@@ -137,6 +139,10 @@ pub(crate) async fn fetch(
         Err(_) => findings.error = Some(format!("no HTTPS response in {}s", timeout.as_secs())),
     }
     findings.client_certificate = asked.request(findings.error.is_some());
+    if findings.error.is_none() {
+        let alt_svc = findings.http3.alt_svc.take();
+        findings.http3 = super::http3::probe(alt_svc, addr, host, timeout, asked.clone()).await;
+    }
     let plain = SocketAddr::new(addr.ip(), http_port);
     let host_header = authority_for_http(host, http_port);
     findings.redirect = Some(
@@ -225,6 +231,11 @@ async fn https_get(
     }
     .map_err(|e| format!("GET / failed: {e}"))?;
     findings.status = Some(response.status().as_u16());
+    findings.http3.alt_svc = response
+        .headers()
+        .get(http::header::ALT_SVC)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     findings.hsts = response
         .headers()
         .get(STRICT_TRANSPORT_SECURITY)

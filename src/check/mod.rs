@@ -5,7 +5,7 @@
 //! the ServerHello or alert from untrusted bytes, `suites` names and rates cipher suites,
 //! `probe` enumerates protocols, suites (in the server's order) and groups with them;
 //! `http` makes one real HTTPS request (HSTS, cookies, ALPN) and one http:// request
-//! (redirect); `cert` judges the chain with webpki; `grade` turns it all into a letter;
+//! (redirect); `http3` reads its Alt-Svc and makes a real HTTP/3 request; `cert` judges the chain with webpki; `grade` turns it all into a letter;
 //! `report` prints it. `danger` holds the one verifier that accepts any certificate: it is
 //! only for describing what a server presents, never for trusting it.
 
@@ -14,6 +14,7 @@ mod danger;
 mod grade;
 mod hello;
 mod http;
+mod http3;
 mod probe;
 mod reply;
 mod report;
@@ -33,6 +34,7 @@ pub(crate) use danger::describing_client;
 pub use grade::{Cap, Grade, Grading};
 pub use hello::Protocol;
 pub use http::{ClientCertRequest, Cookie, Hsts, HttpFindings, Redirect};
+pub use http3::Http3Findings;
 pub use probe::{GroupFinding, Probes, ProtocolFinding};
 pub use reply::{Parsed, Reply, ServerHello, parse_certificates, parse_server_reply};
 pub use report::{Report, render};

@@ -335,6 +335,22 @@ fn render_http(o: &mut String, p: &Painter, r: &Report) {
         None => "not checked".into(),
     };
     let _ = writeln!(o, "  {:<12}port {}: {redirect}", "http://", h.http_port);
+    let h3 = &h.http3;
+    let http3 = match (&h3.advertised_port, h3.status, &h3.error) {
+        (None, _, _) => "not advertised (no Alt-Svc: h3)".to_owned(),
+        (Some(port), Some(status), _) => p.paint(
+            Colour::Green,
+            &format!("UDP port {port}: QUIC handshake and GET / ({status}) work"),
+        ),
+        (Some(port), None, e) => p.paint(
+            Colour::Yellow,
+            &format!(
+                "advertised on UDP port {port}, but {}",
+                e.as_deref().unwrap_or("not tried")
+            ),
+        ),
+    };
+    let _ = writeln!(o, "  {:<12}{http3}", "HTTP/3");
     let _ = writeln!(
         o,
         "  {:<12}{}",

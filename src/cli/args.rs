@@ -248,6 +248,9 @@ pub(super) struct ServeArgs {
     /// Do not write an access-log line per request.
     #[arg(long)]
     pub(super) no_access_log: bool,
+    /// Serve HTTP/1.1 and HTTP/2 only: no HTTP/3 (QUIC) listener, no Alt-Svc.
+    #[arg(long)]
+    pub(super) no_http3: bool,
     /// Write the log to this file instead of standard error; SIGUSR1 reopens it (logrotate).
     #[arg(long, value_name = "FILE")]
     pub(super) log_file: Option<PathBuf>,
@@ -303,6 +306,9 @@ pub(super) struct ProxyArgs {
     /// clients that accept it].
     #[arg(long)]
     pub(super) no_compression: bool,
+    /// Serve HTTP/1.1 and HTTP/2 only: no HTTP/3 (QUIC) listener, no Alt-Svc.
+    #[arg(long)]
+    pub(super) no_http3: bool,
     #[command(flatten)]
     pub(super) acme: acme_commands::AcmeArgs,
     #[command(flatten)]

@@ -39,6 +39,9 @@ pub(super) fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     if args.no_access_log {
         config.log.access = false;
     }
+    if args.no_http3 {
+        config.sites.iter_mut().for_each(|s| s.http3 = false);
+    }
     if let Some(file) = &args.log_file {
         config.log.file = Some(file.clone());
     }
@@ -159,6 +162,9 @@ pub(super) fn proxy_config(args: &ProxyArgs) -> Result<Config> {
     config.log.file = args.log_file.clone();
     if let Some(addr) = &args.admin {
         config.admin = admin_flag(addr)?;
+    }
+    if args.no_http3 {
+        config.sites[0].http3 = false;
     }
     Ok(config)
 }
@@ -305,6 +311,7 @@ fn local_site(ip: IpAddr, port: u16, http_port: u16, files: Option<(PathBuf, Pat
         redirects: Vec::new(),
         client_auth: None,
         compression: true,
+        http3: true,
     }
 }
 

@@ -56,6 +56,18 @@ pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 pub(crate) const MAX_CONNECTIONS: usize = 10_000;
 /// Most concurrent HTTP/2 streams per connection (nginx: 128).
 pub(crate) const MAX_H2_STREAMS: u32 = 128;
+/// Most concurrent HTTP/3 request streams per QUIC connection (as for HTTP/2; nginx's
+/// `http3_max_concurrent_streams`: 128).
+pub(crate) const MAX_H3_STREAMS: u32 = 128;
+/// Most unidirectional streams a QUIC client may open at once: HTTP/3 needs three (control,
+/// QPACK encoder and decoder); the rest is room for GREASE and extensions.
+pub(crate) const MAX_H3_UNI_STREAMS: u32 = 16;
+/// While more QUIC handshakes than this are in progress, a new client must first prove that
+/// it owns its address with a Retry (RFC 9000 §8.1): a spoofed flood then costs one packet,
+/// not a handshake. Tests lower it with CANDADO_QUIC_RETRY_ABOVE.
+pub(crate) const QUIC_RETRY_ABOVE_HANDSHAKES: usize = 64;
+/// How long browsers remember the `Alt-Svc: h3` advertisement (Caddy and Cloudflare: 1 day).
+pub(crate) const ALT_SVC_MAX_AGE: Duration = Duration::from_secs(86_400);
 
 /// Static files up to this size are kept in memory with their ready headers, per site (nginx
 /// `open_file_cache` keeps descriptors and metadata; h2o and Caddy lean on the page cache).

@@ -257,6 +257,9 @@ pub(crate) struct Site {
     pub client_auth: Option<ClientAuth>,
     /// Compress responses (zstd, br, gzip) for clients that accept it (`http::compression`).
     pub compression: bool,
+    /// Also serve HTTP/3 (QUIC, on the UDP port of the same number) and advertise it with
+    /// Alt-Svc.
+    pub http3: bool,
 }
 
 /// Mutual TLS: which client certificates a site or tunnel accepts.

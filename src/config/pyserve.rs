@@ -193,6 +193,7 @@ fn validate(raw: PyConfig, p: &mut Problems, warnings: &mut Vec<String>) -> Site
         redirects,
         client_auth: None,
         compression: true,
+        http3: true,
     }
 }
 

@@ -194,6 +194,7 @@ pub(crate) struct RawSite {
     pub compression: Option<bool>,
     /// `lan: true`: also serve this site on the machine's LAN addresses (see `crate::lan`).
     pub lan: Option<Spanned<bool>>,
+    pub http3: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -81,6 +81,7 @@ pub(super) fn validate_site(i: usize, raw: RawSite, base: &Path, p: &mut Problem
             .client_auth
             .map(|c| super::tls::validate_client_auth(c, base, &key("client_auth"), p)),
         compression: raw.compression.unwrap_or(true),
+        http3: raw.http3.unwrap_or(true),
     }
 }
 

@@ -14,6 +14,7 @@ pub(crate) mod redirect;
 pub(crate) mod static_files;
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +22,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
-use hyper::body::Incoming;
 
 use crate::config::{Limits, Site, defaults};
 use proxy::RouteHandler;
@@ -29,6 +29,26 @@ use static_files::StaticFiles;
 
 /// Every response body: boxed, so files, pages and (later) proxied streams share one type.
 pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A request body the router can serve: hyper's `Incoming` (HTTP/1.1 and HTTP/2), or an
+/// HTTP/3 request stream adapted by the QUIC listener.
+pub(crate) trait RequestBody:
+    http_body::Body<Data = Bytes, Error: StdError + Send + Sync + 'static>
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data = Bytes, Error: StdError + Send + Sync + 'static>
+        + Send
+        + Sync
+        + Unpin
+        + 'static
+{
+}
 
 pub(crate) fn full(bytes: Bytes) -> Body {
     Full::new(bytes)
@@ -147,7 +167,7 @@ impl SiteHandler {
     /// Basic auth, then exact redirects, then the longest matching route, then files.
     async fn respond(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<impl RequestBody>,
         conn: &ConnInfo,
         host: &str,
         route: Option<&RouteHandler>,
@@ -198,7 +218,7 @@ impl SiteHandler {
 /// Reads and drops a request body that nothing here uses, before answering: its framing errors
 /// are then found and blamed on the client (over HTTP/2 a stream error, RFC 9113 §8.1.1),
 /// rather than lost behind an early answer.
-async fn discard_body(body: &mut Incoming, limit: u64) -> Result<(), Response<Body>> {
+async fn discard_body(body: &mut impl RequestBody, limit: u64) -> Result<(), Response<Body>> {
     let mut seen = 0u64;
     while !http_body::Body::is_end_stream(body) {
         let Some(frame) = body.frame().await else {
@@ -268,6 +288,9 @@ pub(crate) struct Router {
     limits: Limits,
     /// Requests refused before a site was found (bad Host, no such site).
     siteless: Arc<crate::observe::RequestCounts>,
+    /// `h3=":PORT"; ma=…`, once the listener's QUIC endpoint is bound: sent on HTTP/1.1 and
+    /// HTTP/2 responses of the sites that serve HTTP/3 (RFC 7838, RFC 9114 §3.1.1).
+    alt_svc: Option<HeaderValue>,
 }
 
 impl Router {
@@ -283,7 +306,15 @@ impl Router {
             challenges: None,
             limits: Limits::default(),
             siteless: crate::observe::metrics().route("-", "-"),
+            alt_svc: None,
         }
+    }
+
+    /// Advertises HTTP/3 on UDP `port` (the QUIC endpoint is bound there).
+    pub(crate) fn with_alt_svc(mut self, port: u16) -> Self {
+        let max_age = defaults::ALT_SVC_MAX_AGE.as_secs();
+        self.alt_svc = HeaderValue::from_str(&format!("h3=\":{port}\"; ma={max_age}")).ok();
+        self
     }
 
     pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
@@ -315,7 +346,11 @@ impl Router {
     }
 
     /// Serves one HTTPS request.
-    pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    pub(crate) async fn handle(
+        &self,
+        req: Request<impl RequestBody>,
+        conn: &ConnInfo,
+    ) -> Response<Body> {
         let started = Instant::now();
         let line = self
             .access_log
@@ -330,7 +365,7 @@ impl Router {
 
     async fn dispatch(
         &self,
-        req: Request<Incoming>,
+        req: Request<impl RequestBody>,
         conn: &ConnInfo,
         started: Instant,
     ) -> Response<Body> {
@@ -345,7 +380,7 @@ impl Router {
     /// The response; `Err` when no site took the request (counted apart).
     async fn dispatch_to_site(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<impl RequestBody>,
         conn: &ConnInfo,
         started: Instant,
         method: crate::observe::MethodClass,
@@ -376,6 +411,7 @@ impl Router {
         let bytes_in = declared_length(req.headers());
         let compression = (site.site.compression && route.is_none_or(|r| r.route.compression))
             .then(|| (compression::Negotiation::of(&mut req), req.method().clone()));
+        let over_h3 = req.version() == http::Version::HTTP_3;
         let mut res = match req.extensions().get::<FramingConflict>() {
             Some(_) => framing_conflict(&req, conn),
             None => site.respond(req, conn, &host, route).await,
@@ -384,6 +420,13 @@ impl Router {
             res = negotiation.apply(&req_method, res);
         }
         add_headers(res.headers_mut(), &site.headers);
+        if let Some(alt_svc) = self
+            .alt_svc
+            .as_ref()
+            .filter(|_| site.site.http3 && !over_h3)
+        {
+            res.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
+        }
         counts.count(method, res.status());
         let bytes_out = http_body::Body::size_hint(res.body()).exact().unwrap_or(0);
         site.metrics.served(started.elapsed(), bytes_in, bytes_out);

@@ -5,6 +5,7 @@ mod activity;
 mod conn;
 mod framing;
 pub(crate) use framing::FramingScanner;
+pub(crate) mod quic;
 mod streams;
 
 use std::net::SocketAddr;
@@ -88,8 +89,19 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     drain_timeout: Duration,
 ) -> usize {
-    let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(max_connections));
+    serve_with_permits(listeners, permits, shutdown, drain_timeout).await
+}
+
+/// [`serve`] with the connection limit's permits given, so that another transport (QUIC) can
+/// share them.
+pub(crate) async fn serve_with_permits(
+    listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+) -> usize {
+    let tracker = TaskTracker::new();
     let mut loops = tokio::task::JoinSet::new();
     for (listener, ctx) in listeners {
         loops.spawn(accept_loop(

@@ -321,8 +321,6 @@ impl SiteMetrics {
 pub(crate) enum Protocol {
     H1,
     H2,
-    // Counted by the HTTP/3 listener once it lands; the label is there for dashboards already.
-    #[allow(dead_code)]
     H3,
     Tunnel,
     Upgraded,
@@ -425,13 +423,13 @@ impl HandshakeFailure {
 /// TLS handshakes by version × ALPN × resumed, and failures by reason.
 #[derive(Default)]
 pub(crate) struct Handshakes {
-    done: [[[AtomicU64; 2]; 4]; 3],
+    done: [[[AtomicU64; 2]; 5]; 3],
     failed: [AtomicU64; 7],
 }
 
 impl Handshakes {
     const VERSIONS: [&'static str; 3] = ["TLSv1.3", "TLSv1.2", "other"];
-    const ALPN: [&'static str; 4] = ["h2", "http/1.1", "none", "other"];
+    const ALPN: [&'static str; 5] = ["h2", "http/1.1", "none", "other", "h3"];
 
     pub(crate) fn done(&self, version: Option<&str>, alpn: Option<&[u8]>, resumed: bool) {
         let v = match version {
@@ -443,6 +441,7 @@ impl Handshakes {
             Some(b"h2") => 0,
             Some(b"http/1.1") => 1,
             None => 2,
+            Some(b"h3") => 4,
             Some(_) => 3,
         };
         self.done[v][a][usize::from(resumed)].fetch_add(1, Ordering::Relaxed);

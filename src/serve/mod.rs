@@ -28,7 +28,7 @@ use crate::http::Router;
 use crate::listener::{self, ConnSettings, ListenerCtx, ListenerState};
 use crate::tls::SniResolver;
 use crate::tls::{self, Offer, TlsFront};
-use states::{Certificates, build_states, load_certificates};
+use states::{Certificates, States, build_states, load_certificates};
 
 /// A listener is known by its role and the address the config asks for (two `:0` addresses,
 /// an HTTPS one and a redirect one, are different listeners).
@@ -52,12 +52,15 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     let ca = local_ca(&config)?;
     let certs = load_certificates(&config, ca.as_ref(), &provider)?;
     let bound = Bound::all(&config).await?;
+    let quic = bind_quic(&config, &bound.ports);
+    let quic_addrs = quic.keys().copied().collect();
     // Made once and kept across reloads: it owns the account and the renewal loops.
     let acme = uses_acme(&config).then(|| Acme::new(config.acme.clone(), provider.clone()));
-    let states = build_states(
+    let mut states = build_states(
         &config,
         &certs,
         &bound.ports,
+        &quic_addrs,
         &provider,
         acme.as_ref(),
         ca.as_ref(),
@@ -73,7 +76,8 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     if tracing::enabled!(tracing::Level::DEBUG) {
         spawn_self_check(&config, &ports, &bound.redirect_ports, ca.as_ref());
     }
-    let listeners = start_listeners(&config, bound, states);
+    let listeners = start_listeners(&config, bound, states.listeners);
+    let quic = start_quic(quic, &mut states.quic, &listeners);
     announce_sources(acme.as_ref(), ca.as_ref());
 
     // Signal handlers are in place before READY=1: a SIGHUP or SIGTERM right after it must
@@ -110,6 +114,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
             fixed: FixedAtStart::of(&config),
             lan,
             listeners: listeners.iter().map(|(r, _, c)| (*r, c.clone())).collect(),
+            quic: quic.clone(),
             ports,
             provider,
             expiry,
@@ -123,13 +128,15 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         .into_iter()
         .map(|(_, tcp, ctx)| (tcp, ctx))
         .collect();
-    let left = listener::serve(
-        listeners,
-        config.limits.max_connections,
-        shutdown,
-        config.timeouts.shutdown,
-    )
-    .await;
+    // One limit for TCP and QUIC connections together.
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+    let drain = config.timeouts.shutdown;
+    let quic = quic.into_iter().map(|(_, l)| l).collect();
+    let (left, left_quic) = tokio::join!(
+        listener::serve_with_permits(listeners, permits.clone(), shutdown.clone(), drain),
+        listener::quic::serve(quic, permits, shutdown, drain),
+    );
+    let left = left + left_quic;
     instance.stop();
     match left {
         0 => tracing::info!("stopped"),
@@ -179,6 +186,55 @@ impl Bound {
 }
 
 type Started = Vec<(ListenerKey, TcpListener, Arc<ListenerCtx>)>;
+
+/// HTTP/3: a UDP socket on the port of every HTTPS listener one of whose sites serves it
+/// (requested address → endpoint). A port that cannot be bound leaves those sites on TCP,
+/// without Alt-Svc, and says so.
+fn bind_quic(
+    config: &Config,
+    ports: &HashMap<SocketAddr, SocketAddr>,
+) -> HashMap<SocketAddr, quinn::Endpoint> {
+    let mut bound = HashMap::new();
+    for site in config.sites.iter().filter(|s| s.http3) {
+        let Some(&actual) = ports.get(&site.listen) else {
+            continue;
+        };
+        if bound.contains_key(&site.listen) {
+            continue;
+        }
+        match listener::quic::bind(actual) {
+            Ok(endpoint) => drop(bound.insert(site.listen, endpoint)),
+            Err(e) => tracing::warn!(
+                "cannot listen on UDP {actual} for HTTP/3 ({e}): serving HTTPS over TCP only (or set http3: false / --no-http3)"
+            ),
+        }
+    }
+    bound
+}
+
+type QuicStarted = Vec<(SocketAddr, Arc<listener::quic::QuicListener>)>;
+
+/// Gives each QUIC endpoint what it serves, beside the TCP listener on the same port.
+fn start_quic(
+    endpoints: HashMap<SocketAddr, quinn::Endpoint>,
+    states: &mut HashMap<SocketAddr, listener::quic::QuicState>,
+    tcp: &Started,
+) -> QuicStarted {
+    let mut started = Vec::new();
+    for (requested, endpoint) in endpoints {
+        let Some((_, _, ctx)) = tcp.iter().find(|(k, _, _)| *k == (Role::Https, requested)) else {
+            continue;
+        };
+        let state = states.remove(&requested);
+        let serving = state.is_some();
+        let quic = listener::quic::QuicListener::new(endpoint, state, ctx.clone());
+        if let (true, Some(addr)) = (serving, quic.local_addr()) {
+            tracing::info!(kind = %"http3", addr = %addr, "listening");
+        }
+        started.push((requested, quic));
+    }
+    started
+}
 
 /// Gives each bound socket what it serves, and says so in the log.
 fn start_listeners(
@@ -315,6 +371,7 @@ struct Reloading {
     reload: Reloader,
     fixed: FixedAtStart,
     listeners: Vec<(ListenerKey, Arc<ListenerCtx>)>,
+    quic: QuicStarted,
     ports: HashMap<SocketAddr, SocketAddr>,
     provider: Arc<CryptoProvider>,
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
@@ -389,6 +446,7 @@ impl Reloading {
         reload_once(
             &self.reload,
             &self.listeners,
+            &self.quic,
             &self.ports,
             &self.provider,
             self.acme.as_ref(),
@@ -399,6 +457,7 @@ impl Reloading {
 fn reload_once(
     reload: &Reloader,
     listeners: &[(ListenerKey, Arc<ListenerCtx>)],
+    quic: &QuicStarted,
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
@@ -415,7 +474,31 @@ fn reload_once(
     }
     let ca = local_ca(&config)?;
     let certs = load_certificates(&config, ca.as_ref(), provider)?;
-    let mut states = build_states(&config, &certs, ports, provider, acme, ca.as_ref())?;
+    let quic_addrs: std::collections::HashSet<SocketAddr> = quic.iter().map(|(a, _)| *a).collect();
+    let unbound: Vec<&str> = config
+        .sites
+        .iter()
+        .filter(|s| s.http3 && !quic_addrs.contains(&s.listen))
+        .map(|s| s.primary_name())
+        .collect();
+    if !unbound.is_empty() {
+        tracing::warn!(
+            "HTTP/3 needs a UDP port that was not opened at start for {}: restart candado to serve it",
+            unbound.join(", ")
+        );
+    }
+    let States {
+        listeners: mut states,
+        quic: mut quic_states,
+    } = build_states(
+        &config,
+        &certs,
+        ports,
+        &quic_addrs,
+        provider,
+        acme,
+        ca.as_ref(),
+    )?;
     let wanted: std::collections::BTreeSet<_> = states.keys().copied().collect();
     let bound: std::collections::BTreeSet<_> = listeners.iter().map(|(r, _)| *r).collect();
     if wanted != bound {
@@ -429,6 +512,10 @@ fn reload_once(
             ctx.state.store(Arc::new(state));
             ctx.settings.store(settings.clone());
         }
+    }
+    // After the TCP side's settings: the QUIC transport limits are read from them.
+    for (requested, l) in quic {
+        l.swap(quic_states.remove(requested));
     }
     let served = served_certs(&config, &certs);
     Ok((config, served, certs))

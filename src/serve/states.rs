@@ -2,7 +2,7 @@
 //! TLS set-ups (one per listener, or per site or tunnel when they differ in what they ask of
 //! clients), routers and tunnels. Built off to the side at start and on every reload.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use crate::config::{
 use crate::devca::DevCa;
 use crate::http::{Router, SiteHandler};
 use crate::listener::ListenerState;
+use crate::listener::quic::{ALPN_H3, QuicState};
 use crate::tls::SniResolver;
 use crate::tls::{self, Offer, TlsFront};
 use crate::tunnel::{Endpoint, TunnelListener};
@@ -56,17 +57,26 @@ pub(super) fn load_certificates(
     Ok(Certificates { sites, tunnels })
 }
 
+/// What every listener serves: the TCP ones by role and requested address, and the QUIC
+/// (HTTP/3) side of an HTTPS listener by its requested address.
+pub(super) struct States {
+    pub(super) listeners: HashMap<ListenerKey, ListenerState>,
+    pub(super) quic: HashMap<SocketAddr, QuicState>,
+}
+
 /// What each listener serves, keyed by the address the config asks for: the TLS front with
 /// its SNI table and the router with its sites, or the tunnels. `ports` maps requested to bound
-/// addresses, so that redirects name the real port when the config said `:0`.
+/// addresses, so that redirects name the real port when the config said `:0`; `quic` lists
+/// the HTTPS listeners whose UDP port is bound (their routers advertise HTTP/3).
 pub(super) fn build_states(
     config: &Config,
     certs: &Certificates,
     ports: &HashMap<SocketAddr, SocketAddr>,
+    quic: &HashSet<SocketAddr>,
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
     ca: Option<&DevCa>,
-) -> Result<HashMap<ListenerKey, ListenerState>> {
+) -> Result<States> {
     let handlers = config
         .sites
         .iter()
@@ -86,6 +96,7 @@ pub(super) fn build_states(
         ca,
     };
     let mut states = HashMap::new();
+    let mut quic_states = HashMap::new();
     for site in &config.sites {
         if states.contains_key(&(Role::Https, site.listen)) {
             continue;
@@ -93,16 +104,22 @@ pub(super) fn build_states(
         let on_it: Vec<usize> = (0..handlers.len())
             .filter(|&j| config.sites[j].listen == site.listen)
             .collect();
-        let tls = build.https_front(&on_it, &certs.sites)?;
-        let router = Router::new(
+        let h3 = quic.contains(&site.listen) && on_it.iter().any(|&j| config.sites[j].http3);
+        let (tls, quic_tls) = build.https_front(&on_it, &certs.sites, h3)?;
+        let mut router = Router::new(
             on_it.iter().map(|&j| handlers[j].clone()).collect(),
             config.log.access,
         )
         .with_limits(config.limits);
-        let state = ListenerState::Https {
-            tls,
-            router: Arc::new(router),
-        };
+        if let (Some(_), Some(bound)) = (&quic_tls, ports.get(&site.listen)) {
+            router = router.with_alt_svc(bound.port());
+        }
+        let router = Arc::new(router);
+        if let Some(tls) = quic_tls {
+            let router = router.clone();
+            quic_states.insert(site.listen, QuicState { tls, router });
+        }
+        let state = ListenerState::Https { tls, router };
         states.insert((Role::Https, site.listen), state);
     }
     for site in &config.sites {
@@ -137,7 +154,10 @@ pub(super) fn build_states(
             ListenerState::Tunnel(Arc::new(listener)),
         );
     }
-    Ok(states)
+    Ok(States {
+        listeners: states,
+        quic: quic_states,
+    })
 }
 
 /// What building a listener's TLS side needs.
@@ -153,7 +173,16 @@ impl Build<'_> {
     /// them all unless some site asks for client certificates: then each site has its own, so
     /// that its rules apply to exactly its names (and the router can refuse a request whose
     /// Host names another site than the handshake did).
-    fn https_front(&self, on_it: &[usize], certs: &[Vec<LoadedCert>]) -> Result<TlsFront> {
+    ///
+    /// With `h3`, also the QUIC (HTTP/3) set-up: the same resolver and client-certificate
+    /// rules with ALPN `h3`, when the listener has one TLS set-up (QUIC cannot choose one by
+    /// SNI before its handshake).
+    fn https_front(
+        &self,
+        on_it: &[usize],
+        certs: &[Vec<LoadedCert>],
+        h3: bool,
+    ) -> Result<(TlsFront, Option<Arc<rustls::ServerConfig>>)> {
         let mut resolver = SniResolver::new(self.config.unknown_sni == UnknownSni::Reject);
         let mut answers_acme = false;
         for &j in on_it {
@@ -172,7 +201,7 @@ impl Build<'_> {
         let profiles = match sites().any(|s| s.client_auth.is_some()) {
             false => {
                 let names = sites().flat_map(|s| s.names.clone()).collect();
-                let config = self.server_config(resolver, Offer::http(answers_acme))?;
+                let config = self.server_config(resolver.clone(), Offer::http(answers_acme))?;
                 vec![(names, config)]
             }
             true => sites()
@@ -194,8 +223,28 @@ impl Build<'_> {
             true => Some(self.acme_validations()?),
             false => None,
         };
+        let quic = match (h3, profiles.len()) {
+            (false, _) => None,
+            (true, 1) => {
+                let client_auth = sites().find_map(|s| s.client_auth.as_ref());
+                let offer = Offer {
+                    alpn: vec![ALPN_H3.to_vec()],
+                    acme: false,
+                    client_auth: self.verifier(client_auth)?,
+                };
+                Some(self.server_config(resolver, offer)?)
+            }
+            (true, _) => {
+                let names: Vec<&str> = sites().map(|s| s.primary_name()).collect();
+                tracing::warn!(
+                    "HTTP/3 is off for {}: sites on one port that ask for client certificates each need their own TLS set-up, which QUIC cannot choose by name; give them their own ports to serve HTTP/3",
+                    names.join(", ")
+                );
+                None
+            }
+        };
         let reject = self.config.unknown_sni == UnknownSni::Reject;
-        Ok(TlsFront::new(profiles, reject, validations))
+        Ok((TlsFront::new(profiles, reject, validations), quic))
     }
 
     /// The tunnels `on_it` sharing one listen address: all terminating TLS (told apart by

@@ -50,7 +50,7 @@ pub(crate) fn chromium(home: &Path, extra: &[&str], url: &str) -> (String, Strin
 }
 
 /// `python3 -m http.server` on a folder (the app behind the proxy), killed when dropped.
-struct FileApp(Child, u16);
+pub(crate) struct FileApp(Child, pub(crate) u16);
 
 impl Drop for FileApp {
     fn drop(&mut self) {
@@ -59,7 +59,7 @@ impl Drop for FileApp {
     }
 }
 
-fn file_app(dir: &Path) -> FileApp {
+pub(crate) fn file_app(dir: &Path) -> FileApp {
     let port = free_port();
     let child = Command::new("python3")
         .args([

@@ -24,6 +24,7 @@ mod h2spec;
 mod hardening;
 mod hardening_requests;
 mod hot_files;
+mod http3;
 mod lan;
 mod local_lifetimes;
 mod mtls;

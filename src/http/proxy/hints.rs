@@ -26,14 +26,12 @@ impl Hints {
         origin: &str,
         app_port: u16,
     ) {
-        if upgraded > 0 {
-            if !self.warned_redirect.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    route,
-                    "the app redirects to http:// on this site's own address, so it does not know it is behind HTTPS; candado rewrites it to https://. Fix it in the app, {} (`candado doctor` explains)",
-                    framework::hint(Need::ProxyHeaders, h, origin, app_port)
-                );
-            }
+        if upgraded > 0 && !self.warned_redirect.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                route,
+                "the app redirects to http:// on this site's own address, so it does not know it is behind HTTPS; candado rewrites it to https://. Fix it in the app, {} (`candado doctor` explains)",
+                framework::hint(Need::ProxyHeaders, h, origin, app_port)
+            );
         }
         if insecure > 0 && !self.warned_cookie.swap(true, Ordering::Relaxed) {
             tracing::warn!(

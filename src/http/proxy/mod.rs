@@ -96,7 +96,7 @@ pub(crate) struct Forward<'a> {
 
 pub(crate) async fn forward(
     rh: &RouteHandler,
-    mut req: Request<Incoming>,
+    mut req: Request<impl super::RequestBody>,
     fwd: Forward<'_>,
 ) -> Response<Body> {
     let accept = req.headers().get(header::ACCEPT).cloned();
@@ -162,7 +162,7 @@ fn refusal<B>(req: &Request<B>, site: &Site) -> Option<(StatusCode, &'static str
 /// body (bounded), or none after an upgrade. `None` when the target cannot be forwarded.
 fn upstream_request(
     rh: &RouteHandler,
-    req: Request<Incoming>,
+    req: Request<impl super::RequestBody>,
     origin: &Origin,
     fwd: &Forward<'_>,
     upgrade: bool,
@@ -193,7 +193,7 @@ fn upstream_request(
             .map_err(|never| match never {})
             .boxed(),
         false => Limited::new(
-            body.map_err(ClientBodyError),
+            body.map_err(|e| ClientBodyError(e.into())),
             fwd.site.max_body_bytes as usize,
         )
         .boxed(),
@@ -297,7 +297,7 @@ impl hyper::body::Body for Counted {
 /// fault, not the application's (RFC 9112 §7.1).
 #[derive(Debug, thiserror::Error)]
 #[error("the client's request body is malformed or was cut off")]
-struct ClientBodyError(#[source] hyper::Error);
+struct ClientBodyError(#[source] Box<dyn StdError + Send + Sync>);
 
 fn upstream_error(
     picked: &Picked,
