@@ -21,18 +21,18 @@
 //! the client certificate (`tls::client_auth`) → `tunnel` connects to the upstream and relays
 //! bytes (or, in client mode, accepts plain TCP and speaks TLS to the upstream).
 //!
-//! Which way imports point (no cycles): `config` imports no other module; `certs` only
-//! `config`; `tls` `certs` and `config`; `acme` publishes into `certs` (`certs::ManagedCert`,
-//! `certs::Challenges`) and never touches sockets; `http`, `tunnel`, `listener`, `serve` and
-//! `cli` sit above them. `devca` is the local development CA and `trust` installs it; `lan` is
+//! Which way imports point (no cycles): `config` and `page` (the look of candado's own pages)
+//! import no other module; `certs` only `config`; `tls` `certs` and `config`; `observe` (the
+//! metrics, as atomics kept beside what they count, and the status page's data) `config`, `tls`
+//! and `page`; `acme` publishes into `certs` (`certs::ManagedCert`, `certs::Challenges`) and
+//! never touches sockets; `http`, `tunnel`, `listener`, `serve` and `cli` sit above them and
+//! count into `observe`. `devca` is the local development CA and `trust` installs it; `lan` is
 //! `--lan` (the name-constrained LAN CA, address discovery, the onboarding page, QR codes,
-//! mDNS), which `serve::lan` runs; `check`
-//! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
-//! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
-//! it all together and reloads it; `doctor` finds what breaks in an app behind candado
-//! (client-side, like `check`); `observe` counts what happens (atomics kept beside sites,
-//! routes and listeners) and serves it on the admin listener; `cli` is the command line
-//! (`cli::args` its shape,
+//! mDNS), which `serve::lan` runs; `check` grades any HTTPS server's TLS set-up from the client
+//! side (hand-written ClientHello probes, certificate and HTTP checks, SSL Labs-style grade)
+//! and uses no server module; `doctor` finds what breaks in an app behind candado (client side,
+//! like `check`); `serve` wires it all together, reloads it and runs the admin listener
+//! (`serve::admin`: `/metrics`, `/status`); `cli` is the command line (`cli::args` its shape,
 //! `cli::serve_flags` flags as a third config dialect).
 
 pub(crate) mod acme;
@@ -48,6 +48,7 @@ pub(crate) mod http;
 pub(crate) mod lan;
 pub(crate) mod listener;
 pub(crate) mod observe;
+pub(crate) mod page;
 pub(crate) mod serve;
 pub(crate) mod telemetry;
 pub(crate) mod tls;

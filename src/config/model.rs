@@ -49,7 +49,7 @@ pub(crate) struct Admin {
     pub certificate: CertSource,
 }
 
-/// How a site is offered to phones and laptops on the same network (`crate::lan`).
+/// How a site is offered to phones and laptops on the same network (the `lan` module).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Lan {
     /// Index of the site in `Config::sites`.

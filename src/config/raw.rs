@@ -192,7 +192,7 @@ pub(crate) struct RawSite {
     pub redirects: Option<Spanned<BTreeMap<String, String>>>,
     pub client_auth: Option<Spanned<RawClientAuth>>,
     pub compression: Option<bool>,
-    /// `lan: true`: also serve this site on the machine's LAN addresses (see `crate::lan`).
+    /// `lan: true`: also serve this site on the machine's LAN addresses (see the `lan` module).
     pub lan: Option<Spanned<bool>>,
     pub http3: Option<bool>,
 }

@@ -11,8 +11,7 @@
 //! Labels are bounded by the config: site names, route prefixes, upstream origins, listener
 //! addresses and fixed enums. Never a client address, a path or a header value.
 
-pub(crate) mod admin;
-mod encode;
+pub(crate) mod encode;
 mod process;
 pub(crate) mod status;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CertInfo, metrics, unix_seconds};
 use crate::config::{Config, TunnelMode, defaults};
-use crate::http::error::{escape_html, styled_page};
+use crate::page::{escape_html, styled_page};
 
 /// What the configuration serves, recorded at start and on every reload.
 #[derive(Debug, Default)]

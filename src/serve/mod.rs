@@ -2,6 +2,7 @@
 //! first (a bad one stops the start within a second), then every address is bound (a busy
 //! port stops it too), and only then is anything served.
 
+mod admin;
 pub(crate) mod instance;
 mod lan;
 mod notify;
@@ -97,7 +98,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     };
     if let Some(admin) = &config.admin {
         let tls = admin_tls(admin, &config, &provider)?;
-        crate::observe::admin::start(admin, tls, shutdown.clone()).await?;
+        admin::start(admin, tls, shutdown.clone()).await?;
     }
     let served = served_certs(&config, &certs);
     let status = notify::status(

@@ -132,14 +132,14 @@ fn answer(req: &Request<Incoming>, peer: SocketAddr, rules: &Admin) -> Response<
         return res;
     }
     match req.uri().path() {
-        "/metrics" => match super::encode::exposition() {
-            Ok(text) => reply(text, super::encode::CONTENT_TYPE),
+        "/metrics" => match crate::observe::encode::exposition() {
+            Ok(text) => reply(text, crate::observe::encode::CONTENT_TYPE),
             Err(_) => error::page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The metrics could not be encoded.",
             ),
         },
-        "/status.json" => match serde_json::to_string_pretty(&super::status::snapshot()) {
+        "/status.json" => match serde_json::to_string_pretty(&crate::observe::status::snapshot()) {
             Ok(json) => reply(json, "application/json"),
             Err(_) => error::page(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -147,7 +147,7 @@ fn answer(req: &Request<Incoming>, peer: SocketAddr, rules: &Admin) -> Response<
             ),
         },
         "/status" | "/" => reply(
-            super::status::html(&super::status::snapshot()),
+            crate::observe::status::html(&crate::observe::status::snapshot()),
             "text/html; charset=utf-8",
         ),
         _ => error::page(
