@@ -88,18 +88,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         shutdown.clone(),
         ShutdownSignals::register(),
     ));
-    let lan = match &config.lan {
-        Some(l) => {
-            let requested = config.sites[l.site].listen;
-            let port = ports.get(&requested).map_or(requested.port(), |a| a.port());
-            Some(lan::start(&config, port, provider.clone(), shutdown.clone()).await?)
-        }
-        None => None,
-    };
-    if let Some(admin) = &config.admin {
-        let tls = admin_tls(admin, &config, &provider)?;
-        admin::start(admin, tls, shutdown.clone()).await?;
-    }
+    let lan = start_beside(&config, &ports, &provider, &shutdown).await?;
     let served = served_certs(&config, &certs);
     let status = notify::status(
         config.sites.len(),
@@ -129,15 +118,8 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         .into_iter()
         .map(|(_, tcp, ctx)| (tcp, ctx))
         .collect();
-    // One limit for TCP and QUIC connections together.
-    let permits = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
-    let drain = config.timeouts.shutdown;
     let quic = quic.into_iter().map(|(_, l)| l).collect();
-    let (left, left_quic) = tokio::join!(
-        listener::serve_with_permits(listeners, permits.clone(), shutdown.clone(), drain),
-        listener::quic::serve(quic, permits, shutdown, drain),
-    );
-    let left = left + left_quic;
+    let left = serve_until_stopped(&config, listeners, quic, shutdown).await;
     instance.stop();
     match left {
         0 => tracing::info!("stopped"),
@@ -147,6 +129,46 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         ),
     }
     Ok(())
+}
+
+/// What runs beside the sites: the `--lan` listeners (whose sender takes reloaded configs)
+/// and the admin listener.
+async fn start_beside(
+    config: &Config,
+    ports: &HashMap<SocketAddr, SocketAddr>,
+    provider: &Arc<CryptoProvider>,
+    shutdown: &CancellationToken,
+) -> Result<Option<tokio::sync::watch::Sender<Config>>> {
+    let lan = match &config.lan {
+        Some(l) => {
+            let requested = config.sites[l.site].listen;
+            let port = ports.get(&requested).map_or(requested.port(), |a| a.port());
+            Some(lan::start(config, port, provider.clone(), shutdown.clone()).await?)
+        }
+        None => None,
+    };
+    if let Some(admin) = &config.admin {
+        let tls = admin_tls(admin, config, provider)?;
+        admin::start(admin, tls, shutdown.clone()).await?;
+    }
+    Ok(lan)
+}
+
+/// Serves TCP and QUIC under one connection limit until shutdown; how many connections were
+/// still busy when the shutdown timeout ran out.
+async fn serve_until_stopped(
+    config: &Config,
+    listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
+    quic: Vec<Arc<listener::quic::QuicListener>>,
+    shutdown: CancellationToken,
+) -> usize {
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+    let drain = config.timeouts.shutdown;
+    let (left, left_quic) = tokio::join!(
+        listener::serve_with_permits(listeners, permits.clone(), shutdown.clone(), drain),
+        listener::quic::serve(quic, permits, shutdown, drain),
+    );
+    left + left_quic
 }
 
 /// Every listening socket, bound before anything is served (a busy port stops the start),
