@@ -37,6 +37,7 @@
 
 pub(crate) mod acme;
 pub(crate) mod certs;
+pub(crate) mod cluster;
 pub mod check;
 pub mod cli;
 pub(crate) mod config;

@@ -22,7 +22,7 @@ use acme::{check_acme_sites, check_acme_tunnels, validate_acme};
 pub(crate) use defaults::data_dir;
 pub(crate) use model::{
     AcmeSettings, Admin, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth,
-    ClientCa, Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat, LogSettings,
+    ClientCa, ClusterSettings, Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat, LogSettings,
     PasswordCheck, Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient,
     TunnelMode, TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches,
     path_in_prefix,
@@ -291,7 +291,60 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         source: None,
         lan,
         admin: raw.admin.and_then(|a| validate_admin(a, base, p)),
+        cluster: raw.cluster.and_then(|c| validate_cluster(c, base, p)),
     }
+}
+
+/// `cluster:`: a `redis://` URL (TLS to Redis is not supported yet, so `rediss://` is refused
+/// rather than silently sent in clear) and a prefix Redis keys can carry.
+fn validate_cluster(
+    raw: Spanned<raw::RawCluster>,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ClusterSettings> {
+    let line = line_of(&raw);
+    let raw = raw.value;
+    let Some(redis) = raw.redis else {
+        p.add(line, "cluster.redis", "missing: the Redis URL, redis://HOST:PORT");
+        return None;
+    };
+    let url_ok = p.check(line_of(&redis), "cluster.redis", cluster_redis_url(&redis.value));
+    let key_prefix = match raw.key_prefix {
+        Some(k) => {
+            let ok = !k.value.is_empty()
+                && k.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                p.add(
+                    line_of(&k),
+                    "cluster.key_prefix",
+                    "use letters, digits, `-`, `_` and `.` only",
+                );
+            }
+            k.value
+        }
+        None => defaults::CLUSTER_KEY_PREFIX.to_owned(),
+    };
+    Some(ClusterSettings {
+        redis: url_ok?,
+        key_prefix,
+        instance: raw.instance.filter(|i| !i.is_empty()),
+        key_file: raw.key_file.map(|f| base.join(f)),
+    })
+}
+
+/// A Redis URL candado can use: `redis://` or `unix://`; `rediss://` is refused for now.
+pub(crate) fn cluster_redis_url(s: &str) -> Result<String, String> {
+    if s.starts_with("rediss://") {
+        return Err(
+            "TLS to Redis (rediss://) is not supported yet: reach Redis over loopback, a private network or a TLS tunnel (`candado tunnel`), with redis://".to_owned(),
+        );
+    }
+    if !(s.starts_with("redis://") || s.starts_with("unix://")) {
+        return Err(format!("`{s}` is not a Redis URL: use redis://HOST:PORT"));
+    }
+    Ok(s.to_owned())
 }
 
 /// `admin:`: an address (`:2019` and a bare port mean loopback) or `off`; a non-loopback

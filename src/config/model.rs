@@ -33,6 +33,21 @@ pub(crate) struct Config {
     pub lan: Option<Lan>,
     /// The admin listener (metrics and status), off unless configured.
     pub admin: Option<Admin>,
+    /// `cluster:`: state shared with other instances through Redis; `None` talks to no Redis.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// `cluster:` / `--cluster-redis`: where the shared state lives and who this instance is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClusterSettings {
+    /// `redis://[user:password@]host:port[/db]`; checked by the Redis client at start.
+    pub redis: String,
+    /// Every Redis key starts with `PREFIX:`, so clusters can share one Redis.
+    pub key_prefix: String,
+    /// This instance's name in logs and in Redis (the host name when not given).
+    pub instance: Option<String>,
+    /// Where the shared key is when `CANDADO_CLUSTER_KEY` is not set (mode 0600).
+    pub key_file: Option<PathBuf>,
 }
 
 /// The admin listener: `/metrics`, `/status`, `/status.json`, read-only.

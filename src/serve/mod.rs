@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acme::Acme;
 use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
+use crate::cluster::tickets::SharedTicketer;
 use crate::config::{
     CertSource, ClientAuth, ClientCa, Config, Tunnel, TunnelMode, WhilePending, defaults,
 };
@@ -56,6 +57,8 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     let quic_addrs = quic.keys().copied().collect();
     // Made once and kept across reloads: it owns the account and the renewal loops.
     let acme = uses_acme(&config).then(|| Acme::new(config.acme.clone(), provider.clone()));
+    // Made once and kept across reloads, like `acme`.
+    let tickets = start_cluster(&config)?;
     let mut states = build_states(
         &config,
         &certs,
@@ -64,6 +67,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         &provider,
         acme.as_ref(),
         ca.as_ref(),
+        tickets.as_ref(),
     )?;
     // Once nothing can fail any more, and before "listening" is announced, so that
     // `candado reload` works as soon as the server is up.
@@ -119,6 +123,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
             provider,
             expiry,
             acme,
+            tickets,
             all_ports,
         };
         spawn_reloads(Arc::new(reloading), FileWatch::of(&config));
@@ -376,6 +381,8 @@ struct Reloading {
     provider: Arc<CryptoProvider>,
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
     acme: Option<Arc<Acme>>,
+    /// `cluster:`: the shared session-ticket keys, kept across reloads.
+    tickets: Option<Arc<SharedTicketer>>,
     /// `--lan`: the LAN listeners take each reloaded config.
     lan: Option<tokio::sync::watch::Sender<Config>>,
     /// Requested → bound addresses of HTTPS and redirect listeners, for the status page.
@@ -450,6 +457,7 @@ impl Reloading {
             &self.ports,
             &self.provider,
             self.acme.as_ref(),
+            self.tickets.as_ref(),
         )
     }
 }
@@ -461,8 +469,12 @@ fn reload_once(
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
+    tickets: Option<&Arc<SharedTicketer>>,
 ) -> Result<(Config, Vec<Served>, Certificates)> {
     let config = reload()?;
+    if config.cluster.is_some() != tickets.is_some() {
+        tracing::warn!("the cluster settings changed: restart candado to apply them");
+    }
     match acme {
         None if uses_acme(&config) => {
             anyhow::bail!("a site now uses ACME certificates: restart candado to start it")
@@ -498,6 +510,7 @@ fn reload_once(
         provider,
         acme,
         ca.as_ref(),
+        tickets,
     )?;
     let wanted: std::collections::BTreeSet<_> = states.keys().copied().collect();
     let bound: std::collections::BTreeSet<_> = listeners.iter().map(|(r, _)| *r).collect();
@@ -698,6 +711,29 @@ fn describe_tunnel(t: &Tunnel, addr: SocketAddr) -> String {
             )
         }
     }
+}
+
+/// `cluster:`: checks the shared key and starts sharing session-ticket keys through Redis.
+/// Nothing here runs, and nothing talks to Redis, without `cluster:`.
+fn start_cluster(config: &Config) -> Result<Option<Arc<SharedTicketer>>> {
+    let Some(settings) = &config.cluster else {
+        return Ok(None);
+    };
+    if uses_acme(config) {
+        // Each instance would order its own certificate and answer only its own challenges.
+        bail!(
+            "cluster: ACME certificates are not shared between instances yet; give the sites `certificate: {{cert: FILE, key: FILE}}` (the same files on every instance), or run one instance"
+        );
+    }
+    let cluster = Arc::new(crate::cluster::Cluster::open(settings.clone())?);
+    tracing::info!(
+        instance = %cluster.instance,
+        prefix = %settings.key_prefix,
+        "cluster: sharing session-ticket keys through Redis"
+    );
+    let tickets = crate::cluster::tickets::start(cluster)
+        .context("cluster: the system random generator failed")?;
+    Ok(Some(tickets))
 }
 
 fn uses_acme(config: &Config) -> bool {

@@ -13,6 +13,7 @@ use rustls::crypto::CryptoProvider;
 use super::{ListenerKey, Role};
 use crate::acme::Acme;
 use crate::certs::{self, LoadedCert, ManagedCert};
+use crate::cluster::tickets::SharedTicketer;
 use crate::config::{
     CertSource, ClientAuth, Config, Tunnel, TunnelMode, UnknownSni, WhilePending, defaults,
 };
@@ -76,6 +77,7 @@ pub(super) fn build_states(
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
     ca: Option<&DevCa>,
+    tickets: Option<&Arc<SharedTicketer>>,
 ) -> Result<States> {
     let handlers = config
         .sites
@@ -94,6 +96,7 @@ pub(super) fn build_states(
         provider,
         acme,
         ca,
+        tickets,
     };
     let mut states = HashMap::new();
     let mut quic_states = HashMap::new();
@@ -160,12 +163,21 @@ pub(super) fn build_states(
     })
 }
 
+/// Names one HTTPS TLS set-up the same way on every instance of a cluster (they share the
+/// config): the protocol, the listener's position among the sites and the names it serves.
+fn https_label(protocol: &str, on_it: &[usize], names: &[String]) -> String {
+    let first = on_it.first().copied().unwrap_or_default();
+    format!("{protocol} site {first} {}", names.join(","))
+}
+
 /// What building a listener's TLS side needs.
 struct Build<'a> {
     config: &'a Config,
     provider: &'a Arc<CryptoProvider>,
     acme: Option<&'a Arc<Acme>>,
     ca: Option<&'a DevCa>,
+    /// `cluster:`: session-ticket keys shared with the other instances.
+    tickets: Option<&'a Arc<SharedTicketer>>,
 }
 
 impl Build<'_> {
@@ -200,8 +212,10 @@ impl Build<'_> {
         let sites = || on_it.iter().map(|&j| &self.config.sites[j]);
         let profiles = match sites().any(|s| s.client_auth.is_some()) {
             false => {
-                let names = sites().flat_map(|s| s.names.clone()).collect();
-                let config = self.server_config(resolver.clone(), Offer::http(answers_acme))?;
+                let names: Vec<String> = sites().flat_map(|s| s.names.clone()).collect();
+                let label = https_label("h2", on_it, &names);
+                let offer = Offer::http(answers_acme);
+                let config = self.shared_server_config(resolver.clone(), offer, &label)?;
                 vec![(names, config)]
             }
             true => sites()
@@ -232,7 +246,9 @@ impl Build<'_> {
                     acme: false,
                     client_auth: self.verifier(client_auth)?,
                 };
-                Some(self.server_config(resolver, offer)?)
+                let names: Vec<String> = sites().flat_map(|s| s.names.clone()).collect();
+                let label = https_label("h3", on_it, &names);
+                Some(self.shared_server_config(resolver, offer, &label)?)
             }
             (true, _) => {
                 let names: Vec<&str> = sites().map(|s| s.primary_name()).collect();
@@ -366,6 +382,28 @@ impl Build<'_> {
             self.provider.clone(),
             resolver,
             offer,
+        )?)
+    }
+
+    /// With `cluster:`, a set-up that asks for no client certificate takes the shared
+    /// session-ticket keys under `label`, so a client resumes on any instance. Set-ups with
+    /// client certificates keep this process's own ticketer: resuming skips the client's
+    /// certificate check, so such sessions stay where they were verified.
+    fn shared_server_config(
+        &self,
+        resolver: Arc<SniResolver>,
+        offer: Offer,
+        label: &str,
+    ) -> Result<Arc<rustls::ServerConfig>> {
+        let Some(tickets) = self.tickets.filter(|_| offer.client_auth.is_none()) else {
+            return self.server_config(resolver, offer);
+        };
+        Ok(tls::server_config_with_tickets(
+            self.config.tls_policy,
+            self.provider.clone(),
+            resolver,
+            offer,
+            Some(tickets.for_setup(label)),
         )?)
     }
 
