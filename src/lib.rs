@@ -37,9 +37,9 @@
 
 pub(crate) mod acme;
 pub(crate) mod certs;
-pub(crate) mod cluster;
 pub mod check;
 pub mod cli;
+pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod devca;
 pub(crate) mod doctor;

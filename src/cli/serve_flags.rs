@@ -63,7 +63,8 @@ fn cluster_flag(
     url: &str,
     from_file: Option<config::ClusterSettings>,
 ) -> Result<config::ClusterSettings> {
-    let redis = config::cluster_redis_url(url).map_err(|e| anyhow::anyhow!("--cluster-redis: {e}"))?;
+    let redis =
+        config::cluster_redis_url(url).map_err(|e| anyhow::anyhow!("--cluster-redis: {e}"))?;
     Ok(match from_file {
         Some(c) => config::ClusterSettings { redis, ..c },
         None => config::ClusterSettings {

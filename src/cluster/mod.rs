@@ -54,7 +54,7 @@ impl ClusterKey {
     /// make one.
     pub(crate) fn load(settings: &ClusterSettings) -> Result<Self> {
         if let Ok(text) = std::env::var(KEY_ENV) {
-            return Self::parse(&text).with_context(|| format!("{KEY_ENV}"));
+            return Self::parse(&text).context(KEY_ENV);
         }
         match &settings.key_file {
             Some(path) => Self::from_file(path),
@@ -122,8 +122,8 @@ impl ClusterKey {
 #[cfg(unix)]
 fn check_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cluster.key_file {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cluster.key_file {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
@@ -177,9 +177,7 @@ impl Cluster {
             .set_connection_timeout(Some(crate::config::defaults::CLUSTER_REDIS_TIMEOUT))
             .set_response_timeout(Some(crate::config::defaults::CLUSTER_REDIS_TIMEOUT))
             .set_number_of_retries(1);
-        self.client
-            .get_connection_manager_with_config(config)
-            .await
+        self.client.get_connection_manager_with_config(config).await
     }
 }
 

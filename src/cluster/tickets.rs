@@ -24,8 +24,7 @@ const TICKET_AAD: &[u8] = b"candado session ticket";
 
 /// Deletes the lock only while it still holds our token: a holder whose lease ran out must not
 /// release the next holder's lock.
-const RELEASE: &str =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 /// The key ring as stored: the newest key, the one before it, and when it was rotated.
 #[derive(Clone, PartialEq, Debug)]

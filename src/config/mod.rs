@@ -22,10 +22,10 @@ use acme::{check_acme_sites, check_acme_tunnels, validate_acme};
 pub(crate) use defaults::data_dir;
 pub(crate) use model::{
     AcmeSettings, Admin, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth,
-    ClientCa, ClusterSettings, Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat, LogSettings,
-    PasswordCheck, Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient,
-    TunnelMode, TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches,
-    path_in_prefix,
+    ClientCa, ClusterSettings, Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat,
+    LogSettings, PasswordCheck, Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel,
+    TunnelClient, TunnelMode, TunnelServer, UnknownSni, Upstream, WhilePending, local_names,
+    name_matches, path_in_prefix,
 };
 pub(crate) use parse::{
     acme_directory, acme_eab_key, host_of, is_public_name, parse_duration, parse_host_port,
@@ -305,10 +305,18 @@ fn validate_cluster(
     let line = line_of(&raw);
     let raw = raw.value;
     let Some(redis) = raw.redis else {
-        p.add(line, "cluster.redis", "missing: the Redis URL, redis://HOST:PORT");
+        p.add(
+            line,
+            "cluster.redis",
+            "missing: the Redis URL, redis://HOST:PORT",
+        );
         return None;
     };
-    let url_ok = p.check(line_of(&redis), "cluster.redis", cluster_redis_url(&redis.value));
+    let url_ok = p.check(
+        line_of(&redis),
+        "cluster.redis",
+        cluster_redis_url(&redis.value),
+    );
     let key_prefix = match raw.key_prefix {
         Some(k) => {
             let ok = !k.value.is_empty()

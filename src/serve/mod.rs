@@ -29,7 +29,7 @@ use crate::http::Router;
 use crate::listener::{self, ConnSettings, ListenerCtx, ListenerState};
 use crate::tls::SniResolver;
 use crate::tls::{self, Offer, TlsFront};
-use states::{Certificates, States, build_states, load_certificates};
+use states::{Certificates, Kept, States, build_states, load_certificates};
 
 /// A listener is known by its role and the address the config asks for (two `:0` addresses,
 /// an HTTPS one and a redirect one, are different listeners).
@@ -65,9 +65,11 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
         &bound.ports,
         &quic_addrs,
         &provider,
-        acme.as_ref(),
+        Kept {
+            acme: acme.as_ref(),
+            tickets: tickets.as_ref(),
+        },
         ca.as_ref(),
-        tickets.as_ref(),
     )?;
     // Once nothing can fail any more, and before "listening" is announced, so that
     // `candado reload` works as soon as the server is up.
@@ -508,9 +510,8 @@ fn reload_once(
         ports,
         &quic_addrs,
         provider,
-        acme,
+        Kept { acme, tickets },
         ca.as_ref(),
-        tickets,
     )?;
     let wanted: std::collections::BTreeSet<_> = states.keys().copied().collect();
     let bound: std::collections::BTreeSet<_> = listeners.iter().map(|(r, _)| *r).collect();

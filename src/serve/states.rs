@@ -65,6 +65,14 @@ pub(super) struct States {
     pub(super) quic: HashMap<SocketAddr, QuicState>,
 }
 
+/// What `run` makes once and every reload builds on: the ACME orders and renewals, and a
+/// cluster's shared session-ticket keys.
+#[derive(Clone, Copy)]
+pub(super) struct Kept<'a> {
+    pub(super) acme: Option<&'a Arc<Acme>>,
+    pub(super) tickets: Option<&'a Arc<SharedTicketer>>,
+}
+
 /// What each listener serves, keyed by the address the config asks for: the TLS front with
 /// its SNI table and the router with its sites, or the tunnels. `ports` maps requested to bound
 /// addresses, so that redirects name the real port when the config said `:0`; `quic` lists
@@ -75,10 +83,10 @@ pub(super) fn build_states(
     ports: &HashMap<SocketAddr, SocketAddr>,
     quic: &HashSet<SocketAddr>,
     provider: &Arc<CryptoProvider>,
-    acme: Option<&Arc<Acme>>,
+    kept: Kept<'_>,
     ca: Option<&DevCa>,
-    tickets: Option<&Arc<SharedTicketer>>,
 ) -> Result<States> {
+    let Kept { acme, tickets } = kept;
     let handlers = config
         .sites
         .iter()

@@ -1,0 +1,406 @@
+//! Issue 21: several candado instances sharing session-ticket keys through a real
+//! `redis-server` (a child process per test, on its own port, nothing saved to disk). A ticket
+//! one instance issues is resumed by another, checked with `openssl s_client -sess_out` and
+//! `-sess_in`; Redis going away, coming back and coming back empty; the shared key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::support::free_port;
+use crate::support::pki::{Leaf, TestPki};
+use crate::support::server::{BIN, Candado, run_to_exit};
+use crate::support::tcp::wait_until;
+
+/// A `redis-server` child on 127.0.0.1, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        Redis::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install -y redis-server)");
+        let redis = Redis {
+            child,
+            port,
+            _dir: dir,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || redis.cli(&["PING"]) == "PONG"),
+            "redis-server did not start on port {port}"
+        );
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis-cli -p PORT ARGS…`, its output trimmed.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new shared key from `candado cluster keygen`.
+fn keygen() -> String {
+    let out = Command::new(BIN)
+        .args(["cluster", "keygen"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// What every instance serves: the same site, certificate and cluster, each on its own port.
+struct Site {
+    pki: TestPki,
+    leaf: Leaf,
+    root: TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let pki = TestPki::new();
+        let leaf = pki.leaf("site", &["test.example"]);
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("index.html"), "hello from the cluster\n").unwrap();
+        Site { pki, leaf, root }
+    }
+
+    fn yaml(&self, cluster: &str) -> String {
+        format!(
+            "{cluster}\nsites:\n  - names: [test.example]\n    listen: 127.0.0.1:0\n    certificate: {{cert: {}, key: {}}}\n    root: {}\n",
+            self.leaf.cert.display(),
+            self.leaf.key.display(),
+            self.root.path().display()
+        )
+    }
+
+    /// An instance in the cluster on `redis` with `key`, named `name`.
+    fn instance(&self, redis: &str, key: &str, name: &str) -> Candado {
+        let yaml = self.yaml(&format!("cluster: {{redis: '{redis}', instance: {name}}}"));
+        start(&yaml, &[("CANDADO_CLUSTER_KEY", key)])
+    }
+}
+
+fn start(yaml: &str, env: &[(&str, &str)]) -> Candado {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candado.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let cwd = dir.path().to_owned();
+    Candado::with_args_env(
+        &["serve", "-c", config.to_str().unwrap()],
+        env,
+        &cwd,
+        dir,
+        false,
+    )
+}
+
+/// A TLS 1.3 connection with `openssl s_client` that asks for `/` and saves its session to
+/// `sess_out` (or offers `sess_in`); true when the handshake resumed the offered session.
+fn handshake(c: &Candado, ca: &Path, sess_in: Option<&Path>, sess_out: Option<&Path>) -> bool {
+    let port = c.https.port().to_string();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "-servername",
+            "test.example",
+            "-alpn",
+            "http/1.1",
+            "-tls1_3",
+        ])
+        .args(["-verify_return_error", "-ign_eof", "-CAfile"])
+        .arg(ca);
+    if let Some(p) = sess_in {
+        cmd.arg("-sess_in").arg(p);
+    }
+    if let Some(p) = sess_out {
+        cmd.arg("-sess_out").arg(p);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Reading the answer to the end also reads the tickets sent after the handshake.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hello from the cluster"),
+        "no page from {port}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.contains("Reused, TLSv1.3")
+}
+
+fn wait_output(mut child: Child, timeout: Duration) -> std::process::Output {
+    let done = wait_until(timeout, || child.try_wait().unwrap().is_some());
+    if !done {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(done, "openssl s_client did not finish");
+    out
+}
+
+/// A session from `from`, offered to `to` until it resumes there (the instances poll the key
+/// ring every two seconds), for at most 15 s; a fresh session each try.
+fn resumes_across(from: &Candado, to: &Candado, ca: &Path, tmp: &Path) -> bool {
+    let sess: PathBuf = tmp.join("sess.pem");
+    wait_until(Duration::from_secs(15), || {
+        handshake(from, ca, None, Some(&sess));
+        handshake(to, ca, Some(&sess), None)
+    })
+}
+
+#[test]
+fn a_session_ticket_from_one_instance_resumes_on_the_other_two() {
+    let redis = Redis::start();
+    let key = keygen();
+    let site = Site::new();
+    let a = site.instance(&redis.url(), &key, "a");
+    let b = site.instance(&redis.url(), &key, "b");
+    let c = site.instance(&redis.url(), &key, "c");
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = &site.pki.ca_path;
+    assert!(
+        resumes_across(&a, &b, ca, tmp.path()),
+        "b did not resume a's session:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    // Once the ring is shared, every instance resumes every other's tickets at once.
+    let sess = tmp.path().join("from-a.pem");
+    assert!(!handshake(&a, ca, None, Some(&sess)));
+    assert!(handshake(&b, ca, Some(&sess), None));
+    assert!(handshake(&c, ca, Some(&sess), None), "c:\n{}", c.log());
+    let from_c = tmp.path().join("from-c.pem");
+    handshake(&c, ca, None, Some(&from_c));
+    assert!(handshake(&a, ca, Some(&from_c), None));
+
+    // An instance outside the cluster, with the same site and certificate, does not.
+    let alone = start(&site.yaml(""), &[]);
+    assert!(!handshake(&alone, ca, Some(&sess), None));
+
+    // The ring in Redis is sealed: the 48 bytes of the first ring (generation, time, one key)
+    // behind a 12-byte nonce and followed by a 16-byte tag; it opens only with the cluster
+    // key (the next test).
+    let stored = redis.cli(&["--no-raw", "STRLEN", "candado:tickets"]);
+    assert_eq!(stored, "(integer) 76", "the stored ring's length");
+    let logs = a.log() + &b.log() + &c.log();
+    assert!(
+        logs.contains("session-ticket keys now at generation 1"),
+        "{logs}"
+    );
+    assert!(!logs.contains(&key), "the shared key was logged");
+}
+
+#[test]
+fn an_instance_with_another_key_does_not_take_the_ring_and_says_why() {
+    let redis = Redis::start();
+    let site = Site::new();
+    let a = site.instance(&redis.url(), &keygen(), "a");
+    let stranger = site.instance(&redis.url(), &keygen(), "stranger");
+    assert!(
+        stranger.wait_log(
+            "do not open with this instance's cluster key",
+            Duration::from_secs(15)
+        ),
+        "{}",
+        stranger.log()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let sess = tmp.path().join("a.pem");
+    let ca = &site.pki.ca_path;
+    handshake(&a, ca, None, Some(&sess));
+    assert!(!handshake(&stranger, ca, Some(&sess), None));
+}
+
+#[test]
+fn instances_serve_through_a_redis_outage_and_share_again_when_it_is_back_even_empty() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let key = keygen();
+    let site = Site::new();
+    let ca = &site.pki.ca_path;
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Redis down at start: the instance starts, serves, and says so once.
+    let a = site.instance(&url, &key, "a");
+    assert!(
+        a.wait_log("Redis is unreachable", Duration::from_secs(10)),
+        "{}",
+        a.log()
+    );
+    assert!(!handshake(&a, ca, None, None));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        a.log().matches("Redis is unreachable").count(),
+        1,
+        "{}",
+        a.log()
+    );
+
+    // Redis up: a publishes a ring and b, started now, resumes a's tickets.
+    let redis = Redis::start_on(port);
+    assert!(
+        a.wait_log("Redis is reachable again", Duration::from_secs(10)),
+        "{}",
+        a.log()
+    );
+    let b = site.instance(&url, &key, "b");
+    assert!(
+        resumes_across(&a, &b, ca, tmp.path()),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let before = tmp.path().join("before.pem");
+    handshake(&a, ca, None, Some(&before));
+
+    // Redis gone: both still serve, and still resume each other's tickets.
+    drop(redis);
+    assert!(
+        b.wait_log("Redis is unreachable", Duration::from_secs(10)),
+        "{}",
+        b.log()
+    );
+    assert!(handshake(&b, ca, Some(&before), None));
+
+    // Redis back empty: the ring held is published again rather than replaced, so a third
+    // instance resumes a ticket issued before the restart.
+    let redis = Redis::start_on(port);
+    assert!(
+        wait_until(Duration::from_secs(10), || redis
+            .cli(&["EXISTS", "candado:tickets"])
+            == "1"),
+        "nobody re-published the ring"
+    );
+    let c = site.instance(&url, &key, "c");
+    assert!(
+        wait_until(Duration::from_secs(15), || handshake(
+            &c,
+            ca,
+            Some(&before),
+            None
+        )),
+        "{}",
+        c.log()
+    );
+    let logs = a.log() + &b.log() + &c.log();
+    assert!(
+        !logs.contains("generation 2"),
+        "the ring was rotated instead:\n{logs}"
+    );
+}
+
+#[test]
+fn without_a_shared_key_a_cluster_refuses_to_start_saying_how_to_make_one() {
+    let site = Site::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candado.yaml");
+    std::fs::write(
+        &config,
+        site.yaml("cluster: {redis: 'redis://127.0.0.1:1'}"),
+    )
+    .unwrap();
+    let args = ["serve", "-c", config.to_str().unwrap()];
+    let (status, text, _) = run_to_exit(&args, dir.path());
+    assert!(!status.success());
+    assert!(text.contains("candado cluster keygen"), "{text}");
+    assert!(text.contains("CANDADO_CLUSTER_KEY"), "{text}");
+
+    // A key file others can read is refused too; at 0600 the instance starts.
+    let key_file = dir.path().join("cluster.key");
+    std::fs::write(&key_file, keygen()).unwrap();
+    let yaml = site.yaml(&format!(
+        "cluster: {{redis: 'redis://127.0.0.1:1', key_file: {}}}",
+        key_file.display()
+    ));
+    std::fs::write(&config, &yaml).unwrap();
+    set_mode(&key_file, 0o644);
+    let (status, text, _) = run_to_exit(&args, dir.path());
+    assert!(!status.success());
+    assert!(text.contains("chmod 600"), "{text}");
+    set_mode(&key_file, 0o600);
+    let c = start(&yaml, &[]);
+    assert!(c.wait_log("sharing session-ticket keys", Duration::from_secs(5)));
+}
+
+#[test]
+fn a_cluster_refuses_acme_certificates_and_tls_to_redis_until_they_are_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candado.yaml");
+    let args = ["serve", "-c", config.to_str().unwrap()];
+    std::fs::write(
+        &config,
+        "cluster: {redis: 'redis://127.0.0.1:1'}\nsites:\n  - names: [example.com]\n    listen: 127.0.0.1:0\n    certificate: acme\n",
+    )
+    .unwrap();
+    let key = keygen();
+    let out = Command::new(BIN)
+        .args(args)
+        .env("CANDADO_CLUSTER_KEY", &key)
+        .env("CANDADO_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("ACME certificates are not shared"), "{text}");
+
+    std::fs::write(
+        &config,
+        "cluster: {redis: 'rediss://127.0.0.1:1'}\nsites:\n  - names: [a.test]\n",
+    )
+    .unwrap();
+    let (status, text, _) = run_to_exit(&["config", "check", config.to_str().unwrap()], dir.path());
+    assert!(!status.success());
+    assert!(
+        text.contains("TLS to Redis (rediss://) is not supported yet"),
+        "{text}"
+    );
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
