@@ -23,6 +23,10 @@ use crate::config::ClusterSettings;
 
 /// The environment variable that carries the shared key (base64 of 32 bytes).
 pub(crate) const KEY_ENV: &str = "CANDADO_CLUSTER_KEY";
+/// Redis ACL user and password, read from the environment so they stay out of config files
+/// and logs (a password in the URL works too).
+const REDIS_USERNAME_ENV: &str = "CANDADO_REDIS_USERNAME";
+const REDIS_PASSWORD_ENV: &str = "CANDADO_REDIS_PASSWORD";
 /// How long the shared key is, in bytes.
 const KEY_LEN: usize = 32;
 
@@ -139,6 +143,23 @@ fn check_private(_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The URL with the user and password from the environment, when set. Errors name the kind
+/// of problem only: the URL may hold a password.
+fn connection_info(url: &str) -> Result<redis::ConnectionInfo> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()
+        .map_err(|e| anyhow::anyhow!("cluster.redis: not a usable Redis URL ({})", e.category()))?;
+    let mut auth = info.redis_settings().clone();
+    if let Ok(user) = std::env::var(REDIS_USERNAME_ENV) {
+        auth = auth.set_username(user);
+    }
+    if let Ok(password) = std::env::var(REDIS_PASSWORD_ENV) {
+        auth = auth.set_password(password);
+    }
+    Ok(info.set_redis_settings(auth))
+}
+
 /// One instance's view of the cluster: its settings, the shared key and a Redis client.
 pub(crate) struct Cluster {
     pub(crate) settings: ClusterSettings,
@@ -152,7 +173,7 @@ impl Cluster {
     /// Checks the key and the Redis URL; does not connect (an instance starts with Redis down).
     pub(crate) fn open(settings: ClusterSettings) -> Result<Self> {
         let key = ClusterKey::load(&settings)?;
-        let client = redis::Client::open(settings.redis.as_str())
+        let client = redis::Client::open(connection_info(&settings.redis)?)
             .map_err(|e| anyhow::anyhow!("cluster.redis: {}", e.category()))?;
         let instance = settings
             .instance

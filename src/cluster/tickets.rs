@@ -236,12 +236,16 @@ pub(crate) fn start(cluster: Arc<Cluster>) -> Option<Arc<SharedTicketer>> {
 async fn keep_in_step(cluster: Arc<Cluster>, ticketer: Arc<SharedTicketer>) {
     let mut conn: Option<ConnectionManager> = None;
     let mut down = false;
+    let mut seen: Vec<String> = Vec::new();
     loop {
         if conn.is_none() {
             conn = cluster.connect().await.ok();
         }
         let result = match conn.as_mut() {
-            Some(c) => sync_once(&cluster, &ticketer, c).await,
+            Some(c) => match sync_once(&cluster, &ticketer, c).await {
+                Ok(()) => heartbeat(&cluster, &ticketer, c, &mut seen).await,
+                Err(e) => Err(e),
+            },
             None => Err(SyncError::Unreachable),
         };
         match result {
@@ -270,6 +274,50 @@ async fn keep_in_step(cluster: Arc<Cluster>, ticketer: Arc<SharedTicketer>) {
         }
         tokio::time::sleep(defaults::CLUSTER_SYNC_INTERVAL).await;
     }
+}
+
+/// Says "I am here" and logs the instances seen whenever they change: a sorted set of names
+/// scored by the time each last spoke, where a name silent for three polls drops out.
+async fn heartbeat(
+    cluster: &Cluster,
+    ticketer: &SharedTicketer,
+    conn: &mut ConnectionManager,
+    seen: &mut Vec<String>,
+) -> Result<(), SyncError> {
+    let key = cluster.redis_key("instances");
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let silent_ms = 3 * u64::try_from(defaults::CLUSTER_SYNC_INTERVAL.as_millis()).unwrap_or(0);
+    // The first two replies are ignored: the pipeline answers with ZRANGE's only.
+    let (mut names,): (Vec<String>,) = redis::pipe()
+        .cmd("ZADD")
+        .arg(&key)
+        .arg(now_ms)
+        .arg(&cluster.instance)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(now_ms.saturating_sub(silent_ms))
+        .ignore()
+        .cmd("ZRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await?;
+    names.sort();
+    if names != *seen {
+        tracing::info!(
+            instance = %cluster.instance,
+            generation = ticketer.generation(),
+            "cluster: instances seen: {}",
+            names.join(", ")
+        );
+        *seen = names;
+    }
+    Ok(())
 }
 
 enum SyncError {

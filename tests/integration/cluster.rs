@@ -28,10 +28,17 @@ impl Redis {
     }
 
     fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[])
+    }
+
+    /// With extra `redis-server` arguments (e.g. `--requirepass`); `cli` then has to
+    /// authenticate, so readiness is the port answering at all.
+    fn start_with(port: u16, extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -44,7 +51,10 @@ impl Redis {
             _dir: dir,
         };
         assert!(
-            wait_until(Duration::from_secs(10), || redis.cli(&["PING"]) == "PONG"),
+            wait_until(Duration::from_secs(10), || {
+                let answer = redis.cli(&["PING"]);
+                answer == "PONG" || answer.starts_with("NOAUTH")
+            }),
             "redis-server did not start on port {port}"
         );
         redis
@@ -331,6 +341,83 @@ fn instances_serve_through_a_redis_outage_and_share_again_when_it_is_back_even_e
         !logs.contains("generation 2"),
         "the ring was rotated instead:\n{logs}"
     );
+}
+
+#[test]
+fn redis_credentials_come_from_the_environment_and_the_url_from_a_flag() {
+    let password = "correct-horse-battery-staple";
+    let redis = Redis::start_with(free_port(), &["--requirepass", password]);
+    let key = keygen();
+    let site = Site::new();
+    let ca = &site.pki.ca_path;
+    let env = [
+        ("CANDADO_CLUSTER_KEY", key.as_str()),
+        ("CANDADO_REDIS_PASSWORD", password),
+    ];
+    // The file names a Redis nobody listens on: the flag overrides it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("candado.yaml");
+    std::fs::write(
+        &config,
+        site.yaml("cluster: {redis: 'redis://127.0.0.1:1', key_prefix: shop}"),
+    )
+    .unwrap();
+    let with_flag = || {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().to_owned();
+        let url = redis.url();
+        let args = [
+            "serve",
+            "-c",
+            config.to_str().unwrap(),
+            "--cluster-redis",
+            &url,
+        ];
+        Candado::with_args_env(&args, &env, &cwd, dir, false)
+    };
+    let a = with_flag();
+    let b = with_flag();
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(
+        resumes_across(&a, &b, ca, tmp.path()),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let logs = a.log() + &b.log();
+    assert!(
+        !logs.contains(password),
+        "the Redis password was logged:\n{logs}"
+    );
+    let prefixed = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "-a",
+            password,
+            "--no-auth-warning",
+        ])
+        .args(["EXISTS", "shop:tickets"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&prefixed.stdout).trim(), "1");
+
+    // Without the password Redis refuses the instance, which says so and serves on alone.
+    let alone = start(
+        &site.yaml(&format!(
+            "cluster: {{redis: '{}', instance: alone}}",
+            redis.url()
+        )),
+        &env[..1],
+    );
+    assert!(
+        alone.wait_log("Redis is unreachable", Duration::from_secs(10)),
+        "{}",
+        alone.log()
+    );
+    let sess = tmp.path().join("a.pem");
+    handshake(&a, ca, None, Some(&sess));
+    assert!(!handshake(&alone, ca, Some(&sess), None));
 }
 
 #[test]
