@@ -72,6 +72,7 @@ fn cluster_flag(
             key_prefix: config::defaults::CLUSTER_KEY_PREFIX.to_owned(),
             instance: None,
             key_file: None,
+            ca: None,
         },
     })
 }

@@ -3,7 +3,7 @@
 //! This module owns the shared secret (`CANDADO_CLUSTER_KEY` or `cluster.key_file`), the
 //! sealing of every value written to Redis (AES-256-GCM, a fresh random nonce per value, the
 //! Redis key as associated data so a value cannot be moved to another key), and the Redis
-//! connection. What is shared today: the session-ticket key ring (`tickets`). Certificates,
+//! connection (`rediss://` verified by rustls against `cluster.ca` or the system's roots). What is shared today: the session-ticket key ring (`tickets`). Certificates,
 //! ACME locks and challenges are not shared yet, so `serve` refuses `cluster` together with
 //! ACME certificates rather than let every instance order its own.
 //!
@@ -143,6 +143,24 @@ fn check_private(_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A client for the URL; `rediss://` verifies Redis's certificate (rustls with aws-lc-rs)
+/// against `cluster.ca` or the system's roots, and its name against the URL's host.
+fn client(settings: &ClusterSettings) -> Result<redis::Client> {
+    let info = connection_info(&settings.redis)?;
+    let made = match &settings.ca {
+        Some(ca) => {
+            let pem = std::fs::read(ca).with_context(|| format!("cluster.ca {}", ca.display()))?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(info, certs)
+        }
+        None => redis::Client::open(info),
+    };
+    made.map_err(|e| anyhow::anyhow!("cluster.redis: {}", e.category()))
+}
+
 /// The URL with the user and password from the environment, when set. Errors name the kind
 /// of problem only: the URL may hold a password.
 fn connection_info(url: &str) -> Result<redis::ConnectionInfo> {
@@ -173,8 +191,7 @@ impl Cluster {
     /// Checks the key and the Redis URL; does not connect (an instance starts with Redis down).
     pub(crate) fn open(settings: ClusterSettings) -> Result<Self> {
         let key = ClusterKey::load(&settings)?;
-        let client = redis::Client::open(connection_info(&settings.redis)?)
-            .map_err(|e| anyhow::anyhow!("cluster.redis: {}", e.category()))?;
+        let client = client(&settings)?;
         let instance = settings
             .instance
             .clone()

@@ -295,8 +295,7 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
     }
 }
 
-/// `cluster:`: a `redis://` URL (TLS to Redis is not supported yet, so `rediss://` is refused
-/// rather than silently sent in clear) and a prefix Redis keys can carry.
+/// `cluster:`: a Redis URL, a prefix Redis keys can carry, and a CA for `rediss://` only.
 fn validate_cluster(
     raw: Spanned<raw::RawCluster>,
     base: &Path,
@@ -334,23 +333,35 @@ fn validate_cluster(
         }
         None => defaults::CLUSTER_KEY_PREFIX.to_owned(),
     };
+    let ca = raw.ca.map(|ca| {
+        if !redis.value.starts_with("rediss://") {
+            p.add(
+                line_of(&ca),
+                "cluster.ca",
+                "a CA is for TLS to Redis: use a rediss:// URL, or remove it",
+            );
+        }
+        base.join(&ca.value)
+    });
     Some(ClusterSettings {
         redis: url_ok?,
         key_prefix,
         instance: raw.instance.filter(|i| !i.is_empty()),
         key_file: raw.key_file.map(|f| base.join(f)),
+        ca,
     })
 }
 
-/// A Redis URL candado can use: `redis://` or `unix://`; `rediss://` is refused for now.
+/// A Redis URL candado can use: `redis://`, `rediss://` (TLS) or `unix://`. The error does
+/// not repeat the URL: it may hold a password.
 pub(crate) fn cluster_redis_url(s: &str) -> Result<String, String> {
-    if s.starts_with("rediss://") {
+    if !["redis://", "rediss://", "unix://"]
+        .iter()
+        .any(|scheme| s.starts_with(scheme))
+    {
         return Err(
-            "TLS to Redis (rediss://) is not supported yet: reach Redis over loopback, a private network or a TLS tunnel (`candado tunnel`), with redis://".to_owned(),
+            "not a Redis URL: use redis://HOST:PORT, or rediss://HOST:PORT for TLS".to_owned(),
         );
-    }
-    if !(s.starts_with("redis://") || s.starts_with("unix://")) {
-        return Err(format!("`{s}` is not a Redis URL: use redis://HOST:PORT"));
     }
     Ok(s.to_owned())
 }

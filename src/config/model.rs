@@ -40,7 +40,8 @@ pub(crate) struct Config {
 /// `cluster:` / `--cluster-redis`: where the shared state lives and who this instance is.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ClusterSettings {
-    /// `redis://[user:password@]host:port[/db]`; checked by the Redis client at start.
+    /// `redis://` or `rediss://` (TLS, verified) `[user:password@]host:port[/db]`; checked by
+    /// the Redis client at start.
     pub redis: String,
     /// Every Redis key starts with `PREFIX:`, so clusters can share one Redis.
     pub key_prefix: String,
@@ -48,6 +49,9 @@ pub(crate) struct ClusterSettings {
     pub instance: Option<String>,
     /// Where the shared key is when `CANDADO_CLUSTER_KEY` is not set (mode 0600).
     pub key_file: Option<PathBuf>,
+    /// With `rediss://`: the CA certificates (PEM) that Redis's certificate must chain to,
+    /// instead of the system's.
+    pub ca: Option<PathBuf>,
 }
 
 /// The admin listener: `/metrics`, `/status`, `/status.json`, read-only.

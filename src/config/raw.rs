@@ -23,7 +23,7 @@ pub(crate) struct RawConfig {
     pub cluster: Option<Spanned<RawCluster>>,
 }
 
-/// `cluster: {redis: URL, key_prefix: candado, instance: NAME, key_file: PATH}`.
+/// `cluster: {redis: URL, key_prefix: candado, instance: NAME, key_file: PATH, ca: PEM}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCluster {
@@ -31,6 +31,7 @@ pub(crate) struct RawCluster {
     pub key_prefix: Option<Spanned<String>>,
     pub instance: Option<String>,
     pub key_file: Option<String>,
+    pub ca: Option<Spanned<String>>,
 }
 
 /// `admin: 127.0.0.1:2019`, `admin: off`, or a mapping for remote access.

@@ -19,6 +19,8 @@ use crate::support::tcp::wait_until;
 struct Redis {
     child: Child,
     port: u16,
+    /// How `redis-cli` reaches it (`--tls --cacert CA` for a TLS one).
+    cli_args: Vec<String>,
     _dir: TempDir,
 }
 
@@ -28,12 +30,12 @@ impl Redis {
     }
 
     fn start_on(port: u16) -> Redis {
-        Redis::start_with(port, &[])
+        Redis::start_with(port, &[], &[])
     }
 
     /// With extra `redis-server` arguments (e.g. `--requirepass`); `cli` then has to
     /// authenticate, so readiness is the port answering at all.
-    fn start_with(port: u16, extra: &[&str]) -> Redis {
+    fn start_with(port: u16, extra: &[&str], cli_args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -48,6 +50,7 @@ impl Redis {
         let redis = Redis {
             child,
             port,
+            cli_args: cli_args.iter().map(|a| a.to_string()).collect(),
             _dir: dir,
         };
         assert!(
@@ -68,6 +71,7 @@ impl Redis {
     fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .unwrap();
@@ -346,7 +350,7 @@ fn instances_serve_through_a_redis_outage_and_share_again_when_it_is_back_even_e
 #[test]
 fn redis_credentials_come_from_the_environment_and_the_url_from_a_flag() {
     let password = "correct-horse-battery-staple";
-    let redis = Redis::start_with(free_port(), &["--requirepass", password]);
+    let redis = Redis::start_with(free_port(), &["--requirepass", password], &[]);
     let key = keygen();
     let site = Site::new();
     let ca = &site.pki.ca_path;
@@ -454,7 +458,63 @@ fn without_a_shared_key_a_cluster_refuses_to_start_saying_how_to_make_one() {
 }
 
 #[test]
-fn a_cluster_refuses_acme_certificates_and_tls_to_redis_until_they_are_shared() {
+fn tls_to_redis_is_verified_against_the_given_ca() {
+    let redis_pki = TestPki::named("redis test root");
+    let leaf = redis_pki.leaf("redis", &["127.0.0.1"]);
+    let port = free_port().to_string();
+    let (cert, key, ca) = (
+        leaf.cert.to_str().unwrap(),
+        leaf.key.to_str().unwrap(),
+        redis_pki.ca_path.to_str().unwrap(),
+    );
+    let redis = Redis::start_with(
+        port.parse().unwrap(),
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-auth-clients",
+            "no",
+        ],
+        &["--tls", "--cacert", ca],
+    );
+    let url = format!("rediss://127.0.0.1:{port}");
+    let key = keygen();
+    let site = Site::new();
+    let cluster = |ca: &Path| format!("cluster: {{redis: '{url}', ca: {}}}", ca.display());
+    let env = [("CANDADO_CLUSTER_KEY", key.as_str())];
+    let a = start(&site.yaml(&cluster(&redis_pki.ca_path)), &env);
+    let b = start(&site.yaml(&cluster(&redis_pki.ca_path)), &env);
+    let tmp = tempfile::tempdir().unwrap();
+    let site_ca = &site.pki.ca_path;
+    assert!(
+        resumes_across(&a, &b, site_ca, tmp.path()),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert_eq!(redis.cli(&["EXISTS", "candado:tickets"]), "1");
+
+    // Another CA: Redis's certificate is refused, so this instance never gets the ring.
+    let other = TestPki::named("not redis's root");
+    let c = start(&site.yaml(&cluster(&other.ca_path)), &env);
+    assert!(
+        c.wait_log("Redis is unreachable", Duration::from_secs(10)),
+        "{}",
+        c.log()
+    );
+    let sess = tmp.path().join("a.pem");
+    handshake(&a, site_ca, None, Some(&sess));
+    assert!(!handshake(&c, site_ca, Some(&sess), None));
+}
+
+#[test]
+fn a_cluster_refuses_acme_certificates_until_they_are_shared() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("candado.yaml");
     let args = ["serve", "-c", config.to_str().unwrap()];
@@ -476,13 +536,13 @@ fn a_cluster_refuses_acme_certificates_and_tls_to_redis_until_they_are_shared() 
 
     std::fs::write(
         &config,
-        "cluster: {redis: 'rediss://127.0.0.1:1'}\nsites:\n  - names: [a.test]\n",
+        "cluster: {redis: 'redis://127.0.0.1:1', ca: ca.pem}\nsites:\n  - names: [a.test]\n",
     )
     .unwrap();
     let (status, text, _) = run_to_exit(&["config", "check", config.to_str().unwrap()], dir.path());
     assert!(!status.success());
     assert!(
-        text.contains("TLS to Redis (rediss://) is not supported yet"),
+        text.contains("cluster.ca: a CA is for TLS to Redis"),
         "{text}"
     );
 }
