@@ -73,6 +73,7 @@ fn cluster_flag(
             instance: None,
             key_file: None,
             ca: None,
+            ticket_rotation: config::defaults::TICKET_KEY_ROTATION,
         },
     })
 }

@@ -114,6 +114,8 @@ impl Keys {
 /// The rustls ticketer of every TLS set-up that may be shared across instances.
 pub(crate) struct SharedTicketer {
     keys: ArcSwap<Keys>,
+    /// `cluster.ticket_rotation`: also how long a ticket is good for.
+    rotation: Duration,
 }
 
 impl std::fmt::Debug for SharedTicketer {
@@ -125,9 +127,10 @@ impl std::fmt::Debug for SharedTicketer {
 
 impl SharedTicketer {
     /// Starts with a key ring of this instance only (generation 0) until Redis answers.
-    fn new() -> Option<Self> {
+    fn new(rotation: Duration) -> Option<Self> {
         Some(SharedTicketer {
             keys: ArcSwap::from_pointee(Keys::of(Ring::fresh(0, None)?)?),
+            rotation,
         })
     }
 
@@ -213,7 +216,7 @@ impl ProducesTickets for SetupTicketer {
     }
 
     fn lifetime(&self) -> u32 {
-        u32::try_from(defaults::TICKET_KEY_ROTATION.as_secs()).unwrap_or(u32::MAX)
+        u32::try_from(self.ring.rotation.as_secs()).unwrap_or(u32::MAX)
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
@@ -227,7 +230,7 @@ impl ProducesTickets for SetupTicketer {
 
 /// Starts the ticketer and the task that keeps it in step with Redis.
 pub(crate) fn start(cluster: Arc<Cluster>) -> Option<Arc<SharedTicketer>> {
-    let ticketer = Arc::new(SharedTicketer::new()?);
+    let ticketer = Arc::new(SharedTicketer::new(cluster.settings.ticket_rotation)?);
     tokio::spawn(keep_in_step(cluster, ticketer.clone()));
     Some(ticketer)
 }
@@ -343,7 +346,7 @@ async fn sync_once(
     let stored = read_ring(cluster, &key, conn).await?;
     if let Some(ring) = &stored {
         adopt(cluster, ticketer, ring.clone());
-        if !ring.due(defaults::TICKET_KEY_ROTATION) {
+        if !ring.due(cluster.settings.ticket_rotation) {
             return Ok(());
         }
     }
@@ -370,13 +373,13 @@ async fn rotate_locked(
     let stored = read_ring(cluster, key, conn).await?;
     let held = ticketer.keys.load().ring.clone();
     let next = match stored {
-        Some(ring) if !ring.due(defaults::TICKET_KEY_ROTATION) => {
+        Some(ring) if !ring.due(cluster.settings.ticket_rotation) => {
             adopt(cluster, ticketer, ring);
             return Ok(());
         }
         Some(ring) => Ring::fresh(ring.generation + 1, Some(ring.current)),
         // Redis lost the ring (restarted empty): publish ours so resumption goes on.
-        None if held.generation > 0 && !held.due(defaults::TICKET_KEY_ROTATION) => Some(held),
+        None if held.generation > 0 && !held.due(cluster.settings.ticket_rotation) => Some(held),
         None if held.generation > 0 => Ring::fresh(held.generation + 1, Some(held.current)),
         None => Ring::fresh(1, None),
     };
@@ -453,6 +456,7 @@ mod tests {
     fn ticketer(ring: &Ring) -> Arc<SharedTicketer> {
         Arc::new(SharedTicketer {
             keys: ArcSwap::from_pointee(Keys::of(ring.clone()).unwrap()),
+            rotation: defaults::TICKET_KEY_ROTATION,
         })
     }
 

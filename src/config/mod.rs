@@ -343,12 +343,23 @@ fn validate_cluster(
         }
         base.join(&ca.value)
     });
+    let ticket_rotation = match raw.ticket_rotation {
+        Some(r) => {
+            let parsed = parse_duration(&r.value).and_then(|d| match d.as_secs() {
+                0 => Err("must be at least 1s".to_owned()),
+                _ => Ok(d),
+            });
+            p.check(line_of(&r), "cluster.ticket_rotation", parsed)
+        }
+        None => Some(defaults::TICKET_KEY_ROTATION),
+    };
     Some(ClusterSettings {
         redis: url_ok?,
         key_prefix,
         instance: raw.instance.filter(|i| !i.is_empty()),
         key_file: raw.key_file.map(|f| base.join(f)),
         ca,
+        ticket_rotation: ticket_rotation?,
     })
 }
 

@@ -52,6 +52,9 @@ pub(crate) struct ClusterSettings {
     /// With `rediss://`: the CA certificates (PEM) that Redis's certificate must chain to,
     /// instead of the system's.
     pub ca: Option<PathBuf>,
+    /// How often the shared session-ticket key is replaced (the previous one is kept as long
+    /// again); tickets are issued for this long.
+    pub ticket_rotation: Duration,
 }
 
 /// The admin listener: `/metrics`, `/status`, `/status.json`, read-only.

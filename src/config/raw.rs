@@ -32,6 +32,7 @@ pub(crate) struct RawCluster {
     pub instance: Option<String>,
     pub key_file: Option<String>,
     pub ca: Option<Spanned<String>>,
+    pub ticket_rotation: Option<Spanned<String>>,
 }
 
 /// `admin: 127.0.0.1:2019`, `admin: off`, or a mapping for remote access.

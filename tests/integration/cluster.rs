@@ -249,6 +249,41 @@ fn a_session_ticket_from_one_instance_resumes_on_the_other_two() {
 }
 
 #[test]
+fn the_ticket_key_rotates_on_schedule_and_the_instances_rotate_together() {
+    let redis = Redis::start();
+    let key = keygen();
+    let site = Site::new();
+    let ca = &site.pki.ca_path;
+    let yaml = site.yaml(&format!(
+        "cluster: {{redis: '{}', ticket_rotation: 3s}}",
+        redis.url()
+    ));
+    let env = [("CANDADO_CLUSTER_KEY", key.as_str())];
+    let a = start(&yaml, &env);
+    let b = start(&yaml, &env);
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(
+        resumes_across(&a, &b, ca, tmp.path()),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let early = tmp.path().join("early.pem");
+    handshake(&a, ca, None, Some(&early));
+
+    // Two rotations later both have moved on together, and the early ticket is refused.
+    let moved_on = |c: &Candado| c.wait_log("now at generation 4", Duration::from_secs(20));
+    assert!(moved_on(&a) && moved_on(&b), "{}\n{}", a.log(), b.log());
+    assert!(!handshake(&b, ca, Some(&early), None));
+    assert!(
+        resumes_across(&a, &b, ca, tmp.path()),
+        "{}\n{}",
+        a.log(),
+        b.log()
+    );
+}
+
+#[test]
 fn an_instance_with_another_key_does_not_take_the_ring_and_says_why() {
     let redis = Redis::start();
     let site = Site::new();
