@@ -5,6 +5,7 @@
 //! keeps its last good copy, so a Redis outage only stops rotation, never resumption.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -240,6 +241,8 @@ async fn keep_in_step(cluster: Arc<Cluster>, ticketer: Arc<SharedTicketer>) {
     let mut conn: Option<ConnectionManager> = None;
     let mut down = false;
     let mut seen: Vec<String> = Vec::new();
+    let gauges = &crate::observe::metrics().cluster;
+    gauges.enabled.store(true, Ordering::Relaxed);
     loop {
         if conn.is_none() {
             conn = cluster.connect().await.ok();
@@ -251,6 +254,11 @@ async fn keep_in_step(cluster: Arc<Cluster>, ticketer: Arc<SharedTicketer>) {
             },
             None => Err(SyncError::Unreachable),
         };
+        let up = !matches!(result, Err(SyncError::Unreachable));
+        gauges.redis_up.store(up, Ordering::Relaxed);
+        gauges
+            .ticket_generation
+            .store(ticketer.generation(), Ordering::Relaxed);
         match result {
             Ok(()) if down => {
                 down = false;
@@ -311,6 +319,11 @@ async fn heartbeat(
         .query_async(conn)
         .await?;
     names.sort();
+    let count = u64::try_from(names.len()).unwrap_or(u64::MAX);
+    crate::observe::metrics()
+        .cluster
+        .instances_seen
+        .store(count, Ordering::Relaxed);
     if names != *seen {
         tracing::info!(
             instance = %cluster.instance,

@@ -121,9 +121,12 @@ impl Site {
         )
     }
 
-    /// An instance in the cluster on `redis` with `key`, named `name`.
+    /// An instance in the cluster on `redis` with `key`, named `name`, with an admin
+    /// listener on a free loopback port.
     fn instance(&self, redis: &str, key: &str, name: &str) -> Candado {
-        let yaml = self.yaml(&format!("cluster: {{redis: '{redis}', instance: {name}}}"));
+        let yaml = self.yaml(&format!(
+            "cluster: {{redis: '{redis}', instance: {name}}}\nadmin: 127.0.0.1:0"
+        ));
         start(&yaml, &[("CANDADO_CLUSTER_KEY", key)])
     }
 }
@@ -246,6 +249,27 @@ fn a_session_ticket_from_one_instance_resumes_on_the_other_two() {
         "{logs}"
     );
     assert!(!logs.contains(&key), "the shared key was logged");
+
+    // The log and /metrics say who is in the cluster and which key generation is in use.
+    assert!(
+        c.wait_log("cluster: instances seen: a, b, c", Duration::from_secs(10)),
+        "{}",
+        c.log()
+    );
+    let metrics = scrape(&c);
+    for line in [
+        "candado_cluster_redis_up 1",
+        "candado_cluster_instances 3",
+        "candado_cluster_ticket_key_generation 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    // Outside a cluster, /metrics has no cluster section.
+    let alone = start(&format!("admin: 127.0.0.1:0\n{}", site.yaml("")), &[]);
+    assert!(!scrape(&alone).contains("candado_cluster_"));
 }
 
 #[test]
@@ -580,6 +604,24 @@ fn a_cluster_refuses_acme_certificates_until_they_are_shared() {
         text.contains("cluster.ca: a CA is for TLS to Redis"),
         "{text}"
     );
+}
+
+/// `/metrics` from the instance's admin listener (its `listening kind=admin` line).
+fn scrape(c: &Candado) -> String {
+    assert!(
+        c.wait_log("listening kind=admin", Duration::from_secs(10)),
+        "{}",
+        c.log()
+    );
+    let log = c.log();
+    let marker = "listening kind=admin addr=";
+    let rest = &log[log.find(marker).unwrap() + marker.len()..];
+    let addr = rest.split_whitespace().next().unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("http://{addr}/metrics")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn set_mode(path: &Path, mode: u32) {
