@@ -30,7 +30,9 @@
 //! grades any HTTPS server's TLS set-up from the client side (hand-written ClientHello probes,
 //! certificate and HTTP checks, SSL Labs-style grade) and uses no server module; `serve` wires
 //! it all together and reloads it; `doctor` finds what breaks in an app behind candado
-//! (client-side, like `check`); `observe` counts what happens (atomics kept beside sites,
+//! (client-side, like `check`); `cluster` (only with `cluster:`) shares session-ticket keys
+//! with other instances through Redis, sealed with the cluster key, and `serve::states` gives
+//! its ticketer to the TLS set-ups that ask for no client certificate; `observe` counts what happens (atomics kept beside sites,
 //! routes and listeners) and serves it on the admin listener; `cli` is the command line
 //! (`cli::args` its shape,
 //! `cli::serve_flags` flags as a third config dialect).

@@ -474,9 +474,6 @@ fn reload_once(
     tickets: Option<&Arc<SharedTicketer>>,
 ) -> Result<(Config, Vec<Served>, Certificates)> {
     let config = reload()?;
-    if config.cluster.is_some() != tickets.is_some() {
-        tracing::warn!("the cluster settings changed: restart candado to apply them");
-    }
     match acme {
         None if uses_acme(&config) => {
             anyhow::bail!("a site now uses ACME certificates: restart candado to start it")
@@ -626,6 +623,7 @@ struct FixedAtStart {
     shutdown: std::time::Duration,
     log_format: crate::config::LogFormat,
     admin: Option<crate::config::Admin>,
+    cluster: Option<crate::config::ClusterSettings>,
 }
 
 impl FixedAtStart {
@@ -635,6 +633,7 @@ impl FixedAtStart {
             shutdown: config.timeouts.shutdown,
             log_format: config.log.format,
             admin: config.admin.clone(),
+            cluster: config.cluster.clone(),
         }
     }
 
@@ -650,6 +649,7 @@ impl FixedAtStart {
             ),
             ("log.format", self.log_format != config.log.format),
             ("admin", self.admin != config.admin),
+            ("cluster", self.cluster != config.cluster),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
