@@ -239,7 +239,7 @@ pub(crate) fn start(cluster: Arc<Cluster>) -> Option<Arc<SharedTicketer>> {
 /// Polls the ring forever; logs once when Redis goes away and once when it is back.
 async fn keep_in_step(cluster: Arc<Cluster>, ticketer: Arc<SharedTicketer>) {
     let mut conn: Option<ConnectionManager> = None;
-    let mut down = false;
+    let mut health = Health::Sharing;
     let mut seen: Vec<String> = Vec::new();
     let gauges = &crate::observe::metrics().cluster;
     gauges.enabled.store(true, Ordering::Relaxed);
@@ -259,29 +259,14 @@ async fn keep_in_step(cluster: Arc<Cluster>, ticketer: Arc<SharedTicketer>) {
         gauges
             .ticket_generation
             .store(ticketer.generation(), Ordering::Relaxed);
-        match result {
-            Ok(()) if down => {
-                down = false;
-                tracing::info!(
-                    instance = %cluster.instance,
-                    generation = ticketer.generation(),
-                    "cluster: Redis is reachable again; sharing session-ticket keys"
-                );
-            }
-            Ok(()) => {}
-            Err(SyncError::Unreachable) if !down => {
-                down = true;
-                tracing::warn!(
-                    instance = %cluster.instance,
-                    "cluster: Redis is unreachable; serving on with the session-ticket keys held (generation {})",
-                    ticketer.generation()
-                );
-            }
-            Err(SyncError::Unreachable) => {}
-            Err(SyncError::Foreign) => tracing::warn!(
-                "cluster: the session-ticket keys in Redis ({}) do not open with this instance's cluster key: give every instance the same CANDADO_CLUSTER_KEY",
-                cluster.redis_key("tickets")
-            ),
+        let now = match result {
+            Ok(()) => Health::Sharing,
+            Err(SyncError::Unreachable) => Health::Down,
+            Err(SyncError::Foreign) => Health::Foreign,
+        };
+        if now != health {
+            say(&cluster, &ticketer, now);
+            health = now;
         }
         tokio::time::sleep(defaults::CLUSTER_SYNC_INTERVAL).await;
     }
@@ -334,6 +319,35 @@ async fn heartbeat(
         *seen = names;
     }
     Ok(())
+}
+
+/// How the last poll went; each change is logged once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Sharing,
+    Down,
+    /// A ring sealed with another key is in Redis: this instance keeps its own.
+    Foreign,
+}
+
+fn say(cluster: &Cluster, ticketer: &SharedTicketer, now: Health) {
+    let generation = ticketer.generation();
+    match now {
+        Health::Sharing => tracing::info!(
+            instance = %cluster.instance,
+            generation,
+            "cluster: Redis is reachable again; sharing session-ticket keys"
+        ),
+        Health::Down => tracing::warn!(
+            instance = %cluster.instance,
+            "cluster: Redis is unreachable; serving on with the session-ticket keys held (generation {generation})"
+        ),
+        Health::Foreign => tracing::warn!(
+            instance = %cluster.instance,
+            "cluster: the session-ticket keys in Redis ({}) do not open with this instance's cluster key: give every instance the same CANDADO_CLUSTER_KEY",
+            cluster.redis_key("tickets")
+        ),
+    }
 }
 
 enum SyncError {

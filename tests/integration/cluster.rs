@@ -326,6 +326,10 @@ fn an_instance_with_another_key_does_not_take_the_ring_and_says_why() {
     let ca = &site.pki.ca_path;
     handshake(&a, ca, None, Some(&sess));
     assert!(!handshake(&stranger, ca, Some(&sess), None));
+    // Said once, not at every poll.
+    std::thread::sleep(Duration::from_secs(5));
+    let said = stranger.log().matches("do not open").count();
+    assert_eq!(said, 1, "{}", stranger.log());
 }
 
 #[test]
