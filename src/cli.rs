@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 
 pub use args::Cli;
-use args::{CertCommand, CheckArgs, Command, ConfigCommand};
+use args::{CertCommand, CheckArgs, ClusterCommand, Command, ConfigCommand};
 use cert_commands::{ca, cert, inspect};
 use serve_flags::{proxy, serve};
 
@@ -40,6 +40,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Some(Command::Tunnel(args)) => tunnel_command::tunnel(args).await,
         Some(Command::Doctor(args)) => doctor_command::doctor(args).await,
         Some(Command::Status(args)) => status_command::status(args).await,
+        Some(Command::Cluster(ClusterCommand::Keygen)) => {
+            println!("{}", crate::cluster::keygen()?);
+            Ok(())
+        }
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man { out }) => man(out.as_deref()),
         None => serve(cli.serve).await,

@@ -31,14 +31,17 @@
 //! mDNS), which `serve::lan` runs; `check` grades any HTTPS server's TLS set-up from the client
 //! side (hand-written ClientHello probes, certificate and HTTP checks, SSL Labs-style grade)
 //! and uses no server module; `doctor` finds what breaks in an app behind candado (client side,
-//! like `check`); `serve` wires it all together, reloads it and runs the admin listener
-//! (`serve::admin`: `/metrics`, `/status`); `cli` is the command line (`cli::args` its shape,
-//! `cli::serve_flags` flags as a third config dialect).
+//! like `check`); `cluster` (only with `cluster:`) shares session-ticket keys with other
+//! instances through Redis, sealed with the cluster key (`serve::states` gives its ticketer to
+//! the TLS set-ups that ask for no client certificate); `serve` wires it all together, reloads
+//! it and runs the admin listener (`serve::admin`: `/metrics`, `/status`); `cli` is the command
+//! line (`cli::args` its shape, `cli::serve_flags` flags as a third config dialect).
 
 pub(crate) mod acme;
 pub(crate) mod certs;
 pub mod check;
 pub mod cli;
+pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod devca;
 pub(crate) mod doctor;

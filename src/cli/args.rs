@@ -67,6 +67,9 @@ pub(super) enum Command {
     /// What the running candado is doing: sites, certificates, upstreams (from its admin
     /// listener); exits non-zero when a certificate expires within 7 days or an upstream is down.
     Status(super::status_command::StatusArgs),
+    /// Several instances sharing state through Redis (`cluster:` in the config).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print a shell completion script: `candado completions bash > /etc/bash_completion.d/candado`.
     Completions {
         /// The shell to complete for.
@@ -108,6 +111,13 @@ pub(super) struct CheckArgs {
     /// The private key of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub(super) key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ClusterCommand {
+    /// Print a new shared key (32 random bytes, base64) for CANDADO_CLUSTER_KEY or
+    /// `cluster.key_file`; give every instance of the cluster the same one.
+    Keygen,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +270,10 @@ pub(super) struct ServeArgs {
     /// overrides `admin:` in the config.
     #[arg(long, value_name = "ADDR")]
     pub(super) admin: Option<String>,
+    /// Share session-ticket keys with other instances through this Redis
+    /// (redis://HOST:PORT); overrides `cluster.redis` in the config.
+    #[arg(long, value_name = "URL")]
+    pub(super) cluster_redis: Option<String>,
     /// Never compress responses (zstd, br, gzip), whatever the config file says.
     #[arg(long)]
     pub(super) no_compression: bool,

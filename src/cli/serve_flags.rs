@@ -49,10 +49,33 @@ pub(super) fn serve_config(args: &ServeArgs) -> Result<(Config, Vec<String>)> {
     if let Some(addr) = &args.admin {
         config.admin = admin_flag(addr)?;
     }
+    if let Some(url) = &args.cluster_redis {
+        config.cluster = Some(cluster_flag(url, config.cluster.take())?);
+    }
     if args.no_compression {
         config.sites.iter_mut().for_each(|s| s.compression = false);
     }
     Ok((config, warnings))
+}
+
+/// `--cluster-redis URL`: the config's other `cluster:` settings stay.
+fn cluster_flag(
+    url: &str,
+    from_file: Option<config::ClusterSettings>,
+) -> Result<config::ClusterSettings> {
+    let redis =
+        config::cluster_redis_url(url).map_err(|e| anyhow::anyhow!("--cluster-redis: {e}"))?;
+    Ok(match from_file {
+        Some(c) => config::ClusterSettings { redis, ..c },
+        None => config::ClusterSettings {
+            redis,
+            key_prefix: config::defaults::CLUSTER_KEY_PREFIX.to_owned(),
+            instance: None,
+            key_file: None,
+            ca: None,
+            ticket_rotation: config::defaults::TICKET_KEY_ROTATION,
+        },
+    })
 }
 
 /// `--admin ADDR|off`: a loopback admin listener (remote access is configured in a file,

@@ -188,3 +188,16 @@ pub(crate) const DOCTOR_SSE_WINDOW: Duration = Duration::from_secs(5);
 pub(crate) const DOCTOR_SSE_EVENTS: usize = 3;
 /// `candado doctor`: how long a temporary candado may take to start listening.
 pub(crate) const DOCTOR_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a Redis connect or reply may take before the cluster treats Redis as down.
+pub(crate) const CLUSTER_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often each instance re-reads the shared session-ticket keys from Redis.
+pub(crate) const CLUSTER_SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a cluster lock holds without its holder: a crashed holder's lease runs out.
+pub(crate) const CLUSTER_LOCK_LEASE: Duration = Duration::from_secs(30);
+/// `cluster.ticket_rotation` when not given: how often the shared session-ticket key is
+/// replaced; the previous one still opens tickets for as long again (so keys live twice
+/// this), and tickets are issued for this long.
+pub(crate) const TICKET_KEY_ROTATION: Duration = Duration::from_secs(6 * 60 * 60);
+/// `cluster.key_prefix` when not given.
+pub(crate) const CLUSTER_KEY_PREFIX: &str = "candado";

@@ -22,10 +22,10 @@ use acme::{check_acme_sites, check_acme_tunnels, validate_acme};
 pub(crate) use defaults::data_dir;
 pub(crate) use model::{
     AcmeSettings, Admin, AllowList, AuthRule, Balance, CertSource, ChallengeChoice, ClientAuth,
-    ClientCa, Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat, LogSettings,
-    PasswordCheck, Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel, TunnelClient,
-    TunnelMode, TunnelServer, UnknownSni, Upstream, WhilePending, local_names, name_matches,
-    path_in_prefix,
+    ClientCa, ClusterSettings, Config, ConfigError, HealthCheck, Hsts, Lan, Limits, LogFormat,
+    LogSettings, PasswordCheck, Problem, Route, Site, StaticOptions, Timeouts, TlsPolicy, Tunnel,
+    TunnelClient, TunnelMode, TunnelServer, UnknownSni, Upstream, WhilePending, local_names,
+    name_matches, path_in_prefix,
 };
 pub(crate) use parse::{
     acme_directory, acme_eab_key, host_of, is_public_name, parse_duration, parse_host_port,
@@ -291,7 +291,90 @@ fn validate(raw: RawConfig, base: &Path, p: &mut Problems) -> Config {
         source: None,
         lan,
         admin: raw.admin.and_then(|a| validate_admin(a, base, p)),
+        cluster: raw.cluster.and_then(|c| validate_cluster(c, base, p)),
     }
+}
+
+/// `cluster:`: a Redis URL, a prefix Redis keys can carry, and a CA for `rediss://` only.
+fn validate_cluster(
+    raw: Spanned<raw::RawCluster>,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ClusterSettings> {
+    let line = line_of(&raw);
+    let raw = raw.value;
+    let Some(redis) = raw.redis else {
+        p.add(
+            line,
+            "cluster.redis",
+            "missing: the Redis URL, redis://HOST:PORT",
+        );
+        return None;
+    };
+    let url_ok = p.check(
+        line_of(&redis),
+        "cluster.redis",
+        cluster_redis_url(&redis.value),
+    );
+    let key_prefix = match raw.key_prefix {
+        Some(k) => {
+            let ok = !k.value.is_empty()
+                && k.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                p.add(
+                    line_of(&k),
+                    "cluster.key_prefix",
+                    "use letters, digits, `-`, `_` and `.` only",
+                );
+            }
+            k.value
+        }
+        None => defaults::CLUSTER_KEY_PREFIX.to_owned(),
+    };
+    let ca = raw.ca.map(|ca| {
+        if !redis.value.starts_with("rediss://") {
+            p.add(
+                line_of(&ca),
+                "cluster.ca",
+                "a CA is for TLS to Redis: use a rediss:// URL, or remove it",
+            );
+        }
+        base.join(&ca.value)
+    });
+    let ticket_rotation = match raw.ticket_rotation {
+        Some(r) => {
+            let parsed = parse_duration(&r.value).and_then(|d| match d.as_secs() {
+                0 => Err("must be at least 1s".to_owned()),
+                _ => Ok(d),
+            });
+            p.check(line_of(&r), "cluster.ticket_rotation", parsed)
+        }
+        None => Some(defaults::TICKET_KEY_ROTATION),
+    };
+    Some(ClusterSettings {
+        redis: url_ok?,
+        key_prefix,
+        instance: raw.instance.filter(|i| !i.is_empty()),
+        key_file: raw.key_file.map(|f| base.join(f)),
+        ca,
+        ticket_rotation: ticket_rotation?,
+    })
+}
+
+/// A Redis URL candado can use: `redis://`, `rediss://` (TLS) or `unix://`. The error does
+/// not repeat the URL: it may hold a password.
+pub(crate) fn cluster_redis_url(s: &str) -> Result<String, String> {
+    if !["redis://", "rediss://", "unix://"]
+        .iter()
+        .any(|scheme| s.starts_with(scheme))
+    {
+        return Err(
+            "not a Redis URL: use redis://HOST:PORT, or rediss://HOST:PORT for TLS".to_owned(),
+        );
+    }
+    Ok(s.to_owned())
 }
 
 /// `admin:`: an address (`:2019` and a bare port mean loopback) or `off`; a non-loopback

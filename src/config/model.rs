@@ -33,6 +33,28 @@ pub(crate) struct Config {
     pub lan: Option<Lan>,
     /// The admin listener (metrics and status), off unless configured.
     pub admin: Option<Admin>,
+    /// `cluster:`: state shared with other instances through Redis; `None` talks to no Redis.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// `cluster:` / `--cluster-redis`: where the shared state lives and who this instance is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClusterSettings {
+    /// `redis://` or `rediss://` (TLS, verified) `[user:password@]host:port[/db]`; checked by
+    /// the Redis client at start.
+    pub redis: String,
+    /// Every Redis key starts with `PREFIX:`, so clusters can share one Redis.
+    pub key_prefix: String,
+    /// This instance's name in logs and in Redis (the host name when not given).
+    pub instance: Option<String>,
+    /// Where the shared key is when `CANDADO_CLUSTER_KEY` is not set (mode 0600).
+    pub key_file: Option<PathBuf>,
+    /// With `rediss://`: the CA certificates (PEM) that Redis's certificate must chain to,
+    /// instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// How often the shared session-ticket key is replaced (the previous one is kept as long
+    /// again); tickets are issued for this long.
+    pub ticket_rotation: Duration,
 }
 
 /// The admin listener: `/metrics`, `/status`, `/status.json`, read-only.

@@ -20,6 +20,19 @@ pub(crate) struct RawConfig {
     pub sites: Option<Spanned<Vec<RawSite>>>,
     pub tunnels: Option<Spanned<Vec<Spanned<RawTunnel>>>>,
     pub admin: Option<Spanned<RawAdmin>>,
+    pub cluster: Option<Spanned<RawCluster>>,
+}
+
+/// `cluster: {redis: URL, key_prefix: candado, instance: NAME, key_file: PATH, ca: PEM}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub redis: Option<Spanned<String>>,
+    pub key_prefix: Option<Spanned<String>>,
+    pub instance: Option<String>,
+    pub key_file: Option<String>,
+    pub ca: Option<Spanned<String>>,
+    pub ticket_rotation: Option<Spanned<String>>,
 }
 
 /// `admin: 127.0.0.1:2019`, `admin: off`, or a mapping for remote access.

@@ -40,6 +40,7 @@ impl Collector for Scrape {
         handshakes(&m.handshakes, &mut e)?;
         upstreams(m, &mut e)?;
         certificates(m, &mut e)?;
+        cluster(m, &mut e)?;
         reloads(m, &mut e)
     }
 }
@@ -335,6 +336,37 @@ fn certificates(m: &Metrics, e: &mut DescriptorEncoder) -> Result<(), std::fmt::
                 _ => counter(&mut f, &labels, a.failures.load(Ordering::Relaxed))?,
             }
         }
+    }
+    Ok(())
+}
+
+/// Only with `cluster:`: whether Redis answers, the ticket-key generation held, and how many
+/// instances (this one included) checked in lately.
+fn cluster(m: &Metrics, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let c = &m.cluster;
+    if !c.enabled.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let up = i64::from(c.redis_up.load(Ordering::Relaxed));
+    let gauges = [
+        (
+            "candado_cluster_redis_up",
+            "1 when the cluster's Redis answered the last poll, 0 when it did not.",
+            up,
+        ),
+        (
+            "candado_cluster_ticket_key_generation",
+            "The generation of the shared session-ticket key this instance uses (0: its own, Redis not reached yet).",
+            i64::try_from(c.ticket_generation.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        ),
+        (
+            "candado_cluster_instances",
+            "Instances of the cluster (this one included) that checked in to Redis lately.",
+            i64::try_from(c.instances_seen.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        describe(e, name, help, MetricType::Gauge)?.encode_gauge(&v)?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ mod process;
 pub(crate) mod status;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -53,6 +53,17 @@ pub(crate) struct Metrics {
     certificates: Mutex<Vec<CertInfo>>,
     served: Mutex<Arc<status::Served>>,
     recent: Mutex<VecDeque<RecentError>>,
+    pub(crate) cluster: ClusterGauges,
+}
+
+/// `cluster:`: what this instance shares through Redis. Without `cluster:` nothing sets
+/// `enabled`, and /metrics shows none of it.
+#[derive(Default)]
+pub(crate) struct ClusterGauges {
+    pub(crate) enabled: AtomicBool,
+    pub(crate) redis_up: AtomicBool,
+    pub(crate) ticket_generation: AtomicU64,
+    pub(crate) instances_seen: AtomicU64,
 }
 
 impl Metrics {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acme::Acme;
 use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
+use crate::cluster::tickets::SharedTicketer;
 use crate::config::{
     CertSource, ClientAuth, ClientCa, Config, Tunnel, TunnelMode, WhilePending, defaults,
 };
@@ -29,7 +30,7 @@ use crate::http::Router;
 use crate::listener::{self, ConnSettings, ListenerCtx, ListenerState};
 use crate::tls::SniResolver;
 use crate::tls::{self, Offer, TlsFront};
-use states::{Certificates, States, build_states, load_certificates};
+use states::{Certificates, Kept, States, build_states, load_certificates};
 
 /// A listener is known by its role and the address the config asks for (two `:0` addresses,
 /// an HTTPS one and a redirect one, are different listeners).
@@ -57,13 +58,18 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     let quic_addrs = quic.keys().copied().collect();
     // Made once and kept across reloads: it owns the account and the renewal loops.
     let acme = uses_acme(&config).then(|| Acme::new(config.acme.clone(), provider.clone()));
+    // Made once and kept across reloads, like `acme`.
+    let tickets = start_cluster(&config)?;
     let mut states = build_states(
         &config,
         &certs,
         &bound.ports,
         &quic_addrs,
         &provider,
-        acme.as_ref(),
+        Kept {
+            acme: acme.as_ref(),
+            tickets: tickets.as_ref(),
+        },
         ca.as_ref(),
     )?;
     // Once nothing can fail any more, and before "listening" is announced, so that
@@ -109,6 +115,7 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
             provider,
             expiry,
             acme,
+            tickets,
             all_ports,
         };
         spawn_reloads(Arc::new(reloading), FileWatch::of(&config));
@@ -399,6 +406,8 @@ struct Reloading {
     provider: Arc<CryptoProvider>,
     expiry: tokio::sync::watch::Sender<Vec<Served>>,
     acme: Option<Arc<Acme>>,
+    /// `cluster:`: the shared session-ticket keys, kept across reloads.
+    tickets: Option<Arc<SharedTicketer>>,
     /// `--lan`: the LAN listeners take each reloaded config.
     lan: Option<tokio::sync::watch::Sender<Config>>,
     /// Requested → bound addresses of HTTPS and redirect listeners, for the status page.
@@ -473,6 +482,7 @@ impl Reloading {
             &self.ports,
             &self.provider,
             self.acme.as_ref(),
+            self.tickets.as_ref(),
         )
     }
 }
@@ -484,6 +494,7 @@ fn reload_once(
     ports: &HashMap<SocketAddr, SocketAddr>,
     provider: &Arc<CryptoProvider>,
     acme: Option<&Arc<Acme>>,
+    tickets: Option<&Arc<SharedTicketer>>,
 ) -> Result<(Config, Vec<Served>, Certificates)> {
     let config = reload()?;
     match acme {
@@ -519,7 +530,7 @@ fn reload_once(
         ports,
         &quic_addrs,
         provider,
-        acme,
+        Kept { acme, tickets },
         ca.as_ref(),
     )?;
     let wanted: std::collections::BTreeSet<_> = states.keys().copied().collect();
@@ -635,6 +646,7 @@ struct FixedAtStart {
     shutdown: std::time::Duration,
     log_format: crate::config::LogFormat,
     admin: Option<crate::config::Admin>,
+    cluster: Option<crate::config::ClusterSettings>,
 }
 
 impl FixedAtStart {
@@ -644,6 +656,7 @@ impl FixedAtStart {
             shutdown: config.timeouts.shutdown,
             log_format: config.log.format,
             admin: config.admin.clone(),
+            cluster: config.cluster.clone(),
         }
     }
 
@@ -659,6 +672,7 @@ impl FixedAtStart {
             ),
             ("log.format", self.log_format != config.log.format),
             ("admin", self.admin != config.admin),
+            ("cluster", self.cluster != config.cluster),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -721,6 +735,29 @@ fn describe_tunnel(t: &Tunnel, addr: SocketAddr) -> String {
             )
         }
     }
+}
+
+/// `cluster:`: checks the shared key and starts sharing session-ticket keys through Redis.
+/// Nothing here runs, and nothing talks to Redis, without `cluster:`.
+fn start_cluster(config: &Config) -> Result<Option<Arc<SharedTicketer>>> {
+    let Some(settings) = &config.cluster else {
+        return Ok(None);
+    };
+    if uses_acme(config) {
+        // Each instance would order its own certificate and answer only its own challenges.
+        bail!(
+            "cluster: ACME certificates are not shared between instances yet; give the sites `certificate: {{cert: FILE, key: FILE}}` (the same files on every instance), or run one instance"
+        );
+    }
+    let cluster = Arc::new(crate::cluster::Cluster::open(settings.clone())?);
+    tracing::info!(
+        instance = %cluster.instance,
+        prefix = %settings.key_prefix,
+        "cluster: sharing session-ticket keys through Redis"
+    );
+    let tickets = crate::cluster::tickets::start(cluster)
+        .context("cluster: the system random generator failed")?;
+    Ok(Some(tickets))
 }
 
 fn uses_acme(config: &Config) -> bool {

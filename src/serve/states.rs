@@ -13,6 +13,7 @@ use rustls::crypto::CryptoProvider;
 use super::{ListenerKey, Role};
 use crate::acme::Acme;
 use crate::certs::{self, LoadedCert, ManagedCert};
+use crate::cluster::tickets::SharedTicketer;
 use crate::config::{
     CertSource, ClientAuth, Config, Tunnel, TunnelMode, UnknownSni, WhilePending, defaults,
 };
@@ -64,6 +65,14 @@ pub(super) struct States {
     pub(super) quic: HashMap<SocketAddr, QuicState>,
 }
 
+/// What `run` makes once and every reload builds on: the ACME orders and renewals, and a
+/// cluster's shared session-ticket keys.
+#[derive(Clone, Copy)]
+pub(super) struct Kept<'a> {
+    pub(super) acme: Option<&'a Arc<Acme>>,
+    pub(super) tickets: Option<&'a Arc<SharedTicketer>>,
+}
+
 /// What each listener serves, keyed by the address the config asks for: the TLS front with
 /// its SNI table and the router with its sites, or the tunnels. `ports` maps requested to bound
 /// addresses, so that redirects name the real port when the config said `:0`; `quic` lists
@@ -74,9 +83,10 @@ pub(super) fn build_states(
     ports: &HashMap<SocketAddr, SocketAddr>,
     quic: &HashSet<SocketAddr>,
     provider: &Arc<CryptoProvider>,
-    acme: Option<&Arc<Acme>>,
+    kept: Kept<'_>,
     ca: Option<&DevCa>,
 ) -> Result<States> {
+    let Kept { acme, tickets } = kept;
     let handlers = config
         .sites
         .iter()
@@ -94,6 +104,7 @@ pub(super) fn build_states(
         provider,
         acme,
         ca,
+        tickets,
     };
     let mut states = HashMap::new();
     let mut quic_states = HashMap::new();
@@ -160,12 +171,21 @@ pub(super) fn build_states(
     })
 }
 
+/// Names one HTTPS TLS set-up the same way on every instance of a cluster (they share the
+/// config): the protocol, the listener's position among the sites and the names it serves.
+fn https_label(protocol: &str, on_it: &[usize], names: &[String]) -> String {
+    let first = on_it.first().copied().unwrap_or_default();
+    format!("{protocol} site {first} {}", names.join(","))
+}
+
 /// What building a listener's TLS side needs.
 struct Build<'a> {
     config: &'a Config,
     provider: &'a Arc<CryptoProvider>,
     acme: Option<&'a Arc<Acme>>,
     ca: Option<&'a DevCa>,
+    /// `cluster:`: session-ticket keys shared with the other instances.
+    tickets: Option<&'a Arc<SharedTicketer>>,
 }
 
 impl Build<'_> {
@@ -200,8 +220,10 @@ impl Build<'_> {
         let sites = || on_it.iter().map(|&j| &self.config.sites[j]);
         let profiles = match sites().any(|s| s.client_auth.is_some()) {
             false => {
-                let names = sites().flat_map(|s| s.names.clone()).collect();
-                let config = self.server_config(resolver.clone(), Offer::http(answers_acme))?;
+                let names: Vec<String> = sites().flat_map(|s| s.names.clone()).collect();
+                let label = https_label("h2", on_it, &names);
+                let offer = Offer::http(answers_acme);
+                let config = self.shared_server_config(resolver.clone(), offer, &label)?;
                 vec![(names, config)]
             }
             true => sites()
@@ -232,7 +254,9 @@ impl Build<'_> {
                     acme: false,
                     client_auth: self.verifier(client_auth)?,
                 };
-                Some(self.server_config(resolver, offer)?)
+                let names: Vec<String> = sites().flat_map(|s| s.names.clone()).collect();
+                let label = https_label("h3", on_it, &names);
+                Some(self.shared_server_config(resolver, offer, &label)?)
             }
             (true, _) => {
                 let names: Vec<&str> = sites().map(|s| s.primary_name()).collect();
@@ -366,6 +390,28 @@ impl Build<'_> {
             self.provider.clone(),
             resolver,
             offer,
+        )?)
+    }
+
+    /// With `cluster:`, a set-up that asks for no client certificate takes the shared
+    /// session-ticket keys under `label`, so a client resumes on any instance. Set-ups with
+    /// client certificates keep this process's own ticketer: resuming skips the client's
+    /// certificate check, so such sessions stay where they were verified.
+    fn shared_server_config(
+        &self,
+        resolver: Arc<SniResolver>,
+        offer: Offer,
+        label: &str,
+    ) -> Result<Arc<rustls::ServerConfig>> {
+        let Some(tickets) = self.tickets.filter(|_| offer.client_auth.is_none()) else {
+            return self.server_config(resolver, offer);
+        };
+        Ok(tls::server_config_with_tickets(
+            self.config.tls_policy,
+            self.provider.clone(),
+            resolver,
+            offer,
+            Some(tickets.for_setup(label)),
         )?)
     }
 

@@ -67,6 +67,18 @@ pub(crate) fn server_config(
     resolver: Arc<dyn ResolvesServerCert>,
     offer: Offer,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
+    server_config_with_tickets(policy, provider, resolver, offer, None)
+}
+
+/// As `server_config`, with `tickets` (keys shared by a cluster) instead of this process's
+/// own ticketer.
+pub(crate) fn server_config_with_tickets(
+    policy: TlsPolicy,
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<dyn ResolvesServerCert>,
+    offer: Offer,
+    tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let versions: &[&rustls::SupportedProtocolVersion] = match policy {
         TlsPolicy::Intermediate => &[&TLS13, &TLS12],
         TlsPolicy::Modern => &[&TLS13],
@@ -87,7 +99,10 @@ pub(crate) fn server_config(
     // Stateless tickets, rotated by the ticketer; resumption keeps reconnects cheap. Each
     // config has its own ticketer, so a session resumed under one site's client-certificate
     // rules can never be resumed under another's.
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    config.ticketer = match tickets {
+        Some(t) => t,
+        None => rustls::crypto::aws_lc_rs::Ticketer::new()?,
+    };
     Ok(Arc::new(config))
 }
 

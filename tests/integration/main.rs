@@ -13,6 +13,7 @@ mod browser;
 mod cert_commands;
 mod certificates;
 mod check;
+mod cluster;
 mod compression;
 mod config_files;
 mod crash_safe;
