@@ -1,10 +1,13 @@
 //! Micro-benchmarks of what every request goes through (issue 16): routing by host, the
-//! proxy's header rules, the HTTP/1.1 framing check and a static-file lookup. Run with
-//! `cargo bench --bench hot_paths`; compare before and after a change on the same machine.
+//! proxy's header rules, the HTTP/1.1 framing check, a static-file lookup, and the cost of
+//! compressing a JS bundle in each coding and level. Run with `cargo bench --bench hot_paths`;
+//! compare before and after a change on the same machine.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use candado::hot_paths::{Framing, Names, StaticSite, proxy_request_headers, secure_cookies};
+use candado::hot_paths::{
+    Framing, Names, StaticSite, compressed_size, proxy_request_headers, secure_cookies,
+};
 use divan::Bencher;
 use http::{HeaderMap, HeaderValue, header};
 
@@ -83,4 +86,52 @@ fn static_lookup(bencher: Bencher, path: &str) {
         .expect("a runtime");
     bencher.bench_local(|| rt.block_on(site.get(divan::black_box(path))));
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The JS Django's admin ships (jQuery, Select2, XRegExp, minified: 330 KB) from the test venv
+/// that `scripts/test` makes; this file's own text, repeated, where there is none.
+fn js_bundle() -> Vec<u8> {
+    let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/lib");
+    let vendor = std::fs::read_dir(lib)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|python| {
+            python
+                .path()
+                .join("site-packages/django/contrib/admin/static/admin/js/vendor")
+        });
+    let files = [
+        "jquery/jquery.min.js",
+        "select2/select2.full.min.js",
+        "xregexp/xregexp.min.js",
+    ];
+    let bundle: Vec<u8> = vendor
+        .iter()
+        .flat_map(|v| {
+            files
+                .iter()
+                .filter_map(move |f| std::fs::read(v.join(f)).ok())
+        })
+        .flatten()
+        .collect();
+    match bundle.is_empty() {
+        true => include_str!("hot_paths.rs").repeat(40).into_bytes(),
+        false => bundle,
+    }
+}
+
+/// The README's compression table: time per bundle (divide by its size for the CPU per MB);
+/// the compressed size is printed once per coding and level.
+#[divan::bench(args = ["zstd-1", "zstd-3", "zstd-6", "br-3", "br-4", "br-5", "gzip-1", "gzip-5", "gzip-6"])]
+fn compress_js_bundle(bencher: Bencher, choice: &str) {
+    let (coding, level) = choice.split_once('-').expect("coding-level");
+    let level: i32 = level.parse().expect("a level");
+    let bundle = js_bundle();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let size = rt.block_on(compressed_size(coding, level, &bundle));
+    eprintln!("{choice}: {} → {size} bytes", bundle.len());
+    bencher.bench_local(|| rt.block_on(compressed_size(coding, level, divan::black_box(&bundle))));
 }

@@ -72,3 +72,18 @@ impl StaticSite {
         (res.status().as_u16(), len)
     }
 }
+
+/// The size of `data` compressed in one coding (`zstd`, `br` or `gzip`) at `level`, through the
+/// same streaming encoder responses go through.
+pub async fn compressed_size(coding: &str, level: i32, data: &[u8]) -> usize {
+    use crate::http::compression::{Coding, Encoded};
+    use http_body_util::BodyExt;
+    let Some(coding) = Coding::ALL.into_iter().find(|c| c.token() == coding) else {
+        return 0;
+    };
+    let body = crate::http::full(bytes::Bytes::copy_from_slice(data));
+    match Encoded::with_level(body, coding, level).collect().await {
+        Ok(done) => done.to_bytes().len(),
+        Err(_) => 0,
+    }
+}

@@ -495,7 +495,7 @@ impl Encoded {
         Encoded::with_level(inner, coding, level)
     }
 
-    fn with_level(inner: Body, coding: Coding, level: i32) -> Self {
+    pub(crate) fn with_level(inner: Body, coding: Coding, level: i32) -> Self {
         Encoded {
             inner,
             encoder: Encoder::new(coding, level),
@@ -849,85 +849,5 @@ mod tests {
         add_vary(&mut h);
         let all: Vec<_> = h.get_all(header::VARY).iter().collect();
         assert_eq!(all, ["Origin", "accept-encoding"]);
-    }
-
-    /// This thread's CPU time so far (the machine may be busy: wall time would count others').
-    fn thread_cpu() -> Duration {
-        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-        Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
-    }
-
-    /// JS from the test venv (what Django's admin ships): `min` the three minified libraries
-    /// (jQuery, Select2, XRegExp; 330 KB), `all` those and their unminified sources (1.1 MB).
-    fn js_bundle(all: bool) -> Vec<u8> {
-        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyenv/lib");
-        let python = std::fs::read_dir(lib)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        let vendor = python.join("site-packages/django/contrib/admin/static/admin/js/vendor");
-        let mut files = vec![
-            "jquery/jquery.min.js",
-            "select2/select2.full.min.js",
-            "xregexp/xregexp.min.js",
-        ];
-        if all {
-            files.extend([
-                "jquery/jquery.js",
-                "select2/select2.full.js",
-                "xregexp/xregexp.js",
-            ]);
-        }
-        files
-            .iter()
-            .flat_map(|f| std::fs::read(vendor.join(f)).unwrap())
-            .collect()
-    }
-
-    /// The figures in the README: CPU time per MB and compressed size of a JS bundle, for each
-    /// coding at the chosen level and its neighbours. A measurement, not a check:
-    /// `cargo test --lib --config 'profile.dev.package."*".opt-level=3' compression_cost -- --ignored --nocapture`.
-    #[tokio::test]
-    #[ignore]
-    async fn compression_cost_per_mb_on_a_js_bundle() {
-        let levels = [
-            (Coding::Zstd, &[1, 3, 6, 9][..], defaults::ZSTD_LEVEL),
-            (
-                Coding::Brotli,
-                &[1, 3, 4, 5, 6, 11][..],
-                defaults::BROTLI_LEVEL,
-            ),
-            (Coding::Gzip, &[1, 5, 6, 9][..], defaults::GZIP_LEVEL),
-        ];
-        for all in [false, true] {
-            let bundle = js_bundle(all);
-            println!("\n{} bytes of JS", bundle.len());
-            println!("| coding | level | CPU ms per MB | MB/s | compressed | ratio |");
-            for &(coding, candidates, chosen) in &levels {
-                for &level in candidates {
-                    let (mut runs, mut size) = (0u32, 0);
-                    let started = thread_cpu();
-                    while runs < 3
-                        || (thread_cpu() - started < Duration::from_millis(500) && runs < 50)
-                    {
-                        let body = Encoded::with_level(framed(&bundle), coding, level);
-                        size = body.collect().await.unwrap().to_bytes().len();
-                        runs += 1;
-                    }
-                    let cpu = (thread_cpu() - started) / runs;
-                    let mb = bundle.len() as f64 / 1e6;
-                    let ms_per_mb = cpu.as_secs_f64() * 1e3 / mb;
-                    let mark = if level == chosen { " (chosen)" } else { "" };
-                    println!(
-                        "| {} | {level}{mark} | {ms_per_mb:.1} | {:.0} | {size} | {:.3} |",
-                        coding.token(),
-                        1e3 / ms_per_mb,
-                        size as f64 / bundle.len() as f64
-                    );
-                }
-            }
-        }
     }
 }
