@@ -18,6 +18,7 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::CertificateDer;
 
+use super::peers::{Answer, Peers};
 use super::schedule::Window;
 use super::validation;
 use crate::certs::Challenges;
@@ -104,6 +105,8 @@ pub(crate) struct Issued {
 pub(crate) struct Issuer {
     account: Account,
     challenges: Arc<Challenges>,
+    /// `cluster:`: the other instances, which serve the answers too.
+    peers: Option<Arc<dyn Peers>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -114,6 +117,7 @@ impl Issuer {
         settings: &AcmeSettings,
         credentials: Option<AccountCredentials>,
         challenges: Arc<Challenges>,
+        peers: Option<Arc<dyn Peers>>,
         provider: Arc<CryptoProvider>,
         progress: Progress<'_>,
     ) -> Result<(Issuer, Option<AccountCredentials>), AcmeError> {
@@ -162,6 +166,7 @@ impl Issuer {
         let issuer = Issuer {
             account,
             challenges,
+            peers,
             provider,
         };
         Ok((issuer, created))
@@ -188,7 +193,7 @@ impl Issuer {
             .await
             .map_err(step("creating the order"))?;
         progress(&format!("order: {} for {}", order.url(), names.join(", ")));
-        let mut answers = Answers::new(&self.challenges);
+        let mut answers = Answers::new(&self.challenges, self.peers.clone());
         self.answer_challenges(&mut order, kind, &mut answers, progress)
             .await?;
         progress("validation: waiting for the CA to check the challenges");
@@ -256,17 +261,17 @@ impl Issuer {
                 ))
             })?;
             let key_authorization = challenge.key_authorization();
-            match kind {
-                ChallengeKind::Http01 => {
-                    answers.http01(&challenge.token, key_authorization.as_str());
-                }
-                ChallengeKind::TlsAlpn01 => {
-                    let digest = key_authorization.digest();
-                    let cert = validation::tls_alpn01_cert(&name, digest.as_ref(), &self.provider)
-                        .map_err(AcmeError::Other)?;
-                    answers.tls_alpn01(&name, cert);
-                }
-            }
+            let answer = match kind {
+                ChallengeKind::Http01 => Answer::Http01 {
+                    token: challenge.token.clone(),
+                    key_authorization: key_authorization.as_str().to_owned(),
+                },
+                ChallengeKind::TlsAlpn01 => Answer::TlsAlpn01 {
+                    name: name.clone(),
+                    key_authorization: key_authorization.as_str().to_owned(),
+                },
+            };
+            answers.add(answer, &self.provider).await?;
             progress(&format!("challenge: {} for {name} is ready", kind.name()));
             challenge
                 .set_ready()
@@ -308,41 +313,79 @@ impl Issuer {
     }
 }
 
-/// Challenge answers published for one order, withdrawn when it ends however it ends.
+/// Challenge answers published for one order (here and, with `cluster:`, to the other
+/// instances), withdrawn when it ends however it ends.
 struct Answers<'a> {
     challenges: &'a Challenges,
-    tokens: Vec<String>,
-    names: Vec<String>,
+    peers: Option<Arc<dyn Peers>>,
+    published: Vec<Answer>,
 }
 
 impl<'a> Answers<'a> {
-    fn new(challenges: &'a Challenges) -> Self {
+    fn new(challenges: &'a Challenges, peers: Option<Arc<dyn Peers>>) -> Self {
         Answers {
             challenges,
-            tokens: Vec::new(),
-            names: Vec::new(),
+            peers,
+            published: Vec::new(),
         }
     }
 
-    fn http01(&mut self, token: &str, key_authorization: &str) {
-        self.challenges.add_http01(token, key_authorization);
-        self.tokens.push(token.to_owned());
-    }
-
-    fn tls_alpn01(&mut self, name: &str, cert: Arc<rustls::sign::CertifiedKey>) {
-        self.challenges.add_tls_alpn01(name, cert);
-        self.names.push(name.to_owned());
+    /// Serves `answer` here, then waits until the other instances can serve it too.
+    async fn add(&mut self, answer: Answer, provider: &CryptoProvider) -> Result<(), AcmeError> {
+        serve_answer(self.challenges, &answer, provider).map_err(AcmeError::Other)?;
+        if let Some(p) = &self.peers {
+            p.answer(&answer, true).await;
+        }
+        self.published.push(answer);
+        Ok(())
     }
 }
 
 impl Drop for Answers<'_> {
     fn drop(&mut self) {
-        self.tokens
-            .iter()
-            .for_each(|t| self.challenges.remove_http01(t));
-        self.names
-            .iter()
-            .for_each(|n| self.challenges.remove_tls_alpn01(n));
+        for answer in &self.published {
+            withdraw_answer(self.challenges, answer);
+        }
+        if let Some(peers) = self.peers.clone() {
+            let published = std::mem::take(&mut self.published);
+            tokio::spawn(async move {
+                for answer in &published {
+                    peers.answer(answer, false).await;
+                }
+            });
+        }
+    }
+}
+
+/// Puts an answer where the listeners find it: the token's body for HTTP-01, a validation
+/// certificate made here for TLS-ALPN-01.
+pub(crate) fn serve_answer(
+    challenges: &Challenges,
+    answer: &Answer,
+    provider: &CryptoProvider,
+) -> Result<(), String> {
+    match answer {
+        Answer::Http01 {
+            token,
+            key_authorization,
+        } => challenges.add_http01(token, key_authorization),
+        Answer::TlsAlpn01 {
+            name,
+            key_authorization,
+        } => {
+            let digest =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
+            let cert = validation::tls_alpn01_cert(name, digest.as_ref(), provider)?;
+            challenges.add_tls_alpn01(name, cert);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn withdraw_answer(challenges: &Challenges, answer: &Answer) {
+    match answer {
+        Answer::Http01 { token, .. } => challenges.remove_http01(token),
+        Answer::TlsAlpn01 { name, .. } => challenges.remove_tls_alpn01(name),
     }
 }
 

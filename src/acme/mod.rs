@@ -6,6 +6,7 @@
 //! the TLS resolver reads on every handshake: renewal needs no restart and drops nothing.
 
 mod issuer;
+pub(crate) mod peers;
 pub(crate) mod schedule;
 pub(crate) mod storage;
 mod validation;
@@ -19,7 +20,10 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 
 pub(crate) use crate::certs::Challenges;
-pub(crate) use issuer::{AcmeError, ChallengeKind, Issued, Issuer, Progress, RenewalInfo};
+pub(crate) use issuer::{
+    AcmeError, ChallengeKind, Issued, Issuer, Progress, RenewalInfo, serve_answer, withdraw_answer,
+};
+pub(crate) use peers::{Answer, Boxed, Lease, Peers};
 use schedule::{Lifetime, Next};
 pub(crate) use storage::{FileStorage, Storage, key_part};
 
@@ -47,6 +51,8 @@ pub(crate) struct Acme {
     settings: AcmeSettings,
     storage: Arc<dyn Storage>,
     challenges: Arc<Challenges>,
+    /// `cluster:`: the other instances, with whom orders take turns.
+    peers: Option<Arc<dyn Peers>>,
     provider: Arc<CryptoProvider>,
     /// Connected on first use and shared by every site.
     issuer: tokio::sync::Mutex<Option<Arc<Issuer>>>,
@@ -56,18 +62,23 @@ pub(crate) struct Acme {
 impl Acme {
     pub(crate) fn new(settings: AcmeSettings, provider: Arc<CryptoProvider>) -> Arc<Acme> {
         let storage = Arc::new(FileStorage::new(&settings.storage));
-        Acme::with_storage(settings, storage, provider)
+        Acme::with_storage(settings, storage, Arc::default(), None, provider)
     }
 
+    /// `challenges` is where this instance serves answers from; `peers`, the other
+    /// instances of a cluster sharing `storage`.
     pub(crate) fn with_storage(
         settings: AcmeSettings,
         storage: Arc<dyn Storage>,
+        challenges: Arc<Challenges>,
+        peers: Option<Arc<dyn Peers>>,
         provider: Arc<CryptoProvider>,
     ) -> Arc<Acme> {
         Arc::new(Acme {
             settings,
             storage,
-            challenges: Arc::default(),
+            challenges,
+            peers,
             provider,
             issuer: tokio::sync::Mutex::new(None),
             sites: Mutex::default(),
@@ -133,6 +144,7 @@ impl Acme {
             &self.settings,
             credentials,
             self.challenges.clone(),
+            self.peers.clone(),
             self.provider.clone(),
             progress,
         );
@@ -294,6 +306,16 @@ impl Acme {
     }
 }
 
+/// What a site does when its certificate is due (see `SiteLoop::take_turn`).
+enum Turn {
+    /// Order now, holding this lease when in a cluster.
+    Order(Option<Box<dyn Lease>>),
+    /// Another instance just stored this one: serve it.
+    Served(Stored),
+    /// Another instance is ordering, or the cluster cannot be asked: why, in words.
+    Wait(String),
+}
+
 /// One site's certificate over time: obtain, wait, renew; back off after failures.
 struct SiteLoop {
     acme: Arc<Acme>,
@@ -310,6 +332,7 @@ impl SiteLoop {
         let progress = |step: &str| tracing::info!(site = %site, "ACME {step}");
         let mut failures = 0u32;
         let observed = crate::observe::metrics().acme(&site);
+        let mut waiting_for: Option<String> = None;
         if let Some(s) = &stored {
             self.observe_served(s);
         }
@@ -332,25 +355,41 @@ impl SiteLoop {
                 let wait = ari.map_or(wait, |a| wait.min(a.recheck));
                 observed.next_renewal(SystemTime::now() + wait);
                 tracing::debug!(site = %site, "next ACME renewal check in {}s", wait.as_secs());
-                tokio::time::sleep(wait).await;
+                self.wait_or_changed(wait).await;
                 // Another instance sharing the store may have renewed it meanwhile.
-                if let Some(s) = self.acme.load_stored(&self.names) {
-                    self.slot.publish(s.key.clone());
-                    self.observe_served(&s);
-                    stored = Some(s);
-                }
+                stored = self.reload(stored);
                 continue;
             }
+            // With `cluster:`, only the instance holding the names' lock orders.
+            let mut lease = match self.take_turn(&stored).await {
+                Turn::Order(lease) => lease,
+                Turn::Served(fresher) => {
+                    stored = Some(fresher);
+                    continue;
+                }
+                Turn::Wait(why) => {
+                    if waiting_for.as_ref() != Some(&why) {
+                        tracing::info!(site = %site, "ACME: not ordering here: {why}; waiting");
+                        waiting_for = Some(why);
+                    }
+                    self.wait_or_changed(defaults::CLUSTER_SYNC_INTERVAL).await;
+                    stored = self.reload(stored);
+                    continue;
+                }
+            };
+            waiting_for = None;
             let replaces = ari.map(|a| a.replaces);
             observed.next_renewal(SystemTime::now());
             observed.attempt();
-            match self
-                .acme
-                .obtain(&self.names, self.kind, replaces, &progress)
-                .await
-            {
+            let result = self
+                .obtain_under(lease.as_deref_mut(), replaces, &progress)
+                .await;
+            match result {
                 Ok(new) => {
                     failures = 0;
+                    if let Some(l) = lease {
+                        l.release().await;
+                    }
                     self.slot.publish(new.key.clone());
                     self.observe_served(&new);
                     tracing::info!(
@@ -372,10 +411,89 @@ impl SiteLoop {
                     if self.alternate {
                         self.kind = self.kind.other();
                     }
+                    // The lock is kept through the back-off, so the other instances do not
+                    // each try again at once and multiply the failures the CA counts.
                     tokio::time::sleep(delay).await;
+                    if let Some(l) = lease {
+                        l.release().await;
+                    }
                 }
             }
         }
+    }
+
+    /// Obtains a certificate; under a cluster lease, stops as soon as the lease is lost.
+    async fn obtain_under(
+        &self,
+        lease: Option<&mut (dyn Lease + 'static)>,
+        replaces: Option<instant_acme::CertificateIdentifier<'static>>,
+        progress: Progress<'_>,
+    ) -> Result<Stored, AcmeError> {
+        let obtain = self.acme.obtain(&self.names, self.kind, replaces, progress);
+        let Some(lease) = lease else {
+            return obtain.await;
+        };
+        tokio::select! {
+            r = obtain => r,
+            () = lease.lost() => Err(AcmeError::Other(
+                "the cluster's order lock ran out (is Redis reachable?): the order stopped so that another instance can take over".into(),
+            )),
+        }
+    }
+
+    /// Whether this instance orders now: always without `cluster:`; with it, only while it
+    /// holds the names' lock, and only if no other instance stored a newer certificate.
+    async fn take_turn(&self, stored: &Option<Stored>) -> Turn {
+        let Some(peers) = &self.acme.peers else {
+            return Turn::Order(None);
+        };
+        let lease = match peers.lock(&self.names).await {
+            Ok(lease) => lease,
+            Err(why) => return Turn::Wait(why),
+        };
+        // The holder before us may have just stored one (taking the lock read it).
+        match self.acme.load_stored(&self.names) {
+            Some(s) if stored.as_ref().is_none_or(|old| old.leaf() != s.leaf()) => {
+                lease.release().await;
+                self.serve_stored(&s);
+                Turn::Served(s)
+            }
+            _ => Turn::Order(Some(lease)),
+        }
+    }
+
+    /// Sleeps for `wait`, or less when another instance changed the shared store.
+    async fn wait_or_changed(&self, wait: Duration) {
+        let sleep = tokio::time::sleep(wait);
+        match &self.acme.peers {
+            None => sleep.await,
+            Some(peers) => tokio::select! {
+                () = sleep => {}
+                () = peers.changed() => {}
+            },
+        }
+    }
+
+    /// The stored certificate when it differs from the one served (another instance renewed
+    /// it), now served; else what was served.
+    fn reload(&self, stored: Option<Stored>) -> Option<Stored> {
+        match self.acme.load_stored(&self.names) {
+            Some(s) if stored.as_ref().is_none_or(|old| old.leaf() != s.leaf()) => {
+                self.serve_stored(&s);
+                Some(s)
+            }
+            _ => stored,
+        }
+    }
+
+    fn serve_stored(&self, s: &Stored) {
+        self.slot.publish(s.key.clone());
+        self.observe_served(s);
+        tracing::info!(
+            site = %self.names.join(", "),
+            "ACME certificate from the store now served, valid until {}",
+            humantime::format_rfc3339_seconds(s.lifetime.not_after)
+        );
     }
 
     /// Tells the status page and the expiry gauge which certificate is served now.

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::defaults;
-use crate::observe::status::{CertState, Status};
+use crate::observe::status::{CertState, ClusterStatus, Status};
 
 #[derive(Debug, Args)]
 pub(super) struct StatusArgs {
@@ -96,6 +96,29 @@ impl Paint {
     }
 }
 
+/// The instance, whether Redis answers, the instances seen, the ticket keys and the ACME
+/// orders in progress with who runs them.
+fn render_cluster(out: &mut String, c: &ClusterStatus, p: &Paint) {
+    let redis = match c.redis_up {
+        true => p.color("32", "Redis up"),
+        false => p.color("31", "Redis unreachable"),
+    };
+    let _ = writeln!(
+        out,
+        "\ncluster: this is instance {} ({redis}); instances seen: {}; session-ticket keys at generation {}",
+        c.instance,
+        c.instances.join(", "),
+        c.ticket_generation
+    );
+    for l in &c.order_locks {
+        let _ = writeln!(
+            out,
+            "  ordering a certificate for {}: instance {}",
+            l.name, l.holder
+        );
+    }
+}
+
 fn render(s: &Status, tty: bool) -> String {
     let p = Paint(tty);
     let mut out = format!(
@@ -141,6 +164,9 @@ fn render(s: &Status, tty: bool) -> String {
             "\ntunnel {} on {} → {} ({})",
             t.name, t.listen, t.to, t.mode
         );
+    }
+    if let Some(c) = &s.cluster {
+        render_cluster(&mut out, c, &p);
     }
     if !s.recent_errors.is_empty() {
         let _ = writeln!(out, "\nrecent errors ({}):", s.recent_errors.len());

@@ -3,12 +3,13 @@
 //! This module owns the shared secret (`CANDADO_CLUSTER_KEY` or `cluster.key_file`), the
 //! sealing of every value written to Redis (AES-256-GCM, a fresh random nonce per value, the
 //! Redis key as associated data so a value cannot be moved to another key), and the Redis
-//! connection (`rediss://` verified by rustls against `cluster.ca` or the system's roots). What is shared today: the session-ticket key ring (`tickets`). Certificates,
-//! ACME locks and challenges are not shared yet, so `serve` refuses `cluster` together with
-//! ACME certificates rather than let every instance order its own.
+//! connection (`rediss://` verified by rustls against `cluster.ca` or the system's roots).
+//! What is shared: the session-ticket key ring (`tickets`), and the ACME account,
+//! certificates, order locks and challenge answers (`acme`).
 //!
 //! Without `cluster:` in the config nothing here runs and nothing talks to Redis.
 
+pub(crate) mod acme;
 pub(crate) mod tickets;
 
 use std::path::Path;
@@ -209,6 +210,11 @@ impl Cluster {
         format!("{}:{name}", self.settings.key_prefix)
     }
 
+    /// A connection for notices (pub/sub); the caller reconnects when it ends.
+    pub(crate) async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
+    }
+
     /// A connection manager that reconnects by itself after Redis comes back.
     pub(crate) async fn connect(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -217,6 +223,27 @@ impl Cluster {
             .set_number_of_retries(1);
         self.client.get_connection_manager_with_config(config).await
     }
+}
+
+/// Deletes a lock only while it still holds our token: a holder whose lease ran out must not
+/// release the next holder's lock.
+pub(crate) const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// A poisoned lock only means a panic mid-update of plain data: the data is still sound.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// 16 random bytes in hex: a lock token no other holder can have.
+pub(crate) fn random_hex() -> Option<String> {
+    let mut token = [0u8; 16];
+    SystemRandom::new().fill(&mut token).ok()?;
+    Some(token.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `CLUSTER_LOCK_LEASE` in milliseconds, as Redis's `PX` takes it.
+pub(crate) fn lease_ms() -> u64 {
+    u64::try_from(crate::config::defaults::CLUSTER_LOCK_LEASE.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use redis::aio::ConnectionManager;
 use rustls::server::ProducesTickets;
 
-use super::Cluster;
+use super::{Cluster, RELEASE, lock};
 use crate::config::defaults;
 
 const KEY_LEN: usize = 32;
@@ -22,10 +22,6 @@ const KEY_LEN: usize = 32;
 const GENERATION_LEN: usize = 8;
 /// Binds tickets to their purpose (and, after it, to their TLS set-up).
 const TICKET_AAD: &[u8] = b"candado session ticket";
-
-/// Deletes the lock only while it still holds our token: a holder whose lease ran out must not
-/// release the next holder's lock.
-const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 /// The key ring as stored: the newest key, the one before it, and when it was rotated.
 #[derive(Clone, PartialEq, Debug)]
@@ -243,6 +239,7 @@ async fn keep_in_step(cluster: Arc<Cluster>, ticketer: Arc<SharedTicketer>) {
     let mut seen: Vec<String> = Vec::new();
     let gauges = &crate::observe::metrics().cluster;
     gauges.enabled.store(true, Ordering::Relaxed);
+    *lock(&gauges.instance) = cluster.instance.clone();
     loop {
         if conn.is_none() {
             conn = cluster.connect().await.ok();
@@ -309,6 +306,7 @@ async fn heartbeat(
         .cluster
         .instances_seen
         .store(count, Ordering::Relaxed);
+    *lock(&crate::observe::metrics().cluster.instances) = names.clone();
     if names != *seen {
         tracing::info!(
             instance = %cluster.instance,
@@ -444,18 +442,13 @@ async fn read_ring(
 
 /// The lease: `SET lock TOKEN NX PX lease`; the token is random so only we release it.
 async fn acquire(lock: &str, conn: &mut ConnectionManager) -> Result<Option<String>, SyncError> {
-    let mut token = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut token)
-        .map_err(|_| SyncError::Unreachable)?;
-    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
-    let lease_ms = u64::try_from(defaults::CLUSTER_LOCK_LEASE.as_millis()).unwrap_or(u64::MAX);
+    let token = super::random_hex().ok_or(SyncError::Unreachable)?;
     let set: Option<String> = redis::cmd("SET")
         .arg(lock)
         .arg(&token)
         .arg("NX")
         .arg("PX")
-        .arg(lease_ms)
+        .arg(super::lease_ms())
         .query_async(conn)
         .await?;
     Ok(set.map(|_| token))

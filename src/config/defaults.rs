@@ -191,7 +191,8 @@ pub(crate) const DOCTOR_START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a Redis connect or reply may take before the cluster treats Redis as down.
 pub(crate) const CLUSTER_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often each instance re-reads the shared session-ticket keys from Redis.
+/// How often each instance re-reads what the cluster shares (session-ticket keys, ACME values,
+/// challenge answers) from Redis; notices make ACME changes arrive sooner.
 pub(crate) const CLUSTER_SYNC_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a cluster lock holds without its holder: a crashed holder's lease runs out.
 pub(crate) const CLUSTER_LOCK_LEASE: Duration = Duration::from_secs(30);

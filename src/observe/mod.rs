@@ -64,6 +64,32 @@ pub(crate) struct ClusterGauges {
     pub(crate) redis_up: AtomicBool,
     pub(crate) ticket_generation: AtomicU64,
     pub(crate) instances_seen: AtomicU64,
+    /// This instance's name, and the names of the instances seen lately (it included).
+    pub(crate) instance: Mutex<String>,
+    pub(crate) instances: Mutex<Vec<String>>,
+    /// The ACME order locks held now: (first name, holding instance).
+    pub(crate) locks: Mutex<Vec<(String, String)>>,
+}
+
+impl ClusterGauges {
+    /// What `candado status` shows of the cluster; `None` without `cluster:`.
+    pub(crate) fn status(&self) -> Option<status::ClusterStatus> {
+        self.enabled
+            .load(Ordering::Relaxed)
+            .then(|| status::ClusterStatus {
+                instance: lock(&self.instance).clone(),
+                redis_up: self.redis_up.load(Ordering::Relaxed),
+                instances: lock(&self.instances).clone(),
+                ticket_generation: self.ticket_generation.load(Ordering::Relaxed),
+                order_locks: lock(&self.locks)
+                    .iter()
+                    .map(|(name, holder)| status::LockStatus {
+                        name: name.clone(),
+                        holder: holder.clone(),
+                    })
+                    .collect(),
+            })
+    }
 }
 
 impl Metrics {

@@ -78,6 +78,26 @@ pub(crate) struct Status {
     pub tunnels: Vec<TunnelStatus>,
     pub certificates: Vec<CertStatus>,
     pub recent_errors: Vec<ErrorStatus>,
+    /// With `cluster:`: the instances, the ticket keys and the order locks.
+    #[serde(default)]
+    pub cluster: Option<ClusterStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ClusterStatus {
+    pub instance: String,
+    pub redis_up: bool,
+    /// Instances that checked in to Redis lately, this one included.
+    pub instances: Vec<String>,
+    pub ticket_generation: u64,
+    /// ACME orders in progress somewhere in the cluster, and who runs each.
+    pub order_locks: Vec<LockStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LockStatus {
+    pub name: String,
+    pub holder: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +232,7 @@ pub(crate) fn snapshot() -> Status {
                 message: e.message,
             })
             .collect(),
+        cluster: m.cluster.status(),
     }
 }
 
@@ -298,6 +319,9 @@ pub(crate) fn html(s: &Status) -> String {
         }
         body.push_str("</table>\n");
     }
+    if let Some(c) = &s.cluster {
+        cluster_section(&mut body, c);
+    }
     body.push_str("<h2>Recent errors</h2>\n");
     match s.recent_errors.is_empty() {
         true => body.push_str("<p class=\"date\">None since start.</p>\n"),
@@ -321,6 +345,32 @@ pub(crate) fn html(s: &Status) -> String {
         }
     }
     styled_page("candado status", &body)
+}
+
+fn cluster_section(body: &mut String, c: &ClusterStatus) {
+    let redis = match c.redis_up {
+        true => "<span class=\"up\">Redis up</span>",
+        false => "<span class=\"down\">Redis unreachable</span>",
+    };
+    let _ = writeln!(
+        body,
+        "<h2>Cluster</h2>\n<p>This is instance <b>{}</b> · {redis} · instances seen: {} · session-ticket keys at generation {}</p>",
+        escape_html(&c.instance),
+        escape_html(&c.instances.join(", ")),
+        c.ticket_generation
+    );
+    if !c.order_locks.is_empty() {
+        body.push_str("<table><tr><th>ordering a certificate for</th><th>instance</th></tr>\n");
+        for l in &c.order_locks {
+            let _ = writeln!(
+                body,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                escape_html(&l.name),
+                escape_html(&l.holder)
+            );
+        }
+        body.push_str("</table>\n");
+    }
 }
 
 fn sites_table(body: &mut String, s: &Status) {

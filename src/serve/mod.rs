@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use tokio::net::TcpListener;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acme::Acme;
 use crate::certs::expiry::{ExpiryWatch, Served};
 use crate::certs::watch::FileWatch;
+use crate::cluster::acme::AcmeShare;
 use crate::cluster::tickets::SharedTicketer;
 use crate::config::{
     CertSource, ClientAuth, ClientCa, Config, Tunnel, TunnelMode, WhilePending, defaults,
@@ -56,10 +57,8 @@ pub(crate) async fn run(config: Config, reload: Option<Reloader>) -> Result<()> 
     let bound = Bound::all(&config).await?;
     let quic = bind_quic(&config, &bound.ports);
     let quic_addrs = quic.keys().copied().collect();
-    // Made once and kept across reloads: it owns the account and the renewal loops.
-    let acme = uses_acme(&config).then(|| Acme::new(config.acme.clone(), provider.clone()));
-    // Made once and kept across reloads, like `acme`.
-    let tickets = start_cluster(&config)?;
+    // Made once and kept across reloads.
+    let (acme, tickets) = start_shared(&config, &provider).await?;
     let mut states = build_states(
         &config,
         &certs,
@@ -737,27 +736,54 @@ fn describe_tunnel(t: &Tunnel, addr: SocketAddr) -> String {
     }
 }
 
-/// `cluster:`: checks the shared key and starts sharing session-ticket keys through Redis.
-/// Nothing here runs, and nothing talks to Redis, without `cluster:`.
-fn start_cluster(config: &Config) -> Result<Option<Arc<SharedTicketer>>> {
-    let Some(settings) = &config.cluster else {
-        return Ok(None);
+/// What lives across reloads: ACME (the account and the renewal loops) and, with `cluster:`,
+/// the session-ticket keys, ACME store, order locks and challenge answers shared through
+/// Redis. Nothing here talks to Redis without `cluster:`.
+async fn start_shared(
+    config: &Config,
+    provider: &Arc<CryptoProvider>,
+) -> Result<(Option<Arc<Acme>>, Option<Arc<SharedTicketer>>)> {
+    let cluster = match &config.cluster {
+        Some(settings) => Some(Arc::new(crate::cluster::Cluster::open(settings.clone())?)),
+        None => None,
     };
-    if uses_acme(config) {
-        // Each instance would order its own certificate and answer only its own challenges.
-        bail!(
-            "cluster: ACME certificates are not shared between instances yet; give the sites `certificate: {{cert: FILE, key: FILE}}` (the same files on every instance), or run one instance"
-        );
-    }
-    let cluster = Arc::new(crate::cluster::Cluster::open(settings.clone())?);
+    let acme = match (&cluster, uses_acme(config)) {
+        (_, false) => None,
+        (None, true) => Some(Acme::new(config.acme.clone(), provider.clone())),
+        (Some(cluster), true) => {
+            let challenges = Arc::<crate::certs::Challenges>::default();
+            let share = AcmeShare::new(
+                cluster.clone(),
+                &config.acme.storage,
+                challenges.clone(),
+                provider.clone(),
+            );
+            share.start().await;
+            let peers: Arc<dyn crate::acme::Peers> = share.clone();
+            Some(Acme::with_storage(
+                config.acme.clone(),
+                share,
+                challenges,
+                Some(peers),
+                provider.clone(),
+            ))
+        }
+    };
+    let Some(cluster) = cluster else {
+        return Ok((acme, None));
+    };
+    let what = match acme.is_some() {
+        true => "session-ticket keys and ACME certificates",
+        false => "session-ticket keys",
+    };
     tracing::info!(
         instance = %cluster.instance,
-        prefix = %settings.key_prefix,
-        "cluster: sharing session-ticket keys through Redis"
+        prefix = %cluster.settings.key_prefix,
+        "cluster: sharing {what} through Redis"
     );
     let tickets = crate::cluster::tickets::start(cluster)
         .context("cluster: the system random generator failed")?;
-    Ok(Some(tickets))
+    Ok((acme, Some(tickets)))
 }
 
 fn uses_acme(config: &Config) -> bool {
