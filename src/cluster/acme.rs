@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -25,7 +25,8 @@ use redis::aio::ConnectionManager;
 use rustls::crypto::CryptoProvider;
 use tokio::sync::{Notify, watch};
 
-use super::{Cluster, RELEASE, lock};
+use super::lease::RedisLease;
+use super::{Cluster, lock};
 use crate::acme::{
     Answer, Boxed, FileStorage, Lease, Peers, Storage, key_part, serve_answer, withdraw_answer,
 };
@@ -36,8 +37,6 @@ use crate::config::defaults;
 /// then tells the other instances. KEYS: hash, lock; ARGV: field, value, token, channel.
 const FENCED_WRITE: &str = "if ARGV[3] ~= '' and redis.call('get', KEYS[2]) ~= ARGV[3] then return 0 end \
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) redis.call('publish', ARGV[4], ARGV[1]) return 1";
-/// Extends the lease only while it is still ours.
-const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 /// How long challenge answers stay in Redis after the last one was added: far longer than an
 /// order may take, so a crashed holder's answers still go away.
@@ -55,7 +54,7 @@ struct Shared {
 
 /// What this instance knows about the shared store.
 #[derive(Default)]
-struct Book {
+pub(super) struct Book {
     /// Fields in the local copy, with the file names of those stored together (empty for a
     /// single value): published again when Redis lost them.
     known: BTreeMap<String, Vec<String>>,
@@ -63,7 +62,7 @@ struct Book {
     pending: BTreeSet<String>,
     /// Leases this instance holds now: while any is held, pending values wait for its
     /// release, which publishes them fenced.
-    leases: usize,
+    pub(super) leases: usize,
     /// Answers other instances published, served here too: field → answer.
     remote_answers: BTreeMap<String, Answer>,
     /// Fields of this instance's own answers.
@@ -129,7 +128,7 @@ impl AcmeShare {
         tokio::spawn(self.clone().listen());
     }
 
-    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+    pub(super) fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         lock(&self.book)
     }
 
@@ -438,7 +437,11 @@ impl AcmeShare {
 
     /// Publishes every waiting value under the lease `token` of `lock`; values the fence
     /// refused stay local (the next poll copies the holder's in).
-    async fn publish_fenced(&self, lock: &str, token: &str) -> redis::RedisResult<usize> {
+    pub(super) async fn publish_fenced(
+        &self,
+        lock: &str,
+        token: &str,
+    ) -> redis::RedisResult<usize> {
         let mut conn = self.connection().await?;
         let waiting: Vec<String> = self.book().pending.iter().cloned().collect();
         let mut refused = 0;
@@ -683,108 +686,6 @@ impl AcmeShare {
         pipe.cmd("PUBLISH").arg(self.channel()).arg(field);
         let (listeners,): (i64,) = pipe.query_async(&mut conn).await?;
         Ok(listeners)
-    }
-}
-
-/// The order lock for one set of names, renewed every third of its lease by a task until
-/// released; `lost` turns true when a renewal was refused or Redis stayed silent for most of
-/// the lease.
-struct RedisLease {
-    share: Arc<AcmeShare>,
-    lock: String,
-    token: String,
-    conn: ConnectionManager,
-    lost: watch::Receiver<bool>,
-    renewer: tokio::task::JoinHandle<()>,
-}
-
-impl RedisLease {
-    fn start(share: Arc<AcmeShare>, lock: String, token: String, conn: ConnectionManager) -> Self {
-        let (tx, lost) = watch::channel(false);
-        let renewer = tokio::spawn(renew(conn.clone(), lock.clone(), token.clone(), tx));
-        RedisLease {
-            share,
-            lock,
-            token,
-            conn,
-            lost,
-            renewer,
-        }
-    }
-}
-
-async fn renew(
-    mut conn: ConnectionManager,
-    lock: String,
-    token: String,
-    lost: watch::Sender<bool>,
-) {
-    let lease = defaults::CLUSTER_LOCK_LEASE;
-    let every = lease / 3;
-    let mut renewed = Instant::now();
-    loop {
-        tokio::time::sleep(every).await;
-        let answer: redis::RedisResult<i64> = redis::Script::new(RENEW)
-            .key(&lock)
-            .arg(&token)
-            .arg(super::lease_ms())
-            .invoke_async(&mut conn)
-            .await;
-        match answer {
-            Ok(1) => renewed = Instant::now(),
-            // Another instance holds it now: our lease ran out.
-            Ok(_) => break,
-            // Given up one tick before the lease would run out unseen.
-            Err(_) if renewed.elapsed() + every < lease => {}
-            Err(_) => break,
-        }
-    }
-    tracing::warn!(lock = %lock, "cluster: the order lock was lost");
-    let _ = lost.send(true);
-}
-
-impl Lease for RedisLease {
-    fn lost(&mut self) -> Boxed<'_, ()> {
-        Box::pin(async move {
-            if self.lost.wait_for(|lost| *lost).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
-    }
-
-    fn release(self: Box<Self>) -> Boxed<'static, ()> {
-        Box::pin(async move {
-            self.renewer.abort();
-            let mut conn = self.conn.clone();
-            let work = async {
-                let refused = self.share.publish_fenced(&self.lock, &self.token).await?;
-                let _: i64 = redis::Script::new(RELEASE)
-                    .key(&self.lock)
-                    .arg(&self.token)
-                    .invoke_async(&mut conn)
-                    .await?;
-                redis::RedisResult::Ok(refused)
-            };
-            match tokio::time::timeout(2 * defaults::CLUSTER_REDIS_TIMEOUT, work).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(_)) => tracing::warn!(
-                    lock = %self.lock,
-                    "cluster: this instance's ACME values were not published: its order lock had run out and another instance holds it; that instance's certificate is used"
-                ),
-                Ok(Err(_)) | Err(_) => tracing::warn!(
-                    lock = %self.lock,
-                    "cluster: Redis did not answer when the order ended; the values stay local until it does (the lock runs out by itself)"
-                ),
-            }
-        })
-    }
-}
-
-impl Drop for RedisLease {
-    fn drop(&mut self) {
-        self.renewer.abort();
-        let mut book = self.share.book();
-        book.leases = book.leases.saturating_sub(1);
     }
 }
 

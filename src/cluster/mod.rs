@@ -10,6 +10,7 @@
 //! Without `cluster:` in the config nothing here runs and nothing talks to Redis.
 
 pub(crate) mod acme;
+mod lease;
 pub(crate) mod tickets;
 
 use std::path::Path;
