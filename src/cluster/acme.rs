@@ -221,15 +221,16 @@ impl AcmeShare {
         Ok(copied)
     }
 
-    /// Values stored outside any lease (an account registered while asking for renewal
-    /// information): published unless another instance's value is there already.
+    /// Values that need no lease: the account (a single value) at once, so an instance that
+    /// dies mid-order leaves its account to the next holder; certificates (stored together)
+    /// only while no lease is held, since a lease's release publishes them fenced. Published
+    /// unless another instance's value is there already.
     async fn publish_waiting(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
         let waiting: Vec<String> = {
             let book = self.book();
-            if book.leases > 0 {
-                return Ok(());
-            }
-            book.pending.iter().cloned().collect()
+            let unfenced =
+                |f: &&String| book.leases == 0 || book.known.get(*f).is_some_and(Vec::is_empty);
+            book.pending.iter().filter(unfenced).cloned().collect()
         };
         for field in waiting {
             if let Some(sealed) = self.sealed_local(&field) {

@@ -465,6 +465,15 @@ fn when_the_lock_holder_dies_mid_order_another_instance_finishes_within_the_leas
     assert_eq!(finished.len(), 1, "{}", c.logs());
     assert_ne!(finished[0].name, dead);
     assert!(gone.log().contains("ACME order: "));
+    // One account for the cluster: the dead holder's, published as soon as it registered.
+    assert!(gone.log().contains("ACME account: registered"));
+    assert!(
+        finished[0]
+            .log()
+            .contains("ACME account: using the stored account"),
+        "{}",
+        c.logs()
+    );
 }
 
 #[test]
