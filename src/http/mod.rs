@@ -428,7 +428,14 @@ impl Router {
             res.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
         }
         counts.count(method, res.status());
-        let bytes_out = http_body::Body::size_hint(res.body()).exact().unwrap_or(0);
+        let bytes_out = match http_body::Body::size_hint(res.body()).exact() {
+            Some(n) => n,
+            None => {
+                // Streamed (compressed, or proxied without a length): counted as it is sent.
+                res = res.map(|body| counted(body, site.metrics.clone()));
+                0
+            }
+        };
         site.metrics.served(started.elapsed(), bytes_in, bytes_out);
         Ok(res)
     }
@@ -493,6 +500,17 @@ fn framing_conflict<B>(req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     res
+}
+
+/// `body`, adding the size of each data frame to the site's bytes sent as it goes out.
+fn counted(body: Body, metrics: Arc<crate::observe::SiteMetrics>) -> Body {
+    body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            metrics.sent(data.len() as u64);
+        }
+        frame
+    })
+    .boxed()
 }
 
 /// The access log: one line per request.

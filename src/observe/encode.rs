@@ -135,7 +135,7 @@ fn requests(m: &Metrics, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Erro
         ),
         (
             "candado_http_response_body_bytes",
-            "Response body bytes of known length sent, per site.",
+            "Response body bytes sent, per site (streamed bodies as they are sent).",
             1,
         ),
     ] {

@@ -341,14 +341,22 @@ impl SiteMetrics {
         }
     }
 
-    /// A request done: how long it took to answer and the body sizes its headers declared.
+    /// A request answered: how long it took, the request body size its headers declared, and
+    /// the response body size when known (a streamed one is counted by `sent`).
     pub(crate) fn served(&self, took: Duration, bytes_in: u64, bytes_out: u64) {
         self.latency.observe(took);
         // Most requests declare no body: skip the shared cache line then.
         if bytes_in > 0 {
             self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
         }
-        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        if bytes_out > 0 {
+            self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        }
+    }
+
+    /// Body bytes of a streamed response, as they are sent.
+    pub(crate) fn sent(&self, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 

@@ -686,3 +686,42 @@ fn handshakes_for_unknown_names_and_old_versions_are_counted_by_reason() {
     assert_eq!(failures(&text, "protocol_version"), 1.0, "{text}");
     assert_eq!(failures(&text, "other"), 0.0, "{text}");
 }
+
+#[test]
+fn a_compressed_response_counts_the_bytes_sent_not_zero() {
+    let body = "candado compresses text as it streams it out\n".repeat(2000);
+    let f = Fixture::start_with_files("", "admin: 127.0.0.1:0", |root| {
+        std::fs::write(root.join("big.txt"), &body).unwrap();
+    });
+    let admin = admin_addr(&f.server);
+    let port = f.server.https.port();
+    // Without --compressed, curl counts the bytes as they came: gzip, streamed.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+        ])
+        .args(["-H", "Accept-Encoding: gzip", "--cacert"])
+        .arg(&f.pki.ca_path)
+        .args(["--resolve", &format!("test.example:{port}:127.0.0.1")])
+        .arg(format!("https://test.example:{port}/big.txt"))
+        .output()
+        .unwrap();
+    let got = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, size) = got.split_once(' ').unwrap();
+    assert_eq!(status, "200", "{got}");
+    let size: f64 = size.parse().unwrap();
+    assert!(size > 0.0 && size < body.len() as f64 / 4.0, "{got}");
+    let text = scrape(admin);
+    assert_eq!(
+        sample(
+            &text,
+            "candado_http_response_body_bytes_total{site=\"test.example\"}"
+        ),
+        size,
+        "{text}"
+    );
+}
