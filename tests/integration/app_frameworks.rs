@@ -8,7 +8,7 @@ use crate::python_apps::{App, spawn};
 use crate::support::client::{self, Response};
 use crate::support::free_port;
 use crate::support::pki::TestPki;
-use crate::support::server::Candado;
+use crate::support::server::{Candado, proxy_app_test};
 
 /// `candado proxy` for app.test on a known port in front of the app on `app_port`.
 struct Front {
@@ -21,25 +21,8 @@ impl Front {
     fn new(https: u16, app_port: u16) -> Front {
         let pki = TestPki::new();
         let leaf = pki.leaf("app", &["app.test"]);
-        let (to, from) = (format!("127.0.0.1:{app_port}"), format!("app.test:{https}"));
-        let server = Candado::with_args(
-            &[
-                "proxy",
-                "--to",
-                &to,
-                "--from",
-                &from,
-                "--cert",
-                leaf.cert.to_str().unwrap(),
-                "--key",
-                leaf.key.to_str().unwrap(),
-                "--http-port",
-                "0",
-            ],
-            pki.dir.path(),
-            tempfile::tempdir().unwrap(),
-            false,
-        );
+        let cert = (leaf.cert.as_path(), leaf.key.as_path());
+        let server = proxy_app_test(https, app_port, cert, pki.dir.path(), &[]);
         Front {
             pki,
             _server: server,

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::first_hour::candado_at_home;
-use crate::support::server::Candado;
+use crate::support::server::{Candado, proxy_app_test};
 use crate::support::{free_port, output_text};
 
 /// Runs headless Chromium with `HOME=home` and a fresh profile on `url`, bounded to 60 s;
@@ -86,9 +86,18 @@ pub(crate) fn file_app(dir: &Path) -> FileApp {
 /// A page whose script writes what the browser thinks of the connection into the DOM.
 const PROBE_PAGE: &str = "<!doctype html><title>probe</title><body><script>document.body.textContent = 'secure-context=' + window.isSecureContext + ' protocol=' + location.protocol;</script></body>\n";
 
-/// `ca install` into a throwaway HOME, `cert issue app.test`, and `candado proxy` in front of
-/// an app; returns (HOME, the proxy, its https:// URL, the app).
-fn app_behind_proxy(install: bool) -> (tempfile::TempDir, Candado, String, FileApp) {
+/// A page served through `candado proxy` as a newcomer sets it up: `ca install` (or not) into
+/// a throwaway HOME, `cert issue app.test`, and the proxy in front of a static app.
+pub(crate) struct ProxiedApp {
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) proxy: Candado,
+    /// The proxy's HTTPS port, and `https://app.test:PORT/`.
+    pub(crate) port: u16,
+    pub(crate) url: String,
+    _app: FileApp,
+}
+
+pub(crate) fn app_behind_proxy(install: bool, page: &str) -> ProxiedApp {
     let home = tempfile::tempdir().unwrap();
     if install {
         let out = candado_at_home(home.path(), &["ca", "install"], &[]);
@@ -109,36 +118,24 @@ fn app_behind_proxy(install: bool) -> (tempfile::TempDir, Candado, String, FileA
     assert!(out.status.success(), "{}", output_text(&out));
     let site = home.path().join("site");
     std::fs::create_dir(&site).unwrap();
-    std::fs::write(site.join("index.html"), PROBE_PAGE).unwrap();
+    std::fs::write(site.join("index.html"), page).unwrap();
     let app = file_app(&site);
-    let https = free_port();
-    let (to, from) = (format!("127.0.0.1:{}", app.1), format!("app.test:{https}"));
+    let port = free_port();
     let (cert, key) = (certs.join("app.test.crt"), certs.join("app.test.key"));
-    let proxy = Candado::with_args(
-        &[
-            "proxy",
-            "--to",
-            &to,
-            "--from",
-            &from,
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--http-port",
-            "0",
-        ],
-        home.path(),
-        tempfile::tempdir().unwrap(),
-        false,
-    );
-    (home, proxy, format!("https://app.test:{https}/"), app)
+    let proxy = proxy_app_test(port, app.1, (&cert, &key), home.path(), &[]);
+    ProxiedApp {
+        home,
+        proxy,
+        port,
+        url: format!("https://app.test:{port}/"),
+        _app: app,
+    }
 }
 
 #[test]
 fn chromium_trusts_a_proxied_app_after_ca_install_into_a_fresh_home() {
-    let (home, _proxy, url, _app) = app_behind_proxy(true);
-    let (dom, log) = chromium(home.path(), &["--dump-dom"], &url);
+    let p = app_behind_proxy(true, PROBE_PAGE);
+    let (dom, log) = chromium(p.home.path(), &["--dump-dom"], &p.url);
     assert!(!log.contains("ERR_CERT"), "{log}");
     assert!(
         dom.contains("secure-context=true protocol=https:"),
@@ -150,8 +147,8 @@ fn chromium_trusts_a_proxied_app_after_ca_install_into_a_fresh_home() {
 /// so the test above fails for the reason it claims to check.
 #[test]
 fn chromium_refuses_the_same_app_without_ca_install() {
-    let (home, _proxy, url, _app) = app_behind_proxy(false);
-    let (dom, log) = chromium(home.path(), &["--dump-dom"], &url);
+    let p = app_behind_proxy(false, PROBE_PAGE);
+    let (dom, log) = chromium(p.home.path(), &["--dump-dom"], &p.url);
     assert!(!dom.contains("secure-context=true"), "{dom}");
     assert!(log.contains("net::ERR_CERT_AUTHORITY_INVALID"), "{log}");
 }

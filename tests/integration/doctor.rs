@@ -510,26 +510,14 @@ fn the_report_for_a_person_names_the_framework_and_the_fix() {
 fn proxy(https: u16, app_port: u16, admin: u16) -> (crate::support::pki::TestPki, Candado) {
     let pki = crate::support::pki::TestPki::new();
     let leaf = pki.leaf("app", &["app.test"]);
-    let (to, from) = (format!("127.0.0.1:{app_port}"), format!("app.test:{https}"));
-    let server = Candado::with_args(
-        &[
-            "proxy",
-            "--to",
-            &to,
-            "--from",
-            &from,
-            "--cert",
-            leaf.cert.to_str().unwrap(),
-            "--key",
-            leaf.key.to_str().unwrap(),
-            "--http-port",
-            "0",
-            "--admin",
-            &format!("127.0.0.1:{admin}"),
-        ],
+    let admin = format!("127.0.0.1:{admin}");
+    let cert = (leaf.cert.as_path(), leaf.key.as_path());
+    let server = crate::support::server::proxy_app_test(
+        https,
+        app_port,
+        cert,
         pki.dir.path(),
-        tempfile::tempdir().unwrap(),
-        false,
+        &["--admin", &admin],
     );
     (pki, server)
 }

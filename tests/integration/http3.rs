@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
-use super::browser::{chromium, file_app};
-use super::first_hour::candado_at_home;
+use super::browser::{app_behind_proxy, chromium};
 use crate::python_apps::python;
 use crate::support::client::{self, HOST};
 use crate::support::pki::TestPki;
@@ -424,56 +423,17 @@ const NEXT_HOP_PAGE: &str = "<!doctype html><title>h3</title><body><script>docum
 /// HTTP/3, trusting the development CA as `candado ca install` set it up.
 #[test]
 fn chromium_loads_a_page_through_candado_proxy_over_http3() {
-    let home = tempfile::tempdir().unwrap();
-    let out = candado_at_home(home.path(), &["ca", "install"], &[]);
-    assert!(out.status.success(), "{}", output_text(&out));
-    let certs = home.path().join("certs");
-    let out = candado_at_home(
-        home.path(),
-        &[
-            "cert",
-            "issue",
-            "app.test",
-            "--out",
-            certs.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", output_text(&out));
-    let site = home.path().join("site");
-    std::fs::create_dir(&site).unwrap();
-    std::fs::write(site.join("index.html"), NEXT_HOP_PAGE).unwrap();
-    let app = file_app(&site);
-    let port = free_port();
-    let (cert, key) = (certs.join("app.test.crt"), certs.join("app.test.key"));
-    let proxy = Candado::with_args(
-        &[
-            "proxy",
-            "--to",
-            &format!("127.0.0.1:{}", app.1),
-            "--from",
-            &format!("app.test:{port}"),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--http-port",
-            "0",
-        ],
-        home.path(),
-        tempfile::tempdir().unwrap(),
-        false,
-    );
-    let force = format!("--origin-to-force-quic-on=app.test:{port}");
-    let url = format!("https://app.test:{port}/");
-    let (dom, log) = chromium(home.path(), &["--enable-quic", &force, "--dump-dom"], &url);
+    let p = app_behind_proxy(true, NEXT_HOP_PAGE);
+    let force = format!("--origin-to-force-quic-on=app.test:{}", p.port);
+    let flags = ["--enable-quic", &force, "--dump-dom"];
+    let (dom, log) = chromium(p.home.path(), &flags, &p.url);
     assert!(
         dom.contains("next-hop=h3"),
         "Chromium did not load the page over HTTP/3:\n{dom}\n{log}\n{}",
-        proxy.log()
+        p.proxy.log()
     );
     // The control: without forcing QUIC the first load goes over TCP (HTTP/2).
-    let (dom, log) = chromium(home.path(), &["--dump-dom"], &url);
+    let (dom, log) = chromium(p.home.path(), &["--dump-dom"], &p.url);
     assert!(dom.contains("next-hop=h2"), "{dom}\n{log}");
 }
 

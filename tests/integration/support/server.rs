@@ -346,3 +346,30 @@ pub fn site_yaml(
         root.display()
     )
 }
+
+/// `candado proxy --from app.test:HTTPS --to 127.0.0.1:APP` with the given certificate, run in
+/// `cwd`, no redirect listener, and `extra` arguments.
+pub fn proxy_app_test(
+    https: u16,
+    app_port: u16,
+    (cert, key): (&Path, &Path),
+    cwd: &Path,
+    extra: &[&str],
+) -> Candado {
+    let (to, from) = (format!("127.0.0.1:{app_port}"), format!("app.test:{https}"));
+    let mut args = vec![
+        "proxy",
+        "--to",
+        &to,
+        "--from",
+        &from,
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--http-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Candado::with_args(&args, cwd, tempfile::tempdir().unwrap(), false)
+}
