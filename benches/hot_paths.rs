@@ -1,12 +1,14 @@
 //! Micro-benchmarks of what every request goes through (issue 16): routing by host, the
-//! proxy's header rules, the HTTP/1.1 framing check, a static-file lookup, and the cost of
-//! compressing a JS bundle in each coding and level. Run with `cargo bench --bench hot_paths`;
+//! proxy's header rules, the HTTP/1.1 framing check, a static-file lookup, the cost of
+//! compressing a JS bundle in each coding and level, and what a TLS 1.3 handshake costs the
+//! server with each key exchange. Run with `cargo bench --bench hot_paths`;
 //! compare before and after a change on the same machine.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use candado::hot_paths::{
-    Framing, Names, StaticSite, compressed_size, proxy_request_headers, secure_cookies,
+    Framing, Names, Offer, StaticSite, TlsHandshakes, compressed_size, proxy_request_headers,
+    secure_cookies,
 };
 use divan::Bencher;
 use http::{HeaderMap, HeaderValue, header};
@@ -134,4 +136,37 @@ fn compress_js_bundle(bencher: Bencher, choice: &str) {
     let size = rt.block_on(compressed_size(coding, level, &bundle));
     eprintln!("{choice}: {} → {size} bytes", bundle.len());
     bencher.bench_local(|| rt.block_on(compressed_size(coding, level, divan::black_box(&bundle))));
+}
+
+/// What one TLS 1.3 handshake costs the server (ServerHello to Finished, replayed from one
+/// recorded ClientHello): X25519 alone, the X25519MLKEM768 hybrid browsers offer, and a
+/// resumption (a ticket, still with a fresh X25519 exchange: psk_dhe_ke).
+#[divan::bench(args = ["x25519", "hybrid", "resumed"])]
+fn tls13_server_first_flight(bencher: Bencher, kind: &str) {
+    let tls = TlsHandshakes::new();
+    let offer = match kind {
+        "hybrid" => Offer::Hybrid,
+        _ => Offer::X25519,
+    };
+    let client = tls.client(offer);
+    if kind == "resumed" {
+        tls.handshake(&client);
+    }
+    let hello = tls.client_hello(&client);
+    bencher.bench_local(|| tls.server_first_flight(divan::black_box(&hello)));
+}
+
+/// A whole handshake in memory, both sides.
+#[divan::bench(args = ["x25519", "hybrid"])]
+fn tls13_full_handshake_both_sides(bencher: Bencher, kind: &str) {
+    let tls = TlsHandshakes::new();
+    let offer = match kind {
+        "hybrid" => Offer::Hybrid,
+        _ => Offer::X25519,
+    };
+    bencher.bench_local(|| {
+        // A fresh client config each time, so no ticket is offered.
+        let client = tls.client(offer);
+        tls.handshake(&client)
+    });
 }

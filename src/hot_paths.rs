@@ -87,3 +87,139 @@ pub async fn compressed_size(coding: &str, level: i32, data: &[u8]) -> usize {
         Err(_) => 0,
     }
 }
+
+/// TLS 1.3 handshakes in memory, with candado's provider on the server side: a P-256
+/// certificate (what `cert issue` and ACME make) and stateless tickets, as served. The
+/// server's first flight (ServerHello to Finished: key exchange and signature) is measured by
+/// replaying one recorded ClientHello to fresh connections.
+pub struct TlsHandshakes {
+    server: Arc<rustls::ServerConfig>,
+    roots: Arc<rustls::RootCertStore>,
+}
+
+/// Which key exchange a client offers, as its first choice.
+#[derive(Clone, Copy, Debug)]
+pub enum Offer {
+    /// Only X25519 (curl with OpenSSL 3.0, the benchmark's load generator).
+    X25519,
+    /// X25519MLKEM768 first, with an X25519 share too (Chrome, Firefox, Go).
+    Hybrid,
+}
+
+impl TlsHandshakes {
+    pub fn new() -> Self {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("P-256 key generation");
+        let cert = rcgen::CertificateParams::new(vec!["bench.test".to_owned()])
+            .and_then(|p| p.self_signed(&key))
+            .expect("a self-signed certificate");
+        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let mut server = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .and_then(|b| {
+                b.with_no_client_auth()
+                    .with_single_cert(vec![cert.der().clone()], der)
+            })
+            .expect("a server config");
+        server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("a ticketer");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).expect("a root");
+        TlsHandshakes {
+            server: Arc::new(server),
+            roots: Arc::new(roots),
+        }
+    }
+
+    /// A client config that offers `offer` and keeps the tickets it gets.
+    pub fn client(&self, offer: Offer) -> Arc<rustls::ClientConfig> {
+        use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        provider.kx_groups = match offer {
+            Offer::X25519 => vec![X25519],
+            Offer::Hybrid => vec![X25519MLKEM768, X25519],
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(self.roots.clone())
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    /// A whole handshake, client and server, then the server's tickets read by the client
+    /// (so its next hello offers one). Returns the negotiated group and the kind of handshake.
+    pub fn handshake(
+        &self,
+        client: &Arc<rustls::ClientConfig>,
+    ) -> (String, Option<rustls::HandshakeKind>) {
+        let name = rustls_pki_types::ServerName::try_from("bench.test").expect("a name");
+        let mut c = rustls::ClientConnection::new(client.clone(), name).expect("client");
+        let mut s = rustls::ServerConnection::new(self.server.clone()).expect("server");
+        pump(&mut c, &mut s);
+        let group = s
+            .negotiated_key_exchange_group()
+            .map_or_else(String::new, |g| format!("{:?}", g.name()));
+        (group, s.handshake_kind())
+    }
+
+    /// The ClientHello a fresh connection of `client` sends (with a ticket if it has one).
+    pub fn client_hello(&self, client: &Arc<rustls::ClientConfig>) -> Vec<u8> {
+        let name = rustls_pki_types::ServerName::try_from("bench.test").expect("a name");
+        let mut c = rustls::ClientConnection::new(client.clone(), name).expect("client");
+        let mut hello = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut hello).expect("write to memory");
+        }
+        hello
+    }
+
+    /// The server's whole answer to `hello`: the bytes of its first flight.
+    pub fn server_first_flight(&self, hello: &[u8]) -> usize {
+        let mut s = rustls::ServerConnection::new(self.server.clone()).expect("server");
+        feed(&mut s, hello);
+        let mut out = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut out).expect("write to memory");
+        }
+        out.len()
+    }
+}
+
+impl Default for TlsHandshakes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn feed<C, D>(conn: &mut C, mut bytes: &[u8])
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+    D: rustls::SideData,
+{
+    while !bytes.is_empty() {
+        conn.read_tls(&mut bytes).expect("read from memory");
+        conn.process_new_packets().expect("a valid flight");
+    }
+}
+
+/// Moves bytes both ways until neither side has more to say.
+fn pump(c: &mut rustls::ClientConnection, s: &mut rustls::ServerConnection) {
+    loop {
+        let mut moved = false;
+        if c.wants_write() {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).expect("write to memory");
+            feed(s, &buf);
+            moved = true;
+        }
+        if s.wants_write() {
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).expect("write to memory");
+            feed(c, &buf);
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+}

@@ -35,6 +35,9 @@ pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// The aws-lc-rs provider. Every suite it offers is an AEAD with ECDHE key exchange, so all
 /// are forward-secret; this is asserted in the tests rather than filtered at run time.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
+    // Its key exchanges include the X25519MLKEM768 hybrid; a rustls server takes the client's
+    // first choice it supports, so browsers (hybrid first) get it and X25519-only clients get
+    // X25519 in one round trip (tls::tests checks both; benches/hot_paths measures the cost).
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
@@ -181,6 +184,24 @@ impl ResolvesClientCert for FixedIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn browsers_get_the_post_quantum_hybrid_and_x25519_clients_need_no_retry() {
+        use crate::hot_paths::{Offer, TlsHandshakes};
+        use rustls::HandshakeKind;
+        let tls = TlsHandshakes::new();
+        let (group, kind) = tls.handshake(&tls.client(Offer::Hybrid));
+        assert_eq!(group, "X25519MLKEM768");
+        assert_eq!(kind, Some(HandshakeKind::Full));
+        let x25519 = tls.client(Offer::X25519);
+        let (group, kind) = tls.handshake(&x25519);
+        assert_eq!(group, "X25519");
+        assert_eq!(kind, Some(HandshakeKind::Full));
+        // A resumption still agrees a fresh key (psk_dhe_ke): forward secrecy holds.
+        let (group, kind) = tls.handshake(&x25519);
+        assert_eq!(group, "X25519");
+        assert_eq!(kind, Some(HandshakeKind::Resumed));
+    }
     use rustls::SupportedCipherSuite;
 
     #[test]
