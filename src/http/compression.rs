@@ -469,6 +469,9 @@ fn ready_now<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
 pub(crate) struct Encoded {
     inner: Body,
     encoder: Encoder,
+    /// Input taken from the source and not compressed yet (a large frame is compressed a
+    /// slice per poll).
+    input: Bytes,
     /// Input written since the last flush.
     unflushed: bool,
     /// Trailers from the source, sent after the compressed stream ends.
@@ -499,6 +502,7 @@ impl Encoded {
         Encoded {
             inner,
             encoder: Encoder::new(coding, level),
+            input: Bytes::new(),
             unflushed: false,
             trailers: None,
             state: State::Streaming,
@@ -536,18 +540,29 @@ impl hyper::body::Body for Encoded {
             State::Done => return Poll::Ready(None),
             State::Streaming => {}
         }
+        // Compression runs on the runtime's threads: a bounded amount per poll keeps a large
+        // body from holding one for milliseconds while other connections wait.
+        let mut budget = defaults::COMPRESS_POLL_BUDGET;
         loop {
+            if !this.input.is_empty() {
+                if budget == 0 {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let slice = this.input.split_to(this.input.len().min(budget));
+                budget -= slice.len();
+                if let Err(e) = this.encoder.write(cx, &slice) {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                this.unflushed = true;
+                if let Some(out) = this.encoder.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                continue;
+            }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        if let Err(e) = this.encoder.write(cx, &data) {
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                        this.unflushed |= !data.is_empty();
-                        if let Some(out) = this.encoder.take() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
+                    Ok(data) => this.input = data,
                     Err(frame) => {
                         this.trailers = frame.into_trailers().ok();
                         return this.end(cx);
@@ -732,6 +747,42 @@ mod tests {
             let compressed = body.collect().await.unwrap().to_bytes();
             assert!(compressed.len() < source.len() / 4, "{coding:?}");
             assert!(decode(coding, &compressed).await == source, "{coding:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_is_compressed_a_bounded_slice_per_poll() {
+        let source: Vec<u8> = (0..256 * 1024u32)
+            .map(|i| b"candado "[(i % 8) as usize])
+            .collect();
+        for coding in Coding::ALL {
+            let whole = http_body_util::Full::new(Bytes::from(source.clone()));
+            let mut body = Encoded::new(BodyExt::map_err(whole, |e| match e {}).boxed(), coding);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let (mut sent, mut polls) = (Vec::new(), 0);
+            loop {
+                let before = body.input.len() + usize::from(polls == 0) * source.len();
+                let polled = hyper::body::Body::poll_frame(Pin::new(&mut body), &mut cx);
+                polls += 1;
+                let compressed = before.saturating_sub(body.input.len());
+                assert!(
+                    compressed <= defaults::COMPRESS_POLL_BUDGET,
+                    "{coding:?}: {compressed}"
+                );
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        sent.extend_from_slice(frame.data_ref().map_or(&[][..], |d| &d[..]));
+                    }
+                    Poll::Ready(None) => break,
+                    Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                    Poll::Pending => {}
+                }
+            }
+            assert!(
+                polls >= source.len() / defaults::COMPRESS_POLL_BUDGET,
+                "{coding:?}"
+            );
+            assert!(decode(coding, &sent).await == source, "{coding:?}");
         }
     }
 
