@@ -373,10 +373,26 @@ impl AcmeShare {
     /// Who holds which order lock, for `candado status` and the metrics.
     async fn follow_locks(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
         let prefix = self.cluster.redis_key("lock:acme:");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
-            .query_async(conn)
-            .await?;
+        // SCAN, not KEYS: a Redis shared with other applications may hold many keys.
+        let (mut cursor, mut keys) = (0u64, Vec::new());
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(500)
+                .query_async(conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key twice.
+        keys.sort();
+        keys.dedup();
         let mut holders = Vec::new();
         for key in keys {
             let value: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
