@@ -118,18 +118,20 @@ http {{
         .arg("stderr")
         .arg("-c")
         .arg(&conf_path)
-        .arg("-g")
-        .arg(format!(
-            "daemon off; pid {}/nginx.pid; error_log stderr;",
-            dir.path().display()
-        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // One -g only: nginx keeps the last one it is given, and without `daemon off` it forks a
+    // master this handle cannot kill (the cause of nginx processes outliving the tests).
+    let mut globals = format!(
+        "daemon off; pid {}/nginx.pid; error_log stderr;",
+        dir.path().display()
+    );
     if is_root() {
         // Workers run as nobody: let them read nothing but what the master opens.
-        cmd.arg("-g").arg("user root;");
+        globals.push_str(" user root;");
     }
+    cmd.arg("-g").arg(globals);
     let mut child = cmd.spawn().expect("nginx is installed by scripts/test");
     wait_for_port(&mut child, https, "nginx");
     Nginx {
