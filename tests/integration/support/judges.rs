@@ -20,7 +20,21 @@ pub struct Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM first, so that nginx's master stops its workers (SIGKILL would leave them
+    /// running, orphaned); SIGKILL after 2 s for anything that ignores it.
     fn drop(&mut self) {
+        use rustix::process::{Pid, Signal, kill_process};
+        let pid = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = kill_process(pid, Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
