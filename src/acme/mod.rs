@@ -452,13 +452,12 @@ impl SiteLoop {
             Err(why) => return Turn::Wait(why),
         };
         // The holder before us may have just stored one (taking the lock read it).
-        match self.acme.load_stored(&self.names) {
-            Some(s) if stored.as_ref().is_none_or(|old| old.leaf() != s.leaf()) => {
+        match self.fresher(stored) {
+            Some(s) => {
                 lease.release().await;
-                self.serve_stored(&s);
                 Turn::Served(s)
             }
-            _ => Turn::Order(Some(lease)),
+            None => Turn::Order(Some(lease)),
         }
     }
 
@@ -474,26 +473,27 @@ impl SiteLoop {
         }
     }
 
-    /// The stored certificate when it differs from the one served (another instance renewed
-    /// it), now served; else what was served.
+    /// What to serve after the store may have changed: its certificate when another instance
+    /// renewed it, else what was served.
     fn reload(&self, stored: Option<Stored>) -> Option<Stored> {
-        match self.acme.load_stored(&self.names) {
-            Some(s) if stored.as_ref().is_none_or(|old| old.leaf() != s.leaf()) => {
-                self.serve_stored(&s);
-                Some(s)
-            }
-            _ => stored,
-        }
+        self.fresher(&stored).or(stored)
     }
 
-    fn serve_stored(&self, s: &Stored) {
+    /// The stored certificate, now served, when it differs from the one served.
+    fn fresher(&self, served: &Option<Stored>) -> Option<Stored> {
+        let s = self.acme.load_stored(&self.names)?;
+        let same = served.as_ref().is_some_and(|old| old.leaf() == s.leaf());
+        if same {
+            return None;
+        }
         self.slot.publish(s.key.clone());
-        self.observe_served(s);
+        self.observe_served(&s);
         tracing::info!(
             site = %self.names.join(", "),
             "ACME certificate from the store now served, valid until {}",
             humantime::format_rfc3339_seconds(s.lifetime.not_after)
         );
+        Some(s)
     }
 
     /// Tells the status page and the expiry gauge which certificate is served now.

@@ -32,10 +32,11 @@ use crate::acme::{
 };
 use crate::certs::Challenges;
 use crate::config::defaults;
+use crate::observe::status::LockStatus;
 
-/// Writes a value only while the lock holds the writer's token (or with no lock asked for),
-/// then tells the other instances. KEYS: hash, lock; ARGV: field, value, token, channel.
-const FENCED_WRITE: &str = "if ARGV[3] ~= '' and redis.call('get', KEYS[2]) ~= ARGV[3] then return 0 end \
+/// Writes a value only while the lock holds the writer's token, then tells the other
+/// instances. KEYS: hash, lock; ARGV: field, value, token, channel.
+const FENCED_WRITE: &str = "if redis.call('get', KEYS[2]) ~= ARGV[3] then return 0 end \
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2]) redis.call('publish', ARGV[4], ARGV[1]) return 1";
 
 /// How long challenge answers stay in Redis after the last one was added: far longer than an
@@ -155,6 +156,11 @@ impl AcmeShare {
         format!("{}/{field}", self.hash())
     }
 
+    /// The same for a challenge answer's field.
+    fn answer_aad(&self, field: &str) -> String {
+        format!("{}/{field}", self.answers_hash())
+    }
+
     async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
@@ -233,17 +239,28 @@ impl AcmeShare {
             book.pending.iter().filter(unfenced).cloned().collect()
         };
         for field in waiting {
-            if let Some(sealed) = self.sealed_local(&field) {
-                let _: bool = redis::cmd("HSETNX")
-                    .arg(self.hash())
-                    .arg(&field)
-                    .arg(sealed)
-                    .query_async(conn)
-                    .await?;
-            }
+            self.publish_if_absent(&field, conn).await?;
             self.book().pending.remove(&field);
         }
         Ok(())
+    }
+
+    /// Publishes the local value of `field` unless Redis holds one already (HSETNX: another
+    /// instance's value wins). True when this one was written.
+    async fn publish_if_absent(
+        &self,
+        field: &str,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<bool> {
+        let Some(sealed) = self.sealed_local(field) else {
+            return Ok(false);
+        };
+        redis::cmd("HSETNX")
+            .arg(self.hash())
+            .arg(field)
+            .arg(sealed)
+            .query_async(conn)
+            .await
     }
 
     /// Writes into the local copy every value that differs from it, except those of ours
@@ -304,16 +321,7 @@ impl AcmeShare {
         };
         let mut published = 0;
         for field in &lost {
-            let Some(sealed) = self.sealed_local(field) else {
-                continue;
-            };
-            let set: bool = redis::cmd("HSETNX")
-                .arg(self.hash())
-                .arg(field)
-                .arg(sealed)
-                .query_async(conn)
-                .await?;
-            published += usize::from(set);
+            published += usize::from(self.publish_if_absent(field, conn).await?);
         }
         if published > 0 {
             tracing::info!(
@@ -332,8 +340,7 @@ impl AcmeShare {
             .await?;
         let mut current = BTreeMap::new();
         for (field, value) in &sealed {
-            let aad = format!("{}/{field}", self.answers_hash());
-            let Some(plain) = self.cluster.key.open(&aad, value) else {
+            let Some(plain) = self.cluster.key.open(&self.answer_aad(field), value) else {
                 continue;
             };
             let Ok(key_authorization) = String::from_utf8(plain) else {
@@ -397,8 +404,10 @@ impl AcmeShare {
         for key in keys {
             let value: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
             if let Some(v) = value {
-                let name = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
-                holders.push((name, holder_of(&v).to_owned()));
+                holders.push(LockStatus {
+                    name: key.strip_prefix(&prefix).unwrap_or(&key).to_owned(),
+                    holder: holder_of(&v).to_owned(),
+                });
             }
         }
         *lock(&crate::observe::metrics().cluster.locks) = holders;
@@ -630,7 +639,6 @@ impl Peers for AcmeShare {
             let Some(share) = self.me.upgrade() else {
                 return Err("candado is stopping".to_owned());
             };
-            self.book().leases += 1;
             let lease = RedisLease::start(share, lock, token, conn.clone());
             // What the previous holder stored, before deciding to order: without it, this
             // instance might order what the cluster already holds.
@@ -685,11 +693,13 @@ impl AcmeShare {
         let mut pipe = redis::pipe();
         if present {
             self.book().own_answers.insert(field.to_owned());
-            let aad = format!("{hash}/{field}");
             let sealed = self
                 .cluster
                 .key
-                .seal(&aad, key_authorization(answer).as_bytes())
+                .seal(
+                    &self.answer_aad(field),
+                    key_authorization(answer).as_bytes(),
+                )
                 .ok_or_else(|| {
                     redis::RedisError::from((redis::ErrorKind::Client, "random failed"))
                 })?;

@@ -35,6 +35,8 @@ impl RedisLease {
         token: String,
         conn: ConnectionManager,
     ) -> Self {
+        // Counted until dropped: the share holds unfenced writes back meanwhile.
+        share.book().leases += 1;
         let (tx, lost) = watch::channel(false);
         let renewer = tokio::spawn(renew(conn.clone(), lock.clone(), token.clone(), tx));
         RedisLease {

@@ -301,11 +301,6 @@ async fn heartbeat(
         .query_async(conn)
         .await?;
     names.sort();
-    let count = u64::try_from(names.len()).unwrap_or(u64::MAX);
-    crate::observe::metrics()
-        .cluster
-        .instances_seen
-        .store(count, Ordering::Relaxed);
     *lock(&crate::observe::metrics().cluster.instances) = names.clone();
     if names != *seen {
         tracing::info!(

@@ -362,7 +362,7 @@ fn cluster(m: &Metrics, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error
         (
             "candado_cluster_instances",
             "Instances of the cluster (this one included) that checked in to Redis lately.",
-            i64::try_from(c.instances_seen.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+            i64::try_from(super::lock(&c.instances).len()).unwrap_or(i64::MAX),
         ),
     ];
     for (name, help, v) in gauges {

@@ -63,12 +63,11 @@ pub(crate) struct ClusterGauges {
     pub(crate) enabled: AtomicBool,
     pub(crate) redis_up: AtomicBool,
     pub(crate) ticket_generation: AtomicU64,
-    pub(crate) instances_seen: AtomicU64,
     /// This instance's name, and the names of the instances seen lately (it included).
     pub(crate) instance: Mutex<String>,
     pub(crate) instances: Mutex<Vec<String>>,
-    /// The ACME order locks held now: (first name, holding instance).
-    pub(crate) locks: Mutex<Vec<(String, String)>>,
+    /// The ACME order locks held now, and by whom.
+    pub(crate) locks: Mutex<Vec<status::LockStatus>>,
 }
 
 impl ClusterGauges {
@@ -81,13 +80,7 @@ impl ClusterGauges {
                 redis_up: self.redis_up.load(Ordering::Relaxed),
                 instances: lock(&self.instances).clone(),
                 ticket_generation: self.ticket_generation.load(Ordering::Relaxed),
-                order_locks: lock(&self.locks)
-                    .iter()
-                    .map(|(name, holder)| status::LockStatus {
-                        name: name.clone(),
-                        holder: holder.clone(),
-                    })
-                    .collect(),
+                order_locks: lock(&self.locks).clone(),
             })
     }
 }
