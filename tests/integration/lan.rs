@@ -61,7 +61,25 @@ impl PhoneNet {
         ] {
             ip(&step).unwrap_or_else(|e| panic!("ip {}: {e}", step.join(" ")));
         }
+        net.settle();
         Some(net)
+    }
+
+    /// Waits (at most 5 s) until neither end has an IPv6 address still in duplicate address
+    /// detection: its end is a network change, and Chromium aborts a page load it overlaps
+    /// with `ERR_NETWORK_CHANGED`.
+    fn settle(&self) {
+        let tentative = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && (tentative(&["-n", &self.ns, "-6", "addr", "show", "tentative"])
+                || tentative(&["-6", "addr", "show", "dev", &self.host_if, "tentative"]))
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn host_ip(&self, last: u8) -> String {
@@ -830,7 +848,17 @@ fn chromium_on_phone(net: &PhoneNet, home: &Path, url: &str, resolve: Option<&st
         args.push(r);
     }
     args.push(url);
-    output_text(&net.phone(&args))
+    // A network change mid-load (an address leaving DAD on some interface) is the host's
+    // event, not the site's answer: load again, a bounded number of times.
+    let mut out = output_text(&net.phone(&args));
+    for _ in 0..2 {
+        if !out.contains("ERR_NETWORK_CHANGED") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        out = output_text(&net.phone(&args));
+    }
+    out
 }
 
 /// IPv6 unique-local addresses are LAN addresses too; public ones (here from the documentation
