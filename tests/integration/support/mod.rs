@@ -26,12 +26,27 @@ pub fn output_text(out: &std::process::Output) -> String {
 }
 
 /// A port that was free a moment ago, for programs that cannot bind port 0 themselves.
+///
+/// Taken below the kernel's ephemeral range (32768–60999 here), each port once per test run:
+/// between this call and the program's bind, a server elsewhere in the suite binding port 0
+/// (or a client's source port) can never be given the same port, which it could if this
+/// port came from the kernel too.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Apart per process, so two suites on one machine rarely meet.
+    let offset = std::process::id() * 7919;
+    for _ in 0..SPAN {
+        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// A running candado with one site (test.example, *.wild.example, 127.0.0.1) serving a
