@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
+use super::gather::Gathered;
 use super::streams::{StreamQueue, WithStreams};
 use super::{ConnSettings, ListenerCtx};
 use crate::config::Timeouts;
@@ -128,7 +129,6 @@ async fn serve_https<S>(
     if !h2 {
         tracked = tracked.with_framing(FramingScanner::new(ambiguous.clone()));
     }
-    let io = TokioIo::new(tracked);
     let info = Arc::new(info);
     let act = activity.clone();
     let served = Arc::new(AtomicU64::new(0));
@@ -146,6 +146,7 @@ async fn serve_https<S>(
     });
     let (t, limits) = (settings.timeouts, settings.limits);
     if h2 {
+        let (io, gathered) = Gathered::new(tracked);
         let streams = StreamQueue::default();
         let conn = http2::Builder::new(streams.clone())
             .timer(TokioTimer::new())
@@ -157,9 +158,9 @@ async fn serve_https<S>(
             // connection must reach its idle deadline before the first one.
             .keep_alive_interval(Some(t.idle + t.idle / 2))
             .keep_alive_timeout(t.handshake)
-            .serve_connection(io, svc);
+            .serve_connection(TokioIo::new(io), svc);
         Box::pin(drive(
-            WithStreams::new(conn, streams),
+            WithStreams::new(conn, streams, gathered),
             &activity,
             &t,
             shutdown,
@@ -170,7 +171,7 @@ async fn serve_https<S>(
             .timer(TokioTimer::new())
             .header_read_timeout(t.header_read)
             .max_header_size(limits.max_head_bytes())
-            .serve_connection(io, svc)
+            .serve_connection(TokioIo::new(tracked), svc)
             .with_upgrades();
         drive(conn, &activity, &t, shutdown).await;
     }

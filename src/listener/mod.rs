@@ -4,6 +4,7 @@
 mod activity;
 mod conn;
 mod framing;
+mod gather;
 pub(crate) use framing::FramingScanner;
 pub(crate) mod quic;
 mod streams;

@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
 
+use super::gather::SendGathered;
+
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The executor hyper's HTTP/2 server is given: it queues each new stream for the
@@ -48,15 +50,18 @@ pin_project_lite::pin_project! {
         conn: C,
         queue: StreamQueue,
         running: FuturesUnordered<Stream>,
+        gathered: Arc<dyn SendGathered>,
     }
 }
 
 impl<C> WithStreams<C> {
-    pub(super) fn new(conn: C, queue: StreamQueue) -> Self {
+    /// `gathered`: the connection's writes, sent whenever this task has done all it can.
+    pub(super) fn new(conn: C, queue: StreamQueue, gathered: Arc<dyn SendGathered>) -> Self {
         WithStreams {
             conn,
             queue,
             running: FuturesUnordered::new(),
+            gathered,
         }
     }
 
@@ -76,6 +81,7 @@ impl<C: Future> Future for WithStreams<C> {
         // so one busy connection cannot keep its thread from the others).
         for _ in 0..ROUNDS {
             if let Poll::Ready(done) = this.conn.as_mut().poll(cx) {
+                this.gathered.send_gathered(cx);
                 return Poll::Ready(done);
             }
             let new = std::mem::take(
@@ -93,9 +99,11 @@ impl<C: Future> Future for WithStreams<C> {
                 finished = true;
             }
             if !started && !finished {
+                this.gathered.send_gathered(cx);
                 return Poll::Pending;
             }
         }
+        this.gathered.send_gathered(cx);
         cx.waker().wake_by_ref();
         Poll::Pending
     }
