@@ -6,7 +6,6 @@
 
 use std::ffi::OsStr;
 use std::fs::Metadata;
-use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +16,6 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use tokio::io::AsyncReadExt;
 
 use super::error::{STYLE, escape_html, page, styled_page};
 use super::{Body, empty, full};
@@ -29,6 +27,7 @@ const STREAM_CHUNK: usize = 64 * 1024;
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
+mod chunks;
 mod hot;
 mod precompressed;
 
@@ -614,7 +613,7 @@ fn respond<B>(
 }
 
 /// Small files are read at once (page-cache reads cost less than a thread hand-off). Larger
-/// ones stream through tokio's blocking pool without holding the whole file in memory: their
+/// ones stream in chunks ([`chunks`]) without holding the whole file in memory: their
 /// first chunk is read now, and the file is closed and opened again only when the client has
 /// taken that chunk. hyper asks an HTTP/2 body for its first chunk before the stream has any
 /// window, so a client that never opens its window costs a chunk of memory, not a file
@@ -639,15 +638,10 @@ fn body_for(
     let (root, path) = (root.clone(), path.to_owned());
     let (rest_start, rest) = (start + first_len, count - first_len);
     let rest = futures_util::stream::once(async move {
-        let mut file = tokio::task::spawn_blocking(move || root.reopen(&path, identity))
+        let file = tokio::task::spawn_blocking(move || root.reopen(&path, identity))
             .await
             .map_err(std::io::Error::other)??;
-        file.seek(SeekFrom::Start(rest_start))?;
-        let f = tokio::fs::File::from_std(file);
-        Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
-            f.take(rest),
-            STREAM_CHUNK,
-        ))
+        Ok::<_, std::io::Error>(chunks::FileChunks::new(file, rest_start, rest))
     })
     .try_flatten();
     let first = futures_util::stream::once(std::future::ready(Ok(Bytes::from(first))));
