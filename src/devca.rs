@@ -87,9 +87,7 @@ impl DevCa {
         // One writer at a time in this process (the start-up load and a renewal task, or two
         // renewal tasks across a reload, may ask together).
         static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _writing = WRITING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _writing = crate::locks::lock(&WRITING);
         let (cert_path, key_path) = self.leaf_paths(names);
         if key_path.exists() && self.leaf_is_current(&cert_path, names) {
             return Ok((cert_path, key_path));

@@ -50,6 +50,7 @@ pub mod hot_paths;
 pub(crate) mod http;
 pub(crate) mod lan;
 pub(crate) mod listener;
+pub(crate) mod locks;
 pub(crate) mod observe;
 pub(crate) mod page;
 pub(crate) mod serve;

@@ -12,7 +12,7 @@ pub(crate) mod storage;
 mod validation;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rustls::crypto::CryptoProvider;
@@ -29,6 +29,7 @@ pub(crate) use storage::{FileStorage, Storage, key_part};
 
 use crate::certs::{self, ManagedCert};
 use crate::config::{AcmeSettings, ChallengeChoice, defaults};
+use crate::locks::lock;
 
 /// The names of a stored certificate's chain and key in its folder of the store.
 const CHAIN_FILE: &str = "cert.pem";
@@ -279,7 +280,7 @@ impl Acme {
         http01: bool,
         fallback: Option<Arc<CertifiedKey>>,
     ) -> Arc<ManagedCert> {
-        let mut sites = self.sites.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sites = lock(&self.sites);
         if let Some(slot) = sites.get(names) {
             return slot.clone();
         }

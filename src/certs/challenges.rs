@@ -3,9 +3,11 @@
 //! TLS-ALPN-01 certificates (RFC 8737) chosen by the certificate resolver.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use rustls::sign::CertifiedKey;
+
+use crate::locks::lock;
 
 /// Where HTTP-01 tokens are fetched (RFC 8555 §8.3).
 pub(crate) const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -47,12 +49,6 @@ impl Challenges {
     pub(crate) fn remove_tls_alpn01(&self, name: &str) {
         lock(&self.tls_alpn01).remove(&name.to_ascii_lowercase());
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-insert of a plain map entry:
-/// the map itself is still sound.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

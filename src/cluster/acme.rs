@@ -25,13 +25,14 @@ use redis::aio::ConnectionManager;
 use rustls::crypto::CryptoProvider;
 use tokio::sync::{Notify, watch};
 
+use super::Cluster;
 use super::lease::RedisLease;
-use super::{Cluster, lock};
 use crate::acme::{
     Answer, Boxed, FileStorage, Lease, Peers, Storage, key_part, serve_answer, withdraw_answer,
 };
 use crate::certs::Challenges;
 use crate::config::defaults;
+use crate::locks::lock;
 use crate::observe::status::LockStatus;
 
 /// Writes a value only while the lock holds the writer's token, then tells the other

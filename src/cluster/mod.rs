@@ -230,11 +230,6 @@ impl Cluster {
 /// release the next holder's lock.
 pub(crate) const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
-/// A poisoned lock only means a panic mid-update of plain data: the data is still sound.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// 16 random bytes in hex: a lock token no other holder can have.
 pub(crate) fn random_hex() -> Option<String> {
     let mut token = [0u8; 16];

@@ -14,8 +14,9 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use redis::aio::ConnectionManager;
 use rustls::server::ProducesTickets;
 
-use super::{Cluster, RELEASE, lock};
+use super::{Cluster, RELEASE};
 use crate::config::defaults;
+use crate::locks::lock;
 
 const KEY_LEN: usize = 32;
 /// Generation number before the ring, so a ticket names the key that sealed it.

@@ -225,10 +225,7 @@ struct Limiter {
 impl Limiter {
     fn allow(&self, ip: IpAddr, now: Instant) -> bool {
         const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = crate::locks::lock(&self.seen);
         // Bounded memory: forget finished windows once many clients were seen.
         if seen.len() > 4096 {
             seen.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::framing::FramingScanner;
 use crate::http::Body;
+use crate::locks::lock;
 
 #[derive(Debug)]
 pub(crate) struct Activity {
@@ -138,10 +139,6 @@ pub(crate) struct Writes {
     pub(crate) stalled: bool,
     /// When to look again; `None` while no response is being sent.
     pub(crate) next_check: Option<Instant>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One response body being sent, shared between the connection (which polls it) and the

@@ -10,10 +10,12 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::locks::lock;
 
 /// The most bytes gathered before a write waits for the socket: a slow reader still pushes
 /// back on the HTTP/2 connection, which then stops taking data from its streams.
@@ -64,7 +66,7 @@ impl<S> Gathered<S> {
     /// Only this task touches the lock (hyper's connection and the task's own turn end), so
     /// it is never contended.
     fn lock(&self) -> MutexGuard<'_, Shared<S>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.0)
     }
 }
 
@@ -110,7 +112,7 @@ impl<S: AsyncWrite + Unpin> Shared<S> {
 
 impl<S: AsyncWrite + Unpin + Send> SendGathered for Mutex<Shared<S>> {
     fn send_gathered(&self, cx: &mut Context<'_>) {
-        let mut shared = self.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shared = lock(self);
         if shared.buf.is_empty() && !shared.flush_owed {
             return;
         }

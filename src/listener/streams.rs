@@ -8,13 +8,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
 
 use super::gather::SendGathered;
+use crate::locks::lock;
 
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -34,7 +35,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, stream: F) {
-        let mut new = self.0.new.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut new = lock(&self.0.new);
         new.push(Box::pin(stream));
         drop(new);
         self.0.waker.wake();
@@ -84,14 +85,7 @@ impl<C: Future> Future for WithStreams<C> {
                 this.gathered.send_gathered(cx);
                 return Poll::Ready(done);
             }
-            let new = std::mem::take(
-                &mut *this
-                    .queue
-                    .0
-                    .new
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
+            let new = std::mem::take(&mut *lock(&this.queue.0.new));
             let started = !new.is_empty();
             this.running.extend(new);
             let mut finished = false;

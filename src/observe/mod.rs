@@ -17,20 +17,16 @@ pub(crate) mod status;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::config::defaults;
+use crate::locks::lock;
 
 /// The process's one registry (one candado process serves one configuration).
 pub(crate) fn metrics() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
     &METRICS
-}
-
-/// Locks a registry list; a panic while it was held leaves data that is still fine to read.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unix_seconds(t: SystemTime) -> i64 {
