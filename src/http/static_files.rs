@@ -636,6 +636,7 @@ fn body_for(
     let identity = FileIdentity::of(&file.metadata()?);
     drop(file);
     let (root, path) = (root.clone(), path.to_owned());
+    let shown = root.path.join(&path);
     let (rest_start, rest) = (start + first_len, count - first_len);
     let rest = futures_util::stream::once(async move {
         let file = tokio::task::spawn_blocking(move || root.reopen(&path, identity))
@@ -643,7 +644,11 @@ fn body_for(
             .map_err(std::io::Error::other)??;
         Ok::<_, std::io::Error>(chunks::FileChunks::new(file, rest_start, rest))
     })
-    .try_flatten();
+    .try_flatten()
+    // Headers are gone by now: the client sees a cut connection, the log says why.
+    .inspect_err(move |e| {
+        tracing::warn!(file = %shown.display(), error = %e, "cannot read file; its response was cut short")
+    });
     let first = futures_util::stream::once(std::future::ready(Ok(Bytes::from(first))));
     Ok(BodyExt::boxed(StreamBody::new(
         first.chain(rest).map_ok(Frame::data),

@@ -74,13 +74,9 @@ impl<S: AsyncWrite + Unpin> Shared<S> {
     /// Writes the whole buffer to the stream beneath.
     fn write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.buf.is_empty() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.buf) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    self.buf.drain(..n);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+            match std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => drop(self.buf.drain(..n)),
             }
         }
         if self.buf.capacity() > KEEP_CAPACITY {

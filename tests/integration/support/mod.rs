@@ -36,8 +36,9 @@ pub fn free_port() -> u16 {
     const FIRST: u32 = 20_000;
     const SPAN: u32 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    // Apart per process, so two suites on one machine rarely meet.
-    let offset = std::process::id() * 7919;
+    // Apart per process, so two suites on one machine rarely meet (reduced first: a pid times
+    // a spread would overflow where pid_max is 4194304).
+    let offset = std::process::id() % SPAN * 97 % SPAN;
     for _ in 0..SPAN {
         let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
         let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
