@@ -5,7 +5,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub(crate) struct Activity {
     /// Milliseconds after `start` when bytes last moved.
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Set when an idle HTTP/1.1 connection should hand its socket back (see [`Tracked`]).
+    park: AtomicBool,
     /// Response bodies still being sent (dead entries are pruned as new ones come).
     responses: Mutex<Vec<Weak<Outgoing>>>,
     /// Woken when a response is registered while none was known, so that the connection
@@ -38,6 +40,7 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            park: AtomicBool::new(false),
             responses: Mutex::new(Vec::new()),
             first_response: tokio::sync::Notify::new(),
         })
@@ -64,6 +67,21 @@ impl Activity {
 
     pub(crate) fn is_idle(&self, idle: Duration) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(idle)
+    }
+
+    /// Asks the connection's [`Tracked`] stream to end hyper's connection at its next read
+    /// that finds nothing, if by then nothing is in flight.
+    pub(crate) fn request_park(&self) {
+        self.park.store(true, Ordering::Relaxed);
+    }
+
+    /// No request is being handled and no response body is being sent.
+    fn is_quiet(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && lock(&self.responses)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .all(|out| lock(&out.body).is_none())
     }
 
     /// Wraps a response body so that the time it spends waiting for the client to take its
@@ -215,10 +233,17 @@ impl Drop for InFlight {
 
 /// An I/O stream that records activity whenever bytes are read or written, and optionally
 /// lets a framing scanner see every byte read (HTTP/1.1 only).
+///
+/// It can also *park* an idle HTTP/1.1 connection: once [`Activity::request_park`] was called,
+/// a read that finds nothing, between whole requests, with nothing in flight, reports the end
+/// of the stream instead of waiting. hyper then ends its connection without writing anything
+/// (and the shutdown that follows only flushes), which frees its 16 KiB of buffers; the
+/// listener gets the stream back and serves it anew when the next request's bytes arrive.
 pub(crate) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
     framing: Option<FramingScanner>,
+    parked: bool,
 }
 
 impl<S> Tracked<S> {
@@ -227,12 +252,41 @@ impl<S> Tracked<S> {
             inner,
             activity,
             framing: None,
+            parked: false,
         }
     }
 
     pub(crate) fn with_framing(mut self, scanner: FramingScanner) -> Self {
         self.framing = Some(scanner);
         self
+    }
+
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Whether the stream ended hyper's connection by parking (then it is still open), and
+    /// makes it an ordinary stream again.
+    pub(crate) fn take_parked(&mut self) -> bool {
+        std::mem::take(&mut self.parked)
+    }
+
+    /// A read found nothing: park if asked to and nothing would be cut short. Only a scanned
+    /// (HTTP/1.1) stream knows where requests end, so only it parks.
+    fn parks_now(&mut self) -> bool {
+        if !self.activity.park.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(scanner) = &mut self.framing else {
+            return false;
+        };
+        if !scanner.at_boundary() || !self.activity.is_quiet() {
+            return false;
+        }
+        self.activity.park.store(false, Ordering::Relaxed);
+        scanner.release();
+        self.parked = true;
+        true
     }
 }
 
@@ -246,9 +300,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.touch();
+            // Bytes came: whatever asked for a park is out of date.
+            self.activity.park.store(false, Ordering::Relaxed);
             if let Some(scanner) = &mut self.framing {
                 scanner.feed(&buf.filled()[before..]);
             }
+        } else if res.is_pending() && self.parks_now() {
+            return Poll::Ready(Ok(()));
         }
         res
     }
@@ -288,6 +346,66 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.parked {
+            // hyper's goodbye to a parked stream: send what is written, keep the stream open.
+            return Pin::new(&mut self.inner).poll_flush(cx);
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::time::timeout;
+
+    const WAIT: Duration = Duration::from_millis(50);
+
+    async fn waits(t: &mut Tracked<DuplexStream>) -> bool {
+        timeout(WAIT, t.read(&mut [0u8; 64])).await.is_err()
+    }
+
+    #[tokio::test]
+    async fn a_park_waits_for_a_whole_request_with_nothing_in_flight_and_keeps_the_stream() {
+        let activity = Activity::new();
+        let (near, mut far) = tokio::io::duplex(1024);
+        let scanner = FramingScanner::new(Arc::new(AtomicU64::new(0)));
+        let mut t = Tracked::new(near, activity.clone()).with_framing(scanner);
+        far.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .unwrap();
+        assert_eq!(t.read(&mut [0u8; 64]).await.unwrap(), 25);
+        activity.request_park();
+        assert!(waits(&mut t).await, "parked in the middle of a head");
+
+        far.write_all(b"\r\n").await.unwrap();
+        assert_eq!(t.read(&mut [0u8; 64]).await.unwrap(), 2);
+        let handling = activity.begin();
+        activity.request_park();
+        assert!(waits(&mut t).await, "parked with a request in flight");
+        drop(handling);
+        let sending = activity.watch_response(crate::http::empty());
+        assert!(waits(&mut t).await, "parked while a response was sent");
+        drop(sending);
+
+        assert_eq!(
+            t.read(&mut [0u8; 64]).await.unwrap(),
+            0,
+            "parks: reads as the end"
+        );
+        // hyper's shutdown of a parked stream does not close it.
+        t.shutdown().await.unwrap();
+        assert!(t.take_parked());
+        far.write_all(b"GET /next HTTP/1.1\r\n\r\n").await.unwrap();
+        assert_eq!(t.read(&mut [0u8; 64]).await.unwrap(), 22);
+        t.write_all(b"answer").await.unwrap();
+        let mut got = [0u8; 6];
+        far.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"answer");
+        // Without a new request, it never parks again.
+        assert!(waits(&mut t).await);
+        assert!(!t.take_parked());
     }
 }

@@ -16,7 +16,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,9 @@ pub(crate) async fn serve_tls(
     // should cost only its own.
     let handshake = Box::pin(front.accept(tcp));
     let (tls, agreed) = match timeout_at(deadline, handshake).await {
-        Ok(Ok(done)) => done,
+        // Boxed here, in the arm: the TLS stream (1.2 KiB) is moved on from this point, and a
+        // task keeps room for every place a value it still owns was moved through.
+        Ok(Ok((tls, agreed))) => (Box::new(tls), agreed),
         Ok(Err(e)) => {
             let site = e.profile.and_then(|i| router.sites().get(i));
             let site = site.map_or("-", |s| s.site.primary_name());
@@ -112,16 +114,14 @@ pub(crate) async fn serve_tls(
     serve_https(tls, info, h2, router, &settings, shutdown).await
 }
 
-async fn serve_https<S>(
-    stream: S,
+async fn serve_https(
+    stream: Box<Tls>,
     info: ConnInfo,
     h2: bool,
     router: Arc<Router>,
     settings: &ConnSettings,
     shutdown: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let activity = Activity::new();
     // HTTP/1.1 only: the scanner flags requests whose framing hyper would quietly resolve.
     let ambiguous = Arc::new(AtomicU64::new(0));
@@ -129,6 +129,7 @@ async fn serve_https<S>(
     if !h2 {
         tracked = tracked.with_framing(FramingScanner::new(ambiguous.clone()));
     }
+    let gauges = info.gauges.clone();
     let info = Arc::new(info);
     let act = activity.clone();
     let served = Arc::new(AtomicU64::new(0));
@@ -138,9 +139,13 @@ async fn serve_https<S>(
         if ambiguous.load(Ordering::Relaxed) == index + 1 {
             req.extensions_mut().insert(FramingConflict);
         }
+        // Busy until the response is handed over (the request, and the guard in its
+        // extensions, may be dropped long before, e.g. once a proxied request is sent).
+        let handling = act.begin();
         let (router, info, act) = (router.clone(), info.clone(), act.clone());
         async move {
             let res = router.handle(req, &info).await;
+            drop(handling);
             Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
         }
     });
@@ -148,32 +153,88 @@ async fn serve_https<S>(
     if h2 {
         let (io, gathered) = Gathered::new(tracked);
         let streams = StreamQueue::default();
-        let conn = http2::Builder::new(streams.clone())
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
-            // RFC 8441: WebSockets over HTTP/2 streams.
-            .enable_connect_protocol()
-            .max_header_list_size(limits.max_head_bytes() as u32)
-            // Later than the idle timeout: pings (and their answers) move bytes, and an idle
-            // connection must reach its idle deadline before the first one.
-            .keep_alive_interval(Some(t.idle + t.idle / 2))
-            .keep_alive_timeout(t.handshake)
-            .serve_connection(TokioIo::new(io), svc);
-        Box::pin(drive(
-            WithStreams::new(conn, streams, gathered),
-            &activity,
-            &t,
-            shutdown,
-        ))
-        .await;
+        let mut conn = Box::pin(WithStreams::new(
+            http2::Builder::new(streams.clone())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
+                // RFC 8441: WebSockets over HTTP/2 streams.
+                .enable_connect_protocol()
+                .max_header_list_size(limits.max_head_bytes() as u32)
+                // Later than the idle timeout: pings (and their answers) move bytes, and an idle
+                // connection must reach its idle deadline before the first one.
+                .keep_alive_interval(Some(t.idle + t.idle / 2))
+                .keep_alive_timeout(t.handshake)
+                .serve_connection(TokioIo::new(io), svc),
+            streams,
+            gathered,
+        ));
+        drive(conn.as_mut(), &activity, &t, None, &shutdown).await;
     } else {
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
             .header_read_timeout(t.header_read)
-            .max_header_size(limits.max_head_bytes())
-            .serve_connection(TokioIo::new(tracked), svc)
-            .with_upgrades();
-        drive(conn, &activity, &t, shutdown).await;
+            .max_header_size(limits.max_head_bytes());
+        loop {
+            // Boxed so that hyper's connection, and its buffers, are gone while parked.
+            let mut conn = Box::new(
+                h1.serve_connection(TokioIo::new(tracked), svc.clone())
+                    .with_upgrades(),
+            );
+            drive(
+                Pin::new(&mut *conn),
+                &activity,
+                &t,
+                Some(PARK_AFTER),
+                &shutdown,
+            )
+            .await;
+            // `None` after an upgrade: the stream went to the WebSocket. What hyper had read
+            // and not used is empty: a stream parks only between whole requests.
+            tracked = match conn.into_parts() {
+                Some(parts) => parts.io.into_inner(),
+                None => return,
+            };
+            if !tracked.take_parked() {
+                return;
+            }
+            let waiting = gauges.waiting();
+            let next = next_request(&tracked, &activity, &t, &shutdown).await;
+            drop(waiting);
+            if !next {
+                // Idle for the idle timeout, or the server is stopping: goodbye, as hyper says it.
+                let _ = timeout_at(Instant::now() + CLOSE_GRACE, tracked.shutdown()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// An HTTP/1.1 connection that has moved no byte for this long (between requests, with
+/// nothing in flight) gives up hyper's buffers until its next request arrives: an idle
+/// keep-alive connection costs its TLS state only. Browsers keep connections idle for
+/// minutes; a busy connection never waits this long between requests.
+const PARK_AFTER: Duration = Duration::from_millis(500);
+
+/// How long a closing connection may take to send its TLS close_notify.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The TLS stream of an accepted connection.
+type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// Waits for a parked connection's next bytes; `false` if the server shuts down first or the
+/// wait outlasts the idle timeout or `header_read`, which bounds the wait for every request
+/// head, the first one included, as it does while hyper waits.
+async fn next_request(
+    tracked: &Tracked<Box<Tls>>,
+    activity: &Activity,
+    t: &Timeouts,
+    shutdown: &CancellationToken,
+) -> bool {
+    let (tcp, _) = tracked.get_ref().get_ref();
+    tokio::select! {
+        ready = tcp.readable() => ready.is_ok(),
+        _ = sleep_until(activity.idle_deadline(t.idle.min(t.header_read))) => false,
+        _ = shutdown.cancelled() => false,
     }
 }
 
@@ -213,7 +274,8 @@ pub(crate) async fn serve_plain(
         .keep_alive(false)
         .serve_connection(io, svc)
         .with_upgrades();
-    drive(conn, &activity, &settings.timeouts, shutdown).await;
+    tokio::pin!(conn);
+    drive(conn, &activity, &settings.timeouts, None, &shutdown).await;
 }
 
 /// A hyper connection that can be asked to finish what it is doing and close.
@@ -266,13 +328,19 @@ impl<C: Drain> Drain for WithStreams<C> {
 
 /// Runs a connection to its end, draining it when it has been idle too long or when the
 /// server shuts down, and closing it when the client has read nothing of any response for
-/// the write timeout.
-async fn drive<C: Drain>(conn: C, activity: &Activity, t: &Timeouts, shutdown: CancellationToken) {
-    tokio::pin!(conn);
+/// the write timeout. With `park_after`, an HTTP/1.1 connection idle that long is asked to
+/// park (see [`Tracked`]), which ends hyper's connection but not the stream.
+async fn drive<C: Drain>(
+    mut conn: Pin<&mut C>,
+    activity: &Activity,
+    t: &Timeouts,
+    park_after: Option<Duration>,
+    shutdown: &CancellationToken,
+) {
     let mut draining = false;
     // Set once the connection is stalled: it gets a moment to send its GOAWAY, then goes.
     let mut close_at: Option<Instant> = None;
-    let mut next = next_check(activity, t, None);
+    let mut next = next_check(activity, t, park_after, None);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -304,21 +372,30 @@ async fn drive<C: Drain>(conn: C, activity: &Activity, t: &Timeouts, shutdown: C
                     tracing::debug!("closing an idle connection");
                     conn.as_mut().drain();
                     draining = true;
+                } else if !draining && park_after.is_some_and(|p| activity.is_idle(p)) {
+                    // Polled again as the loop comes round: hyper's next read parks.
+                    activity.request_park();
                 }
-                next = next_check(activity, t, writes.next_check);
+                next = next_check(activity, t, park_after, writes.next_check);
             }
         }
     }
 }
 
-/// The next time to look at a connection: its idle deadline or its next write deadline. An
-/// idle deadline already past (a request has been in flight longer than the idle timeout) is
-/// pushed a whole idle timeout ahead, so the check does not spin.
-fn next_check(activity: &Activity, t: &Timeouts, writes: Option<Instant>) -> Instant {
+/// The next time to look at a connection: its park or idle deadline, or its next write
+/// deadline. A deadline already past (a request has been in flight longer than it) is pushed
+/// a whole period ahead, so the check does not spin.
+fn next_check(
+    activity: &Activity,
+    t: &Timeouts,
+    park_after: Option<Duration>,
+    writes: Option<Instant>,
+) -> Instant {
     let now = Instant::now();
-    let mut idle = activity.idle_deadline(t.idle);
-    if idle <= now {
-        idle = now + t.idle;
-    }
-    writes.map_or(idle, |w| w.min(idle))
+    let after = |period: Duration| {
+        let at = activity.idle_deadline(period);
+        if at <= now { now + period } else { at }
+    };
+    let idle = park_after.map_or(t.idle, |p| p.min(t.idle));
+    writes.map_or(after(idle), |w| w.min(after(idle)))
 }

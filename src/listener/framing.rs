@@ -82,6 +82,18 @@ impl FramingScanner {
         }
     }
 
+    /// Every byte seen so far belongs to a whole request: nothing of the next one has come.
+    pub(crate) fn at_boundary(&self) -> bool {
+        matches!(self.state, State::Head) && self.line.is_empty()
+    }
+
+    /// Gives back the head buffer (kept between requests) while the connection idles.
+    pub(crate) fn release(&mut self) {
+        if self.at_boundary() {
+            self.line = Vec::new();
+        }
+    }
+
     /// Accumulates a request head; at its blank line, checks and classifies it.
     fn head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
         // RFC 9112 §2.2: empty lines before a request line are ignored.
@@ -269,6 +281,28 @@ mod tests {
         stream.extend_from_slice(b"\r\n0\r\nX-Trailer: 1\r\n\r\nGET /c HTTP/1.1\r\n\r\n");
         for step in [1, 5, stream.len()] {
             assert_eq!(flagged(&stream, step), None, "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_boundary_is_only_after_a_whole_request() {
+        let mut s = FramingScanner::new(Arc::new(AtomicU64::new(0)));
+        assert!(s.at_boundary());
+        for (piece, whole) in [
+            (&b"GET / HTTP/1.1\r\n"[..], false),
+            (b"Host: a\r\n\r\n", true),
+            (b"\r\n", true),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", false),
+            (b"c", true),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n",
+                false,
+            ),
+            (b"\r\n", true),
+            (b"G", false),
+        ] {
+            s.feed(piece);
+            assert_eq!(s.at_boundary(), whole, "{}", String::from_utf8_lossy(piece));
         }
     }
 

@@ -206,18 +206,20 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let state = ctx.state.load_full();
+    // A task keeps room for the largest future it may await: the redirect and tunnel ones are
+    // boxed so that an HTTPS connection's task is 1.6 KiB, not the tunnel relay's 6 KiB.
     match &*state {
         ListenerState::Https { tls, router } => {
             conn::serve_tls(tcp, peer, tls, router.clone(), ctx, shutdown).await
         }
         ListenerState::Redirect(router) => {
-            conn::serve_plain(tcp, peer, router.clone(), ctx, shutdown).await
+            Box::pin(conn::serve_plain(tcp, peer, router.clone(), ctx, shutdown)).await
         }
         // Tunnels carry no requests to finish: on shutdown they run until they end or the
         // drain timeout cuts them.
         ListenerState::Tunnel(tunnels) => {
             let _open = ctx.gauges.open(crate::observe::Protocol::Tunnel);
-            crate::tunnel::serve(tcp, peer, tunnels.clone()).await
+            Box::pin(crate::tunnel::serve(tcp, peer, tunnels.clone())).await
         }
     }
 }

@@ -167,6 +167,16 @@ fn connections(m: &Metrics, e: &mut DescriptorEncoder) -> Result<(), std::fmt::E
     }
     let mut f = describe(
         e,
+        "candado_waiting_connections",
+        "HTTP/1.1 keep-alive connections idle between requests, holding no buffers (nginx's Waiting), by listener.",
+        MetricType::Gauge,
+    )?;
+    for l in &listeners {
+        let v = l.waiting.load(Ordering::Relaxed);
+        gauge(&mut f, &vec![("listener", l.listener.as_str())], v)?;
+    }
+    let mut f = describe(
+        e,
         "candado_connections_accepted",
         "Connections accepted (past the TLS handshake for HTTPS), by listener.",
         MetricType::Counter,

@@ -368,6 +368,8 @@ impl Protocol {
 pub(crate) struct ListenerGauges {
     listener: String,
     open: [AtomicI64; 5],
+    /// HTTP/1.1 connections parked between requests (part of `open`).
+    waiting: AtomicI64,
     accepted: AtomicU64,
 }
 
@@ -376,6 +378,7 @@ impl ListenerGauges {
         ListenerGauges {
             listener: addr.to_owned(),
             open: Default::default(),
+            waiting: AtomicI64::new(0),
             accepted: AtomicU64::new(0),
         }
     }
@@ -390,6 +393,22 @@ impl ListenerGauges {
             gauges: self.clone(),
             protocol: p,
         }
+    }
+}
+
+/// Counts an idle HTTP/1.1 connection as waiting for its next request until dropped.
+pub(crate) struct WaitingConnection(Arc<ListenerGauges>);
+
+impl ListenerGauges {
+    pub(crate) fn waiting(self: &Arc<Self>) -> WaitingConnection {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingConnection(self.clone())
+    }
+}
+
+impl Drop for WaitingConnection {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

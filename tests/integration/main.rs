@@ -26,6 +26,7 @@ mod hardening;
 mod hardening_requests;
 mod hot_files;
 mod http3;
+mod keep_alive;
 mod lan;
 mod local_lifetimes;
 mod mtls;

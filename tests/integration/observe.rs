@@ -16,7 +16,7 @@ use crate::support::{Fixture, free_port, output_text};
 const TOKEN: &str = "3f1c0e6a9b2d4c8e7f6a5b4c3d2e1f00";
 
 /// The admin listener's address, from its `listening kind=admin` line.
-fn admin_addr(c: &Candado) -> SocketAddr {
+pub(crate) fn admin_addr(c: &Candado) -> SocketAddr {
     assert!(
         c.wait_log("listening kind=admin", Duration::from_secs(10)),
         "no admin listener:\n{}",
@@ -32,7 +32,7 @@ fn get(url: &str, args: &[&str]) -> client::Response {
     curl_raw(url, args)
 }
 
-fn scrape(admin: SocketAddr) -> String {
+pub(crate) fn scrape(admin: SocketAddr) -> String {
     let res = get(&format!("http://{admin}/metrics"), &[]);
     assert_eq!(res.status, 200, "{}", res.text());
     assert!(
