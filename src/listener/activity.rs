@@ -75,13 +75,14 @@ impl Activity {
         self.park.store(true, Ordering::Relaxed);
     }
 
-    /// No request is being handled and no response body is being sent.
-    fn is_quiet(&self) -> bool {
+    /// No request is being handled and no response body is being sent (or was aborted: its
+    /// connection is on its way out).
+    pub(crate) fn is_quiet(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0
             && lock(&self.responses)
                 .iter()
                 .filter_map(Weak::upgrade)
-                .all(|out| lock(&out.body).is_none())
+                .all(|out| lock(&out.body).is_none() && !out.aborted.load(Ordering::Relaxed))
     }
 
     /// Wraps a response body so that the time it spends waiting for the client to take its
@@ -388,6 +389,9 @@ mod tests {
         drop(handling);
         let sending = activity.watch_response(crate::http::empty());
         assert!(waits(&mut t).await, "parked while a response was sent");
+        // Aborted by the write watch: its connection is to be closed, not parked.
+        assert_eq!(activity.check_writes(Duration::ZERO).aborted, 1);
+        assert!(waits(&mut t).await, "parked after its response was aborted");
         drop(sending);
 
         assert_eq!(

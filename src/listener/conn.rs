@@ -180,14 +180,10 @@ async fn serve_https(
                 h1.serve_connection(TokioIo::new(tracked), svc.clone())
                     .with_upgrades(),
             );
-            drive(
-                Pin::new(&mut *conn),
-                &activity,
-                &t,
-                Some(PARK_AFTER),
-                &shutdown,
-            )
-            .await;
+            let park = Some(PARK_AFTER);
+            if !drive(Pin::new(&mut *conn), &activity, &t, park, &shutdown).await {
+                return;
+            }
             // `None` after an upgrade: the stream went to the WebSocket. What hyper had read
             // and not used is empty: a stream parks only between whole requests.
             tracked = match conn.into_parts() {
@@ -329,14 +325,15 @@ impl<C: Drain> Drain for WithStreams<C> {
 /// Runs a connection to its end, draining it when it has been idle too long or when the
 /// server shuts down, and closing it when the client has read nothing of any response for
 /// the write timeout. With `park_after`, an HTTP/1.1 connection idle that long is asked to
-/// park (see [`Tracked`]), which ends hyper's connection but not the stream.
+/// park (see [`Tracked`]), which ends hyper's connection but not the stream. Says whether
+/// the connection ended by itself (`false`: it was cut off and must be dropped).
 async fn drive<C: Drain>(
     mut conn: Pin<&mut C>,
     activity: &Activity,
     t: &Timeouts,
     park_after: Option<Duration>,
     shutdown: &CancellationToken,
-) {
+) -> bool {
     let mut draining = false;
     // Set once the connection is stalled: it gets a moment to send its GOAWAY, then goes.
     let mut close_at: Option<Instant> = None;
@@ -347,7 +344,7 @@ async fn drive<C: Drain>(
                 if let Err(e) = res {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
-                return;
+                return true;
             }
             _ = shutdown.cancelled(), if !draining => {
                 conn.as_mut().drain();
@@ -358,7 +355,8 @@ async fn drive<C: Drain>(
             _ = activity.first_response.notified(), if close_at.is_none() => next = Instant::now(),
             _ = sleep_until(close_at.unwrap_or(next)) => {
                 if close_at.is_some() {
-                    return tracing::debug!("closed a connection whose client stopped reading");
+                    tracing::debug!("closed a connection whose client stopped reading");
+                    return false;
                 }
                 let writes = activity.check_writes(t.write);
                 if writes.aborted > 0 {
@@ -372,7 +370,15 @@ async fn drive<C: Drain>(
                     tracing::debug!("closing an idle connection");
                     conn.as_mut().drain();
                     draining = true;
-                } else if !draining && park_after.is_some_and(|p| activity.is_idle(p)) {
+                } else if draining && activity.is_idle(t.idle) {
+                    // Told to close an idle timeout ago and not a byte moved since (its last
+                    // bytes stuck behind a client that reads nothing): cut it off.
+                    tracing::debug!("closed a connection that did not finish closing");
+                    return false;
+                } else if !draining
+                    && park_after.is_some_and(|p| activity.is_idle(p))
+                    && activity.is_quiet()
+                {
                     // Polled again as the loop comes round: hyper's next read parks.
                     activity.request_park();
                 }
