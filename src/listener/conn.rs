@@ -134,18 +134,18 @@ async fn serve_https(
     let act = activity.clone();
     let served = Arc::new(AtomicU64::new(0));
     let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnBusy::new(act.begin()));
+        // One guard, held by the request's extensions (a tunnel keeps it) and by the handler
+        // until the response is handed over: a proxied request is dropped once it is sent.
+        let busy = ConnBusy::new(act.begin());
+        req.extensions_mut().insert(busy.clone());
         let index = served.fetch_add(1, Ordering::Relaxed);
         if ambiguous.load(Ordering::Relaxed) == index + 1 {
             req.extensions_mut().insert(FramingConflict);
         }
-        // Busy until the response is handed over (the request, and the guard in its
-        // extensions, may be dropped long before, e.g. once a proxied request is sent).
-        let handling = act.begin();
         let (router, info, act) = (router.clone(), info.clone(), act.clone());
         async move {
             let res = router.handle(req, &info).await;
-            drop(handling);
+            drop(busy);
             Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
         }
     });

@@ -383,6 +383,13 @@ impl ListenerGauges {
         }
     }
 
+    /// Counts an HTTP/1.1 connection as parked (see `listener::activity::Tracked`) until the
+    /// guard is dropped.
+    pub(crate) fn waiting(self: &Arc<Self>) -> WaitingConnection {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingConnection(self.clone())
+    }
+
     /// Counts a connection as open until the guard is dropped.
     pub(crate) fn open(self: &Arc<Self>, p: Protocol) -> OpenConnection {
         self.open[p as usize].fetch_add(1, Ordering::Relaxed);
@@ -398,13 +405,6 @@ impl ListenerGauges {
 
 /// Counts an idle HTTP/1.1 connection as waiting for its next request until dropped.
 pub(crate) struct WaitingConnection(Arc<ListenerGauges>);
-
-impl ListenerGauges {
-    pub(crate) fn waiting(self: &Arc<Self>) -> WaitingConnection {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        WaitingConnection(self.clone())
-    }
-}
 
 impl Drop for WaitingConnection {
     fn drop(&mut self) {
