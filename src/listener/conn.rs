@@ -144,7 +144,9 @@ async fn serve_https(
         }
         let (router, info, act) = (router.clone(), info.clone(), act.clone());
         async move {
-            let res = router.handle(req, &info).await;
+            // Boxed: a handler's future is kilobytes (a proxied request's state), and hyper
+            // moves the future it is given at every step until it reaches its stream's box.
+            let res = Box::pin(router.handle(req, &info)).await;
             drop(busy);
             Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
         }
