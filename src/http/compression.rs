@@ -6,7 +6,8 @@
 //! before a handler sees it, [`Negotiation::apply`] rewrites the response after. The handlers
 //! know nothing of it, except that static files look for precompressed siblings
 //! (`app.js.zst`, `.br`, `.gz`) in the order [`Negotiation::codings`] gives and mark what they
-//! found with [`Precompressed`].
+//! found with [`Precompressed`], and a file kept in memory asks, with [`KeepCompressed`], for
+//! its compressed bytes once they are complete, to serve them as such to the next client.
 //!
 //! What is never compressed: a response whose upstream set Content-Encoding (left untouched),
 //! one with `Cache-Control: no-transform` (RFC 9111 §5.2.2.6), partial content (a Range answer
@@ -23,6 +24,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_compression::Level;
@@ -80,6 +82,12 @@ impl Coding {
 /// its headers get the same treatment as an on-the-fly one, its body is left as it is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Precompressed(pub(crate) Coding);
+
+/// Set by a handler on a response whose compressed body it wants once it is whole (a file kept
+/// in memory): called with the coding and every compressed byte when the stream has ended
+/// without error, never for a body cut short.
+#[derive(Clone)]
+pub(crate) struct KeepCompressed(pub(crate) Arc<dyn Fn(Coding, Bytes) + Send + Sync>);
 
 /// What the client accepts, read from one request; put in its extensions for the handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +172,8 @@ impl Negotiation {
         if method == Method::HEAD {
             return res;
         }
-        res.map(|body| Encoded::new(body, coding).boxed())
+        let keep = res.extensions_mut().remove::<KeepCompressed>();
+        res.map(|body| Encoded::new(body, coding).keeping(keep).boxed())
     }
 
     /// Whether the response's representation would depend on Accept-Encoding: a compressible
@@ -449,6 +458,14 @@ impl Encoder {
         ready_now(self.writer().poll_shutdown(cx))
     }
 
+    fn coding(&self) -> Coding {
+        match self {
+            Encoder::Zstd(_) => Coding::Zstd,
+            Encoder::Brotli(_) => Coding::Brotli,
+            Encoder::Gzip(_) => Coding::Gzip,
+        }
+    }
+
     fn take(&mut self) -> Option<Bytes> {
         let out = std::mem::take(self.output());
         (!out.is_empty()).then(|| Bytes::from(out))
@@ -477,6 +494,14 @@ pub(crate) struct Encoded {
     /// Trailers from the source, sent after the compressed stream ends.
     trailers: Option<HeaderMap>,
     state: State,
+    /// Who wants the whole compressed body, and what has been sent of it so far.
+    kept: Option<Kept>,
+}
+
+struct Kept {
+    keep: KeepCompressed,
+    coding: Coding,
+    sent: Vec<Bytes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -506,6 +531,33 @@ impl Encoded {
             unflushed: false,
             trailers: None,
             state: State::Streaming,
+            kept: None,
+        }
+    }
+
+    /// Hands the whole compressed body to `keep` once it has been sent to the end.
+    fn keeping(mut self, keep: Option<KeepCompressed>) -> Self {
+        let coding = self.encoder.coding();
+        self.kept = keep.map(|keep| Kept {
+            keep,
+            coding,
+            sent: Vec::new(),
+        });
+        self
+    }
+
+    /// Notes what `polled` sent for [`KeepCompressed`]; at the end, hands it over.
+    fn note(&mut self, polled: &Poll<Option<io::Result<Frame<Bytes>>>>) {
+        let Some(kept) = &mut self.kept else { return };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => kept.sent.extend(frame.data_ref().cloned()),
+            Poll::Ready(Some(Err(_))) => self.kept = None,
+            _ => {}
+        }
+        if self.state != State::Streaming
+            && let Some(kept) = self.kept.take()
+        {
+            (kept.keep.0)(kept.coding, kept.sent.concat().into());
         }
     }
 
@@ -535,6 +587,23 @@ impl hyper::body::Body for Encoded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         let this = self.get_mut();
+        let polled = this.poll_encoded(cx);
+        this.note(&polled);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+impl Encoded {
+    fn poll_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        let this = self;
         match this.state {
             State::Finished => return this.after_end(),
             State::Done => return Poll::Ready(None),
@@ -560,7 +629,7 @@ impl hyper::body::Body for Encoded {
                 }
                 continue;
             }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            match hyper::body::Body::poll_frame(Pin::new(&mut this.inner), cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => this.input = data,
                     Err(frame) => {
@@ -583,14 +652,6 @@ impl hyper::body::Body for Encoded {
                 Poll::Pending => return Poll::Pending,
             }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.state == State::Done
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
@@ -783,6 +844,43 @@ mod tests {
                 "{coding:?}"
             );
             assert!(decode(coding, &sent).await == source, "{coding:?}");
+        }
+    }
+
+    type Handed = Arc<std::sync::Mutex<Vec<(Coding, Bytes)>>>;
+
+    /// A keeper that records what it was handed.
+    fn keeper() -> (KeepCompressed, Handed) {
+        let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = kept.clone();
+        let keep = KeepCompressed(Arc::new(move |c, b| sink.lock().unwrap().push((c, b))));
+        (keep, kept)
+    }
+
+    #[tokio::test]
+    async fn the_whole_compressed_body_is_kept_once_and_a_cut_one_never() {
+        let source: Vec<u8> = (0..200_000u32)
+            .map(|i| b"kept "[(i % 5) as usize])
+            .collect();
+        for coding in Coding::ALL {
+            let (keep, kept) = keeper();
+            let body = Encoded::new(framed(&source), coding).keeping(Some(keep));
+            let sent = body.collect().await.unwrap().to_bytes();
+            let kept = std::mem::take(&mut *kept.lock().unwrap());
+            assert_eq!(kept.len(), 1, "{coding:?}");
+            assert_eq!(kept[0].0, coding);
+            assert_eq!(
+                kept[0].1, sent,
+                "{coding:?}: kept bytes differ from those sent"
+            );
+
+            // A client that goes away mid-body: the body is dropped, nothing is kept.
+            let (keep, kept) = keeper();
+            let mut body = Encoded::new(framed(&source), coding).keeping(Some(keep));
+            let first = body.frame().await.unwrap().unwrap();
+            assert!(first.is_data());
+            drop(body);
+            assert!(kept.lock().unwrap().is_empty(), "{coding:?}");
         }
     }
 

@@ -34,7 +34,7 @@ mod precompressed;
 pub(crate) struct StaticFiles {
     root: Arc<Root>,
     welcome: bool,
-    hot: hot::HotFiles,
+    hot: Arc<hot::HotFiles>,
 }
 
 /// The root folder and how files are opened inside it; shared with the bodies of large files,
@@ -109,7 +109,7 @@ impl StaticFiles {
         Ok(StaticFiles {
             root: Arc::new(root),
             welcome,
-            hot: hot::HotFiles::new(),
+            hot: Arc::new(hot::HotFiles::new()),
         })
     }
 
@@ -132,11 +132,7 @@ impl StaticFiles {
             // A file with a precompressed copy the client may take is served from the disk.
             && !(hot.precompressed && precompressed::wanted(req))
         {
-            return respond(req, &hot.facts, |start, count| {
-                Ok(full(
-                    hot.body.slice(start as usize..(start + count) as usize),
-                ))
-            });
+            return hot::serve(&self.hot, req, raw_path, hot);
         }
         let segments = match decode_path(raw_path, self.root.options.hidden) {
             Ok(s) => s,
@@ -180,11 +176,7 @@ impl StaticFiles {
                 let hot = hot::HotFile::new(rel, FileIdentity::of(meta), facts, body.into())
                     .with_precompressed(siblings);
                 let hot = self.hot.insert(raw_path, hot);
-                return respond(req, &hot.facts, |start, count| {
-                    Ok(full(
-                        hot.body.slice(start as usize..(start + count) as usize),
-                    ))
-                });
+                return hot::serve(&self.hot, req, raw_path, hot);
             }
         }
         respond(req, &facts, |start, count| {
@@ -391,6 +383,7 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
 }
 
 /// Validators for a file: a strong ETag from size and modification time, and Last-Modified.
+#[derive(Clone)]
 struct Validators {
     etag: String,
     modified: SystemTime,
@@ -511,6 +504,7 @@ fn content_type(path: &Path) -> HeaderValue {
 
 /// What a file's responses say about it, ready to send: computed once per file (or once per
 /// request for files too large to keep).
+#[derive(Clone)]
 struct Facts {
     len: u64,
     validators: Validators,

@@ -821,3 +821,72 @@ fn a_client_that_stops_reading_a_compressed_response_is_cut_off() {
         "closed after {closed_after:?}, write timeout 2 s"
     );
 }
+
+/// A text file kept in memory is compressed once per coding: the next clients get the kept
+/// bytes with their own Content-Length and the same validators, over HTTP/2 and HTTP/1.1;
+/// ranges and HEAD still work, and an edit drops the copies with the file.
+#[test]
+fn a_file_kept_in_memory_is_compressed_once_per_coding_until_it_changes() {
+    let f = site("");
+    let root = f.root.path();
+    let original = b"function hello(name) { return 'hello ' + name; }\n".repeat(150);
+    std::fs::write(root.join("hot.js"), &original).unwrap();
+    for coding in ["br", "zstd", "gzip"] {
+        let accept = ae(coding);
+        let first = f.get("/hot.js", &["--compressed", "-H", &accept]);
+        assert_eq!(first.header("content-encoding").as_deref(), Some(coding));
+        assert!(first.body == original, "{coding}: first answer differs");
+        // Compressed on the way: its length was not known in advance.
+        assert_eq!(first.header("content-length"), None, "{}", first.head);
+        let etag = first.header("etag").unwrap();
+        for version in ["--http2", "--http1.1"] {
+            let raw = f.get("/hot.js", &["-H", &accept, version]);
+            let length: usize = raw
+                .header("content-length")
+                .unwrap_or_else(|| panic!("{coding} {version}: not the kept copy: {}", raw.head))
+                .parse()
+                .unwrap();
+            assert_eq!(raw.body.len(), length, "{coding} {version}");
+            assert!(length < original.len() / 4, "{coding}: {length} bytes");
+            assert_eq!(raw.header("etag").as_deref(), Some(etag.as_str()));
+            assert_eq!(raw.header("vary").as_deref(), Some("accept-encoding"));
+            assert_eq!(raw.header("accept-ranges"), None, "{}", raw.head);
+            let decoded = f.get("/hot.js", &["--compressed", "-H", &accept, version]);
+            assert!(
+                decoded.body == original,
+                "{coding} {version}: kept copy differs"
+            );
+            let head = f.get("/hot.js", &["-I", "-H", &accept, version]);
+            assert_eq!(head.header("content-length"), Some(length.to_string()));
+            assert_eq!(head.header("content-encoding").as_deref(), Some(coding));
+        }
+        let inm = format!("If-None-Match: {etag}");
+        let cached = f.get("/hot.js", &["-H", &accept, "-H", &inm]);
+        assert_eq!(cached.status, 304, "{}", cached.head);
+        assert_eq!(cached.header("etag").as_deref(), Some(etag.as_str()));
+    }
+    // Ranges are cut from the file itself; clients without a coding get it as it is.
+    let part = f.get("/hot.js", &["-H", &ae("br"), "-H", "Range: bytes=0-7"]);
+    assert_eq!((part.status, part.text().as_str()), (206, "function"));
+    assert_eq!(part.header("content-encoding"), None);
+    let plain = f.get("/hot.js", &[]);
+    assert!(plain.body == original);
+    assert_eq!(
+        plain.header("content-length"),
+        Some(original.len().to_string())
+    );
+
+    // Edited: the new bytes, compressed anew, within the memory copy's second.
+    let edited = b"function bye(name) { return 'bye ' + name; }\n".repeat(170);
+    std::fs::write(root.join("hot.js"), &edited).unwrap();
+    let seen = crate::support::tcp::wait_until(Duration::from_secs(5), || {
+        f.get("/hot.js", &["--compressed", "-H", &ae("br")]).body == edited
+    });
+    assert!(seen, "the edited file was never served compressed");
+    let kept = f.get("/hot.js", &["--compressed", "-H", &ae("br")]);
+    assert!(
+        kept.body == edited,
+        "a copy of the old file is still served"
+    );
+    assert!(kept.header("content-length").is_some(), "{}", kept.head);
+}

@@ -7,19 +7,28 @@
 //! and comparing device, inode, size and modification time; anything else drops it, so an
 //! edited, replaced or removed file (or a symlink swapped to point elsewhere) is served at
 //! most that late.
+//!
+//! A text file is also kept compressed, in each coding a client has been sent it whole in
+//! (`http::compression` hands the bytes back through [`KeepCompressed`]): browsers always ask
+//! for compression, and compressing the same file again for each of them was most of the
+//! cost of serving it. The copies count against the same byte bound, go with their file, and
+//! are served like precompressed siblings: with their own Content-Length and the coding's ETag.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
 
-use super::{Facts, FileIdentity, Root};
+use super::{Body, Facts, FileIdentity, Root, full, precompressed, respond};
 use crate::config::defaults::{
-    HOT_FILE_MAX_BYTES, HOT_FILE_VALID, HOT_FILES_MAX_BYTES, HOT_FILES_MAX_ENTRIES,
+    COMPRESS_MIN_BYTES, HOT_FILE_MAX_BYTES, HOT_FILE_VALID, HOT_FILES_MAX_BYTES,
+    HOT_FILES_MAX_ENTRIES,
 };
+use crate::http::compression::{self, Coding, KeepCompressed, Negotiation};
 
 /// One site's hot files, by request path.
 pub(super) struct HotFiles {
@@ -41,10 +50,25 @@ pub(super) struct HotFile {
     /// Set on every hit, cleared by an eviction sweep: entries nobody asked for since the last
     /// sweep go first.
     used: AtomicBool,
+    /// Its type is worth compressing and it is not too small to.
+    compressible: bool,
+    /// The file in each coding (in `Coding::ALL` order), once one client was sent it whole.
+    compressed: [OnceLock<Compressed>; Coding::ALL.len()],
+}
+
+/// A hot file's bytes in one coding, with their own length.
+struct Compressed {
+    facts: Facts,
+    body: Bytes,
 }
 
 impl HotFile {
     pub(super) fn new(rel: PathBuf, identity: FileIdentity, facts: Facts, body: Bytes) -> Self {
+        let compressible = body.len() as u64 >= COMPRESS_MIN_BYTES
+            && facts
+                .content_type
+                .to_str()
+                .is_ok_and(compression::compressible);
         HotFile {
             rel,
             identity,
@@ -53,13 +77,63 @@ impl HotFile {
             precompressed: false,
             checked_ms: AtomicU64::new(0),
             used: AtomicBool::new(true),
+            compressible,
+            compressed: Default::default(),
         }
+    }
+
+    /// The bytes it holds: the file and its compressed copies.
+    fn size(&self) -> usize {
+        let copies = self.compressed.iter().filter_map(OnceLock::get);
+        self.body.len() + copies.map(|c| c.body.len()).sum::<usize>()
+    }
+
+    fn compressed(&self, coding: Coding) -> &OnceLock<Compressed> {
+        &self.compressed[coding as usize]
     }
 
     pub(super) fn with_precompressed(mut self, precompressed: bool) -> Self {
         self.precompressed = precompressed;
         self
     }
+}
+
+/// The answer from memory: the file in the coding the client prefers if a client was sent it
+/// before; otherwise the file, with a request to keep it once it has been compressed.
+pub(super) fn serve<B>(
+    files: &Arc<HotFiles>,
+    req: &Request<B>,
+    path: &str,
+    hot: Arc<HotFile>,
+) -> Response<Body> {
+    let coding = match precompressed::wanted(req) && hot.compressible {
+        true => req
+            .extensions()
+            .get::<Negotiation>()
+            .and_then(|n| n.codings().first().copied()),
+        false => None,
+    };
+    if let Some(coding) = coding
+        && let Some(copy) = hot.compressed(coding).get()
+    {
+        let res = respond(req, &copy.facts, |start, count| {
+            Ok(full(
+                copy.body.slice(start as usize..(start + count) as usize),
+            ))
+        });
+        return precompressed::mark(res, coding);
+    }
+    let mut res = respond(req, &hot.facts, |start, count| {
+        Ok(full(
+            hot.body.slice(start as usize..(start + count) as usize),
+        ))
+    });
+    if coding.is_some() && res.status() == StatusCode::OK {
+        let (files, path) = (files.clone(), Box::<str>::from(path));
+        let keep = move |coding, bytes| files.keep_compressed(&path, &hot, coding, bytes);
+        res.extensions_mut().insert(KeepCompressed(Arc::new(keep)));
+    }
+    res
 }
 
 /// Whether a file of this size is worth keeping.
@@ -108,7 +182,7 @@ impl HotFiles {
         }
         if !self.full(entries.len(), size) {
             if let Some(old) = entries.insert(path.into(), hot.clone()) {
-                self.bytes.fetch_sub(old.body.len(), Ordering::Relaxed);
+                self.bytes.fetch_sub(old.size(), Ordering::Relaxed);
             }
             self.bytes.fetch_add(size, Ordering::Relaxed);
         }
@@ -125,7 +199,7 @@ impl HotFiles {
         entries.retain(|_, hot| {
             let keep = hot.used.swap(false, Ordering::Relaxed);
             if !keep {
-                self.bytes.fetch_sub(hot.body.len(), Ordering::Relaxed);
+                self.bytes.fetch_sub(hot.size(), Ordering::Relaxed);
             }
             keep
         });
@@ -134,8 +208,36 @@ impl HotFiles {
     fn remove(&self, path: &str) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = entries.remove(path) {
-            self.bytes.fetch_sub(old.body.len(), Ordering::Relaxed);
+            self.bytes.fetch_sub(old.size(), Ordering::Relaxed);
         }
+    }
+
+    /// Keeps `hot`'s bytes compressed in `coding`, if it is still the entry for `path` (a
+    /// dropped or replaced entry's bytes are no longer counted), compression paid and there is
+    /// room. Under the write lock, like every change of the byte count.
+    fn keep_compressed(&self, path: &str, hot: &Arc<HotFile>, coding: Coding, body: Bytes) {
+        if body.len() >= hot.body.len() {
+            return;
+        }
+        let entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let current = entries.get(path).is_some_and(|e| Arc::ptr_eq(e, hot));
+        if !current || self.bytes.load(Ordering::Relaxed) + body.len() > HOT_FILES_MAX_BYTES {
+            return;
+        }
+        let size = body.len();
+        let facts = Facts {
+            len: size as u64,
+            length: HeaderValue::from(size),
+            ..hot.facts.clone()
+        };
+        if hot
+            .compressed(coding)
+            .set(Compressed { facts, body })
+            .is_ok()
+        {
+            self.bytes.fetch_add(size, Ordering::Relaxed);
+        }
+        drop(entries);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Arc<HotFile>>> {

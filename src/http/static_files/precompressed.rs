@@ -98,9 +98,15 @@ pub(super) fn serve<B>(
         length: HeaderValue::from(len),
         ..facts
     };
-    let mut res = respond(req, &facts, |start, count| {
+    let res = respond(req, &facts, |start, count| {
         body_for((root, &rel), file, start, count)
     });
+    mark(res, coding)
+}
+
+/// A response whose body is already in `coding`: a 200 says so, for the client and for
+/// `http::compression` (a 304 or 416 is the original's).
+pub(super) fn mark(mut res: Response<Body>, coding: Coding) -> Response<Body> {
     if res.status() == StatusCode::OK {
         res.headers_mut().insert(
             header::CONTENT_ENCODING,
