@@ -19,6 +19,11 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// Removes hop-by-hop headers: the fixed list, `Keep-Alive`, any `Proxy-*`, and every header
 /// the `Connection` header names.
 pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one look at each name costs less than a removal per name on
+    // the list (each hashes its name). Those `Connection` names are only there with it.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -31,12 +36,20 @@ pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
     }
     let proxy: Vec<HeaderName> = h
         .keys()
-        .filter(|k| k.as_str().starts_with("proxy-") || k.as_str() == "keep-alive")
+        .filter(|k| is_proxy_or_keep_alive(k))
         .cloned()
         .collect();
     for name in proxy {
         h.remove(name);
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || is_proxy_or_keep_alive(name)
+}
+
+fn is_proxy_or_keep_alive(name: &HeaderName) -> bool {
+    name.as_str().starts_with("proxy-") || name == "keep-alive"
 }
 
 /// Request header names that candado sets or acts on itself, with their dashes. A name that
@@ -446,6 +459,29 @@ mod tests {
         ]);
         remove_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn each_kind_of_hop_by_hop_header_is_removed_on_its_own() {
+        for name in [
+            "te",
+            "trailer",
+            "upgrade",
+            "keep-alive",
+            "proxy-connection",
+            "Proxy-Foo",
+        ] {
+            let mut h = map(&[("x-kept", "1"), (name, "x")]);
+            remove_hop_by_hop(&mut h);
+            assert_eq!(
+                h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+                ["x-kept"],
+                "{name}"
+            );
+        }
+        let mut h = map(&[("x-kept", "1"), ("host", "a")]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]
