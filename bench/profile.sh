@@ -8,6 +8,7 @@
 #   bench/profile.sh heap     SCENARIO   allocation call sites per request (heaptrack; it names
 #                                        Rust frames only with line tables: build with
 #                                        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only)
+#   bench/profile.sh idle-h2             RSS per idle HTTP/2 connection (bench/h2idle.py, 2000)
 #   bench/profile.sh idle                RSS per idle TLS connection; PROFILE_MASSIF=1: the heap
 #                                        at its peak by call site (valgrind massif, 1000 conns;
 #                                        the RSS printed then is valgrind's, not candado's)
@@ -27,6 +28,7 @@ tmp=/tmp/tlsbench
 candado=${CANDADO_BIN:-$repo/target/release/candado}
 secs=${PROFILE_SECS:-6}
 [ "$mode" = idle ] && scenario=conns
+[ "$mode" = idle-h2 ] && scenario=conns-h2
 out=${OUT:-$repo/target/bench/profile/$mode-$scenario}
 mkdir -p "$out"
 export PATH=$PATH:/usr/sbin
@@ -203,6 +205,22 @@ case "$mode" in
             ms_print "$out/massif.out" >"$out/massif.txt"
             echo "massif: $out/massif.txt (ms_print); the detailed peak snapshot holds the call sites"
         fi
+        ;;
+    idle-h2)
+        n=${PROFILE_IDLE_N:-2000}
+        start_candado
+        rss0=$(ps -o rss= -p "$spid")
+        timeout 120 taskset -c 1 python3 "$repo/bench/h2idle.py" "$n" 8443 30 >"$out/idle.txt" 2>&1 &
+        cpid=$!
+        for _ in $(seq 1 600); do grep -q '^READY' "$out/idle.txt" && break; sleep 0.1; done
+        sleep 1.5
+        rss1=$(ps -o rss= -p "$spid")
+        {
+            echo "idle HTTP/2 connections: $(awk '/^READY/{print $2}' "$out/idle.txt"); RSS before $rss0 KiB, after $rss1 KiB"
+            awk -v a="$rss0" -v b="$rss1" -v n="$n" 'BEGIN{printf "RSS per connection: %.2f KiB\n", (b-a)/n}'
+        } | tee "$out/summary.txt"
+        kill "$cpid" 2>/dev/null || true
+        wait "$cpid" 2>/dev/null || true
         ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
