@@ -603,9 +603,8 @@ impl hyper::body::Body for Encoded {
 
 impl Encoded {
     fn poll_encoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
-        let this = self;
-        match this.state {
-            State::Finished => return this.after_end(),
+        match self.state {
+            State::Finished => return self.after_end(),
             State::Done => return Poll::Ready(None),
             State::Streaming => {}
         }
@@ -613,38 +612,38 @@ impl Encoded {
         // body from holding one for milliseconds while other connections wait.
         let mut budget = defaults::COMPRESS_POLL_BUDGET;
         loop {
-            if !this.input.is_empty() {
+            if !self.input.is_empty() {
                 if budget == 0 {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                let slice = this.input.split_to(this.input.len().min(budget));
+                let slice = self.input.split_to(self.input.len().min(budget));
                 budget -= slice.len();
-                if let Err(e) = this.encoder.write(cx, &slice) {
+                if let Err(e) = self.encoder.write(cx, &slice) {
                     return Poll::Ready(Some(Err(e)));
                 }
-                this.unflushed = true;
-                if let Some(out) = this.encoder.take() {
+                self.unflushed = true;
+                if let Some(out) = self.encoder.take() {
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 continue;
             }
-            match hyper::body::Body::poll_frame(Pin::new(&mut this.inner), cx) {
+            match hyper::body::Body::poll_frame(Pin::new(&mut self.inner), cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => this.input = data,
+                    Ok(data) => self.input = data,
                     Err(frame) => {
-                        this.trailers = frame.into_trailers().ok();
-                        return this.end(cx);
+                        self.trailers = frame.into_trailers().ok();
+                        return self.end(cx);
                     }
                 },
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) => return this.end(cx),
-                Poll::Pending if this.unflushed => {
-                    this.unflushed = false;
-                    if let Err(e) = this.encoder.flush(cx) {
+                Poll::Ready(None) => return self.end(cx),
+                Poll::Pending if self.unflushed => {
+                    self.unflushed = false;
+                    if let Err(e) = self.encoder.flush(cx) {
                         return Poll::Ready(Some(Err(e)));
                     }
-                    return match this.encoder.take() {
+                    return match self.encoder.take() {
                         Some(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
                         None => Poll::Pending,
                     };

@@ -24,7 +24,7 @@ pub(crate) struct Activity {
     start: Instant,
     /// `start` on the coarse clock ([`coarse_ms`]).
     start_ms: u64,
-    /// Milliseconds after `start` when bytes last moved.
+    /// Milliseconds after `start` (on the coarse clock) when bytes last moved.
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
     /// Set when an idle HTTP/1.1 connection should hand its socket back (see [`Tracked`]).

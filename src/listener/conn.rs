@@ -404,6 +404,6 @@ fn next_check(
         let at = activity.idle_deadline(period);
         if at <= now { now + period } else { at }
     };
-    let idle = park_after.map_or(t.idle, |p| p.min(t.idle));
-    writes.map_or(after(idle), |w| w.min(after(idle)))
+    let due = after(park_after.map_or(t.idle, |p| p.min(t.idle)));
+    writes.map_or(due, |w| w.min(due))
 }
