@@ -41,6 +41,7 @@ pub(crate) mod acme;
 pub(crate) mod certs;
 pub mod check;
 pub mod cli;
+pub(crate) mod clock;
 pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod devca;

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::framing::FramingScanner;
+use crate::clock::coarse_ms;
 use crate::http::Body;
 use crate::locks::lock;
 
@@ -225,15 +226,6 @@ impl hyper::body::Body for Paced {
             .as_ref()
             .map_or_else(SizeHint::default, |b| b.size_hint())
     }
-}
-
-/// Milliseconds on the kernel's coarse monotonic clock: the time of its last tick, a few
-/// milliseconds behind `Instant::now()` and several times cheaper to read (no clock source
-/// read; it was 2-3 % of a small request's CPU, read on every read, write and response frame).
-/// What it stamps is compared with timeouts of half a second and more.
-fn coarse_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }
 
 pub(crate) struct InFlight(Arc<Activity>);

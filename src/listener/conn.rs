@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -26,6 +26,7 @@ use super::framing::FramingScanner;
 use super::gather::Gathered;
 use super::streams::{StreamQueue, WithStreams};
 use super::{ConnSettings, ListenerCtx};
+use crate::clock::CoarseTimer;
 use crate::config::Timeouts;
 use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
 use crate::observe::{HandshakeFailure, Protocol, metrics};
@@ -157,7 +158,7 @@ async fn serve_https(
         let streams = StreamQueue::default();
         let mut conn = Box::pin(WithStreams::new(
             http2::Builder::new(streams.clone())
-                .timer(TokioTimer::new())
+                .timer(CoarseTimer::default())
                 .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
                 // RFC 8441: WebSockets over HTTP/2 streams.
                 .enable_connect_protocol()
@@ -173,7 +174,7 @@ async fn serve_https(
         drive(conn.as_mut(), &activity, &t, None, &shutdown).await;
     } else {
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
+        h1.timer(CoarseTimer::default())
             .header_read_timeout(t.header_read)
             .max_header_size(limits.max_head_bytes());
         loop {
@@ -266,7 +267,7 @@ pub(crate) async fn serve_plain(
         std::future::ready(Ok::<_, Infallible>(res))
     });
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(CoarseTimer::default())
         .header_read_timeout(settings.timeouts.header_read)
         .max_header_size(settings.limits.max_head_bytes())
         .keep_alive(false)

@@ -25,6 +25,10 @@ const GATHER_LIMIT: usize = 64 * 1024;
 /// bulk DATA frame gains nothing from a copy.
 const WRITE_THROUGH: usize = 16 * 1024;
 
+/// What an empty buffer reserves at its first write: a turn's small responses then go in
+/// without the buffer growing (and being copied) several times on the way.
+const TURN_CAPACITY: usize = 16 * 1024;
+
 /// A buffer that grew past this is let go once sent: an idle connection (most HTTP/2
 /// connections, most of the time) keeps at most this much for it.
 const KEEP_CAPACITY: usize = 4 * 1024;
@@ -94,6 +98,14 @@ impl<S: AsyncWrite + Unpin> Shared<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Reserves `len` more bytes, a turn's worth when the buffer is new.
+    fn make_room(&mut self, len: usize) {
+        match self.buf.is_empty() {
+            true => self.buf.reserve(len.max(TURN_CAPACITY)),
+            false => self.buf.reserve(len),
+        }
+    }
+
     /// Makes room for `len` more bytes, writing out first when they would not fit.
     fn room_for(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<()>> {
         if let Some(e) = self.failed.take() {
@@ -144,6 +156,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gathered<S> {
         if shared.buf.is_empty() && data.len() >= WRITE_THROUGH {
             return Pin::new(&mut shared.io).poll_write(cx, data);
         }
+        shared.make_room(data.len());
         shared.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
     }
@@ -159,7 +172,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gathered<S> {
         if shared.buf.is_empty() && len >= WRITE_THROUGH {
             return Pin::new(&mut shared.io).poll_write_vectored(cx, bufs);
         }
-        shared.buf.reserve(len);
+        shared.make_room(len);
         for b in bufs {
             shared.buf.extend_from_slice(b);
         }
@@ -251,6 +264,31 @@ mod tests {
                 .enumerate()
                 .all(|(i, c)| c.iter().all(|&b| b == i as u8))
         );
+    }
+
+    #[tokio::test]
+    async fn a_turns_small_writes_fill_one_buffer_that_is_let_go_once_sent() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let (mut gathered, handle) = Gathered::new(near);
+        gathered.write_all(&[1; 1300]).await.unwrap();
+        let first = gathered.lock().buf.as_ptr();
+        for _ in 0..9 {
+            gathered.write_all(&[1; 1300]).await.unwrap();
+        }
+        let (len, at) = {
+            let shared = gathered.lock();
+            (shared.buf.len(), shared.buf.as_ptr())
+        };
+        assert_eq!(len, 13_000);
+        // Growing it, and copying it each time, was 2 % of a small h2 response's CPU.
+        assert_eq!(at, first, "the buffer moved within one turn");
+        send_now(&handle);
+        assert_eq!(
+            gathered.lock().buf.capacity(),
+            0,
+            "an idle connection keeps no buffer"
+        );
+        far.read_exact(&mut [0; 13_000]).await.unwrap();
     }
 
     #[tokio::test]

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -34,8 +33,8 @@ use crate::http::compression::{self, Coding, KeepCompressed, Negotiation};
 pub(super) struct HotFiles {
     entries: RwLock<HashMap<Box<str>, Arc<HotFile>>>,
     bytes: AtomicUsize,
-    /// Entry check times are milliseconds since this instant.
-    epoch: Instant,
+    /// Entry check times are milliseconds after this, on the coarse clock.
+    epoch_ms: u64,
 }
 
 pub(super) struct HotFile {
@@ -146,7 +145,7 @@ impl HotFiles {
         HotFiles {
             entries: RwLock::new(HashMap::new()),
             bytes: AtomicUsize::new(0),
-            epoch: Instant::now(),
+            epoch_ms: crate::clock::coarse_ms(),
         }
     }
 
@@ -246,6 +245,6 @@ impl HotFiles {
 
     fn now_ms(&self) -> u64 {
         // Never 0, which marks "never checked".
-        self.epoch.elapsed().as_millis() as u64 + 1
+        crate::clock::coarse_ms().saturating_sub(self.epoch_ms) + 1
     }
 }

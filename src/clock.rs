@@ -1,0 +1,99 @@
+//! The kernel's coarse monotonic clock, for the stamps taken on every request and frame.
+//!
+//! `CLOCK_MONOTONIC_COARSE` is the time of the kernel's last tick: a few milliseconds behind
+//! `Instant::now()` and several times cheaper to read (no clock source read, through the
+//! vDSO). Clock reads were 2–3 % of a small request's CPU (bench/README.md). Everything that
+//! reads it here compares with timeouts of half a second and more.
+
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hyper::rt::{Sleep, Timer};
+use hyper_util::rt::TokioTimer;
+
+/// The coarse clock since the machine started.
+fn coarse() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Milliseconds on the coarse clock.
+pub(crate) fn coarse_ms() -> u64 {
+    coarse().as_millis() as u64
+}
+
+/// An `Instant` read from the coarse clock: within one kernel tick of `Instant::now()`.
+pub(crate) fn coarse_instant() -> Instant {
+    // Both clocks count from the same boot; one pair read together lines them up.
+    static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
+    let (at, then) = *BASE.get_or_init(|| (Instant::now(), coarse()));
+    at + coarse().saturating_sub(then)
+}
+
+/// hyper's timer with the coarse clock for `now()`: hyper's HTTP/2 keep-alive reads the time
+/// on every connection poll and every frame received, to schedule a ping due only after
+/// the idle timeout. Sleeps are tokio's, as they were.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CoarseTimer(TokioTimer);
+
+impl Timer for CoarseTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        self.0.sleep(duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        self.0.sleep_until(deadline)
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
+        self.0.reset(sleep, new_deadline)
+    }
+
+    fn now(&self) -> Instant {
+        coarse_instant()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coarse_instant_stays_within_a_tick_of_the_precise_one_and_never_goes_back() {
+        let mut last = coarse_instant();
+        for _ in 0..1000 {
+            let (before, coarse, after) = (Instant::now(), coarse_instant(), Instant::now());
+            // A tick is at most 10 ms (HZ=100); the coarse clock lags, never leads by more.
+            assert!(
+                coarse + Duration::from_millis(20) >= before,
+                "{coarse:?} lags {before:?}"
+            );
+            assert!(
+                coarse <= after + Duration::from_millis(20),
+                "{coarse:?} leads {after:?}"
+            );
+            assert!(coarse >= last, "went back from {last:?} to {coarse:?}");
+            last = coarse;
+        }
+    }
+
+    #[test]
+    fn the_timer_sleeps_for_as_long_as_asked() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let timer = CoarseTimer::default();
+            let started = Instant::now();
+            timer.sleep(Duration::from_millis(50)).await;
+            assert!(started.elapsed() >= Duration::from_millis(50));
+            let mut sleep = timer.sleep_until(Instant::now() + Duration::from_secs(60));
+            timer.reset(&mut sleep, Instant::now() + Duration::from_millis(20));
+            tokio::time::timeout(Duration::from_secs(5), sleep)
+                .await
+                .expect("a reset sleep ends at its new deadline");
+        });
+    }
+}
