@@ -1,14 +1,14 @@
 //! Micro-benchmarks of what every request goes through (issue 16): routing by host, the
-//! proxy's header rules, the HTTP/1.1 framing check, a static-file lookup, the cost of
-//! compressing a JS bundle in each coding and level, and what a TLS 1.3 handshake costs the
-//! server with each key exchange. Run with `cargo bench --bench hot_paths`;
-//! compare before and after a change on the same machine.
+//! proxy's header rules, the HTTP/1.1 framing check, a clock read, an HTTP/2 turn's gathered
+//! writes, a static-file lookup, the cost of compressing a JS bundle in each coding and level,
+//! and what a TLS 1.3 handshake costs the server with each key exchange. Run with
+//! `cargo bench --bench hot_paths`; compare before and after a change on the same machine.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use candado::hot_paths::{
-    Framing, Names, Offer, StaticSite, TlsHandshakes, compressed_size, proxy_request_headers,
-    secure_cookies,
+    Framing, Names, Offer, StaticSite, TlsHandshakes, clock_read, compressed_size, gathered_turn,
+    proxy_request_headers, secure_cookies,
 };
 use divan::Bencher;
 use http::{HeaderMap, HeaderValue, header};
@@ -75,6 +75,18 @@ fn framing_check_of_a_request(bencher: Bencher) {
         b"GET /index.html HTTP/1.1\r\nHost: app.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
     let mut framing = Framing::default();
     bencher.bench_local(|| framing.feed(divan::black_box(request)));
+}
+
+#[divan::bench(args = ["precise", "coarse"])]
+fn clock_read_per_frame(bencher: Bencher, clock: &str) {
+    let coarse = clock == "coarse";
+    bencher.bench_local(|| clock_read(divan::black_box(coarse)));
+}
+
+/// Ten small h2 responses (a HEADERS and a DATA frame each) written in one turn.
+#[divan::bench]
+fn gathered_h2_turn_of_ten_responses(bencher: Bencher) {
+    bencher.bench_local(|| gathered_turn(divan::black_box(20), 650));
 }
 
 #[divan::bench(args = ["/index.html", "/missing.html"])]

@@ -55,6 +55,29 @@ impl Framing {
     }
 }
 
+/// A clock read: `Instant::now()` (`precise`) or the coarse clock the connections stamp
+/// their activity with (`coarse`).
+pub fn clock_read(coarse: bool) -> std::time::Instant {
+    match coarse {
+        true => crate::clock::coarse_instant(),
+        false => std::time::Instant::now(),
+    }
+}
+
+/// One turn of an HTTP/2 connection's writes: `writes` frames of `size` bytes gathered, then
+/// sent as one write (to a sink).
+pub fn gathered_turn(writes: usize, size: usize) {
+    use tokio::io::AsyncWrite;
+    let (mut gathered, send) = crate::listener::Gathered::new(tokio::io::sink());
+    let frame = vec![0u8; size];
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    for _ in 0..writes {
+        let _ = std::pin::Pin::new(&mut gathered).poll_write(&mut cx, &frame);
+    }
+    send.send_gathered(&mut cx);
+}
+
 /// A static site's lookup: path checks, the hot-file cache or the disk, headers.
 pub struct StaticSite(crate::http::static_files::StaticFiles);
 

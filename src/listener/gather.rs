@@ -34,10 +34,10 @@ const TURN_CAPACITY: usize = 16 * 1024;
 const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// The stream given to hyper: reads pass through, writes are gathered.
-pub(super) struct Gathered<S>(Arc<Mutex<Shared<S>>>);
+pub(crate) struct Gathered<S>(Arc<Mutex<Shared<S>>>);
 
 /// What the connection's task holds to send what was gathered.
-pub(super) trait SendGathered: Send + Sync {
+pub(crate) trait SendGathered: Send + Sync {
     /// Sends what was gathered and flushes the stream beneath. A failure is kept for the
     /// connection's next read or write, and the task is woken to meet it.
     fn send_gathered(&self, cx: &mut Context<'_>);
@@ -54,7 +54,7 @@ struct Shared<S> {
 
 impl<S> Gathered<S> {
     /// The stream for hyper, and the handle its task sends with.
-    pub(super) fn new(io: S) -> (Self, Arc<dyn SendGathered>)
+    pub(crate) fn new(io: S) -> (Self, Arc<dyn SendGathered>)
     where
         S: AsyncWrite + Unpin + Send + 'static,
     {

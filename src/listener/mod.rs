@@ -6,6 +6,7 @@ mod conn;
 mod framing;
 mod gather;
 pub(crate) use framing::FramingScanner;
+pub(crate) use gather::Gathered;
 pub(crate) mod quic;
 mod streams;
 
