@@ -26,12 +26,9 @@ const GATHER_LIMIT: usize = 64 * 1024;
 const WRITE_THROUGH: usize = 16 * 1024;
 
 /// What an empty buffer reserves at its first write: a turn's small responses then go in
-/// without the buffer growing (and being copied) several times on the way.
+/// without the buffer growing (and being copied) several times on the way. It is let go once
+/// sent.
 const TURN_CAPACITY: usize = 16 * 1024;
-
-/// A buffer that grew past this is let go once sent: an idle connection (most HTTP/2
-/// connections, most of the time) keeps at most this much for it.
-const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// The stream given to hyper: reads pass through, writes are gathered.
 pub(crate) struct Gathered<S>(Arc<Mutex<Shared<S>>>);
@@ -83,9 +80,9 @@ impl<S: AsyncWrite + Unpin> Shared<S> {
                 n => drop(self.buf.drain(..n)),
             }
         }
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = Vec::new();
-        }
+        // Let go once sent: an idle connection (most HTTP/2 connections, most of the time)
+        // keeps none of it, and the next turn reserves its own.
+        self.buf = Vec::new();
         Poll::Ready(Ok(()))
     }
 
