@@ -4,7 +4,7 @@
 #
 #   bench/profile.sh perf     SCENARIO   perf record (cpu-clock, DWARF call graphs) + top entries
 #   bench/profile.sh syscalls SCENARIO   syscalls per request (perf tracepoints; strace -c -f)
-#   bench/profile.sh allocs   SCENARIO   malloc calls per request (a uprobe on libc's malloc)
+#   bench/profile.sh allocs   SCENARIO   allocations per request (uprobes on jemalloc's entry points)
 #   bench/profile.sh heap     SCENARIO   allocation call sites per request (heaptrack; it names
 #                                        Rust frames only with line tables: build with
 #                                        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only)
@@ -132,10 +132,17 @@ case "$mode" in
     allocs)
         start_candado
         load 1 >/dev/null
-        libc=$(ldd "$candado" | awk '/libc.so/{print $3}')
-        perf probe -q -x "$libc" -d 'probe_libc:*' 2>/dev/null || true
-        for fn in malloc free realloc calloc; do perf probe -q -x "$libc" "$fn" 2>/dev/null || true; done
-        perf stat -x, -e 'probe_libc:malloc,probe_libc:free,probe_libc:realloc,probe_libc:calloc' \
+        # The allocator's entry points: jemalloc's inside the binary (candado's global
+        # allocator), or libc's for a build with the system allocator.
+        perf probe -q -d 'alloc:*' 2>/dev/null || true
+        if [ -n "$(nm "$candado" 2>/dev/null | grep -w _rjem_malloc)" ]; then
+            lib=$candado fns=(malloc=_rjem_malloc free=_rjem_sdallocx realloc=_rjem_realloc calloc=_rjem_calloc)
+        else
+            lib=$(ldd "$candado" | awk '/libc.so/{print $3}')
+            fns=(malloc=malloc free=free realloc=realloc calloc=calloc)
+        fi
+        for fn in "${fns[@]}"; do perf probe -q -x "$lib" -a "alloc:$fn" 2>/dev/null || true; done
+        perf stat -x, -e 'alloc:malloc,alloc:free,alloc:realloc,alloc:calloc' \
             -p "$spid" -o "$out/allocs.csv" &
         st=$!
         n=$(load "$secs")
@@ -146,14 +153,14 @@ case "$mode" in
         } | tee "$out/summary.txt"
         # Who calls malloc: every 20th call with its call graph (symbols only: the release
         # binary has no line tables, so heaptrack cannot name Rust frames).
-        (sleep 1 && taskset -c 1 perf record -q -e probe_libc:malloc -c 20 --call-graph dwarf,8192 \
+        (sleep 1 && taskset -c 1 perf record -q -e alloc:malloc -c 20 --call-graph dwarf,8192 \
             -p "$spid" -o "$out/malloc.data" -- sleep 3) 2>"$out/perf-record.log" &
         rec=$!
         load 5 >/dev/null
         wait "$rec" || true
-        perf probe -q -d 'probe_libc:*' 2>/dev/null || true
-        perf report -i "$out/malloc.data" --children --stdio --no-call-graph --sort symbol \
-            --percent-limit 3 2>/dev/null | grep -v '^$' >"$out/malloc-callers.txt"
+        perf probe -q -d 'alloc:*' 2>/dev/null || true
+        perf report -i "$out/malloc.data" --no-children --stdio -g caller,0.5,callee,function,percent \
+            --percent-limit 3 2>/dev/null | grep '%' >"$out/malloc-callers.txt"
         echo "$out/malloc-callers.txt"
         ;;
     heap)

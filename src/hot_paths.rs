@@ -90,7 +90,7 @@ impl StaticSite {
     /// The status and body length of a GET for `path`.
     pub async fn get(&self, path: &str) -> (u16, Option<u64>) {
         let req = Request::get(path).body(()).unwrap_or_default();
-        let res = self.0.serve(&req).await;
+        let res = self.0.serve(&req, &[]).await;
         let len = http_body::Body::size_hint(res.body()).exact();
         (res.status().as_u16(), len)
     }

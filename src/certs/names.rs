@@ -41,9 +41,13 @@ impl<T: Clone> NameTable<T> {
         let Some(name) = sni else {
             return self.default.as_ref();
         };
-        let name = name.to_ascii_lowercase();
+        // Names arrive lower-cased from the Host check; SNI may not be.
+        let name = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => std::borrow::Cow::Owned(name.to_ascii_lowercase()),
+            false => std::borrow::Cow::Borrowed(name),
+        };
         self.exact
-            .get(&name)
+            .get(&*name)
             .or_else(|| {
                 name.split_once('.')
                     .and_then(|(_, parent)| self.wildcard.get(parent))

@@ -30,13 +30,16 @@ use std::task::{Context, Poll};
 use async_compression::Level;
 use async_compression::tokio::write::{BrotliEncoder, GzipEncoder, ZstdEncoder};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
 use super::Body;
 use crate::config::defaults;
+
+/// RFC 9530 (not among `http`'s names; a constant spares parsing it per response).
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
 
 /// A content coding candado produces, in the server's order of preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +110,13 @@ pub(crate) struct Negotiation {
 }
 
 impl Negotiation {
-    /// Reads Accept-Encoding, rewrites If-None-Match for the handler, and leaves a copy of
-    /// itself in the request's extensions (static files look for precompressed siblings).
+    /// Reads Accept-Encoding and rewrites If-None-Match for the handler.
     pub(crate) fn of<B>(req: &mut Request<B>) -> Negotiation {
         let mut n = parse_accept_encoding(req.headers());
         if let Some((value, coding)) = strip_if_none_match(req.headers(), n.accepted()) {
             req.headers_mut().insert(header::IF_NONE_MATCH, value);
             n.stripped = Some(coding);
         }
-        req.extensions_mut().insert(n.clone());
         n
     }
 
@@ -181,7 +182,7 @@ impl Negotiation {
     /// 9530, vouches for the bytes as they are: compressing would make it a lie.)
     fn varies(&self, h: &HeaderMap) -> bool {
         !h.contains_key(header::CONTENT_ENCODING)
-            && !h.contains_key("content-digest")
+            && !h.contains_key(CONTENT_DIGEST)
             && !has_token(h, header::CACHE_CONTROL, "no-transform")
             && h.get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())

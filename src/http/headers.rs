@@ -6,6 +6,9 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+/// Reserved (RFC 9110 §16.3.2.2): the `close` option could otherwise name a header.
+const CLOSE: HeaderName = HeaderName::from_static("close");
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
@@ -24,16 +27,21 @@ pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
     if !h.keys().any(is_hop_by_hop) {
         return;
     }
+    // `keep-alive` and `close`, the options nearly every message carries, are removed by name
+    // below: building a `HeaderName` for them would cost an allocation each.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         h.remove(name);
     }
+    h.remove(CLOSE);
     let proxy: Vec<HeaderName> = h
         .keys()
         .filter(|k| is_proxy_or_keep_alive(k))
@@ -452,6 +460,7 @@ mod tests {
         let mut h = map(&[
             ("connection", "close, X-Secret"),
             ("x-secret", "1"),
+            ("close", "1"),
             ("keep-alive", "5"),
             ("proxy-authorization", "x"),
             ("te", "trailers"),

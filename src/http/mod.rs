@@ -62,28 +62,47 @@ pub(crate) fn empty() -> Body {
         .boxed()
 }
 
-/// Keeps the connection counted as busy while a clone is alive, so that the idle deadline does
-/// not close an HTTP/2 connection that carries a long-lived tunnel. The listener puts one in
-/// every request's extensions.
-#[derive(Clone)]
-pub(crate) struct ConnBusy {
-    _guard: std::sync::Arc<dyn Send + Sync>,
+/// Counts the requests in progress on a connection (the listener's connection activity).
+pub(crate) trait Busy: Send + Sync {
+    fn begin(&self);
+    fn end(&self);
 }
 
+/// Keeps the connection counted as busy while a clone is alive, so that the idle deadline does
+/// not close an HTTP/2 connection that carries a long-lived tunnel. Every clone is counted on
+/// the connection's own counter: sharing one costs no allocation.
+pub(crate) struct ConnBusy(Arc<dyn Busy>);
+
 impl ConnBusy {
-    pub(crate) fn new(guard: impl Send + Sync + 'static) -> Self {
-        ConnBusy {
-            _guard: std::sync::Arc::new(guard),
-        }
+    pub(crate) fn new(counter: Arc<dyn Busy>) -> Self {
+        counter.begin();
+        ConnBusy(counter)
     }
 }
 
-/// Set by the listener on an HTTP/1.1 request that carried both Content-Length and
-/// Transfer-Encoding, or the chunked coding twice (hyper resolves both before the request
-/// reaches us). Answered with 400 and never forwarded: it is how requests are smuggled past
-/// front ends.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct FramingConflict;
+impl Clone for ConnBusy {
+    fn clone(&self) -> Self {
+        ConnBusy::new(self.0.clone())
+    }
+}
+
+impl Drop for ConnBusy {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// What the listener knows about one request besides its head and body. Passed along with
+/// the request rather than in its extensions: those cost three allocations per request.
+#[derive(Default)]
+pub(crate) struct RequestMeta {
+    /// Held until the response is handed over, and by a tunnel made of the request.
+    pub busy: Option<ConnBusy>,
+    /// An HTTP/1.1 request that carried both Content-Length and Transfer-Encoding, or the
+    /// chunked coding twice (hyper resolves both before the request reaches us). Answered with
+    /// 400 and never forwarded: it is how requests are smuggled past front ends.
+    pub framing_conflict: bool,
+}
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -165,13 +184,15 @@ impl SiteHandler {
     }
 
     /// Basic auth, then exact redirects, then the longest matching route, then files.
+    /// `codings`: what static files may be sent precompressed in, best first.
     async fn respond(
         &self,
         mut req: Request<impl RequestBody>,
-        conn: &ConnInfo,
-        host: &str,
+        fwd: proxy::Forward<'_>,
         route: Option<&RouteHandler>,
+        codings: &[compression::Coding],
     ) -> Response<Body> {
+        let conn = fwd.conn;
         match self.auth.check(req.uri().path(), req.headers()).await {
             // The credentials were for candado: the application never sees them.
             Ok(true) => drop(req.headers_mut().remove(header::AUTHORIZATION)),
@@ -201,15 +222,8 @@ impl SiteHandler {
                     "This path needs a client certificate that is allowed here.",
                 )
             }
-            (Some(rh), _) => {
-                let fwd = proxy::Forward {
-                    conn,
-                    host,
-                    site: &self.site,
-                };
-                proxy::forward(rh, req, fwd).await
-            }
-            (None, Some(files)) => files.serve(&req).await,
+            (Some(rh), _) => proxy::forward(rh, req, fwd).await,
+            (None, Some(files)) => files.serve(&req, codings).await,
             _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
         }
     }
@@ -350,13 +364,14 @@ impl Router {
         &self,
         req: Request<impl RequestBody>,
         conn: &ConnInfo,
+        meta: RequestMeta,
     ) -> Response<Body> {
         let started = Instant::now();
         let line = self
             .access_log
             // The URI shares its bytes: no copy of the path per request.
             .then(|| (req.method().clone(), req.uri().clone()));
-        let res = self.dispatch(req, conn, started).await;
+        let res = self.dispatch(req, conn, meta, started).await;
         if let Some((method, uri)) = line {
             access_log(&method, uri.path(), &res, conn, started);
         }
@@ -367,10 +382,13 @@ impl Router {
         &self,
         req: Request<impl RequestBody>,
         conn: &ConnInfo,
+        meta: RequestMeta,
         started: Instant,
     ) -> Response<Body> {
         let method = crate::observe::MethodClass::of(req.method());
-        let res = self.dispatch_to_site(req, conn, started, method).await;
+        let res = self
+            .dispatch_to_site(req, conn, meta, (started, method))
+            .await;
         if let Err(res) = &res {
             self.siteless.count(method, res.status());
         }
@@ -382,8 +400,8 @@ impl Router {
         &self,
         mut req: Request<impl RequestBody>,
         conn: &ConnInfo,
-        started: Instant,
-        method: crate::observe::MethodClass,
+        meta: RequestMeta,
+        (started, method): (Instant, crate::observe::MethodClass),
     ) -> Result<Response<Body>, Response<Body>> {
         if let Some(refused) = self.beyond_limits(&req) {
             return Err(refused);
@@ -412,9 +430,18 @@ impl Router {
         let compression = (site.site.compression && route.is_none_or(|r| r.route.compression))
             .then(|| (compression::Negotiation::of(&mut req), req.method().clone()));
         let over_h3 = req.version() == http::Version::HTTP_3;
-        let mut res = match req.extensions().get::<FramingConflict>() {
-            Some(_) => framing_conflict(&req, conn),
-            None => site.respond(req, conn, &host, route).await,
+        let codings = compression.as_ref().map_or(&[][..], |(n, _)| n.codings());
+        let mut res = match meta.framing_conflict {
+            true => framing_conflict(&req, conn),
+            false => {
+                let fwd = proxy::Forward {
+                    conn,
+                    host: &host,
+                    site: &site.site,
+                    busy: meta.busy,
+                };
+                site.respond(req, fwd, route, codings).await
+            }
         };
         if let Some((negotiation, req_method)) = compression {
             res = negotiation.apply(&req_method, res);

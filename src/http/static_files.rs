@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
+use super::compression::Coding;
 use super::error::{STYLE, escape_html, page, styled_page};
 use super::{Body, empty, full};
 use crate::config::StaticOptions;
@@ -117,7 +118,8 @@ impl StaticFiles {
         &self.root.path
     }
 
-    pub(crate) async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
+    /// `codings`: what the client takes a precompressed copy in, best first.
+    pub(crate) async fn serve<B>(&self, req: &Request<B>, codings: &[Coding]) -> Response<Body> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut res = page(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -130,9 +132,9 @@ impl StaticFiles {
         let raw_path = req.uri().path();
         if let Some(hot) = self.hot.get(raw_path, &self.root)
             // A file with a precompressed copy the client may take is served from the disk.
-            && !(hot.precompressed && precompressed::wanted(req))
+            && !(hot.precompressed && precompressed::wanted(req, codings))
         {
-            return hot::serve(&self.hot, req, raw_path, hot);
+            return hot::serve(&self.hot, (req, codings), raw_path, hot);
         }
         let segments = match decode_path(raw_path, self.root.options.hidden) {
             Ok(s) => s,
@@ -147,25 +149,25 @@ impl StaticFiles {
         };
         if meta.is_dir() {
             return self
-                .serve_dir(req, &rel, raw_path, segments.is_empty())
+                .serve_dir((req, codings), &rel, raw_path, segments.is_empty())
                 .await;
         }
-        self.serve_file(req, raw_path, rel, file, &meta)
+        self.serve_file((req, codings), raw_path, rel, file, &meta)
     }
 
     /// Answers with `file` (already open) found at `rel` in the root for `raw_path`; `rel`
     /// chooses the MIME type. A small one is kept for the next request.
     fn serve_file<B>(
         &self,
-        req: &Request<B>,
+        (req, codings): (&Request<B>, &[Coding]),
         raw_path: &str,
         rel: PathBuf,
         file: std::fs::File,
         meta: &Metadata,
     ) -> Response<Body> {
         let facts = Facts::of(meta, &rel);
-        if precompressed::wanted(req)
-            && let Some(sibling) = precompressed::choose(req, &self.root, &rel, &facts)
+        if precompressed::wanted(req, codings)
+            && let Some(sibling) = precompressed::choose(codings, &self.root, &rel, &facts)
         {
             return precompressed::serve(req, &self.root, facts, sibling);
         }
@@ -176,7 +178,7 @@ impl StaticFiles {
                 let hot = hot::HotFile::new(rel, FileIdentity::of(meta), facts, body.into())
                     .with_precompressed(siblings);
                 let hot = self.hot.insert(raw_path, hot);
-                return hot::serve(&self.hot, req, raw_path, hot);
+                return hot::serve(&self.hot, (req, codings), raw_path, hot);
             }
         }
         respond(req, &facts, |start, count| {
@@ -186,7 +188,7 @@ impl StaticFiles {
 
     async fn serve_dir<B>(
         &self,
-        req: &Request<B>,
+        (req, codings): (&Request<B>, &[Coding]),
         rel: &Path,
         raw_path: &str,
         is_root: bool,
@@ -202,7 +204,7 @@ impl StaticFiles {
         }
         let index = rel.join("index.html");
         if let Some((file, meta)) = self.root.open(&index).filter(|(_, m)| m.is_file()) {
-            return self.serve_file(req, raw_path, index, file, &meta);
+            return self.serve_file((req, codings), raw_path, index, file, &meta);
         }
         if self.root.options.listing {
             // A folder can hold many entries: read it on the blocking pool.

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::framing::FramingScanner;
 use crate::clock::coarse_ms;
-use crate::http::Body;
+use crate::http::{Body, Busy};
 use crate::locks::lock;
 
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl Activity {
 
     /// Marks a request in flight until the guard is dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy::begin(&**self);
         InFlight(self.clone())
     }
 
@@ -230,10 +230,21 @@ impl hyper::body::Body for Paced {
 
 pub(crate) struct InFlight(Arc<Activity>);
 
+/// The same count, for requests whose guard is shared (see [`crate::http::ConnBusy`]).
+impl Busy for Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
+        self.0.end();
     }
 }
 
@@ -371,6 +382,19 @@ mod tests {
 
     async fn waits(t: &mut Tracked<DuplexStream>) -> bool {
         timeout(WAIT, t.read(&mut [0u8; 64])).await.is_err()
+    }
+
+    #[test]
+    fn a_shared_request_guard_keeps_its_connection_busy_until_the_last_clone_is_gone() {
+        let activity = Activity::new();
+        let in_flight = |a: &Activity| a.in_flight.load(Ordering::Relaxed);
+        let handler = crate::http::ConnBusy::new(activity.clone());
+        let tunnel = handler.clone();
+        assert_eq!(in_flight(&activity), 2);
+        drop(handler);
+        assert_eq!(in_flight(&activity), 1, "the tunnel still holds it");
+        drop(tunnel);
+        assert_eq!(in_flight(&activity), 0);
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use super::streams::{StreamQueue, WithStreams};
 use super::{ConnSettings, ListenerCtx};
 use crate::clock::CoarseTimer;
 use crate::config::Timeouts;
-use crate::http::{ConnBusy, ConnInfo, FramingConflict, Router, access_log, redirect};
+use crate::http::{ConnBusy, ConnInfo, RequestMeta, Router, access_log, redirect};
 use crate::observe::{HandshakeFailure, Protocol, metrics};
 use crate::tls::ALPN_H2;
 
@@ -134,21 +134,19 @@ async fn serve_https(
     let info = Arc::new(info);
     let act = activity.clone();
     let served = Arc::new(AtomicU64::new(0));
-    let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
-        // One guard, held by the request's extensions (a tunnel keeps it) and by the handler
-        // until the response is handed over: a proxied request is dropped once it is sent.
-        let busy = ConnBusy::new(act.begin());
-        req.extensions_mut().insert(busy.clone());
+    let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let index = served.fetch_add(1, Ordering::Relaxed);
-        if ambiguous.load(Ordering::Relaxed) == index + 1 {
-            req.extensions_mut().insert(FramingConflict);
-        }
+        // The guard is held by the handler until the response is handed over, and by a
+        // tunnel made of the request.
+        let meta = RequestMeta {
+            busy: Some(ConnBusy::new(act.clone())),
+            framing_conflict: ambiguous.load(Ordering::Relaxed) == index + 1,
+        };
         let (router, info, act) = (router.clone(), info.clone(), act.clone());
         async move {
             // Boxed: a handler's future is kilobytes (a proxied request's state), and hyper
             // moves the future it is given at every step until it reaches its stream's box.
-            let res = Box::pin(router.handle(req, &info)).await;
-            drop(busy);
+            let res = Box::pin(router.handle(req, &info, meta)).await;
             Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
         }
     });

@@ -387,7 +387,10 @@ async fn serve_request(
     let req = Request::from_parts(parts, RecvBody(std::sync::Mutex::new(recv)));
     let res = match h3_refused(&ctx.router, &req) {
         Some(res) => res,
-        None => ctx.router.handle(req, &ctx.info).await,
+        None => {
+            let meta = crate::http::RequestMeta::default();
+            ctx.router.handle(req, &ctx.info, meta).await
+        }
     };
     let (mut head, body) = res.into_parts();
     strip_connection_headers(&mut head.headers);

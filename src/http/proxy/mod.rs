@@ -92,12 +92,14 @@ pub(crate) struct Forward<'a> {
     /// The host the client asked for (validated), and the raw authority it sent.
     pub host: &'a str,
     pub site: &'a Site,
+    /// Keeps the connection busy while a tunnel made of this request lives.
+    pub busy: Option<ConnBusy>,
 }
 
 pub(crate) async fn forward(
     rh: &RouteHandler,
     mut req: Request<impl super::RequestBody>,
-    fwd: Forward<'_>,
+    mut fwd: Forward<'_>,
 ) -> Response<Body> {
     let accept = req.headers().get(header::ACCEPT).cloned();
     let fail = |status, msg: &str| error::page_for(accept.as_ref(), status, msg);
@@ -106,7 +108,7 @@ pub(crate) async fn forward(
     }
     let over_h2 = is_extended_connect_websocket(&req);
     let upgrade = (over_h2 || is_websocket_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
-    let busy = req.extensions().get::<ConnBusy>().cloned();
+    let busy = fwd.busy.take();
     let picked = rh.pool.pick();
     let origin = rh.origins.get(picked.index);
     let Some(request) = origin
@@ -469,10 +471,9 @@ fn prepare_request_headers(
     let public = original_host
         .as_ref()
         .and_then(|v| v.to_str().ok())
-        .unwrap_or(fwd.host)
-        .to_owned();
+        .unwrap_or(fwd.host);
     let trusted = fwd.site.trusted_proxies.contains(&fwd.conn.peer.ip());
-    headers::add_forwarding(h, fwd.conn.peer.ip(), &public, trusted);
+    headers::add_forwarding(h, fwd.conn.peer.ip(), public, trusted);
     let identity = fwd
         .site
         .client_auth

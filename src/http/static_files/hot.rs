@@ -27,7 +27,7 @@ use crate::config::defaults::{
     COMPRESS_MIN_BYTES, HOT_FILE_MAX_BYTES, HOT_FILE_VALID, HOT_FILES_MAX_BYTES,
     HOT_FILES_MAX_ENTRIES,
 };
-use crate::http::compression::{self, Coding, KeepCompressed, Negotiation};
+use crate::http::compression::{self, Coding, KeepCompressed};
 
 /// One site's hot files, by request path.
 pub(super) struct HotFiles {
@@ -101,15 +101,12 @@ impl HotFile {
 /// before; otherwise the file, with a request to keep it once it has been compressed.
 pub(super) fn serve<B>(
     files: &Arc<HotFiles>,
-    req: &Request<B>,
+    (req, codings): (&Request<B>, &[Coding]),
     path: &str,
     hot: Arc<HotFile>,
 ) -> Response<Body> {
-    let coding = match precompressed::wanted(req) && hot.compressible {
-        true => req
-            .extensions()
-            .get::<Negotiation>()
-            .and_then(|n| n.codings().first().copied()),
+    let coding = match precompressed::wanted(req, codings) && hot.compressible {
+        true => codings.first().copied(),
         false => None,
     };
     if let Some(coding) = coding

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
 use super::{Body, Facts, Root, body_for, respond};
-use crate::http::compression::{self, Coding, Negotiation};
+use crate::http::compression::{self, Coding};
 
 pub(super) struct Sibling {
     coding: Coding,
@@ -24,24 +24,19 @@ pub(super) struct Sibling {
 
 /// Whether the request could take a precompressed copy: it accepts a coding and asks for no
 /// range.
-pub(super) fn wanted<B>(req: &Request<B>) -> bool {
-    req.extensions()
-        .get::<Negotiation>()
-        .is_some_and(|n| !n.codings().is_empty())
-        && !req.headers().contains_key(header::RANGE)
+pub(super) fn wanted<B>(req: &Request<B>, codings: &[Coding]) -> bool {
+    !codings.is_empty() && !req.headers().contains_key(header::RANGE)
 }
 
 /// The fresh copy of `rel` in the coding the client prefers among those that exist.
-pub(super) fn choose<B>(
-    req: &Request<B>,
+pub(super) fn choose(
+    codings: &[Coding],
     root: &Root,
     rel: &Path,
     facts: &Facts,
 ) -> Option<Sibling> {
-    let negotiation = req.extensions().get::<Negotiation>()?;
     let modified = worth_looking(facts)?;
-    negotiation
-        .codings()
+    codings
         .iter()
         .find_map(|&coding| sibling(root, rel, coding, modified))
 }
