@@ -6,6 +6,7 @@
 //! `http://` ones on the public origin upgraded, with a hint for the app: `hints`).
 //! WebSocket upgrades (HTTP/1.1) are relayed as a byte tunnel once both sides agree.
 
+mod connect;
 mod hints;
 mod upstreams;
 

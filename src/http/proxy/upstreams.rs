@@ -15,9 +15,10 @@ use hyper_util::rt::TokioExecutor;
 use rustls::crypto::CryptoProvider;
 
 use super::UpstreamBody;
+use super::connect::TcpConnector;
 use crate::config::{Balance, HealthCheck, Route, Upstream, defaults};
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<TcpConnector>;
 pub(super) type UpstreamHttp = Client<Connector, UpstreamBody>;
 
 /// Builds the client for a route's settings.
@@ -37,9 +38,10 @@ pub(super) fn client(
             .with_tls_config(crate::tls::client_trusting(ca, provider)?),
     };
     let tls = tls.https_or_http();
+    let tcp = TcpConnector(http);
     let connector = match route.http2 {
-        true => tls.enable_http2().wrap_connector(http),
-        false => tls.enable_http1().wrap_connector(http),
+        true => tls.enable_http2().wrap_connector(tcp),
+        false => tls.enable_http1().wrap_connector(tcp),
     };
     let mut builder = Client::builder(TokioExecutor::new());
     builder.pool_max_idle_per_host(defaults::UPSTREAM_IDLE_PER_HOST);
