@@ -387,7 +387,7 @@ impl Router {
     ) -> Response<Body> {
         let method = crate::observe::MethodClass::of(req.method());
         let res = self
-            .dispatch_to_site(req, conn, meta, (started, method))
+            .dispatch_to_site(req, conn, meta, started, method)
             .await;
         if let Err(res) = &res {
             self.siteless.count(method, res.status());
@@ -401,7 +401,8 @@ impl Router {
         mut req: Request<impl RequestBody>,
         conn: &ConnInfo,
         meta: RequestMeta,
-        (started, method): (Instant, crate::observe::MethodClass),
+        started: Instant,
+        method: crate::observe::MethodClass,
     ) -> Result<Response<Body>, Response<Body>> {
         if let Some(refused) = self.beyond_limits(&req) {
             return Err(refused);

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::framing::FramingScanner;
 use crate::clock::coarse_ms;
-use crate::http::{Body, Busy};
+use crate::http::{Body, Busy, ConnBusy};
 use crate::locks::lock;
 
 #[derive(Debug)]
@@ -58,10 +58,9 @@ impl Activity {
         self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// Marks a request in flight until the guard is dropped.
-    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
-        Busy::begin(&**self);
-        InFlight(self.clone())
+    /// Marks a request in flight until the guard (and every clone of it) is dropped.
+    pub(crate) fn busy(self: &Arc<Self>) -> ConnBusy {
+        ConnBusy::new(self.clone())
     }
 
     /// When the connection becomes idle if nothing happens before then.
@@ -228,9 +227,7 @@ impl hyper::body::Body for Paced {
     }
 }
 
-pub(crate) struct InFlight(Arc<Activity>);
-
-/// The same count, for requests whose guard is shared (see [`crate::http::ConnBusy`]).
+/// What a [`ConnBusy`] counts on.
 impl Busy for Activity {
     fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -239,12 +236,6 @@ impl Busy for Activity {
     fn end(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.touch();
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.end();
     }
 }
 
@@ -388,7 +379,7 @@ mod tests {
     fn a_shared_request_guard_keeps_its_connection_busy_until_the_last_clone_is_gone() {
         let activity = Activity::new();
         let in_flight = |a: &Activity| a.in_flight.load(Ordering::Relaxed);
-        let handler = crate::http::ConnBusy::new(activity.clone());
+        let handler = activity.busy();
         let tunnel = handler.clone();
         assert_eq!(in_flight(&activity), 2);
         drop(handler);
@@ -412,7 +403,7 @@ mod tests {
 
         far.write_all(b"\r\n").await.unwrap();
         assert_eq!(t.read(&mut [0u8; 64]).await.unwrap(), 2);
-        let handling = activity.begin();
+        let handling = activity.busy();
         activity.request_park();
         assert!(waits(&mut t).await, "parked with a request in flight");
         drop(handling);

@@ -28,7 +28,7 @@ use super::streams::{StreamQueue, WithStreams};
 use super::{ConnSettings, ListenerCtx};
 use crate::clock::CoarseTimer;
 use crate::config::Timeouts;
-use crate::http::{ConnBusy, ConnInfo, RequestMeta, Router, access_log, redirect};
+use crate::http::{ConnInfo, RequestMeta, Router, access_log, redirect};
 use crate::observe::{HandshakeFailure, Protocol, metrics};
 use crate::tls::ALPN_H2;
 
@@ -139,7 +139,7 @@ async fn serve_https(
         // The guard is held by the handler until the response is handed over, and by a
         // tunnel made of the request.
         let meta = RequestMeta {
-            busy: Some(ConnBusy::new(act.clone())),
+            busy: Some(act.busy()),
             framing_conflict: ambiguous.load(Ordering::Relaxed) == index + 1,
         };
         let (router, info, act) = (router.clone(), info.clone(), act.clone());

@@ -372,7 +372,7 @@ async fn serve_request(
     ctx: Arc<RequestCtx>,
 ) {
     let t = ctx.settings.timeouts;
-    let _busy = ctx.activity.begin();
+    let _busy = ctx.activity.busy();
     // h3 answers an oversized head with 431 by itself (QPACK field section limit).
     let (req, stream) = match timeout(t.header_read, resolver.resolve_request()).await {
         Ok(Ok(pair)) => pair,
