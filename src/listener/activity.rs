@@ -27,6 +27,9 @@ pub(crate) struct Activity {
     start_ms: u64,
     /// Milliseconds after `start` (on the coarse clock) when bytes last moved.
     last_ms: AtomicU64,
+    /// 1 + the millisecond (after `start`) when the request head being read began; 0 while
+    /// none is (HTTP/1.1 only: the framing scanner knows where heads are).
+    head_since_ms: AtomicU64,
     in_flight: AtomicUsize,
     /// Set when an idle HTTP/1.1 connection should hand its socket back (see [`Tracked`]).
     park: AtomicBool,
@@ -43,6 +46,7 @@ impl Activity {
             start: Instant::now(),
             start_ms: coarse_ms(),
             last_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             park: AtomicBool::new(false),
             responses: Mutex::new(Vec::new()),
@@ -54,8 +58,35 @@ impl Activity {
         coarse_ms().saturating_sub(self.start_ms)
     }
 
-    fn touch(&self) {
-        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    /// Bytes moved now; returns now (milliseconds after `start`).
+    fn touch(&self) -> u64 {
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        now
+    }
+
+    /// After a read at `now`: whether a request head is still being read.
+    fn note_head(&self, pending: bool, now: u64) {
+        let since = self.head_since_ms.load(Ordering::Relaxed);
+        if pending && since == 0 {
+            self.head_since_ms.store(now + 1, Ordering::Relaxed);
+        } else if !pending && since != 0 {
+            self.head_since_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// When the request head being read must be whole (`timeouts.header_read` after it began).
+    pub(crate) fn head_deadline(&self, header_read: Duration) -> Option<Instant> {
+        let since = self.head_since_ms.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(self.start + Duration::from_millis(since) + header_read)
+    }
+
+    /// A request head began longer than `header_read` ago and is not whole (a slow-header
+    /// client). Bytes pipelined behind a request still being answered wait for it: the
+    /// deadline counts once the connection is quiet, as hyper's own would only start then.
+    pub(crate) fn head_overdue(&self, header_read: Duration) -> bool {
+        self.head_deadline(header_read)
+            .is_some_and(|at| Instant::now() >= at && self.is_quiet())
     }
 
     /// Marks a request in flight until the guard (and every clone of it) is dropped.
@@ -293,6 +324,8 @@ impl<S> Tracked<S> {
         }
         self.activity.park.store(false, Ordering::Relaxed);
         scanner.release();
+        // The parked wait has its own bound; the next head's deadline starts with its bytes.
+        self.activity.head_since_ms.store(0, Ordering::Relaxed);
         self.parked = true;
         true
     }
@@ -307,11 +340,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            let now = self.activity.touch();
             // Bytes came: whatever asked for a park is out of date.
             self.activity.park.store(false, Ordering::Relaxed);
-            if let Some(scanner) = &mut self.framing {
+            let this = &mut *self;
+            if let Some(scanner) = &mut this.framing {
                 scanner.feed(&buf.filled()[before..]);
+                this.activity.note_head(scanner.mid_head(), now);
             }
         } else if res.is_pending() && self.parks_now() {
             return Poll::Ready(Ok(()));
@@ -386,6 +421,40 @@ mod tests {
         assert_eq!(in_flight(&activity), 1, "the tunnel still holds it");
         drop(tunnel);
         assert_eq!(in_flight(&activity), 0);
+    }
+
+    #[tokio::test]
+    async fn a_partial_request_head_is_overdue_after_header_read_once_the_connection_is_quiet() {
+        let activity = Activity::new();
+        let (near, mut far) = tokio::io::duplex(1024);
+        let scanner = FramingScanner::new(Arc::new(AtomicU64::new(0)));
+        let mut t = Tracked::new(near, activity.clone()).with_framing(scanner);
+        let long = Duration::from_secs(60);
+        far.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        assert_eq!(t.read(&mut [0u8; 128]).await.unwrap(), 47);
+        let started = activity.head_deadline(long).expect("the second head began");
+        assert!(!activity.head_overdue(long));
+        // Pipelined behind a request still in flight: not counted yet.
+        let handling = activity.busy();
+        assert!(!activity.head_overdue(Duration::ZERO));
+        drop(handling);
+        assert!(activity.head_overdue(Duration::ZERO));
+        // More of the same head does not move its deadline; its end clears it.
+        far.write_all(b"Host: a\r\n").await.unwrap();
+        assert_eq!(t.read(&mut [0u8; 128]).await.unwrap(), 9);
+        assert_eq!(activity.head_deadline(long), Some(started));
+        far.write_all(b"\r\n").await.unwrap();
+        assert_eq!(t.read(&mut [0u8; 128]).await.unwrap(), 2);
+        assert_eq!(activity.head_deadline(long), None);
+        // A stray blank line then a park: the parked wait has its own bound.
+        far.write_all(b"\r\n").await.unwrap();
+        assert_eq!(t.read(&mut [0u8; 128]).await.unwrap(), 2);
+        assert!(activity.head_deadline(long).is_some());
+        activity.request_park();
+        assert_eq!(t.read(&mut [0u8; 64]).await.unwrap(), 0, "parked");
+        assert_eq!(activity.head_deadline(long), None);
     }
 
     #[tokio::test]

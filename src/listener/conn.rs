@@ -172,8 +172,9 @@ async fn serve_https(
         drive(conn.as_mut(), &activity, &t, None, &shutdown).await;
     } else {
         let mut h1 = http1::Builder::new();
-        h1.timer(CoarseTimer::default())
-            .header_read_timeout(t.header_read)
+        // `header_read` is enforced by `drive`, from the framing scanner's view of where heads
+        // begin and end: hyper's own deadline is a timer armed and cancelled per request.
+        h1.header_read_timeout(None)
             .max_header_size(limits.max_head_bytes());
         loop {
             // Boxed so that hyper's connection, and its buffers, are gone while parked.
@@ -325,7 +326,8 @@ impl<C: Drain> Drain for WithStreams<C> {
 
 /// Runs a connection to its end, draining it when it has been idle too long or when the
 /// server shuts down, and closing it when the client has read nothing of any response for
-/// the write timeout. With `park_after`, an HTTP/1.1 connection idle that long is asked to
+/// the write timeout, or a request head that outlasts `header_read` (HTTP/1.1 over TLS,
+/// whose stream is scanned). With `park_after`, an HTTP/1.1 connection idle that long is asked to
 /// park (see [`Tracked`]), which ends hyper's connection but not the stream. Says whether
 /// the connection ended by itself (`false`: it was cut off and must be dropped).
 async fn drive<C: Drain>(
@@ -367,6 +369,9 @@ async fn drive<C: Drain>(
                     conn.as_mut().drain();
                     draining = true;
                     close_at = Some(Instant::now() + C::STALLED_GRACE);
+                } else if activity.head_overdue(t.header_read) {
+                    tracing::debug!("closed a connection whose request head took longer than header_read");
+                    return false;
                 } else if !draining && activity.is_idle(t.idle) {
                     tracing::debug!("closing an idle connection");
                     conn.as_mut().drain();
@@ -389,8 +394,8 @@ async fn drive<C: Drain>(
     }
 }
 
-/// The next time to look at a connection: its park or idle deadline, or its next write
-/// deadline. A deadline already past (a request has been in flight longer than it) is pushed
+/// The next time to look at a connection: its park, idle or request-head deadline, or its
+/// next write deadline. A deadline already past (a request has been in flight longer than it) is pushed
 /// a whole period ahead, so the check does not spin.
 fn next_check(
     activity: &Activity,
@@ -404,5 +409,11 @@ fn next_check(
         if at <= now { now + period } else { at }
     };
     let due = after(park_after.map_or(t.idle, |p| p.min(t.idle)));
+    // A head deadline already past waits for the connection to be quiet: the periodic
+    // check above looks again.
+    let due = match activity.head_deadline(t.header_read) {
+        Some(head) if head > now => head.min(due),
+        _ => due,
+    };
     writes.map_or(due, |w| w.min(due))
 }

@@ -30,6 +30,8 @@ enum State {
 pub(crate) struct FramingScanner {
     state: State,
     line: Vec<u8>,
+    /// Bytes of a request head (or the blank lines before one) have come, and its end has not.
+    in_head: bool,
     index: u64,
     /// 1 + the index of the first ambiguous request, or 0.
     flagged: Arc<AtomicU64>,
@@ -40,6 +42,7 @@ impl FramingScanner {
         FramingScanner {
             state: State::Head,
             line: Vec::new(),
+            in_head: false,
             index: 0,
             flagged,
         }
@@ -87,15 +90,23 @@ impl FramingScanner {
         matches!(self.state, State::Head) && self.line.is_empty()
     }
 
+    /// A request head has begun and is not yet whole: what `timeouts.header_read` bounds.
+    pub(crate) fn mid_head(&self) -> bool {
+        self.in_head && matches!(self.state, State::Head)
+    }
+
     /// Gives back the head buffer (kept between requests) while the connection idles.
     pub(crate) fn release(&mut self) {
         if self.at_boundary() {
             self.line = Vec::new();
+            self.in_head = false;
         }
     }
 
     /// Accumulates a request head; at its blank line, checks and classifies it.
     fn head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        // Blank lines count: a client sending only those must not hold a connection forever.
+        self.in_head = true;
         // RFC 9112 §2.2: empty lines before a request line are ignored.
         let data = match self.line.is_empty() {
             true => {
@@ -122,6 +133,7 @@ impl FramingScanner {
                 self.state = self.classify(&head);
                 head.clear();
                 self.line = head;
+                self.in_head = false;
                 &data[end - from..]
             }
             None if self.line.len() > MAX_HEAD => {
@@ -304,6 +316,32 @@ mod tests {
             s.feed(piece);
             assert_eq!(s.at_boundary(), whole, "{}", String::from_utf8_lossy(piece));
         }
+    }
+
+    #[test]
+    fn a_head_is_pending_from_its_first_byte_or_blank_line_to_its_end() {
+        let mut s = FramingScanner::new(Arc::new(AtomicU64::new(0)));
+        assert!(!s.mid_head());
+        for (piece, pending) in [
+            (&b"\r\n"[..], true),
+            (b"GET / HTTP/1.1\r\n", true),
+            (b"Host: a\r\n\r\n", false),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\na", false),
+            (b"bcGET /next HTTP/1.1\r\n", true),
+            (b"\r\nGET /third", true),
+            (
+                b" HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\n",
+                false,
+            ),
+        ] {
+            s.feed(piece);
+            assert_eq!(s.mid_head(), pending, "{}", String::from_utf8_lossy(piece));
+        }
+        // A parked connection's stray blank line is forgotten.
+        let mut s = FramingScanner::new(Arc::new(AtomicU64::new(0)));
+        s.feed(b"\r\n");
+        s.release();
+        assert!(!s.mid_head());
     }
 
     #[test]

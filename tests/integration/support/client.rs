@@ -239,7 +239,9 @@ pub fn assert_flushed_as_sent(times: &[Duration]) {
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            gap > Duration::from_millis(350) && gap < Duration::from_millis(450),
+            // Wide enough for a loaded CI machine's scheduling; events held back would
+            // arrive together (about 0 ms apart) or with the next one (800 ms).
+            gap > Duration::from_millis(250) && gap < Duration::from_millis(650),
             "events {gap:?} apart, sent 400 ms apart"
         );
     }
