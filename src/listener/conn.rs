@@ -341,6 +341,11 @@ async fn drive<C: Drain>(
     // Set once the connection is stalled: it gets a moment to send its GOAWAY, then goes.
     let mut close_at: Option<Instant> = None;
     let mut next = next_check(activity, t, park_after, None);
+    // One timer for the connection's life, moved only when its deadline changes: a timer
+    // made anew on every turn of this loop was a timer-wheel insert (and, being the soonest,
+    // a wake-up of the I/O driver) per proxied request.
+    let check = sleep_until(next);
+    tokio::pin!(check);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -353,10 +358,16 @@ async fn drive<C: Drain>(
                 conn.as_mut().drain();
                 draining = true;
             }
-            // A response is being sent where none was: look at once, which schedules its
-            // write deadline.
-            _ = activity.first_response.notified(), if close_at.is_none() => next = Instant::now(),
-            _ = sleep_until(close_at.unwrap_or(next)) => {
+            // A response is being sent where none was: it cannot stall before a write
+            // timeout from now, so look then at the latest.
+            _ = activity.first_response.notified(), if close_at.is_none() => {
+                let due = Instant::now() + t.write;
+                if due < next {
+                    next = due;
+                    check.as_mut().reset(next);
+                }
+            }
+            _ = check.as_mut() => {
                 if close_at.is_some() {
                     tracing::debug!("closed a connection whose client stopped reading");
                     return false;
@@ -389,6 +400,7 @@ async fn drive<C: Drain>(
                     activity.request_park();
                 }
                 next = next_check(activity, t, park_after, writes.next_check);
+                check.as_mut().reset(close_at.unwrap_or(next));
             }
         }
     }

@@ -85,9 +85,10 @@ impl FramingScanner {
         }
     }
 
-    /// Every byte seen so far belongs to a whole request: nothing of the next one has come.
+    /// Every byte seen so far belongs to a whole request: nothing of the next one has come,
+    /// not even a blank line (a connection parked there would restart its head deadline).
     pub(crate) fn at_boundary(&self) -> bool {
-        matches!(self.state, State::Head) && self.line.is_empty()
+        matches!(self.state, State::Head) && self.line.is_empty() && !self.in_head
     }
 
     /// A request head has begun and is not yet whole: what `timeouts.header_read` bounds.
@@ -99,7 +100,6 @@ impl FramingScanner {
     pub(crate) fn release(&mut self) {
         if self.at_boundary() {
             self.line = Vec::new();
-            self.in_head = false;
         }
     }
 
@@ -303,7 +303,8 @@ mod tests {
         for (piece, whole) in [
             (&b"GET / HTTP/1.1\r\n"[..], false),
             (b"Host: a\r\n\r\n", true),
-            (b"\r\n", true),
+            // Blank lines before a request line begin its head.
+            (b"\r\n", false),
             (b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab", false),
             (b"c", true),
             (
@@ -337,11 +338,10 @@ mod tests {
             s.feed(piece);
             assert_eq!(s.mid_head(), pending, "{}", String::from_utf8_lossy(piece));
         }
-        // A parked connection's stray blank line is forgotten.
+        // A stray blank line is a head begun, not a boundary to park at.
         let mut s = FramingScanner::new(Arc::new(AtomicU64::new(0)));
         s.feed(b"\r\n");
-        s.release();
-        assert!(!s.mid_head());
+        assert!(s.mid_head() && !s.at_boundary());
     }
 
     #[test]

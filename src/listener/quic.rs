@@ -297,7 +297,9 @@ async fn drive(
     let t = ctx.settings.timeouts;
     let mut requests = tokio::task::JoinSet::new();
     let mut draining = false;
-    let mut next = Instant::now() + t.idle;
+    // One timer, moved when its deadline changes, not one made per request (see conn.rs).
+    let check = sleep_until(Instant::now() + t.idle);
+    tokio::pin!(check);
     loop {
         tokio::select! {
             accepted = h3.accept(), if !draining => match accepted {
@@ -330,7 +332,7 @@ async fn drive(
                     break;
                 }
             }
-            _ = sleep_until(next) => {
+            _ = check.as_mut() => {
                 let writes = ctx.activity.check_writes(t.write);
                 if writes.aborted > 0 {
                     tracing::debug!(responses = writes.aborted, "aborted HTTP/3 responses the client stopped reading for the write timeout");
@@ -344,7 +346,7 @@ async fn drive(
                     }
                 }
                 let idle = ctx.activity.idle_deadline(t.idle).max(Instant::now() + Duration::from_millis(100));
-                next = writes.next_check.map_or(idle, |w| w.min(idle));
+                check.as_mut().reset(writes.next_check.map_or(idle, |w| w.min(idle)));
             }
         }
     }
