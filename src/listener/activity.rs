@@ -404,6 +404,15 @@ mod tests {
 
     const WAIT: Duration = Duration::from_millis(50);
 
+    /// A connection's activity and its scanned (HTTP/1.1) stream, with the client's end.
+    fn scanned() -> (Arc<Activity>, Tracked<DuplexStream>, DuplexStream) {
+        let activity = Activity::new();
+        let (near, far) = tokio::io::duplex(1024);
+        let scanner = FramingScanner::new(Arc::new(AtomicU64::new(0)));
+        let t = Tracked::new(near, activity.clone()).with_framing(scanner);
+        (activity, t, far)
+    }
+
     async fn waits(t: &mut Tracked<DuplexStream>) -> bool {
         timeout(WAIT, t.read(&mut [0u8; 64])).await.is_err()
     }
@@ -423,10 +432,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_partial_request_head_is_overdue_after_header_read_once_the_connection_is_quiet() {
-        let activity = Activity::new();
-        let (near, mut far) = tokio::io::duplex(1024);
-        let scanner = FramingScanner::new(Arc::new(AtomicU64::new(0)));
-        let mut t = Tracked::new(near, activity.clone()).with_framing(scanner);
+        let (activity, mut t, mut far) = scanned();
         let long = Duration::from_secs(60);
         far.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n")
             .await
@@ -459,10 +465,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_park_waits_for_a_whole_request_with_nothing_in_flight_and_keeps_the_stream() {
-        let activity = Activity::new();
-        let (near, mut far) = tokio::io::duplex(1024);
-        let scanner = FramingScanner::new(Arc::new(AtomicU64::new(0)));
-        let mut t = Tracked::new(near, activity.clone()).with_framing(scanner);
+        let (activity, mut t, mut far) = scanned();
         far.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
             .await
             .unwrap();

@@ -327,9 +327,9 @@ impl<C: Drain> Drain for WithStreams<C> {
 /// Runs a connection to its end, draining it when it has been idle too long or when the
 /// server shuts down, and closing it when the client has read nothing of any response for
 /// the write timeout, or a request head that outlasts `header_read` (HTTP/1.1 over TLS,
-/// whose stream is scanned). With `park_after`, an HTTP/1.1 connection idle that long is asked to
-/// park (see [`Tracked`]), which ends hyper's connection but not the stream. Says whether
-/// the connection ended by itself (`false`: it was cut off and must be dropped).
+/// whose stream is scanned). With `park_after`, an HTTP/1.1 connection idle that long is
+/// asked to park (see [`Tracked`]), which ends hyper's connection but not the stream. Says
+/// whether the connection ended by itself (`false`: it was cut off and must be dropped).
 async fn drive<C: Drain>(
     mut conn: Pin<&mut C>,
     activity: &Activity,
@@ -340,11 +340,10 @@ async fn drive<C: Drain>(
     let mut draining = false;
     // Set once the connection is stalled: it gets a moment to send its GOAWAY, then goes.
     let mut close_at: Option<Instant> = None;
-    let mut next = next_check(activity, t, park_after, None);
     // One timer for the connection's life, moved only when its deadline changes: a timer
     // made anew on every turn of this loop was a timer-wheel insert (and, being the soonest,
     // a wake-up of the I/O driver) per proxied request.
-    let check = sleep_until(next);
+    let check = sleep_until(next_check(activity, t, park_after, None));
     tokio::pin!(check);
     loop {
         tokio::select! {
@@ -362,9 +361,8 @@ async fn drive<C: Drain>(
             // timeout from now, so look then at the latest.
             _ = activity.first_response.notified(), if close_at.is_none() => {
                 let due = Instant::now() + t.write;
-                if due < next {
-                    next = due;
-                    check.as_mut().reset(next);
+                if due < check.deadline() {
+                    check.as_mut().reset(due);
                 }
             }
             _ = check.as_mut() => {
@@ -399,7 +397,7 @@ async fn drive<C: Drain>(
                     // Polled again as the loop comes round: hyper's next read parks.
                     activity.request_park();
                 }
-                next = next_check(activity, t, park_after, writes.next_check);
+                let next = next_check(activity, t, park_after, writes.next_check);
                 check.as_mut().reset(close_at.unwrap_or(next));
             }
         }
@@ -407,8 +405,8 @@ async fn drive<C: Drain>(
 }
 
 /// The next time to look at a connection: its park, idle or request-head deadline, or its
-/// next write deadline. A deadline already past (a request has been in flight longer than it) is pushed
-/// a whole period ahead, so the check does not spin.
+/// next write deadline. A deadline already past (a request has been in flight longer than
+/// it) is pushed a whole period ahead, so the check does not spin.
 fn next_check(
     activity: &Activity,
     t: &Timeouts,
