@@ -5,6 +5,7 @@
 #   bench/profile.sh perf     SCENARIO   perf record (cpu-clock, DWARF call graphs) + top entries
 #   bench/profile.sh syscalls SCENARIO   syscalls per request (perf tracepoints; strace -c -f)
 #   bench/profile.sh allocs   SCENARIO   allocations per request (uprobes on jemalloc's entry points)
+#   bench/profile.sh instructions SCENARIO  instructions per request (cachegrind; PROFILE_N)
 #   bench/profile.sh heap     SCENARIO   allocation call sites per request (heaptrack; it names
 #                                        Rust frames only with line tables: build with
 #                                        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only)
@@ -82,6 +83,13 @@ load() {  # seconds -> runs the harness's load for the scenario on CPU 1; prints
     esac
 }
 
+count() {  # requests -> sends exactly that many, with the scenario's connections (h2load)
+    local n=$1 f=$out/load.txt h1=(--h1 -c64 -m1)
+    [ "$scenario" = static_h2 ] && h1=(-c16 -m10)
+    timeout -k 2 600 taskset -c 1 h2load -t1 "${h1[@]}" -n "$n" "$(url)" >"$f" 2>&1
+    awk '/^requests:/{print $8}' "$f"
+}
+
 start_origin
 case "$mode" in
     perf)
@@ -128,6 +136,27 @@ case "$mode" in
         n=$(load "$secs")
         kill -INT "$st" 2>/dev/null || true; wait "$st" || true
         { echo "strace window: $n requests"; cat "$out/strace.txt"; } | tee -a "$out/summary.txt"
+        ;;
+    instructions)
+        # Instructions per request, counted by cachegrind (valgrind): a figure the machine's
+        # load cannot move, unlike CPU time (this guest has no hardware counters for perf).
+        # Two runs, of N and 11*N requests: the difference over the difference cancels
+        # start-up and shutdown. Valgrind runs the threads one at a time, ~50x slower.
+        n1=${PROFILE_N:-2000}
+        refs=()
+        for n in "$n1" $((n1 * 11)); do
+            start_candado valgrind --tool=cachegrind --cache-sim=no --branch-sim=no \
+                --cachegrind-out-file="$out/cachegrind.$n"
+            count "$n" >/dev/null
+            kill -TERM "$spid"
+            for _ in $(seq 1 300); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+            refs+=("$(awk '/I *refs:/{gsub(",", "", $NF); print $NF}' "$out/server.out")")
+        done
+        {
+            echo "requests: $n1 and $((n1 * 11)); instructions: ${refs[*]}"
+            awk -v a="${refs[0]}" -v b="${refs[1]}" -v n="$((n1 * 10))" \
+                'BEGIN {printf "  %.0f instructions per request\n", (b - a) / n}'
+        } | tee "$out/summary.txt"
         ;;
     allocs)
         start_candado

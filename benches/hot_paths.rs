@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use candado::hot_paths::{
     Framing, Names, Offer, StaticSite, TlsHandshakes, clock_read, compressed_size, gathered_turn,
-    proxy_request_headers, secure_cookies,
+    peer_value, proxy_request_headers, secure_cookies,
 };
 use divan::Bencher;
 use http::{HeaderMap, HeaderValue, header};
@@ -50,9 +50,10 @@ fn browser_headers() -> HeaderMap {
 #[divan::bench]
 fn proxy_request_header_rules(bencher: Bencher) {
     let peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    let (peer_value, host) = (peer_value(peer), HeaderValue::from_static("app.example"));
     bencher
         .with_inputs(browser_headers)
-        .bench_local_refs(|h| proxy_request_headers(h, peer, "app.example", false));
+        .bench_local_refs(|h| proxy_request_headers(h, (peer, &peer_value), &host, false));
 }
 
 #[divan::bench]

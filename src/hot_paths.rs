@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use http::{HeaderMap, Request};
+use http::{HeaderMap, HeaderValue, Request};
 
 /// Host (or SNI) → site, the exact-before-wildcard table both TLS and HTTP use.
 pub struct Names(crate::certs::NameTable<usize>);
@@ -28,9 +28,20 @@ impl Names {
 }
 
 /// The request-side header rules of the proxy.
-pub fn proxy_request_headers(h: &mut HeaderMap, peer: IpAddr, host: &str, trusted: bool) {
+/// `peer_value`: [`peer_value`]`(peer)`, made once per connection; `host`: the client's Host.
+pub fn proxy_request_headers(
+    h: &mut HeaderMap,
+    (peer, peer_value): (IpAddr, &HeaderValue),
+    host: &HeaderValue,
+    trusted: bool,
+) {
     crate::http::headers::remove_hop_by_hop(h);
-    crate::http::headers::add_forwarding(h, peer, host, trusted);
+    crate::http::headers::add_forwarding(h, (peer, peer_value), host, trusted);
+}
+
+/// A client's address as the forwarding headers carry it.
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    crate::http::headers::peer_value(peer)
 }
 
 /// The response-side rule that marks cookies Secure.

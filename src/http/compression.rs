@@ -217,13 +217,19 @@ impl Negotiation {
 /// Whether a Content-Type names a type worth compressing: text, JSON, JavaScript, XML (SVG,
 /// Atom, RSS), wasm, and newline-delimited JSON (LLM streams).
 pub(crate) fn compressible(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    let Some((kind, sub)) = essence.split_once('/') else {
+    // Bytes, compared in place, case-insensitively (RFC 9110 §8.3.1): this runs on every
+    // response (a `str` split by a `char` cost four times as many instructions).
+    let bytes = content_type.as_bytes();
+    let essence = bytes
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let Some(slash) = essence.iter().position(|&b| b == b'/') else {
         return false;
     };
-    // Compared in place, case-insensitively (RFC 9110 §8.3.1): this runs on every response.
-    let ends = |suffix: &str| {
-        let (sub, suffix) = (sub.as_bytes(), suffix.as_bytes());
+    let (kind, sub) = (&essence[..slash], &essence[slash + 1..]);
+    let ends = |suffix: &[u8]| {
         sub.len() >= suffix.len() && sub[sub.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
     };
     let application = [
@@ -236,11 +242,13 @@ pub(crate) fn compressible(content_type: &str) -> bool {
         "x-ndjson",
         "graphql",
     ];
-    kind.eq_ignore_ascii_case("text")
-        || ends("+json")
-        || ends("+xml")
-        || (kind.eq_ignore_ascii_case("application")
-            && application.iter().any(|a| sub.eq_ignore_ascii_case(a)))
+    kind.eq_ignore_ascii_case(b"text")
+        || ends(b"+json")
+        || ends(b"+xml")
+        || (kind.eq_ignore_ascii_case(b"application")
+            && application
+                .iter()
+                .any(|a| sub.eq_ignore_ascii_case(a.as_bytes())))
 }
 
 /// RFC 9110 §12.5.3. A coding not named takes `*`'s q-value, or is not acceptable; identity

@@ -152,10 +152,23 @@ pub(crate) fn set_forwarded_prefix(h: &mut HeaderMap, prefix: Option<&str>) {
     }
 }
 
+/// A client's address as the forwarding headers carry it.
+pub(crate) fn peer_value(ip: IpAddr) -> HeaderValue {
+    // An address's text is always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// Adds X-Forwarded-For/-Proto/-Host, X-Real-IP and RFC 7239 `Forwarded`. Incoming
 /// forwarding headers are kept only when the peer is a trusted proxy; otherwise a client could
-/// claim any address.
-pub(crate) fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_is_trusted: bool) {
+/// claim any address. `peer_value`: the peer's address as a header value (made once per
+/// connection); `host`: the Host as the client sent it (the value is shared, not copied).
+pub(crate) fn add_forwarding(
+    h: &mut HeaderMap,
+    (peer, peer_value): (IpAddr, &HeaderValue),
+    host: &HeaderValue,
+    peer_is_trusted: bool,
+) {
     let prior_xff = match peer_is_trusted {
         true => h
             .get(X_FORWARDED_FOR)
@@ -179,10 +192,10 @@ pub(crate) fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_i
     ] {
         h.remove(name);
     }
-    // One allocation per value, handed to the header without a copy: this runs per
-    // proxied request.
+    // One allocation per value made here, handed to the header without a copy: this runs
+    // per proxied request.
     let value = |s: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok();
-    let peer_value = value(peer.to_string());
+    let peer_value = Some(peer_value.clone());
     let xff = match &prior_xff {
         Some(prior) => value(format!("{prior}, {peer}")),
         None => peer_value.clone(),
@@ -198,20 +211,21 @@ pub(crate) fn add_forwarding(h: &mut HeaderMap, peer: IpAddr, host: &str, peer_i
         ),
         _ => peer_value,
     };
+    let host_text = host.to_str().unwrap_or_default();
     let mut fwd =
-        String::with_capacity(prior_fwd.as_ref().map_or(0, |p| p.len() + 2) + host.len() + 64);
+        String::with_capacity(prior_fwd.as_ref().map_or(0, |p| p.len() + 2) + host_text.len() + 64);
     if let Some(prior) = &prior_fwd {
         fwd.push_str(prior);
         fwd.push_str(", ");
     }
     let _ = match peer {
-        IpAddr::V6(v6) => write!(fwd, "for=\"[{v6}]\";host=\"{host}\";proto=https"),
-        IpAddr::V4(v4) => write!(fwd, "for={v4};host=\"{host}\";proto=https"),
+        IpAddr::V6(v6) => write!(fwd, "for=\"[{v6}]\";host=\"{host_text}\";proto=https"),
+        IpAddr::V4(v4) => write!(fwd, "for={v4};host=\"{host_text}\";proto=https"),
     };
     let pairs = [
         (X_FORWARDED_FOR, xff),
         (X_FORWARDED_PROTO, Some(HeaderValue::from_static("https"))),
-        (X_FORWARDED_HOST, value(host.to_owned())),
+        (X_FORWARDED_HOST, Some(host.clone())),
         (X_REAL_IP, real_ip),
         (header::FORWARDED, value(fwd)),
     ];
@@ -429,6 +443,10 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
+    fn host(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -517,7 +535,13 @@ mod tests {
     #[test]
     fn forwarded_for_from_untrusted_clients_is_replaced() {
         let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
-        add_forwarding(&mut h, "10.0.0.1".parse().unwrap(), "app.example", false);
+        let peer = "10.0.0.1".parse().unwrap();
+        add_forwarding(
+            &mut h,
+            (peer, &peer_value(peer)),
+            &host("app.example"),
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-real-ip"], "10.0.0.1");
         assert_eq!(
@@ -530,7 +554,8 @@ mod tests {
     #[test]
     fn forwarded_for_from_trusted_proxies_is_appended() {
         let mut h = map(&[("x-forwarded-for", "1.2.3.4")]);
-        add_forwarding(&mut h, "::1".parse().unwrap(), "a", true);
+        let peer = "::1".parse().unwrap();
+        add_forwarding(&mut h, (peer, &peer_value(peer)), &host("a"), true);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
         assert_eq!(h["x-real-ip"], "1.2.3.4");
         assert_eq!(h["forwarded"], "for=\"[::1]\";host=\"a\";proto=https");

@@ -47,7 +47,8 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
 /// `host[:port]` → lower-case host. User info (`a@b`), empty names and stray characters are
 /// refused, so the result can be compared with configured names as is.
 pub(crate) fn parse_authority(s: &str) -> Result<String, HostError> {
-    if s.contains('@') {
+    // Bytes are searched, not `char`s: this runs on every request.
+    if s.as_bytes().contains(&b'@') {
         return Err(HostError::Invalid);
     }
     let (host, port) = match s.strip_prefix('[') {
@@ -57,8 +58,8 @@ pub(crate) fn parse_authority(s: &str) -> Result<String, HostError> {
                 .map_err(|_| HostError::Invalid)?;
             (h, after.strip_prefix(':'))
         }
-        None => match s.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
+        None => match s.bytes().position(|b| b == b':') {
+            Some(colon) => (&s[..colon], Some(&s[colon + 1..])),
             None => (s, None),
         },
     };

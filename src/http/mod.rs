@@ -15,11 +15,13 @@ pub(crate) mod static_files;
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::future::ready;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 
@@ -104,6 +106,28 @@ pub(crate) struct RequestMeta {
     pub framing_conflict: bool,
 }
 
+/// A request matched to its site and route: what its answer is made with and finished with.
+struct Routed<'a> {
+    site: &'a Arc<SiteHandler>,
+    /// The host the client asked for (validated).
+    host: String,
+    route: Option<&'a RouteHandler>,
+    /// The request body's declared length, for the site's bytes received.
+    bytes_in: u64,
+    /// The client's accepted codings, and the request's method, when the site compresses.
+    compression: Option<(compression::Negotiation, Method)>,
+    over_h3: bool,
+}
+
+impl Routed<'_> {
+    /// What static files may be sent precompressed in, best first.
+    fn codings(&self) -> &[compression::Coding] {
+        self.compression
+            .as_ref()
+            .map_or(&[][..], |(n, _)| n.codings())
+    }
+}
+
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
@@ -121,6 +145,17 @@ pub(crate) struct ConnInfo {
     pub client: Option<Arc<crate::tls::ClientIdentity>>,
     /// How long an upgraded connection (WebSocket) may stay silent both ways.
     pub upgrade_idle: std::time::Duration,
+    /// `peer`'s address as a forwarding header value, made on the first proxied request
+    /// (read it with [`ConnInfo::peer_value`]).
+    pub peer_value: std::sync::OnceLock<HeaderValue>,
+}
+
+impl ConnInfo {
+    /// The client's address as the forwarding headers carry it (made once per connection).
+    pub(crate) fn peer_value(&self) -> &HeaderValue {
+        self.peer_value
+            .get_or_init(|| headers::peer_value(self.peer.ip()))
+    }
 }
 
 /// One site as the request path sees it: its names, its handlers and the headers it adds.
@@ -184,47 +219,50 @@ impl SiteHandler {
     }
 
     /// Basic auth, then exact redirects, then the longest matching route, then files.
-    /// `codings`: what static files may be sent precompressed in, best first.
-    async fn respond(
-        &self,
+    /// `codings`: what static files may be sent precompressed in, best first. A plain `fn`
+    /// returning an `async` block, which keeps the request once (see [`Router::handle`]).
+    fn respond<'a>(
+        &'a self,
         mut req: Request<impl RequestBody>,
-        fwd: proxy::Forward<'_>,
-        route: Option<&RouteHandler>,
-        codings: &[compression::Coding],
-    ) -> Response<Body> {
+        fwd: proxy::Forward<'a>,
+        route: Option<&'a RouteHandler>,
+        codings: &'a [compression::Coding],
+    ) -> impl Future<Output = Response<Body>> + Send + 'a {
         let conn = fwd.conn;
-        match self.auth.check(req.uri().path(), req.headers()).await {
-            // The credentials were for candado: the application never sees them.
-            Ok(true) => drop(req.headers_mut().remove(header::AUTHORIZATION)),
-            Ok(false) => {}
-            Err(challenge) => return challenge,
-        }
-        if let Some(res) = redirect::exact(&self.site.redirects, req.uri()) {
-            return res;
-        }
-        if route.is_none()
-            && let Err(res) = discard_body(req.body_mut(), self.site.max_body_bytes).await
-        {
-            return res;
-        }
-        let path = req.uri().path();
-        match (route, &self.files) {
-            (Some(rh), _) if !client_allowed(rh, conn) => {
-                tracing::warn!(
-                    site = %self.site.primary_name(),
-                    client = %conn.peer.ip(),
-                    certificate = %conn.client.as_ref().map_or("none".into(), |c| c.describe()),
-                    path = %path,
-                    "refused: the client certificate is not in the route's allow_clients"
-                );
-                error::page(
-                    StatusCode::FORBIDDEN,
-                    "This path needs a client certificate that is allowed here.",
-                )
+        async move {
+            match self.auth.check(req.uri().path(), req.headers()).await {
+                // The credentials were for candado: the application never sees them.
+                Ok(true) => drop(req.headers_mut().remove(header::AUTHORIZATION)),
+                Ok(false) => {}
+                Err(challenge) => return challenge,
             }
-            (Some(rh), _) => proxy::forward(rh, req, fwd).await,
-            (None, Some(files)) => files.serve(&req, codings).await,
-            _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
+            if let Some(res) = redirect::exact(&self.site.redirects, req.uri()) {
+                return res;
+            }
+            if route.is_none()
+                && let Err(res) = discard_body(req.body_mut(), self.site.max_body_bytes).await
+            {
+                return res;
+            }
+            let path = req.uri().path();
+            match (route, &self.files) {
+                (Some(rh), _) if !client_allowed(rh, conn) => {
+                    tracing::warn!(
+                        site = %self.site.primary_name(),
+                        client = %conn.peer.ip(),
+                        certificate = %conn.client.as_ref().map_or("none".into(), |c| c.describe()),
+                        path = %path,
+                        "refused: the client certificate is not in the route's allow_clients"
+                    );
+                    error::page(
+                        StatusCode::FORBIDDEN,
+                        "This path needs a client certificate that is allowed here.",
+                    )
+                }
+                (Some(rh), _) => proxy::forward(rh, req, fwd).await,
+                (None, Some(files)) => files.serve(&req, codings).await,
+                _ => error::page(StatusCode::NOT_FOUND, "Nothing is served at this address."),
+            }
         }
     }
 }
@@ -359,102 +397,121 @@ impl Router {
         &self.sites
     }
 
-    /// Serves one HTTPS request.
-    pub(crate) async fn handle(
-        &self,
-        req: Request<impl RequestBody>,
-        conn: &ConnInfo,
+    /// Serves one HTTPS request: routing first, at once, then the site's answer, the one step
+    /// that may wait. The returned future holds the request once: each `async fn` level keeps
+    /// its arguments as well as its locals (rust-lang/rust#62958), and a future is moved whole
+    /// until it is boxed, so five levels made a static request's future 3.2 KiB.
+    pub(crate) fn handle<'a, B: RequestBody>(
+        &'a self,
+        mut req: Request<B>,
+        conn: &'a ConnInfo,
         meta: RequestMeta,
-    ) -> Response<Body> {
+    ) -> impl Future<Output = Response<Body>> + Send + 'a {
         let started = Instant::now();
         let line = self
             .access_log
             // The URI shares its bytes: no copy of the path per request.
             .then(|| (req.method().clone(), req.uri().clone()));
-        let res = self.dispatch(req, conn, meta, started).await;
-        if let Some((method, uri)) = line {
-            access_log(&method, uri.path(), &res, conn, started);
-        }
-        res
-    }
-
-    async fn dispatch(
-        &self,
-        req: Request<impl RequestBody>,
-        conn: &ConnInfo,
-        meta: RequestMeta,
-        started: Instant,
-    ) -> Response<Body> {
         let method = crate::observe::MethodClass::of(req.method());
-        let res = self
-            .dispatch_to_site(req, conn, meta, started, method)
-            .await;
-        if let Err(res) = &res {
-            self.siteless.count(method, res.status());
+        let routed = match self.route(&mut req, conn) {
+            Ok(routed) => routed,
+            Err(res) => {
+                // No site took it: counted apart.
+                self.siteless.count(method, res.status());
+                return Either::Left(ready(logged(line, *res, conn, started)));
+            }
+        };
+        if meta.framing_conflict {
+            let res = self.finish(routed, method, framing_conflict(&req, conn), started);
+            return Either::Left(ready(logged(line, res, conn, started)));
         }
-        res.unwrap_or_else(|res| res)
+        // `req` and `routed` are used in place, never moved to locals: one copy of each.
+        Either::Right(async move {
+            let fwd = proxy::Forward {
+                conn,
+                host: &routed.host,
+                site: &routed.site.site,
+                busy: meta.busy,
+            };
+            let codings = routed.codings();
+            let res = routed.site.respond(req, fwd, routed.route, codings).await;
+            logged(
+                line,
+                self.finish(routed, method, res, started),
+                conn,
+                started,
+            )
+        })
     }
 
-    /// The response; `Err` when no site took the request (counted apart).
-    async fn dispatch_to_site(
+    /// The site and route for `req`, or the answer when no site may take it (boxed: a
+    /// refusal is rare, and a `Response` would make every `Ok` as large).
+    fn route<B>(
         &self,
-        mut req: Request<impl RequestBody>,
+        req: &mut Request<B>,
         conn: &ConnInfo,
-        meta: RequestMeta,
-        started: Instant,
-        method: crate::observe::MethodClass,
-    ) -> Result<Response<Body>, Response<Body>> {
-        if let Some(refused) = self.beyond_limits(&req) {
-            return Err(refused);
+    ) -> Result<Routed<'_>, Box<Response<Body>>> {
+        if let Some(refused) = self.beyond_limits(req) {
+            return Err(Box::new(refused));
         }
-        let host = match host::request_host(&req) {
+        let host = match host::request_host(req) {
             Ok(h) => h,
-            Err(e) => return Err(error::page(StatusCode::BAD_REQUEST, &e.to_string())),
+            Err(e) => {
+                return Err(Box::new(error::page(
+                    StatusCode::BAD_REQUEST,
+                    &e.to_string(),
+                )));
+            }
         };
         let Some((index, site)) = self.site_index(&host) else {
-            return Err(error::page(
+            return Err(Box::new(error::page(
                 StatusCode::MISDIRECTED_REQUEST,
                 &format!("This server has no site named {host}."),
-            ));
+            )));
         };
         if !self.same_tls_rules(index, conn) {
-            return Err(error::page(
+            return Err(Box::new(error::page(
                 StatusCode::MISDIRECTED_REQUEST,
                 &format!(
                     "This connection was set up for another site, and {host} checks client certificates on its own: connect to {host} directly."
                 ),
-            ));
+            )));
         }
         let route = site.route_for(req.uri().path());
-        let counts = route.map_or(&site.unrouted, |r| &r.counts);
-        let bytes_in = declared_length(req.headers());
         let compression = (site.site.compression && route.is_none_or(|r| r.route.compression))
-            .then(|| (compression::Negotiation::of(&mut req), req.method().clone()));
-        let over_h3 = req.version() == http::Version::HTTP_3;
-        let codings = compression.as_ref().map_or(&[][..], |(n, _)| n.codings());
-        let mut res = match meta.framing_conflict {
-            true => framing_conflict(&req, conn),
-            false => {
-                let fwd = proxy::Forward {
-                    conn,
-                    host: &host,
-                    site: &site.site,
-                    busy: meta.busy,
-                };
-                site.respond(req, fwd, route, codings).await
-            }
-        };
-        if let Some((negotiation, req_method)) = compression {
+            .then(|| (compression::Negotiation::of(req), req.method().clone()));
+        Ok(Routed {
+            site,
+            host,
+            route,
+            bytes_in: declared_length(req.headers()),
+            compression,
+            over_h3: req.version() == http::Version::HTTP_3,
+        })
+    }
+
+    /// What every site's response gets on its way out: compression, the site's headers,
+    /// Alt-Svc, and its counts.
+    fn finish(
+        &self,
+        routed: Routed<'_>,
+        method: crate::observe::MethodClass,
+        mut res: Response<Body>,
+        started: Instant,
+    ) -> Response<Body> {
+        let site = routed.site;
+        if let Some((negotiation, req_method)) = routed.compression {
             res = negotiation.apply(&req_method, res);
         }
         add_headers(res.headers_mut(), &site.headers);
         if let Some(alt_svc) = self
             .alt_svc
             .as_ref()
-            .filter(|_| site.site.http3 && !over_h3)
+            .filter(|_| site.site.http3 && !routed.over_h3)
         {
             res.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
         }
+        let counts = routed.route.map_or(&site.unrouted, |r| &r.counts);
         counts.count(method, res.status());
         let bytes_out = match http_body::Body::size_hint(res.body()).exact() {
             Some(n) => n,
@@ -464,8 +521,9 @@ impl Router {
                 0
             }
         };
-        site.metrics.served(started.elapsed(), bytes_in, bytes_out);
-        Ok(res)
+        site.metrics
+            .served(started.elapsed(), routed.bytes_in, bytes_out);
+        res
     }
 
     /// Whether a request for the site at `index` may use this connection. When sites ask for
@@ -539,6 +597,19 @@ fn counted(body: Body, metrics: Arc<crate::observe::SiteMetrics>) -> Body {
         frame
     })
     .boxed()
+}
+
+/// `res`, written to the access log first when it is on (`line`: the request's method and URI).
+fn logged(
+    line: Option<(Method, http::Uri)>,
+    res: Response<Body>,
+    conn: &ConnInfo,
+    started: Instant,
+) -> Response<Body> {
+    if let Some((method, uri)) = line {
+        access_log(&method, uri.path(), &res, conn, started);
+    }
+    res
 }
 
 /// The access log: one line per request.

@@ -111,6 +111,7 @@ pub(crate) async fn serve_tls(
         tls_site: agreed.profile,
         client: agreed.client,
         upgrade_idle: settings.timeouts.upgrade_idle,
+        peer_value: Default::default(),
     };
     serve_https(tls, info, h2, router, &settings, shutdown).await
 }
@@ -256,6 +257,7 @@ pub(crate) async fn serve_plain(
         tls_site: 0,
         client: None,
         upgrade_idle: settings.timeouts.upgrade_idle,
+        peer_value: Default::default(),
     });
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let started = std::time::Instant::now();

@@ -509,6 +509,7 @@ fn conn_info(
         tls_site: 0,
         client,
         upgrade_idle: settings.timeouts.upgrade_idle,
+        peer_value: Default::default(),
         gauges: tcp.gauges.clone(),
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -97,47 +98,88 @@ pub(crate) struct Forward<'a> {
     pub busy: Option<ConnBusy>,
 }
 
-pub(crate) async fn forward(
+/// Forwards `req` along the route. What can be decided at once (refusals, the upstream, the
+/// upstream request) is decided before the returned future: it then holds the upstream
+/// request only, not the client's request as well (an `async fn` keeps its arguments for its
+/// whole life, rust-lang/rust#62958, and a future is moved whole at every step until boxed).
+pub(crate) fn forward<'a>(
+    rh: &'a RouteHandler,
+    req: Request<impl super::RequestBody>,
+    mut fwd: Forward<'a>,
+) -> impl Future<Output = Response<Body>> + Send + 'a {
+    let p = match prepare(rh, req, &mut fwd) {
+        Ok(p) => p,
+        Err(refused) => return Either::Left(std::future::ready(*refused)),
+    };
+    // `p` is used in place, never moved to a local: the future keeps one copy of it.
+    Either::Right(async move {
+        let mut res = match send(rh, p.request, &p.picked).await {
+            Ok(res) => res,
+            Err((status, msg)) => return error::page_for(p.accept.as_ref(), status, msg),
+        };
+        match p
+            .upgrade
+            .filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS)
+        {
+            Some(client_side) => {
+                let upstream_side = hyper::upgrade::on(&mut res);
+                let open = fwd.conn.gauges.open(crate::observe::Protocol::Upgraded);
+                tunnel(
+                    client_side,
+                    upstream_side,
+                    (p.busy, open),
+                    fwd.conn.upgrade_idle,
+                );
+                upgraded(res, p.over_h2)
+            }
+            None => streamed(res, rh, p.picked, &fwd),
+        }
+    })
+}
+
+/// A request ready to go to its upstream, and what its answer needs.
+struct Prepared {
+    request: Request<UpstreamBody>,
+    picked: Picked,
+    /// The client's Accept, for the form of an error page.
+    accept: Option<HeaderValue>,
+    /// The client's side of a WebSocket upgrade, and whether it came as an HTTP/2 CONNECT.
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    over_h2: bool,
+    busy: Option<ConnBusy>,
+}
+
+/// The upstream request for `req`, or the answer that refuses it (boxed: it is rare).
+fn prepare(
     rh: &RouteHandler,
     mut req: Request<impl super::RequestBody>,
-    mut fwd: Forward<'_>,
-) -> Response<Body> {
+    fwd: &mut Forward<'_>,
+) -> Result<Prepared, Box<Response<Body>>> {
     let accept = req.headers().get(header::ACCEPT).cloned();
-    let fail = |status, msg: &str| error::page_for(accept.as_ref(), status, msg);
+    let fail = |status, msg: &str| Box::new(error::page_for(accept.as_ref(), status, msg));
     if let Some((status, msg)) = refusal(&req, fwd.site) {
-        return fail(status, msg);
+        return Err(fail(status, msg));
     }
     let over_h2 = is_extended_connect_websocket(&req);
     let upgrade = (over_h2 || is_websocket_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
-    let busy = fwd.busy.take();
     let picked = rh.pool.pick();
     let origin = rh.origins.get(picked.index);
     let Some(request) = origin
-        .and_then(|origin| upstream_request(rh, req, origin, &fwd, upgrade.is_some(), over_h2))
+        .and_then(|origin| upstream_request(rh, req, origin, fwd, upgrade.is_some(), over_h2))
     else {
-        return fail(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "The request target cannot be forwarded.",
-        );
+        ));
     };
-    let mut res = match send(rh, request, &picked).await {
-        Ok(res) => res,
-        Err((status, msg)) => return fail(status, msg),
-    };
-    match upgrade.filter(|_| res.status() == StatusCode::SWITCHING_PROTOCOLS) {
-        Some(client_side) => {
-            let upstream_side = hyper::upgrade::on(&mut res);
-            let open = fwd.conn.gauges.open(crate::observe::Protocol::Upgraded);
-            tunnel(
-                client_side,
-                upstream_side,
-                (busy, open),
-                fwd.conn.upgrade_idle,
-            );
-            upgraded(res, over_h2)
-        }
-        None => streamed(res, rh, picked, &fwd),
-    }
+    Ok(Prepared {
+        request,
+        picked,
+        accept,
+        upgrade,
+        over_h2,
+        busy: fwd.busy.take(),
+    })
 }
 
 /// What is refused before anything reaches the application: ambiguous framing, a declared
@@ -190,8 +232,10 @@ fn upstream_request(
             .headers
             .insert(SEC_WEBSOCKET_KEY, websocket_key(&rh.provider));
     }
-    // After an upgrade the stream's bytes belong to the tunnel, not to a request body.
-    let body: UpstreamBody = match upgrade {
+    // After an upgrade the stream's bytes belong to the tunnel, not to a request body. A
+    // body already at its end (a GET) is sent as one that is empty from the start: the same
+    // framing upstream, and no box for it (an empty one takes no allocation).
+    let body: UpstreamBody = match upgrade || http_body::Body::is_end_stream(&body) {
         true => http_body_util::Empty::new()
             .map_err(|never| match never {})
             .boxed(),
@@ -469,12 +513,13 @@ fn prepare_request_headers(
     }
     // X-Forwarded-Host carries the Host as the client sent it, port included, so that apps
     // build correct external URLs (Werkzeug's ProxyFix, Django's USE_X_FORWARDED_HOST).
-    let public = original_host
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(fwd.host);
-    let trusted = fwd.site.trusted_proxies.contains(&fwd.conn.peer.ip());
-    headers::add_forwarding(h, fwd.conn.peer.ip(), public, trusted);
+    let public = match original_host.as_ref().filter(|v| v.to_str().is_ok()) {
+        Some(sent) => sent.clone(),
+        None => HeaderValue::from_str(fwd.host).unwrap_or_else(|_| HeaderValue::from_static("")),
+    };
+    let peer = fwd.conn.peer.ip();
+    let trusted = fwd.site.trusted_proxies.contains(&peer);
+    headers::add_forwarding(h, (peer, fwd.conn.peer_value()), &public, trusted);
     let identity = fwd
         .site
         .client_auth
