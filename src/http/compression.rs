@@ -385,15 +385,27 @@ fn suffix_etag(h: &mut HeaderMap, coding: Coding) {
 
 /// `Vary: Accept-Encoding`, unless Vary already says so (or says `*`).
 fn add_vary(h: &mut HeaderMap) {
-    if !has_token(h, header::VARY, "accept-encoding") && !has_token(h, header::VARY, "*") {
-        h.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    let accept_encoding = HeaderValue::from_static("accept-encoding");
+    // One lookup: this runs on every compressible response, which rarely has a Vary yet.
+    match h.entry(header::VARY) {
+        header::Entry::Vacant(vary) => drop(vary.insert(accept_encoding)),
+        header::Entry::Occupied(mut vary) => {
+            let named = |token| names_token(vary.iter(), token);
+            if !named("accept-encoding") && !named("*") {
+                vary.append(accept_encoding);
+            }
+        }
     }
 }
 
 /// Whether a comma-separated header names `token` (case-insensitive, parameters ignored).
 fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    h.get_all(name)
-        .iter()
+    names_token(h.get_all(name).iter(), token)
+}
+
+/// Whether any of `values` (comma-separated lists) names `token`.
+fn names_token<'a>(values: impl Iterator<Item = &'a HeaderValue>, token: &str) -> bool {
+    values
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| {
@@ -1006,5 +1018,13 @@ mod tests {
         add_vary(&mut h);
         let all: Vec<_> = h.get_all(header::VARY).iter().collect();
         assert_eq!(all, ["Origin", "accept-encoding"]);
+        let mut any = HeaderMap::new();
+        any.insert(header::VARY, HeaderValue::from_static("*"));
+        add_vary(&mut any);
+        assert_eq!(
+            any.get_all(header::VARY).iter().count(),
+            1,
+            "Vary: * covers it"
+        );
     }
 }
