@@ -398,9 +398,10 @@ impl Router {
     }
 
     /// Serves one HTTPS request: routing first, at once, then the site's answer, the one step
-    /// that may wait. The returned future holds the request once: each `async fn` level keeps
-    /// its arguments as well as its locals (rust-lang/rust#62958), and a future is moved whole
-    /// until it is boxed, so five levels made a static request's future 3.2 KiB.
+    /// that may wait. Each `async fn` level keeps its arguments as well as its locals
+    /// (rust-lang/rust#62958), and a future is moved whole until it is boxed: five levels kept
+    /// the request ten times (3.2 KiB); two `async` blocks that use it in place keep it twice
+    /// (1.7 KiB).
     pub(crate) fn handle<'a, B: RequestBody>(
         &'a self,
         mut req: Request<B>,
@@ -425,7 +426,7 @@ impl Router {
             let res = self.finish(routed, method, framing_conflict(&req, conn), started);
             return Either::Left(ready(logged(line, res, conn, started)));
         }
-        // `req` and `routed` are used in place, never moved to locals: one copy of each.
+        // `req` and `routed` are used in place, never moved to locals: no second copy here.
         Either::Right(async move {
             let fwd = proxy::Forward {
                 conn,
