@@ -84,9 +84,9 @@ load() {  # seconds -> runs the harness's load for the scenario on CPU 1; prints
 }
 
 count() {  # requests -> sends exactly that many, with the scenario's connections (h2load)
-    local n=$1 f=$out/load.txt h1=(--h1 -c64 -m1)
-    [ "$scenario" = static_h2 ] && h1=(-c16 -m10)
-    timeout -k 2 600 taskset -c 1 h2load -t1 "${h1[@]}" -n "$n" "$(url)" >"$f" 2>&1
+    local n=$1 f=$out/load.txt conns=(--h1 -c64 -m1)
+    [ "$scenario" = static_h2 ] && conns=(-c16 -m10)
+    timeout -k 2 600 taskset -c 1 h2load -t1 "${conns[@]}" -n "$n" "$(url)" >"$f" 2>&1
     awk '/^requests:/{print $8}' "$f"
 }
 
@@ -139,7 +139,8 @@ case "$mode" in
         ;;
     instructions)
         # Instructions per request, counted by cachegrind (valgrind): a figure the machine's
-        # load cannot move, unlike CPU time (this guest has no hardware counters for perf).
+        # load barely moves (runs agree within 0.5 %), unlike CPU time (this guest has no
+        # hardware counters for perf).
         # Two runs, of N and 11*N requests: the difference over the difference cancels
         # start-up and shutdown. Valgrind runs the threads one at a time, ~50x slower.
         n1=${PROFILE_N:-2000}
@@ -147,10 +148,16 @@ case "$mode" in
         for n in "$n1" $((n1 * 11)); do
             start_candado valgrind --tool=cachegrind --cache-sim=no --branch-sim=no \
                 --cachegrind-out-file="$out/cachegrind.$n"
-            count "$n" >/dev/null
-            kill -TERM "$spid"
+            ok=$(count "$n")
+            kill -TERM "$spid" 2>/dev/null || true  # gone already if it crashed
             for _ in $(seq 1 300); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
-            refs+=("$(awk '/I *refs:/{gsub(",", "", $NF); print $NF}' "$out/server.out")")
+            ref=$(awk '/I *refs:/{gsub(",", "", $NF); print $NF}' "$out/server.out")
+            if [ "${ok:-0}" != "$n" ] || [ -z "$ref" ]; then
+                echo "instructions: the run of $n requests did not complete (${ok:-0} answered;" \
+                    "valgrind's count: ${ref:-none}); see $out/server.out and $out/load.txt" >&2
+                exit 1
+            fi
+            refs+=("$ref")
         done
         {
             echo "requests: $n1 and $((n1 * 11)); instructions: ${refs[*]}"
