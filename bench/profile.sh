@@ -6,6 +6,7 @@
 #   bench/profile.sh syscalls SCENARIO   syscalls per request (perf tracepoints; strace -c -f)
 #   bench/profile.sh allocs   SCENARIO   allocations per request (uprobes on jemalloc's entry points)
 #   bench/profile.sh instructions SCENARIO  instructions per request (cachegrind; PROFILE_N)
+#   bench/profile.sh callers  SCENARIO   instructions by function and callee (callgrind)
 #   bench/profile.sh heap     SCENARIO   allocation call sites per request (heaptrack; it names
 #                                        Rust frames only with line tables: build with
 #                                        CARGO_PROFILE_RELEASE_DEBUG=line-tables-only)
@@ -22,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-mode=${1:?usage: bench/profile.sh perf|syscalls|allocs|idle [SCENARIO]}
+mode=${1:?usage: bench/profile.sh perf|syscalls|allocs|instructions|callers|heap|idle|idle-h2 [SCENARIO]}
 scenario=${2:-static_h2}
 harness=${BENCH_HARNESS:-$repo/../shared/bench}
 tmp=/tmp/tlsbench
@@ -164,6 +165,26 @@ case "$mode" in
             awk -v a="${refs[0]}" -v b="${refs[1]}" -v n="$((n1 * 10))" \
                 'BEGIN {printf "  %.0f instructions per request\n", (b - a) / n}'
         } | tee "$out/summary.txt"
+        ;;
+    callers)
+        # Where the instructions go, by function with what each calls (callgrind), for one run
+        # of 11*N requests; start-up (aws-lc's entropy seeding, ~420 M) is in it: divide the
+        # request path's figures by the request count.
+        n=$(( ${PROFILE_N:-1000} * 11 ))
+        start_candado valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$n"
+        ok=$(count "$n")
+        kill -TERM "$spid" 2>/dev/null || true
+        for _ in $(seq 1 300); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+        if [ "${ok:-0}" != "$n" ]; then
+            echo "callers: the run of $n requests did not complete (${ok:-0} answered);" \
+                "see $out/server.out and $out/load.txt" >&2
+            exit 1
+        fi
+        callgrind_annotate --inclusive=yes "$out/callgrind.$n" >"$out/inclusive.txt" 2>/dev/null
+        callgrind_annotate --inclusive=yes --tree=calling "$out/callgrind.$n" \
+            >"$out/tree.txt" 2>/dev/null
+        echo "requests: $n; $out/inclusive.txt (by function), $out/tree.txt (and their callees)" |
+            tee "$out/summary.txt"
         ;;
     allocs)
         start_candado

@@ -1,13 +1,9 @@
 //! Header rules of a reverse proxy, as pure functions over `HeaderMap`: hop-by-hop removal,
 //! ambiguous framing, forwarding headers, `Secure` cookies and `Location` rewriting.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-
-/// Reserved (RFC 9110 §16.3.2.2): the `close` option could otherwise name a header.
-const CLOSE: HeaderName = HeaderName::from_static("close");
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -19,16 +15,18 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::PROXY_AUTHENTICATE,
 ];
 
-/// Removes hop-by-hop headers: the fixed list, `Keep-Alive`, any `Proxy-*`, and every header
-/// the `Connection` header names.
+/// Removes hop-by-hop headers: the fixed list, `Keep-Alive`, `Close`, any `Proxy-*`, and every
+/// header the `Connection` header names.
 pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry none: one look at each name costs less than a removal per name on
-    // the list (each hashes its name). Those `Connection` names are only there with it.
-    if !h.keys().any(is_hop_by_hop) {
+    // A removal hashes its name even when the map lacks it: one look at each name finds the
+    // few that are there. Most messages carry none, or only `Connection: keep-alive`.
+    let mut found = h.keys().filter(|k| is_hop_by_hop(k));
+    let Some(first) = found.next() else {
         return;
-    }
-    // `keep-alive` and `close`, the options nearly every message carries, are removed by name
-    // below: building a `HeaderName` for them would cost an allocation each.
+    };
+    let only_connection = first == header::CONNECTION && found.next().is_none();
+    // `keep-alive` and `close`, the options nearly every message carries, are names on the
+    // list already: building a `HeaderName` for them would cost an allocation each.
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -38,26 +36,39 @@ pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
         .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        h.remove(name);
+    match only_connection {
+        true => {
+            h.remove(header::CONNECTION);
+        }
+        false => {
+            let present: Vec<HeaderName> = h.keys().filter(|k| is_hop_by_hop(k)).cloned().collect();
+            for name in present {
+                h.remove(name);
+            }
+        }
     }
-    h.remove(CLOSE);
-    let proxy: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| is_proxy_or_keep_alive(k))
-        .cloned()
-        .collect();
-    for name in proxy {
+    for name in named {
         h.remove(name);
     }
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || is_proxy_or_keep_alive(name)
+    // Names are stored lower-cased: plain comparisons, no case folding.
+    let name_str = name.as_str();
+    HOP_BY_HOP.contains(name)
+        || name_str.starts_with("proxy-")
+        || name_str == "keep-alive"
+        || name_str == "close"
 }
 
-fn is_proxy_or_keep_alive(name: &HeaderName) -> bool {
-    name.as_str().starts_with("proxy-") || name == "keep-alive"
+/// Removes those of `names` the map holds, with one look at the names it has (a request
+/// carries a handful) instead of a hashed removal per name.
+fn remove_present(h: &mut HeaderMap, names: &[HeaderName]) {
+    if h.keys().any(|k| names.contains(k)) {
+        for name in names {
+            h.remove(name);
+        }
+    }
 }
 
 /// Request header names that candado sets or acts on itself, with their dashes. A name that
@@ -146,7 +157,7 @@ pub(crate) fn canonical_content_length(h: &mut HeaderMap) {
 /// Starlette's `root_path`). A client's own copy is always removed: it would let anyone choose
 /// the URLs the app builds.
 pub(crate) fn set_forwarded_prefix(h: &mut HeaderMap, prefix: Option<&str>) {
-    h.remove(X_FORWARDED_PREFIX);
+    remove_present(h, &[X_FORWARDED_PREFIX]);
     if let Some(v) = prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
         h.insert(X_FORWARDED_PREFIX, v);
     }
@@ -183,22 +194,23 @@ pub(crate) fn add_forwarding(
             .map(str::to_owned),
         false => None,
     };
-    for name in [
-        X_FORWARDED_FOR,
-        X_FORWARDED_PROTO,
-        X_FORWARDED_HOST,
-        X_REAL_IP,
-        header::FORWARDED,
-    ] {
-        h.remove(name);
-    }
+    remove_present(
+        h,
+        &[
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+            X_REAL_IP,
+            header::FORWARDED,
+        ],
+    );
     // One allocation per value made here, handed to the header without a copy: this runs
     // per proxied request.
     let value = |s: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok();
-    let peer_value = Some(peer_value.clone());
+    let ip = peer_value.to_str().unwrap_or_default();
     let xff = match &prior_xff {
         Some(prior) => value(format!("{prior}, {peer}")),
-        None => peer_value.clone(),
+        None => Some(peer_value.clone()),
     };
     let real_ip = match (&prior_xff, peer_is_trusted) {
         (Some(prior), true) => value(
@@ -209,7 +221,7 @@ pub(crate) fn add_forwarding(
                 .trim()
                 .to_owned(),
         ),
-        _ => peer_value,
+        _ => Some(peer_value.clone()),
     };
     let host_text = host.to_str().unwrap_or_default();
     let mut fwd =
@@ -218,10 +230,12 @@ pub(crate) fn add_forwarding(
         fwd.push_str(prior);
         fwd.push_str(", ");
     }
-    let _ = match peer {
-        IpAddr::V6(v6) => write!(fwd, "for=\"[{v6}]\";host=\"{host_text}\";proto=https"),
-        IpAddr::V4(v4) => write!(fwd, "for={v4};host=\"{host_text}\";proto=https"),
-    };
+    // Pushed piece by piece: `write!` cost more than the rest of this function.
+    match peer {
+        IpAddr::V6(_) => fwd.extend(["for=\"[", ip, "]\""]),
+        IpAddr::V4(_) => fwd.extend(["for=", ip]),
+    }
+    fwd.extend([";host=\"", host_text, "\";proto=https"]);
     let pairs = [
         (X_FORWARDED_FOR, xff),
         (X_FORWARDED_PROTO, Some(HeaderValue::from_static("https"))),
@@ -243,14 +257,15 @@ pub(crate) fn set_client_identity(
     identity: Option<&crate::tls::ClientIdentity>,
     with_pem: bool,
 ) {
-    for name in [
-        X_CLIENT_CERT_SUBJECT,
-        X_CLIENT_CERT_SAN,
-        X_CLIENT_CERT_FINGERPRINT,
-        X_CLIENT_CERT,
-    ] {
-        h.remove(name);
-    }
+    remove_present(
+        h,
+        &[
+            X_CLIENT_CERT_SUBJECT,
+            X_CLIENT_CERT_SAN,
+            X_CLIENT_CERT_FINGERPRINT,
+            X_CLIENT_CERT,
+        ],
+    );
     let Some(id) = identity else {
         return;
     };
@@ -486,6 +501,42 @@ mod tests {
         ]);
         remove_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn a_lone_connection_header_or_close_header_goes_and_the_rest_stays() {
+        for pairs in [
+            &[("connection", "keep-alive"), ("x-kept", "1")][..],
+            &[("x-kept", "1"), ("close", "1")][..],
+            &[
+                ("connection", "Keep-Alive, x-gone"),
+                ("x-gone", "1"),
+                ("x-kept", "1"),
+            ][..],
+        ] {
+            let mut h = map(pairs);
+            remove_hop_by_hop(&mut h);
+            let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(names, ["x-kept"], "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_names_a_map_holds_are_removed_and_all_of_them_are() {
+        let names = [X_FORWARDED_FOR, X_REAL_IP, header::FORWARDED];
+        let mut h = map(&[
+            ("x-real-ip", "6.6.6.6"),
+            ("forwarded", "for=x"),
+            ("via", "1"),
+        ]);
+        remove_present(&mut h, &names);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["via"]);
+        let mut h = map(&[("accept", "*/*"), ("X-Real-IP", "6.6.6.6")]);
+        remove_present(&mut h, &names);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        let mut h = map(&[("accept", "*/*")]);
+        remove_present(&mut h, &names);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

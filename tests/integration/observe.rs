@@ -84,6 +84,34 @@ fn site_with_dead_app(admin: &str) -> Fixture {
 }
 
 #[test]
+fn an_app_that_closes_without_answering_is_a_502_counted_as_a_reset() {
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = app.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut tcp in app.incoming().take(5).flatten() {
+            // Reads the request, then closes without a word.
+            use std::io::Read;
+            let _ = tcp.read(&mut [0u8; 4096]);
+        }
+    });
+    let f = Fixture::start(
+        &format!("    proxy:\n      - path: /app\n        to: http://{addr}\n"),
+        "admin: 127.0.0.1:0",
+    );
+    assert_eq!(f.get("/app/x", &[]).status, 502);
+    let text = scrape(admin_addr(&f.server));
+    let upstream = format!("site=\"test.example\",route=\"/app\",upstream=\"http://{addr}\"");
+    let errors = |kind: &str| {
+        sample(
+            &text,
+            &format!("candado_upstream_errors_total{{{upstream},kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(errors("reset"), 1.0, "{text}");
+    assert_eq!(errors("connect"), 0.0, "{text}");
+}
+
+#[test]
 fn metrics_pass_promtool_and_count_a_200_a_404_and_a_502() {
     let f = site_with_dead_app("admin: 127.0.0.1:0");
     let admin = admin_addr(&f.server);

@@ -2,6 +2,7 @@
 //! bodies both ways, header rules, smuggling attempts, failures and upgrades.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::client::{self, HOST, raw_tls, status_of};
@@ -481,4 +482,64 @@ fn host_and_header_rules_and_cookie_policy_are_configurable() {
         Some("session=abc; Path=/; HttpOnly"),
         "no Secure when turned off"
     );
+}
+
+/// A plain-TCP app that answers every request with `<connection>-<request>` (both counted
+/// from 1) and closes each connection, while idle, after `per_conn` answers, as apps do when
+/// their keep-alive runs out. Returns its address and how many connections it accepted.
+fn numbering_app(per_conn: usize) -> (std::net::SocketAddr, std::sync::Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().take(50).flatten() {
+            let conn = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            std::thread::spawn(move || answer_numbered(tcp, conn, per_conn));
+        }
+    });
+    (addr, accepted)
+}
+
+fn answer_numbered(mut tcp: std::net::TcpStream, conn: usize, per_conn: usize) {
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    for req in 1..=per_conn {
+        head.clear();
+        while !head.ends_with(b"\r\n\r\n") {
+            match tcp.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let body = format!("{conn}-{req}");
+        let res = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if tcp.write_all(res.as_bytes()).is_err() {
+            return;
+        }
+    }
+    // Closed with the last answer read: idle, as a keep-alive timeout leaves it.
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+#[test]
+fn upstream_connections_are_reused_across_clients_and_replaced_when_the_app_closes_them() {
+    let (addr, accepted) = numbering_app(2);
+    let route = format!("      - path: /app\n        to: http://{addr}\n");
+    let f = Fixture::start(&format!("    proxy:\n{route}"), "");
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        // Each curl is a new client connection: the upstream one outlives it.
+        let res = f.get("/app/x", &[]);
+        assert_eq!(res.status, 200, "{}", res.text());
+        answers.push(res.text());
+        // Time for the app's close to reach candado before the next request.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(answers, ["1-1", "1-2", "2-1", "2-2", "3-1"]);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }

@@ -7,6 +7,7 @@
 //! WebSocket upgrades (HTTP/1.1) are relayed as a byte tunnel once both sides agree.
 
 mod connect;
+mod conns;
 mod hints;
 mod upstreams;
 
@@ -34,6 +35,9 @@ type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn StdError
 pub(crate) struct RouteHandler {
     pub route: Route,
     client: UpstreamHttp,
+    /// Kept-alive connections to the route's plain-HTTP/1.1 upstreams (hyper-util's `client`
+    /// serves HTTPS and HTTP/2 ones).
+    http1: Arc<conns::Http1Pool>,
     pool: Arc<Pool>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     /// Each upstream's scheme and authority, parsed once (in the pool's order).
@@ -78,6 +82,7 @@ impl RouteHandler {
             .collect::<std::io::Result<_>>()?;
         Ok(RouteHandler {
             counts: crate::observe::metrics().route(site, &route.prefix),
+            http1: conns::Http1Pool::new(route.upstreams.len(), route.connect_timeout),
             route,
             client,
             pool,
@@ -85,6 +90,13 @@ impl RouteHandler {
             origins,
             hints: hints::Hints::default(),
         })
+    }
+
+    /// The authority of upstream `index` when the route's own HTTP/1.1 pool reaches it:
+    /// plain HTTP on a route without `http2`.
+    fn direct(&self, index: usize) -> Option<&http::uri::Authority> {
+        let (scheme, authority) = self.origins.get(index)?;
+        (!self.route.http2 && *scheme == http::uri::Scheme::HTTP).then_some(authority)
     }
 }
 
@@ -113,8 +125,8 @@ pub(crate) fn forward<'a>(
     };
     // `p` is used in place, never moved to a local: the future keeps one copy of it.
     Either::Right(async move {
-        let mut res = match send(rh, p.request, &p.picked).await {
-            Ok(res) => res,
+        let (mut res, lease) = match send(rh, p.request, &p.picked).await {
+            Ok(sent) => sent,
             Err((status, msg)) => return error::page_for(p.accept.as_ref(), status, msg),
         };
         match p
@@ -132,7 +144,7 @@ pub(crate) fn forward<'a>(
                 );
                 upgraded(res, p.over_h2)
             }
-            None => streamed(res, rh, p.picked, &fwd),
+            None => streamed(res, rh, (p.picked, lease), &fwd),
         }
     })
 }
@@ -164,9 +176,10 @@ fn prepare(
     let upgrade = (over_h2 || is_websocket_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
     let picked = rh.pool.pick();
     let origin = rh.origins.get(picked.index);
-    let Some(request) = origin
-        .and_then(|origin| upstream_request(rh, req, origin, fwd, upgrade.is_some(), over_h2))
-    else {
+    let direct = rh.direct(picked.index);
+    let Some(request) = origin.and_then(|origin| {
+        upstream_request(rh, req, (origin, direct), fwd, upgrade.is_some(), over_h2)
+    }) else {
         return Err(fail(
             StatusCode::BAD_REQUEST,
             "The request target cannot be forwarded.",
@@ -205,15 +218,20 @@ fn refusal<B>(req: &Request<B>, site: &Site) -> Option<(StatusCode, &'static str
 
 /// The request as the upstream gets it: its URI, HTTP/1.1, the forwarding headers, and the
 /// body (bounded), or none after an upgrade. `None` when the target cannot be forwarded.
+/// `direct`: the upstream's authority when the route's own HTTP/1.1 pool sends it, which
+/// takes the target in origin form (hyper-util's client makes that form itself).
 fn upstream_request(
     rh: &RouteHandler,
     req: Request<impl super::RequestBody>,
-    origin: &Origin,
+    (origin, direct): (&Origin, Option<&http::uri::Authority>),
     fwd: &Forward<'_>,
     upgrade: bool,
     over_h2: bool,
 ) -> Option<Request<UpstreamBody>> {
-    let uri = upstream_uri(&rh.route, origin, req.uri())?;
+    let uri = match direct {
+        Some(_) => Uri::from(upstream_target(&rh.route, req.uri())?),
+        None => upstream_uri(&rh.route, origin, req.uri())?,
+    };
     let (mut parts, body) = req.into_parts();
     // The authority of an absolute-form target (HTTP/1.1) wins over Host (RFC 9112 §3.2.2), as
     // it did when the site was chosen; over HTTP/2 it is `:authority`, which Host must match.
@@ -224,6 +242,13 @@ fn upstream_request(
         .or_else(|| parts.headers.get(header::HOST).cloned());
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+    if let Some(authority) = direct.filter(|_| original_host.is_none()) {
+        // No Host from the client (HTTP/1.0): the upstream's own, as hyper-util sets it.
+        parts.headers.insert(
+            header::HOST,
+            HeaderValue::from_str(authority.as_str()).ok()?,
+        );
+    }
     prepare_request_headers(&mut parts.headers, &rh.route, fwd, original_host, upgrade);
     if over_h2 {
         // RFC 8441 §5: the HTTP/2 CONNECT becomes an HTTP/1.1 Upgrade to the application.
@@ -249,14 +274,30 @@ fn upstream_request(
 }
 
 /// Sends the request and waits for the response head, at most the route's response timeout.
+/// With the response comes the connection it was read from, when the route's own pool lent
+/// it (to go back to the pool once the body has been read).
 async fn send(
     rh: &RouteHandler,
     request: Request<UpstreamBody>,
     picked: &Picked,
-) -> Result<Response<Incoming>, (StatusCode, &'static str)> {
+) -> Result<(Response<Incoming>, Option<conns::Lease>), (StatusCode, &'static str)> {
     let started = std::time::Instant::now();
     let metrics = picked.metrics();
-    match tokio::time::timeout(rh.route.response_timeout, rh.client.request(request)).await {
+    let sending = async {
+        match rh.direct(picked.index) {
+            Some(authority) => match rh.http1.send(picked.index, authority, request).await {
+                Ok((res, lease)) => Ok((res, Some(lease))),
+                // hyper's own error, so that its kind (a reset, a body over the limit) shows.
+                Err(conns::SendError::Http(e)) => Err(upstream_error(picked, &e, false)),
+                Err(e) => Err(upstream_error(picked, &e, true)),
+            },
+            None => match rh.client.request(request).await {
+                Ok(res) => Ok((res, None)),
+                Err(e) => Err(upstream_error(picked, &e, e.is_connect())),
+            },
+        }
+    };
+    match tokio::time::timeout(rh.route.response_timeout, sending).await {
         Err(_) => {
             metrics.failed(UpstreamError::Timeout);
             crate::observe::metrics().error(
@@ -277,10 +318,10 @@ async fn send(
                 "The application did not answer in time.",
             ))
         }
-        Ok(Err(e)) => Err(upstream_error(picked, &e)),
-        Ok(Ok(res)) => {
+        Ok(Err(refused)) => Err(refused),
+        Ok(Ok(sent)) => {
             metrics.answered(started.elapsed());
-            Ok(res)
+            Ok(sent)
         }
     }
 }
@@ -301,22 +342,28 @@ fn upgraded(res: Response<Incoming>, over_h2: bool) -> Response<Body> {
 fn streamed(
     res: Response<Incoming>,
     rh: &RouteHandler,
-    picked: Picked,
+    (picked, lease): (Picked, Option<conns::Lease>),
     fwd: &Forward<'_>,
 ) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
     prepare_response_headers(&mut parts.headers, rh, picked.upstream(), fwd);
     let body = Counted {
         inner: body,
+        ended: false,
+        lease,
         _picked: picked,
     };
     Response::from_parts(parts, body.map_err(std::io::Error::other).boxed())
 }
 
 /// A response body that keeps its upstream counted as busy until it has been streamed (or
-/// dropped), for least-connections balancing.
+/// dropped), for least-connections balancing, and gives its connection back to the route's
+/// pool when it was read to its end.
 struct Counted {
     inner: Incoming,
+    /// The last frame has been read.
+    ended: bool,
+    lease: Option<conns::Lease>,
     _picked: Picked,
 }
 
@@ -328,7 +375,11 @@ impl hyper::body::Body for Counted {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.ended = true;
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -340,15 +391,29 @@ impl hyper::body::Body for Counted {
     }
 }
 
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // A body left unread (the client went away) leaves the connection mid-response: it is
+        // closed with the lease instead.
+        let whole = self.ended || hyper::body::Body::is_end_stream(&self.inner);
+        if let Some(lease) = self.lease.take().filter(|_| whole) {
+            lease.give_back();
+        }
+    }
+}
+
 /// The client's request body could not be read (a malformed chunk, a reset): the client's
 /// fault, not the application's (RFC 9112 §7.1).
 #[derive(Debug, thiserror::Error)]
 #[error("the client's request body is malformed or was cut off")]
 struct ClientBodyError(#[source] Box<dyn StdError + Send + Sync>);
 
+/// The answer for a request that got no response; `connect`: no connection could be made
+/// (the upstream is then taken out of rotation for a while).
 fn upstream_error(
     picked: &Picked,
-    e: &hyper_util::client::legacy::Error,
+    e: &(dyn StdError + 'static),
+    connect: bool,
 ) -> (StatusCode, &'static str) {
     if caused_by::<LengthLimitError>(e) {
         return (
@@ -365,13 +430,13 @@ fn upstream_error(
         );
     }
     let upstream = picked.upstream();
-    let kind = match (e.is_connect(), caused_by_reset(e)) {
+    let kind = match (connect, caused_by_reset(e)) {
         (true, _) => UpstreamError::Connect,
         (false, true) => UpstreamError::Reset,
         (false, false) => UpstreamError::Other,
     };
     picked.metrics().failed(kind);
-    if e.is_connect() {
+    if connect {
         picked.mark_down();
         tracing::warn!(upstream = %upstream.origin, error = %chain(e), "cannot connect to the upstream");
     } else {
@@ -431,10 +496,19 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
     out
 }
 
-/// The upstream URI: its origin plus the client's path and query as sent, minus the route's
-/// prefix when `strip_prefix` is set.
+/// The upstream URI: its origin plus [`upstream_target`].
 fn upstream_uri(route: &Route, (scheme, authority): &Origin, uri: &Uri) -> Option<Uri> {
-    let pq = match (route.stripped_prefix(), uri.path_and_query()) {
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(upstream_target(route, uri)?)
+        .build()
+        .ok()
+}
+
+/// The client's path and query as sent, minus the route's prefix when `strip_prefix` is set.
+fn upstream_target(route: &Route, uri: &Uri) -> Option<http::uri::PathAndQuery> {
+    Some(match (route.stripped_prefix(), uri.path_and_query()) {
         // The client's own path and query, shared rather than copied.
         (None, Some(pq)) => pq.clone(),
         (None, None) => http::uri::PathAndQuery::from_static("/"),
@@ -445,13 +519,7 @@ fn upstream_uri(route: &Route, (scheme, authority): &Origin, uri: &Uri) -> Optio
                 false => format!("/{rest}").parse().ok()?,
             }
         }
-    };
-    Uri::builder()
-        .scheme(scheme.clone())
-        .authority(authority.clone())
-        .path_and_query(pq)
-        .build()
-        .ok()
+    })
 }
 
 const SEC_WEBSOCKET_KEY: http::HeaderName = http::HeaderName::from_static("sec-websocket-key");
@@ -500,6 +568,9 @@ fn prepare_request_headers(
     original_host: Option<HeaderValue>,
     upgrade: bool,
 ) {
+    // Room for the forwarding headers at once: the map would otherwise grow (and rehash) as
+    // they go in, up to twice.
+    h.reserve(6);
     let dropped = headers::remove_underscore_names(h, fwd.site.allow_underscore_headers);
     for name in dropped {
         // CGI and WSGI read `_` as `-`: X_Real_IP would arrive as X-Real-IP.

@@ -1,0 +1,252 @@
+//! Kept-alive HTTP/1.1 connections to a route's plain-HTTP upstreams: one list per upstream,
+//! each connection driven by hyper's client connection in a task of its own.
+//!
+//! hyper-util's pool (still used for HTTPS and HTTP/2 upstreams) finds a connection in a map
+//! keyed by origin, hashed under its lock twice per request, and spawns a task per request to
+//! give the connection back. Here a request takes a connection by its upstream's index, and
+//! its response body gives it back once read to its end: a body cut short leaves the
+//! connection mid-message, so it is dropped (and closed) instead.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::UpstreamBody;
+use crate::clock::coarse_ms;
+use crate::config::defaults;
+use crate::locks::lock;
+
+/// How long an idle connection is kept. Apps close theirs sooner (gunicorn 2 s, uvicorn 5 s,
+/// nginx 75 s), which the connection's task notices at once; this bounds the rest.
+const IDLE_FOR: Duration = Duration::from_secs(90);
+
+pub(super) struct Http1Pool {
+    /// Per upstream, in the route's order: idle connections, the most recently used last.
+    idle: Vec<Mutex<Vec<Idle>>>,
+    connect_timeout: Duration,
+}
+
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    /// When it was given back, on the coarse clock.
+    since_ms: u64,
+}
+
+/// Why a request got no response from its upstream.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendError {
+    #[error("cannot connect to {authority}")]
+    Connect {
+        authority: Authority,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// A connection lent to one request; [`Lease::give_back`] returns it to the pool.
+pub(super) struct Lease {
+    pool: Arc<Http1Pool>,
+    index: usize,
+    sender: SendRequest<UpstreamBody>,
+}
+
+impl Lease {
+    /// Returns the connection for the next request, once its response has been read whole.
+    pub(super) fn give_back(self) {
+        let mut idle = lock(&self.pool.idle[self.index]);
+        if idle.len() >= defaults::UPSTREAM_IDLE_PER_HOST {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            sender: self.sender,
+            since_ms: coarse_ms(),
+        });
+    }
+}
+
+impl Http1Pool {
+    pub(super) fn new(upstreams: usize, connect_timeout: Duration) -> Arc<Self> {
+        Arc::new(Http1Pool {
+            idle: (0..upstreams).map(|_| Mutex::new(Vec::new())).collect(),
+            connect_timeout,
+        })
+    }
+
+    /// Sends `req` (origin-form target, Host set) to upstream `index` at `authority`, on an
+    /// idle connection or a new one. A request that a reused connection closed under before
+    /// it left is sent again on another: it never reached the app.
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        index: usize,
+        authority: &Authority,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        loop {
+            let (mut sender, reused) = match self.take(index) {
+                Some(sender) => (sender, true),
+                None => (self.connect(authority).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(res) => {
+                    let lease = Lease {
+                        pool: self.clone(),
+                        index,
+                        sender,
+                    };
+                    return Ok((res, lease));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is ready, dropping on the way those idle
+    /// too long (at the front: the list is in the order they were given back) and those
+    /// closed. One whose last response is still finishing in its task stays.
+    fn take(&self, index: usize) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = lock(self.idle.get(index)?);
+        let oldest = coarse_ms().saturating_sub(IDLE_FOR.as_millis() as u64);
+        let expired = idle.iter().take_while(|c| c.since_ms < oldest).count();
+        idle.drain(..expired);
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            if idle[i].sender.is_ready() {
+                return Some(idle.remove(i).sender);
+            }
+            if idle[i].sender.is_closed() {
+                idle.remove(i);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, authority: &Authority) -> Result<SendRequest<UpstreamBody>, SendError> {
+        let failed = |source| SendError::Connect {
+            authority: authority.clone(),
+            source,
+        };
+        // An IPv6 literal comes bracketed in an authority, bare in a socket address.
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = authority.port_u16().unwrap_or(80);
+        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(failed(e)),
+            Err(_) => return Err(failed(std::io::ErrorKind::TimedOut.into())),
+        };
+        tcp.set_nodelay(true).map_err(failed)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        // Ends when the upstream closes, or when the pool and every lease let the sender go.
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to a peer that never answers, once its task wants a request; dropping the
+    /// peer's end closes it.
+    async fn connection() -> (SendRequest<UpstreamBody>, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(ours))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender.ready().await.unwrap();
+        (sender, theirs)
+    }
+
+    fn give_back(pool: &Http1Pool, sender: SendRequest<UpstreamBody>, since_ms: u64) {
+        lock(&pool.idle[0]).push(Idle { sender, since_ms });
+    }
+
+    #[tokio::test]
+    async fn the_newest_ready_connection_is_taken_and_stale_or_closed_ones_are_dropped() {
+        let pool = Http1Pool::new(1, Duration::from_secs(1));
+        let (stale, _a) = connection().await;
+        let (fresh, _b) = connection().await;
+        let (closed, peer) = connection().await;
+        let now = coarse_ms();
+        give_back(
+            &pool,
+            stale,
+            now.saturating_sub(IDLE_FOR.as_millis() as u64 + 1_000),
+        );
+        give_back(&pool, fresh, now);
+        give_back(&pool, closed, now);
+        drop(peer);
+        for _ in 0..200 {
+            if lock(&pool.idle[0])
+                .last()
+                .is_some_and(|c| c.sender.is_closed())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let taken = pool.take(0).expect("the fresh connection");
+        assert!(taken.is_ready() && !taken.is_closed());
+        assert!(
+            lock(&pool.idle[0]).is_empty(),
+            "the stale and the closed one are gone"
+        );
+        assert!(pool.take(0).is_none());
+        assert!(pool.take(1).is_none(), "no such upstream");
+    }
+
+    #[tokio::test]
+    async fn a_full_list_lets_its_oldest_connection_go() {
+        let pool = Http1Pool::new(1, Duration::from_secs(1));
+        let mut peers = Vec::new();
+        for _ in 0..defaults::UPSTREAM_IDLE_PER_HOST + 1 {
+            let (sender, peer) = connection().await;
+            peers.push(peer);
+            let lease = Lease {
+                pool: pool.clone(),
+                index: 0,
+                sender,
+            };
+            lease.give_back();
+        }
+        assert_eq!(lock(&pool.idle[0]).len(), defaults::UPSTREAM_IDLE_PER_HOST);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error_that_names_the_upstream() {
+        let pool = Http1Pool::new(1, Duration::from_secs(2));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let authority: Authority = format!("127.0.0.1:{port}").parse().unwrap();
+        let req = Request::get("/").body(UpstreamBody::default()).unwrap();
+        let Err(e) = pool.send(0, &authority, req).await else {
+            panic!("nothing listens there");
+        };
+        assert!(matches!(e, SendError::Connect { .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("cannot connect to 127.0.0.1:{port}"));
+    }
+}
