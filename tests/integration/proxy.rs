@@ -543,3 +543,52 @@ fn upstream_connections_are_reused_across_clients_and_replaced_when_the_app_clos
     assert_eq!(answers, ["1-1", "1-2", "2-1", "2-2", "3-1"]);
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
+
+/// A plain-TCP app that answers each connection's first request with `<connection>-1` and
+/// closes the connection, unanswered, when the next request comes: the race of an app
+/// closing an idle kept-alive connection just as a request arrives on it.
+fn closing_app() -> (std::net::SocketAddr, std::sync::Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for mut tcp in listener.incoming().take(50).flatten() {
+            let conn = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = [0u8; 8192];
+                if tcp.read(&mut buf).unwrap_or(0) == 0 {
+                    return;
+                }
+                let body = format!("{conn}-1");
+                let res = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(res.as_bytes());
+                // The next request is read, then the connection closed without an answer.
+                let _ = tcp.read(&mut buf);
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn an_idle_upstream_connection_closed_under_a_get_is_retried_but_never_under_a_post() {
+    let (addr, accepted) = closing_app();
+    let route = format!("      - path: /app\n        to: http://{addr}\n");
+    let f = Fixture::start(&format!("    proxy:\n{route}"), "");
+    assert_eq!(f.get("/app/x", &[]).text(), "1-1");
+    // Idle long enough that an app may be closing it: the GET goes out again on a new one.
+    std::thread::sleep(Duration::from_millis(1300));
+    let res = f.get("/app/x", &[]);
+    assert_eq!((res.status, res.text()), (200, "2-1".to_owned()));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    // A POST may have changed something: it is never sent twice.
+    std::thread::sleep(Duration::from_millis(1300));
+    let res = f.get("/app/x", &["--data-binary", "order=1"]);
+    assert_eq!(res.status, 502, "{}", res.text());
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "no second attempt");
+}

@@ -26,6 +26,24 @@ use crate::locks::lock;
 /// nginx 75 s), which the connection's task notices at once; this bounds the rest.
 const IDLE_FOR: Duration = Duration::from_secs(90);
 
+/// Idle at least this long (ms), a connection may be closing on the app's side: see
+/// [`Http1Pool::send`]. Below it, as under steady load, no request is copied.
+const MAY_BE_CLOSING_AFTER_MS: u64 = 1_000;
+
+/// A copy of `req` to send again if it is idempotent and has no body (its head only: the
+/// extensions stay behind, and none of them is for the upstream).
+fn replayable(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    if !req.method().is_idempotent() || !http_body::Body::is_end_stream(req.body()) {
+        return None;
+    }
+    let mut copy = Request::new(UpstreamBody::default());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
 pub(super) struct Http1Pool {
     /// Per upstream, in the route's order: idle connections, the most recently used last.
     idle: Vec<Mutex<Vec<Idle>>>,
@@ -82,18 +100,25 @@ impl Http1Pool {
 
     /// Sends `req` (origin-form target, Host set) to upstream `index` at `authority`, on an
     /// idle connection or a new one. A request that a reused connection closed under before
-    /// it left is sent again on another: it never reached the app.
+    /// it left is sent again on another: it never reached the app. So is an idempotent one
+    /// without a body that a connection idle for a while was closed under, unanswered: apps
+    /// close idle connections on their own clock (gunicorn after 2 s, uvicorn 5 s), and one
+    /// may close just as a request arrives (nginx sends such a request again too).
     pub(super) async fn send(
         self: &Arc<Self>,
         index: usize,
         authority: &Authority,
         mut req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
+        let mut fresh_only = false;
         loop {
-            let (mut sender, reused) = match self.take(index) {
-                Some(sender) => (sender, true),
-                None => (self.connect(authority).await?, false),
+            let (mut sender, idle_ms) = match self.take(index).filter(|_| !fresh_only) {
+                Some((sender, since_ms)) => (sender, Some(coarse_ms().saturating_sub(since_ms))),
+                None => (self.connect(authority).await?, None),
             };
+            let copy = idle_ms
+                .filter(|&ms| ms >= MAY_BE_CLOSING_AFTER_MS)
+                .and_then(|_| replayable(&req));
             match sender.try_send_request(req).await {
                 Ok(res) => {
                     let lease = Lease {
@@ -103,8 +128,13 @@ impl Http1Pool {
                     };
                     return Ok((res, lease));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
+                Err(mut e) => match (e.take_message(), copy) {
+                    (Some(unsent), _) if idle_ms.is_some() => req = unsent,
+                    (None, Some(copy)) if super::caused_by_reset(e.error()) => {
+                        tracing::debug!(upstream = %authority, "an idle upstream connection closed under a request: sent again on a new one");
+                        req = copy;
+                        fresh_only = true;
+                    }
                     _ => return Err(e.into_error().into()),
                 },
             }
@@ -114,7 +144,8 @@ impl Http1Pool {
     /// The most recently used idle connection that is ready, dropping on the way those idle
     /// too long (at the front: the list is in the order they were given back) and those
     /// closed. One whose last response is still finishing in its task stays.
-    fn take(&self, index: usize) -> Option<SendRequest<UpstreamBody>> {
+    /// Returns it with the time it was given back.
+    fn take(&self, index: usize) -> Option<(SendRequest<UpstreamBody>, u64)> {
         let mut idle = lock(self.idle.get(index)?);
         let oldest = coarse_ms().saturating_sub(IDLE_FOR.as_millis() as u64);
         let expired = idle.iter().take_while(|c| c.since_ms < oldest).count();
@@ -123,7 +154,8 @@ impl Http1Pool {
         while i > 0 {
             i -= 1;
             if idle[i].sender.is_ready() {
-                return Some(idle.remove(i).sender);
+                let Idle { sender, since_ms } = idle.remove(i);
+                return Some((sender, since_ms));
             }
             if idle[i].sender.is_closed() {
                 idle.remove(i);
@@ -206,8 +238,9 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let taken = pool.take(0).expect("the fresh connection");
+        let (taken, since_ms) = pool.take(0).expect("the fresh connection");
         assert!(taken.is_ready() && !taken.is_closed());
+        assert_eq!(since_ms, now);
         assert!(
             lock(&pool.idle[0]).is_empty(),
             "the stale and the closed one are gone"

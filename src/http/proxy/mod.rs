@@ -463,7 +463,7 @@ fn caused_by<E: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
 
 /// The upstream closed or reset the connection before answering (an I/O reset, or hyper's
 /// "connection closed before message completed").
-fn caused_by_reset(e: &(dyn StdError + 'static)) -> bool {
+pub(super) fn caused_by_reset(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
