@@ -586,9 +586,11 @@ fn an_idle_upstream_connection_closed_under_a_get_is_retried_but_never_under_a_p
     let res = f.get("/app/x", &[]);
     assert_eq!((res.status, res.text()), (200, "2-1".to_owned()));
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    // A POST may have changed something: it is never sent twice.
+    // A POST may have changed something: it is never sent twice. (Over HTTP/1.1: over HTTP/2
+    // the 502 may end with RST_STREAM(NO_ERROR) when the body was not read yet, as RFC 9113
+    // §8.1 allows, and Debian's curl 7.88 then reports a framing error.)
     std::thread::sleep(Duration::from_millis(1300));
-    let res = f.get("/app/x", &["--data-binary", "order=1"]);
+    let res = f.get("/app/x", &["--http1.1", "--data-binary", "order=1"]);
     assert_eq!(res.status, 502, "{}", res.text());
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "no second attempt");
 }

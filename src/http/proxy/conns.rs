@@ -113,7 +113,7 @@ impl Http1Pool {
         let mut fresh_only = false;
         loop {
             let (mut sender, idle_ms) = match self.take(index).filter(|_| !fresh_only) {
-                Some((sender, since_ms)) => (sender, Some(coarse_ms().saturating_sub(since_ms))),
+                Some((sender, idle_ms)) => (sender, Some(idle_ms)),
                 None => (self.connect(authority).await?, None),
             };
             let copy = idle_ms
@@ -144,10 +144,11 @@ impl Http1Pool {
     /// The most recently used idle connection that is ready, dropping on the way those idle
     /// too long (at the front: the list is in the order they were given back) and those
     /// closed. One whose last response is still finishing in its task stays.
-    /// Returns it with the time it was given back.
+    /// Returns it with how long it was idle, in milliseconds.
     fn take(&self, index: usize) -> Option<(SendRequest<UpstreamBody>, u64)> {
         let mut idle = lock(self.idle.get(index)?);
-        let oldest = coarse_ms().saturating_sub(IDLE_FOR.as_millis() as u64);
+        let now = coarse_ms();
+        let oldest = now.saturating_sub(IDLE_FOR.as_millis() as u64);
         let expired = idle.iter().take_while(|c| c.since_ms < oldest).count();
         idle.drain(..expired);
         let mut i = idle.len();
@@ -155,7 +156,7 @@ impl Http1Pool {
             i -= 1;
             if idle[i].sender.is_ready() {
                 let Idle { sender, since_ms } = idle.remove(i);
-                return Some((sender, since_ms));
+                return Some((sender, now.saturating_sub(since_ms)));
             }
             if idle[i].sender.is_closed() {
                 idle.remove(i);
@@ -238,9 +239,9 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let (taken, since_ms) = pool.take(0).expect("the fresh connection");
+        let (taken, idle_ms) = pool.take(0).expect("the fresh connection");
         assert!(taken.is_ready() && !taken.is_closed());
-        assert_eq!(since_ms, now);
+        assert!(idle_ms < 60_000, "idle for {idle_ms} ms");
         assert!(
             lock(&pool.idle[0]).is_empty(),
             "the stale and the closed one are gone"
