@@ -1,5 +1,6 @@
-//! A route's upstreams: the pooled client that reaches them (system roots or a configured CA,
-//! HTTP/1.1 or HTTP/2), which one serves the next request (round robin or least connections),
+//! A route's upstreams: the pooled client that reaches HTTPS and HTTP/2 ones and runs the
+//! health checks (system roots or a configured CA; plain-HTTP/1.1 requests go through
+//! `conns`), which one serves the next request (round robin or least connections),
 //! and which are out of rotation (passive: a refused connection; active: a failed check).
 
 use std::sync::Arc;
