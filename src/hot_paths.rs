@@ -95,13 +95,18 @@ pub struct StaticSite(crate::http::static_files::StaticFiles);
 impl StaticSite {
     pub fn new(root: &Path) -> std::io::Result<Self> {
         let options = crate::config::StaticOptions::default();
-        crate::http::static_files::StaticFiles::new(root, options, false).map(StaticSite)
+        crate::http::static_files::StaticFiles::new(root, options, false, Default::default())
+            .map(StaticSite)
     }
 
-    /// The status and body length of a GET for `path`.
+    /// The status and body length of a GET for `path`: from memory at once when the file is
+    /// kept (as the router asks first), else by the full path.
     pub async fn get(&self, path: &str) -> (u16, Option<u64>) {
         let req = Request::get(path).body(()).unwrap_or_default();
-        let res = self.0.serve(&req, &[]).await;
+        let res = match self.0.at_once(&req, &[]) {
+            Some(res) => res,
+            None => self.0.serve(&req, &[]).await,
+        };
         let len = http_body::Body::size_hint(res.body()).exact();
         (res.status().as_u16(), len)
     }

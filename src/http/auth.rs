@@ -91,6 +91,11 @@ impl BasicAuth {
         }
     }
 
+    /// No path of the site asks for a password.
+    pub(crate) fn is_off(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// `Ok` when `path` is unprotected or the request carries valid credentials for it;
     /// otherwise the 401 to send.
     pub(crate) async fn check(

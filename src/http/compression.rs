@@ -149,13 +149,10 @@ impl Negotiation {
             return res;
         }
         if let Some(Precompressed(coding)) = res.extensions().get::<Precompressed>().copied() {
-            let h = res.headers_mut();
-            add_vary(h);
-            suffix_etag(h, coding);
-            h.remove(header::ACCEPT_RANGES);
+            finish_precompressed(res.headers_mut(), coding);
             return res;
         }
-        if !self.varies(res.headers()) {
+        if !varies(res.headers()) {
             return res;
         }
         add_vary(res.headers_mut());
@@ -175,18 +172,6 @@ impl Negotiation {
         }
         let keep = res.extensions_mut().remove::<KeepCompressed>();
         res.map(|body| Encoded::new(body, coding).keeping(keep).boxed())
-    }
-
-    /// Whether the response's representation would depend on Accept-Encoding: a compressible
-    /// type that nobody has encoded yet and that may be transformed. (A Content-Digest, RFC
-    /// 9530, vouches for the bytes as they are: compressing would make it a lie.)
-    fn varies(&self, h: &HeaderMap) -> bool {
-        !h.contains_key(header::CONTENT_ENCODING)
-            && !h.contains_key(CONTENT_DIGEST)
-            && !has_token(h, header::CACHE_CONTROL, "no-transform")
-            && h.get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(compressible)
     }
 
     /// The coding to compress this response with, if any.
@@ -381,6 +366,36 @@ fn suffix_etag(h: &mut HeaderMap, coding: Coding) {
         Some(v) => h.insert(header::ETAG, v),
         None => h.remove(header::ETAG),
     };
+}
+
+/// Whether the response's representation would depend on Accept-Encoding: a compressible
+/// type that nobody has encoded yet and that may be transformed. (A Content-Digest, RFC
+/// 9530, vouches for the bytes as they are: compressing would make it a lie.)
+fn varies(h: &HeaderMap) -> bool {
+    !h.contains_key(header::CONTENT_ENCODING)
+        && !h.contains_key(CONTENT_DIGEST)
+        && !has_token(h, header::CACHE_CONTROL, "no-transform")
+        && h.get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(compressible)
+}
+
+/// What [`Negotiation::apply`] does to a response whose body was already in `coding` (a
+/// precompressed file, or a hot file's compressed copy): Vary, the coding's ETag, and no
+/// byte ranges (they would count the compressed bytes).
+pub(crate) fn finish_precompressed(h: &mut HeaderMap, coding: Coding) {
+    add_vary(h);
+    suffix_etag(h, coding);
+    h.remove(header::ACCEPT_RANGES);
+}
+
+/// What [`Negotiation::apply`] adds to a whole response it chooses no coding for: Vary, when
+/// the representation depends on Accept-Encoding. Hot files have it done once, for every
+/// request that cannot be compressed (see `Router::handle`).
+pub(crate) fn vary_uncompressed(h: &mut HeaderMap) {
+    if varies(h) {
+        add_vary(h);
+    }
 }
 
 /// `Vary: Accept-Encoding`, unless Vary already says so (or says `*`).

@@ -108,27 +108,27 @@ fn shadows_a_reserved_name(name: &HeaderName) -> bool {
 /// Transfer-Encoding, Content-Length values that differ, or the chunked coding applied more
 /// than once (RFC 9112 §7: a sender MUST NOT).
 pub(crate) fn framing_is_ambiguous(h: &HeaderMap) -> bool {
-    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
-        return true;
+    // One pass over the few fields a message has (each lookup by name hashes it).
+    let (mut coded, mut chunked) = (false, 0);
+    let (mut length, mut lengths_differ) = (None, false);
+    for (name, value) in h {
+        if name == header::TRANSFER_ENCODING {
+            coded = true;
+            chunked += list_items(value)
+                .filter(|t| t.eq_ignore_ascii_case(b"chunked"))
+                .count();
+        } else if name == header::CONTENT_LENGTH {
+            for v in list_items(value) {
+                lengths_differ |= *length.get_or_insert(v) != v;
+            }
+        }
     }
-    let chunked = h
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .filter(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        .count();
-    if chunked > 1 {
-        return true;
-    }
-    let mut lengths = h
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(|v| v.trim_ascii());
-    match lengths.next() {
-        Some(first) => lengths.any(|other| other != first),
-        None => false,
-    }
+    (coded && length.is_some()) || chunked > 1 || lengths_differ
+}
+
+/// The items of a comma-separated field value, trimmed.
+fn list_items(v: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    v.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Sends the Content-Length as one canonical number (RFC 9110 §8.6: `005` is 5, and a list of
@@ -138,17 +138,14 @@ pub(crate) fn canonical_content_length(h: &mut HeaderMap) {
     let mut values = h
         .get_all(header::CONTENT_LENGTH)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(|v| {
-            std::str::from_utf8(v.trim_ascii())
-                .ok()?
-                .parse::<u64>()
-                .ok()
-        });
+        .flat_map(list_items)
+        .map(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
     let Some(Some(first)) = values.next() else {
         return;
     };
-    if values.all(|v| v == Some(first)) {
+    let agree = values.all(|v| v == Some(first));
+    drop(values);
+    if agree {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(first));
     }
 }

@@ -165,8 +165,7 @@ pub(crate) struct SiteHandler {
     /// Longest prefix first, so the first match is the longest.
     routes: Vec<RouteHandler>,
     auth: auth::BasicAuth,
-    /// HSTS, nosniff, Referrer-Policy and the configured extras, built once at start-up.
-    headers: HeaderMap,
+    outgoing: Outgoing,
     /// Latency and bytes, and the requests no route took (files, or nothing): resolved once.
     metrics: Arc<crate::observe::SiteMetrics>,
     unrouted: Arc<crate::observe::RequestCounts>,
@@ -177,15 +176,16 @@ impl SiteHandler {
         site: Site,
         provider: &Arc<rustls::crypto::CryptoProvider>,
     ) -> std::io::Result<Self> {
+        let outgoing = Outgoing::of(&site);
         let files = match &site.root {
             Some(root) => Some(StaticFiles::new(
                 root,
                 site.static_options,
                 site.welcome_page,
+                outgoing.clone(),
             )?),
             None => None,
         };
-        let headers = security_headers(&site);
         let name = site.primary_name().to_owned();
         let mut routes: Vec<RouteHandler> = site
             .routes
@@ -205,7 +205,7 @@ impl SiteHandler {
             site,
             files,
             routes,
-            headers,
+            outgoing,
         })
     }
 
@@ -216,6 +216,25 @@ impl SiteHandler {
     /// The route for `path` (longest prefix), if any.
     fn route_for(&self, path: &str) -> Option<&RouteHandler> {
         self.routes.iter().find(|r| r.route.matches(path))
+    }
+
+    /// The answer to a request for a hot file that needs nothing of the request but its path
+    /// (no route, password, redirect, body, condition, range, or coding to compress in), with
+    /// its head finished once: [`Router::finish`] is skipped. `None`: [`Self::respond`].
+    fn at_once<B: RequestBody>(
+        &self,
+        req: &Request<B>,
+        route: Option<&RouteHandler>,
+        codings: &[compression::Coding],
+    ) -> Option<Response<Body>> {
+        let plain = route.is_none()
+            && self.auth.is_off()
+            && http_body::Body::is_end_stream(req.body())
+            && !redirect::is_exact(&self.site.redirects, req.uri().path());
+        match plain {
+            true => self.files.as_ref()?.at_once(req, codings),
+            false => None,
+        }
     }
 
     /// Basic auth, then exact redirects, then the longest matching route, then files.
@@ -302,6 +321,43 @@ fn client_allowed(route: &RouteHandler, conn: &ConnInfo) -> bool {
     match &route.route.allow_clients {
         None => true,
         Some(allow) => conn.client.as_ref().is_some_and(|c| allow.permits(c)),
+    }
+}
+
+/// What a site adds to its responses on their way out besides compressing them, made once at
+/// start-up. [`Router::finish`] applies it to each response; hot files keep a head it was
+/// applied to.
+#[derive(Clone, Default)]
+pub(crate) struct Outgoing {
+    /// HSTS, nosniff, Referrer-Policy and the configured extras.
+    headers: HeaderMap,
+    /// The site compresses: a compressible response varies with Accept-Encoding.
+    compresses: bool,
+}
+
+impl Outgoing {
+    fn of(site: &Site) -> Self {
+        Outgoing {
+            headers: security_headers(site),
+            compresses: site.compression,
+        }
+    }
+
+    /// What [`Router::finish`] does to the head of a whole static response: sent as it is
+    /// (`coding` `None`), or already compressed in `coding`.
+    pub(crate) fn finish_static(&self, h: &mut HeaderMap, coding: Option<compression::Coding>) {
+        match coding {
+            Some(coding) => {
+                h.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(coding.token()),
+                );
+                compression::finish_precompressed(h, coding);
+            }
+            None if self.compresses => compression::vary_uncompressed(h),
+            None => {}
+        }
+        add_headers(h, &self.headers);
     }
 }
 
@@ -426,6 +482,10 @@ impl Router {
             let res = self.finish(routed, method, framing_conflict(&req, conn), started);
             return Either::Left(ready(logged(line, res, conn, started)));
         }
+        if let Some(res) = routed.site.at_once(&req, routed.route, routed.codings()) {
+            let res = self.account(&routed, method, res, started);
+            return Either::Left(ready(logged(line, res, conn, started)));
+        }
         // `req` and `routed` are used in place, never moved to locals: no second copy here.
         Either::Right(async move {
             let fwd = proxy::Forward {
@@ -491,8 +551,8 @@ impl Router {
         })
     }
 
-    /// What every site's response gets on its way out: compression, the site's headers,
-    /// Alt-Svc, and its counts.
+    /// What every site's response gets on its way out: compression, the site's headers, then
+    /// [`Self::account`].
     fn finish(
         &self,
         routed: Routed<'_>,
@@ -500,11 +560,22 @@ impl Router {
         mut res: Response<Body>,
         started: Instant,
     ) -> Response<Body> {
-        let site = routed.site;
-        if let Some((negotiation, req_method)) = routed.compression {
-            res = negotiation.apply(&req_method, res);
+        if let Some((negotiation, req_method)) = &routed.compression {
+            res = negotiation.apply(req_method, res);
         }
-        add_headers(res.headers_mut(), &site.headers);
+        add_headers(res.headers_mut(), &routed.site.outgoing.headers);
+        self.account(&routed, method, res, started)
+    }
+
+    /// Alt-Svc, and the response counted for its site and route.
+    fn account(
+        &self,
+        routed: &Routed<'_>,
+        method: crate::observe::MethodClass,
+        mut res: Response<Body>,
+        started: Instant,
+    ) -> Response<Body> {
+        let site = routed.site;
         if let Some(alt_svc) = self
             .alt_svc
             .as_ref()

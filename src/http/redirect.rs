@@ -57,6 +57,11 @@ pub(crate) fn to_https<B>(router: &Router, req: &Request<B>) -> Response<Body> {
     res
 }
 
+/// Whether `path` has an exact redirect (what [`exact`] answers).
+pub(crate) fn is_exact(redirects: &[(String, String)], path: &str) -> bool {
+    redirects.iter().any(|(from, _)| from == path)
+}
+
 /// PyServe's `redirect_instructions`: an exact path answered with 302 to its target, the
 /// query string carried over byte for byte (PyServe re-encoded it).
 pub(crate) fn exact(redirects: &[(String, String)], uri: &http::Uri) -> Option<Response<Body>> {

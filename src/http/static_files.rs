@@ -19,7 +19,7 @@ use hyper::body::Frame;
 
 use super::compression::Coding;
 use super::error::{STYLE, escape_html, page, styled_page};
-use super::{Body, empty, full};
+use super::{Body, Outgoing, empty, full};
 use crate::config::StaticOptions;
 
 /// Files up to this size are read in one go; larger ones are streamed in chunks.
@@ -100,7 +100,12 @@ enum PathRefusal {
 }
 
 impl StaticFiles {
-    pub(crate) fn new(root: &Path, options: StaticOptions, welcome: bool) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        root: &Path,
+        options: StaticOptions,
+        welcome: bool,
+        outgoing: Outgoing,
+    ) -> std::io::Result<Self> {
         let path = root.canonicalize()?;
         let root = Root {
             dir: std::fs::File::open(&path)?,
@@ -110,12 +115,44 @@ impl StaticFiles {
         Ok(StaticFiles {
             root: Arc::new(root),
             welcome,
-            hot: Arc::new(hot::HotFiles::new()),
+            hot: Arc::new(hot::HotFiles::new(outgoing)),
         })
     }
 
     pub(crate) fn root(&self) -> &Path {
         &self.root.path
+    }
+
+    /// A hot file's answer, head finished, for a GET or HEAD with no condition or range: as it
+    /// is, or its compressed copy in the client's first coding. `None`: ask [`Self::serve`].
+    pub(crate) fn at_once<B>(
+        &self,
+        req: &Request<B>,
+        codings: &[Coding],
+    ) -> Option<Response<Body>> {
+        let head = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => return None,
+        };
+        // One pass over the few names a request has (a lookup by name hashes it).
+        let conditional = req.headers().keys().any(|k| {
+            k == header::IF_NONE_MATCH || k == header::IF_MODIFIED_SINCE || k == header::RANGE
+        });
+        if conditional {
+            return None;
+        }
+        let hot = self.hot.get(req.uri().path(), &self.root)?;
+        if codings.is_empty() || !hot.type_compressible {
+            return hot.at_once(head, None);
+        }
+        // A text file the client takes compressed: its copy in the client's first coding, once
+        // one was made (not when a precompressed sibling is served from the disk instead).
+        let coding = *codings.first()?;
+        if !hot.compressible || hot.precompressed {
+            return None;
+        }
+        hot.at_once(head, Some(coding))
     }
 
     /// `codings`: what the client takes a precompressed copy in, best first.
@@ -175,7 +212,8 @@ impl StaticFiles {
             let mut body = vec![0u8; meta.len() as usize];
             if std::os::unix::fs::FileExt::read_exact_at(&file, &mut body, 0).is_ok() {
                 let siblings = precompressed::any(&self.root, &rel, &facts);
-                let hot = hot::HotFile::new(rel, FileIdentity::of(meta), facts, body.into())
+                let identity = FileIdentity::of(meta);
+                let hot = hot::HotFile::new(rel, identity, facts, body.into(), self.hot.outgoing())
                     .with_precompressed(siblings);
                 let hot = self.hot.insert(raw_path, hot);
                 return hot::serve(&self.hot, (req, codings), raw_path, hot);
@@ -534,6 +572,26 @@ impl Facts {
 
 /// The response for a file described by `facts`: 304, 416 and HEAD from the facts alone; for
 /// the rest `body(start, count)` gives the bytes.
+/// The head [`respond`] gives a whole file: its validators, type and length.
+fn whole_head(facts: &Facts) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(12);
+    validator_headers(&mut h, facts);
+    h.insert(header::CONTENT_TYPE, facts.content_type.clone());
+    h.insert(header::CONTENT_LENGTH, facts.length.clone());
+    h
+}
+
+/// ETag, Last-Modified and Accept-Ranges: what a 304 carries too.
+fn validator_headers(h: &mut HeaderMap, facts: &Facts) {
+    if let Some(etag) = &facts.etag {
+        h.insert(header::ETAG, etag.clone());
+    }
+    if let Some(lm) = &facts.last_modified {
+        h.insert(header::LAST_MODIFIED, lm.clone());
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+}
+
 fn respond<B>(
     req: &Request<B>,
     facts: &Facts,
@@ -543,13 +601,7 @@ fn respond<B>(
     let mut res = Response::new(empty());
     let h = res.headers_mut();
     h.reserve(8);
-    if let Some(etag) = &facts.etag {
-        h.insert(header::ETAG, etag.clone());
-    }
-    if let Some(lm) = &facts.last_modified {
-        h.insert(header::LAST_MODIFIED, lm.clone());
-    }
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    validator_headers(h, facts);
     if v.not_modified(req.headers()) {
         *res.status_mut() = StatusCode::NOT_MODIFIED;
         return res;

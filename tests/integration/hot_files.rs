@@ -94,3 +94,78 @@ fn ranges_304_and_head_are_answered_from_memory_like_from_disk() {
     assert_eq!(head.header("content-length").as_deref(), Some("10"));
     assert!(!head.text().contains("0123456789"), "HEAD sent the body");
 }
+
+/// Every header line but Date, lower-cased, in order.
+fn head_lines(res: &crate::support::client::Response) -> Vec<String> {
+    res.head
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_ascii_lowercase())
+        .filter(|l| !l.is_empty() && !l.starts_with("date:"))
+        .collect()
+}
+
+#[test]
+fn a_plain_get_from_memory_has_the_head_and_body_the_full_path_gives_over_http1_and_http2() {
+    let f = Fixture::start_with_files(
+        "    headers: {X-Frame-Options: DENY, Vary: Origin}\n",
+        "",
+        |root| {
+            std::fs::write(root.join("s.css"), "body{}").unwrap();
+            std::fs::write(root.join("p.png"), [0x89, b'P', b'N', b'G']).unwrap();
+            std::fs::write(root.join("empty.txt"), "").unwrap();
+            std::fs::write(root.join("big.js"), "let x = 1;\n".repeat(200)).unwrap();
+        },
+    );
+    // The first answer in gzip is compressed on the way out and kept once sent whole (just
+    // after the client has it); later ones are that copy, with its own length.
+    let started = Instant::now();
+    while f
+        .get("/big.js", &["-H", "Accept-Encoding: gzip"])
+        .header("content-length")
+        .is_none()
+    {
+        assert!(started.elapsed() < Duration::from_secs(5), "no copy kept");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A condition that holds (modified since 1970) takes the full path and still gets 200.
+    let since = "If-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT";
+    for version in ["--http1.1", "--http2"] {
+        for (path, accept) in [
+            ("/s.css", "Accept-Encoding: identity"),
+            // A type not worth compressing: the client's codings change nothing.
+            ("/p.png", "Accept-Encoding: gzip, br"),
+            ("/empty.txt", "Accept-Encoding: identity"),
+            ("/big.js", "Accept-Encoding: gzip"),
+            ("/big.js", "Accept-Encoding: identity"),
+        ] {
+            for method in [&[][..], &["-I"][..]] {
+                let args = |extra: &[&'static str]| {
+                    let mut a = vec![version, "-H", accept];
+                    a.extend_from_slice(method);
+                    a.extend_from_slice(extra);
+                    a
+                };
+                let full = f.get(path, &args(&["-H", since]));
+                let plain = f.get(path, &args(&[]));
+                let what = format!("{version} {path} {method:?}");
+                assert_eq!((full.status, plain.status), (200, 200), "{what}");
+                assert_eq!(head_lines(&plain), head_lines(&full), "{what}");
+                assert_eq!(plain.body, full.body, "{what}");
+            }
+        }
+    }
+    let css = f.get("/s.css", &[]);
+    assert_eq!(css.text(), "body{}");
+    assert_eq!(css.header("vary").as_deref(), Some("accept-encoding"));
+    assert_eq!(css.header("x-frame-options").as_deref(), Some("DENY"));
+    assert!(css.header("strict-transport-security").is_some());
+    let js = f.get("/big.js", &["-H", "Accept-Encoding: gzip"]);
+    assert_eq!(js.header("content-encoding").as_deref(), Some("gzip"));
+    assert!(js.header("accept-ranges").is_none());
+    assert!(js.header("etag").is_some_and(|t| t.starts_with("W/")));
+    assert!(js.body.len() < 2400 && js.body.starts_with(&[0x1f, 0x8b]));
+    let png = f.get("/p.png", &["-H", "Accept-Encoding: gzip"]);
+    assert_eq!(png.header("vary").as_deref(), Some("Origin"));
+    assert_eq!(png.header("content-type").as_deref(), Some("image/png"));
+}

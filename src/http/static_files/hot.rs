@@ -20,13 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
-use super::{Body, Facts, FileIdentity, Root, full, precompressed, respond};
+use super::{Body, Facts, FileIdentity, Root, empty, full, precompressed, respond, whole_head};
 use crate::config::defaults::{
     COMPRESS_MIN_BYTES, HOT_FILE_MAX_BYTES, HOT_FILE_VALID, HOT_FILES_MAX_BYTES,
     HOT_FILES_MAX_ENTRIES,
 };
+use crate::http::Outgoing;
 use crate::http::compression::{self, Coding, KeepCompressed};
 
 /// One site's hot files, by request path.
@@ -35,6 +36,8 @@ pub(super) struct HotFiles {
     bytes: AtomicUsize,
     /// Entry check times are milliseconds after this, on the coarse clock.
     epoch_ms: u64,
+    /// What the site adds to responses: entries keep heads it was applied to.
+    outgoing: Outgoing,
 }
 
 pub(super) struct HotFile {
@@ -50,7 +53,12 @@ pub(super) struct HotFile {
     /// sweep go first.
     used: AtomicBool,
     /// Its type is worth compressing and it is not too small to.
-    compressible: bool,
+    pub(super) compressible: bool,
+    /// Its type is worth compressing (whatever its size).
+    pub(super) type_compressible: bool,
+    /// The whole file's head as the site sends it uncompressed (validators, type, length,
+    /// Vary, the site's headers): cloned for each plain GET.
+    head: HeaderMap,
     /// The file in each coding (in `Coding::ALL` order), once one client was sent it whole.
     compressed: [OnceLock<Compressed>; Coding::ALL.len()],
 }
@@ -59,16 +67,28 @@ pub(super) struct HotFile {
 struct Compressed {
     facts: Facts,
     body: Bytes,
+    /// Its whole head as the site sends it.
+    head: HeaderMap,
 }
 
 impl HotFile {
-    pub(super) fn new(rel: PathBuf, identity: FileIdentity, facts: Facts, body: Bytes) -> Self {
-        let compressible = body.len() as u64 >= COMPRESS_MIN_BYTES
-            && facts
-                .content_type
-                .to_str()
-                .is_ok_and(compression::compressible);
+    pub(super) fn new(
+        rel: PathBuf,
+        identity: FileIdentity,
+        facts: Facts,
+        body: Bytes,
+        outgoing: &Outgoing,
+    ) -> Self {
+        let type_compressible = facts
+            .content_type
+            .to_str()
+            .is_ok_and(compression::compressible);
+        let mut head = whole_head(&facts);
+        outgoing.finish_static(&mut head, None);
         HotFile {
+            compressible: type_compressible && body.len() as u64 >= COMPRESS_MIN_BYTES,
+            type_compressible,
+            head,
             rel,
             identity,
             facts,
@@ -76,7 +96,6 @@ impl HotFile {
             precompressed: false,
             checked_ms: AtomicU64::new(0),
             used: AtomicBool::new(true),
-            compressible,
             compressed: Default::default(),
         }
     }
@@ -94,6 +113,22 @@ impl HotFile {
     pub(super) fn with_precompressed(mut self, precompressed: bool) -> Self {
         self.precompressed = precompressed;
         self
+    }
+
+    /// The whole file (none of it for HEAD) with its finished head, as it is or in `coding`
+    /// (`None` when that copy was not made yet).
+    pub(super) fn at_once(&self, head: bool, coding: Option<Coding>) -> Option<Response<Body>> {
+        let (bytes, fields) = match coding {
+            None => (&self.body, &self.head),
+            Some(c) => self.compressed(c).get().map(|c| (&c.body, &c.head))?,
+        };
+        let body = match head || bytes.is_empty() {
+            true => empty(),
+            false => full(bytes.clone()),
+        };
+        let mut res = Response::new(body);
+        *res.headers_mut() = fields.clone();
+        Some(res)
     }
 }
 
@@ -138,12 +173,17 @@ pub(super) fn worth_keeping(len: u64) -> bool {
 }
 
 impl HotFiles {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(outgoing: Outgoing) -> Self {
         HotFiles {
             entries: RwLock::new(HashMap::new()),
             bytes: AtomicUsize::new(0),
             epoch_ms: crate::clock::coarse_ms(),
+            outgoing,
         }
+    }
+
+    pub(super) fn outgoing(&self) -> &Outgoing {
+        &self.outgoing
     }
 
     /// The entry for `path`, checked against the disk if its last check is too old.
@@ -226,9 +266,11 @@ impl HotFiles {
             length: HeaderValue::from(size),
             ..hot.facts.clone()
         };
+        let mut head = whole_head(&facts);
+        self.outgoing.finish_static(&mut head, Some(coding));
         if hot
             .compressed(coding)
-            .set(Compressed { facts, body })
+            .set(Compressed { facts, body, head })
             .is_ok()
         {
             self.bytes.fetch_add(size, Ordering::Relaxed);
