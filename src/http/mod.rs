@@ -172,11 +172,13 @@ pub(crate) struct SiteHandler {
 }
 
 impl SiteHandler {
+    /// `h3_port`: the UDP port its listener serves HTTP/3 on, when the site advertises it.
     pub(crate) fn new(
         site: Site,
         provider: &Arc<rustls::crypto::CryptoProvider>,
+        h3_port: Option<u16>,
     ) -> std::io::Result<Self> {
-        let outgoing = Outgoing::of(&site);
+        let outgoing = Outgoing::of(&site, h3_port);
         let files = match &site.root {
             Some(root) => Some(StaticFiles::new(
                 root,
@@ -227,7 +229,9 @@ impl SiteHandler {
         route: Option<&RouteHandler>,
         codings: &[compression::Coding],
     ) -> Option<Response<Body>> {
+        // An HTTP/3 response carries no Alt-Svc, which the kept heads have.
         let plain = route.is_none()
+            && req.version() != http::Version::HTTP_3
             && self.auth.is_off()
             && http_body::Body::is_end_stream(req.body())
             && !redirect::is_exact(&self.site.redirects, req.uri().path());
@@ -333,13 +337,29 @@ pub(crate) struct Outgoing {
     headers: HeaderMap,
     /// The site compresses: a compressible response varies with Accept-Encoding.
     compresses: bool,
+    /// `h3=":PORT"; ma=…` when the listener's QUIC endpoint is bound and the site serves
+    /// HTTP/3: sent on HTTP/1.1 and HTTP/2 responses (RFC 7838, RFC 9114 §3.1.1).
+    alt_svc: Option<HeaderValue>,
 }
 
 impl Outgoing {
-    fn of(site: &Site) -> Self {
+    fn of(site: &Site, h3_port: Option<u16>) -> Self {
+        let max_age = defaults::ALT_SVC_MAX_AGE.as_secs();
+        let alt_svc = h3_port
+            .and_then(|port| HeaderValue::from_str(&format!("h3=\":{port}\"; ma={max_age}")).ok());
         Outgoing {
             headers: security_headers(site),
             compresses: site.compression,
+            alt_svc,
+        }
+    }
+
+    /// The site's headers (a response's own value first), then Alt-Svc unless the response
+    /// goes over HTTP/3.
+    fn add(&self, h: &mut HeaderMap, over_h3: bool) {
+        add_headers(h, &self.headers);
+        if let Some(alt_svc) = self.alt_svc.as_ref().filter(|_| !over_h3) {
+            h.insert(header::ALT_SVC, alt_svc.clone());
         }
     }
 
@@ -357,7 +377,7 @@ impl Outgoing {
             None if self.compresses => compression::vary_uncompressed(h),
             None => {}
         }
-        add_headers(h, &self.headers);
+        self.add(h, false);
     }
 }
 
@@ -396,9 +416,6 @@ pub(crate) struct Router {
     limits: Limits,
     /// Requests refused before a site was found (bad Host, no such site).
     siteless: Arc<crate::observe::RequestCounts>,
-    /// `h3=":PORT"; ma=…`, once the listener's QUIC endpoint is bound: sent on HTTP/1.1 and
-    /// HTTP/2 responses of the sites that serve HTTP/3 (RFC 7838, RFC 9114 §3.1.1).
-    alt_svc: Option<HeaderValue>,
 }
 
 impl Router {
@@ -414,15 +431,7 @@ impl Router {
             challenges: None,
             limits: Limits::default(),
             siteless: crate::observe::metrics().route("-", "-"),
-            alt_svc: None,
         }
-    }
-
-    /// Advertises HTTP/3 on UDP `port` (the QUIC endpoint is bound there).
-    pub(crate) fn with_alt_svc(mut self, port: u16) -> Self {
-        let max_age = defaults::ALT_SVC_MAX_AGE.as_secs();
-        self.alt_svc = HeaderValue::from_str(&format!("h3=\":{port}\"; ma={max_age}")).ok();
-        self
     }
 
     pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
@@ -551,8 +560,8 @@ impl Router {
         })
     }
 
-    /// What every site's response gets on its way out: compression, the site's headers, then
-    /// [`Self::account`].
+    /// What every site's response gets on its way out: compression, the site's headers and
+    /// Alt-Svc, then [`Self::account`].
     fn finish(
         &self,
         routed: Routed<'_>,
@@ -563,11 +572,11 @@ impl Router {
         if let Some((negotiation, req_method)) = &routed.compression {
             res = negotiation.apply(req_method, res);
         }
-        add_headers(res.headers_mut(), &routed.site.outgoing.headers);
+        routed.site.outgoing.add(res.headers_mut(), routed.over_h3);
         self.account(&routed, method, res, started)
     }
 
-    /// Alt-Svc, and the response counted for its site and route.
+    /// The response counted for its site and route.
     fn account(
         &self,
         routed: &Routed<'_>,
@@ -576,13 +585,6 @@ impl Router {
         started: Instant,
     ) -> Response<Body> {
         let site = routed.site;
-        if let Some(alt_svc) = self
-            .alt_svc
-            .as_ref()
-            .filter(|_| site.site.http3 && !routed.over_h3)
-        {
-            res.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
-        }
         let counts = routed.route.map_or(&site.unrouted, |r| &r.counts);
         counts.count(method, res.status());
         let bytes_out = match http_body::Body::size_hint(res.body()).exact() {

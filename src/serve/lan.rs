@@ -270,7 +270,7 @@ impl LanServer {
         site.names = names.clone();
         site.listen = SocketAddr::new(site.listen.ip(), self.https_port);
         let handler =
-            SiteHandler::new(site, &self.provider).context("cannot set up the LAN site")?;
+            SiteHandler::new(site, &self.provider, None).context("cannot set up the LAN site")?;
         let router = Router::new(vec![Arc::new(handler)], self.config.log.access)
             .with_limits(self.config.limits);
         Ok(ListenerState::Https {

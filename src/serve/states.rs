@@ -87,18 +87,6 @@ pub(super) fn build_states(
     ca: Option<&DevCa>,
 ) -> Result<States> {
     let Kept { acme, tickets } = kept;
-    let handlers = config
-        .sites
-        .iter()
-        .map(|s| {
-            let mut site = s.clone();
-            site.listen = ports.get(&s.listen).copied().unwrap_or(s.listen);
-            let root = site.root.clone().unwrap_or_default();
-            SiteHandler::new(site, provider)
-                .map(Arc::new)
-                .with_context(|| format!("cannot serve the folder {}", root.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let build = Build {
         config,
         provider,
@@ -106,32 +94,51 @@ pub(super) fn build_states(
         ca,
         tickets,
     };
-    let mut states = HashMap::new();
-    let mut quic_states = HashMap::new();
+    // Each HTTPS listener's TLS side first: whether it serves HTTP/3 decides what its sites
+    // advertise (Alt-Svc), which their handlers keep with their responses' headers.
+    let mut fronts = HashMap::new();
     for site in &config.sites {
-        if states.contains_key(&(Role::Https, site.listen)) {
+        if fronts.contains_key(&site.listen) {
             continue;
         }
-        let on_it: Vec<usize> = (0..handlers.len())
+        let on_it: Vec<usize> = (0..config.sites.len())
             .filter(|&j| config.sites[j].listen == site.listen)
             .collect();
         let h3 = quic.contains(&site.listen) && on_it.iter().any(|&j| config.sites[j].http3);
         let (tls, quic_tls) = build.https_front(&on_it, &certs.sites, h3)?;
-        let mut router = Router::new(
+        fronts.insert(site.listen, (on_it, tls, quic_tls));
+    }
+    let handlers = config
+        .sites
+        .iter()
+        .map(|s| {
+            let h3_port = match fronts.get(&s.listen) {
+                Some((_, _, Some(_))) if s.http3 => ports.get(&s.listen).map(|b| b.port()),
+                _ => None,
+            };
+            let mut site = s.clone();
+            site.listen = ports.get(&s.listen).copied().unwrap_or(s.listen);
+            let root = site.root.clone().unwrap_or_default();
+            SiteHandler::new(site, provider, h3_port)
+                .map(Arc::new)
+                .with_context(|| format!("cannot serve the folder {}", root.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut states = HashMap::new();
+    let mut quic_states = HashMap::new();
+    for (listen, (on_it, tls, quic_tls)) in fronts {
+        let router = Router::new(
             on_it.iter().map(|&j| handlers[j].clone()).collect(),
             config.log.access,
         )
         .with_limits(config.limits);
-        if let (Some(_), Some(bound)) = (&quic_tls, ports.get(&site.listen)) {
-            router = router.with_alt_svc(bound.port());
-        }
         let router = Arc::new(router);
         if let Some(tls) = quic_tls {
             let router = router.clone();
-            quic_states.insert(site.listen, QuicState { tls, router });
+            quic_states.insert(listen, QuicState { tls, router });
         }
         let state = ListenerState::Https { tls, router };
-        states.insert((Role::Https, site.listen), state);
+        states.insert((Role::Https, listen), state);
     }
     for site in &config.sites {
         let Some(from) = site.redirect_from else {

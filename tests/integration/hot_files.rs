@@ -151,7 +151,10 @@ fn a_plain_get_from_memory_has_the_head_and_body_the_full_path_gives_over_http1_
                 let what = format!("{version} {path} {method:?}");
                 assert_eq!((full.status, plain.status), (200, 200), "{what}");
                 assert_eq!(head_lines(&plain), head_lines(&full), "{what}");
-                assert_eq!(plain.body, full.body, "{what}");
+                // With -I curl writes the head (Date and all) where the body goes.
+                if method.is_empty() {
+                    assert_eq!(plain.body, full.body, "{what}");
+                }
             }
         }
     }
