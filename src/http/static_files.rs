@@ -570,8 +570,6 @@ impl Facts {
     }
 }
 
-/// The response for a file described by `facts`: 304, 416 and HEAD from the facts alone; for
-/// the rest `body(start, count)` gives the bytes.
 /// The head [`respond`] gives a whole file: its validators, type and length.
 fn whole_head(facts: &Facts) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(12);
@@ -592,6 +590,8 @@ fn validator_headers(h: &mut HeaderMap, facts: &Facts) {
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 }
 
+/// The response for a file described by `facts`: 304, 416 and HEAD from the facts alone; for
+/// the rest `body(start, count)` gives the bytes.
 fn respond<B>(
     req: &Request<B>,
     facts: &Facts,
