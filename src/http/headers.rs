@@ -135,18 +135,19 @@ fn list_items(v: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 /// equal values may be replaced by one), so the upstream never has to parse what the client
 /// wrote. Values that do not agree are left for [`framing_is_ambiguous`] to refuse.
 pub(crate) fn canonical_content_length(h: &mut HeaderMap) {
-    let mut values = h
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .flat_map(list_items)
-        .map(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
-    let Some(Some(first)) = values.next() else {
-        return;
+    let agreed = {
+        let mut values = h
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .flat_map(list_items)
+            .map(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        match values.next() {
+            Some(Some(first)) => values.all(|v| v == Some(first)).then_some(first),
+            _ => None,
+        }
     };
-    let agree = values.all(|v| v == Some(first));
-    drop(values);
-    if agree {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(first));
+    if let Some(length) = agreed {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
 }
 

@@ -235,10 +235,10 @@ impl SiteHandler {
             && self.auth.is_off()
             && http_body::Body::is_end_stream(req.body())
             && !redirect::is_exact(&self.site.redirects, req.uri().path());
-        match plain {
-            true => self.files.as_ref()?.at_once(req, codings),
-            false => None,
+        if !plain {
+            return None;
         }
+        self.files.as_ref()?.at_once(req, codings)
     }
 
     /// Basic auth, then exact redirects, then the longest matching route, then files.

@@ -149,7 +149,7 @@ impl StaticFiles {
         // A text file the client takes compressed: its copy in the client's first coding, once
         // one was made (not when a precompressed sibling is served from the disk instead).
         let coding = *codings.first()?;
-        if !hot.compressible || hot.precompressed {
+        if !hot.compressible() || hot.precompressed {
             return None;
         }
         hot.at_once(head, Some(coding))

@@ -112,7 +112,13 @@ impl Http1Pool {
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         let mut fresh_only = false;
         loop {
-            let (mut sender, idle_ms) = match self.take(index).filter(|_| !fresh_only) {
+            // After a close under a copied request, a kept connection (as idle as the one that
+            // closed) is left in the pool for later requests, not taken out and dropped.
+            let taken = match fresh_only {
+                true => None,
+                false => self.take(index),
+            };
+            let (mut sender, idle_ms) = match taken {
                 Some((sender, idle_ms)) => (sender, Some(idle_ms)),
                 None => (self.connect(authority).await?, None),
             };

@@ -52,9 +52,7 @@ pub(super) struct HotFile {
     /// Set on every hit, cleared by an eviction sweep: entries nobody asked for since the last
     /// sweep go first.
     used: AtomicBool,
-    /// Its type is worth compressing and it is not too small to.
-    pub(super) compressible: bool,
-    /// Its type is worth compressing (whatever its size).
+    /// Its type is worth compressing (whatever its size; see [`Self::compressible`]).
     pub(super) type_compressible: bool,
     /// The whole file's head as the site sends it uncompressed (validators, type, length,
     /// Vary, the site's headers): cloned for each plain GET.
@@ -86,7 +84,6 @@ impl HotFile {
         let mut head = whole_head(&facts);
         outgoing.finish_static(&mut head, None);
         HotFile {
-            compressible: type_compressible && body.len() as u64 >= COMPRESS_MIN_BYTES,
             type_compressible,
             head,
             rel,
@@ -104,6 +101,11 @@ impl HotFile {
     fn size(&self) -> usize {
         let copies = self.compressed.iter().filter_map(OnceLock::get);
         self.body.len() + copies.map(|c| c.body.len()).sum::<usize>()
+    }
+
+    /// Its type is worth compressing and it is not too small to.
+    pub(super) fn compressible(&self) -> bool {
+        self.type_compressible && self.body.len() as u64 >= COMPRESS_MIN_BYTES
     }
 
     fn compressed(&self, coding: Coding) -> &OnceLock<Compressed> {
@@ -140,7 +142,7 @@ pub(super) fn serve<B>(
     path: &str,
     hot: Arc<HotFile>,
 ) -> Response<Body> {
-    let coding = match precompressed::wanted(req, codings) && hot.compressible {
+    let coding = match precompressed::wanted(req, codings) && hot.compressible() {
         true => codings.first().copied(),
         false => None,
     };
