@@ -5,9 +5,12 @@
 //! vDSO). Clock reads were 2–3 % of a small request's CPU (bench/README.md). Everything that
 //! reads it here compares with timeouts of half a second and more.
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use http::HeaderValue;
 
 use hyper::rt::{Sleep, Timer};
 use hyper_util::rt::TokioTimer;
@@ -29,6 +32,27 @@ pub(crate) fn coarse_instant() -> Instant {
     static BASE: OnceLock<(Instant, Duration)> = OnceLock::new();
     let (at, then) = *BASE.get_or_init(|| (Instant::now(), coarse()));
     at + coarse().saturating_sub(then)
+}
+
+/// The `Date` header value for now (RFC 9110 §6.6.1), made once a second on each thread from
+/// the coarse wall clock; a clone shares its bytes. hyper makes its own the same way, but its
+/// HTTP/2 side inserts it after the response is made, which grows a cloned head.
+pub(crate) fn http_date() -> HeaderValue {
+    thread_local!(static DATE: RefCell<Option<(i64, HeaderValue)>> = const { RefCell::new(None) });
+    let secs = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse).tv_sec;
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        match &*date {
+            Some((at, value)) if *at == secs => value.clone(),
+            _ => {
+                let then = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+                let value = HeaderValue::from_str(&httpdate::fmt_http_date(then))
+                    .unwrap_or_else(|_| HeaderValue::from_static(""));
+                *date = Some((secs, value.clone()));
+                value
+            }
+        }
+    })
 }
 
 /// hyper's timer with the coarse clock for `now()`: hyper's HTTP/2 keep-alive reads the time
@@ -77,6 +101,26 @@ mod tests {
             assert!(coarse >= last, "went back from {last:?} to {coarse:?}");
             last = coarse;
         }
+    }
+
+    #[test]
+    fn the_date_is_the_wall_clock_second_in_http_form() {
+        let before = std::time::SystemTime::now();
+        let date = http_date();
+        let parsed =
+            httpdate::parse_http_date(date.to_str().expect("ascii")).expect("an HTTP date");
+        // The coarse clock is at most a tick behind; the date drops the fraction of a second.
+        let behind = before.duration_since(parsed).unwrap_or_default();
+        assert!(
+            behind < Duration::from_millis(1100),
+            "{date:?} is {behind:?} behind"
+        );
+        assert!(parsed <= std::time::SystemTime::now(), "{date:?} is ahead");
+        let again = httpdate::parse_http_date(http_date().to_str().expect("ascii")).expect("date");
+        assert!(
+            again == parsed || again == parsed + Duration::from_secs(1),
+            "{again:?}"
+        );
     }
 
     #[test]

@@ -582,8 +582,10 @@ fn validate_log(raw: Option<raw::RawLog>, base: &Path, p: &mut Problems) -> LogS
     log
 }
 
-/// Headers that describe the message framing or the connection cannot be set per site.
+/// Headers that describe the message framing or the connection, or that the server stamps on
+/// each answer (Date), cannot be set per site.
 const RESERVED_HEADERS: &[&str] = &[
+    "date",
     "connection",
     "content-length",
     "transfer-encoding",
@@ -785,9 +787,12 @@ mod tests {
     }
 
     #[test]
-    fn framing_headers_cannot_be_configured() {
+    fn framing_headers_and_date_cannot_be_configured() {
         let p = problems("sites:\n  - names: [a.test]\n    headers: {Content-Length: '5'}\n");
         assert!(p[0].key.ends_with("Content-Length"), "{p:?}");
+        let p = problems("sites:\n  - names: [a.test]\n    headers: {Date: 'Thu, 01 Jan 1970'}\n");
+        assert_eq!(p[0].key, "sites[0].headers.Date", "{p:?}");
+        assert!(p[0].message.contains("remove it from the config"), "{p:?}");
     }
 
     #[test]

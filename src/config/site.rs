@@ -402,7 +402,7 @@ fn validate_headers(
             p.add(
                 line,
                 k,
-                "this header describes the connection or framing and is set by candado itself",
+                "candado sets this header itself (it describes the connection, the framing or the time of the answer): remove it from the config",
             );
             continue;
         }

@@ -144,7 +144,7 @@ impl StaticFiles {
         }
         let hot = self.hot.get(req.uri().path(), &self.root)?;
         if codings.is_empty() || !hot.type_compressible {
-            return hot.at_once(head, None);
+            return hot.at_once(head, None, req.version());
         }
         // A text file the client takes compressed: its copy in the client's first coding, once
         // one was made (not when a precompressed sibling is served from the disk instead).
@@ -152,7 +152,7 @@ impl StaticFiles {
         if !hot.compressible() || hot.precompressed {
             return None;
         }
-        hot.at_once(head, Some(coding))
+        hot.at_once(head, Some(coding), req.version())
     }
 
     /// `codings`: what the client takes a precompressed copy in, best first.

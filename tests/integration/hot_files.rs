@@ -172,3 +172,35 @@ fn a_plain_get_from_memory_has_the_head_and_body_the_full_path_gives_over_http1_
     assert_eq!(png.header("vary").as_deref(), Some("Origin"));
     assert_eq!(png.header("content-type").as_deref(), Some("image/png"));
 }
+
+#[test]
+fn an_answer_from_memory_carries_one_date_the_time_it_is_sent() {
+    let f = Fixture::start_with_files("", "", |root| {
+        std::fs::write(root.join("a.txt"), "kept").unwrap();
+    });
+    assert_eq!(f.get("/a.txt", &[]).text(), "kept");
+    for round in 0..2 {
+        if round > 0 {
+            // Long enough that a Date made when the file was kept would be seen as stale.
+            std::thread::sleep(Duration::from_millis(2100));
+        }
+        for version in ["--http1.1", "--http2"] {
+            let before = std::time::SystemTime::now();
+            let res = f.get("/a.txt", &[version]);
+            let after = std::time::SystemTime::now();
+            let dates: Vec<&str> = res
+                .head
+                .lines()
+                .filter_map(|l| l.strip_prefix("date: "))
+                .collect();
+            assert_eq!(dates.len(), 1, "{version}: {}", res.head);
+            let date = httpdate::parse_http_date(dates[0].trim()).expect("an HTTP date");
+            // A Date drops the fraction of its second.
+            assert!(
+                date + Duration::from_millis(1100) >= before && date <= after,
+                "round {round} {version}: Date {} sent between {before:?} and {after:?}",
+                dates[0]
+            );
+        }
+    }
+}

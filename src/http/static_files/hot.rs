@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
 
 use super::{Body, Facts, FileIdentity, Root, empty, full, precompressed, respond, whole_head};
 use crate::config::defaults::{
@@ -56,7 +56,7 @@ pub(super) struct HotFile {
     pub(super) type_compressible: bool,
     /// The whole file's head as the site sends it uncompressed (validators, type, length,
     /// Vary, the site's headers): cloned for each plain GET.
-    head: HeaderMap,
+    head: KeptHead,
     /// The file in each coding (in `Coding::ALL` order), once one client was sent it whole.
     compressed: [OnceLock<Compressed>; Coding::ALL.len()],
 }
@@ -66,7 +66,54 @@ struct Compressed {
     facts: Facts,
     body: Bytes,
     /// Its whole head as the site sends it.
-    head: HeaderMap,
+    head: KeptHead,
+}
+
+/// A kept answer's head as the site sends it, in the form each HTTP version's writer takes
+/// as it is: HTTP/1.1 writes its own cached Date, while hyper's HTTP/2 side would insert one
+/// into the cloned map and grow it (a reallocation per response).
+struct KeptHead {
+    h1: HeaderMap,
+    /// Date first, restamped in place for each answer ([`stamp_date`]).
+    h2: HeaderMap,
+}
+
+impl KeptHead {
+    fn new(facts: &Facts, outgoing: &Outgoing, coding: Option<Coding>) -> Self {
+        let mut h1 = whole_head(facts);
+        outgoing.finish_static(&mut h1, coding);
+        let mut h2 = HeaderMap::with_capacity(h1.len() + 1);
+        h2.insert(header::DATE, crate::clock::http_date());
+        h2.extend(h1.clone());
+        KeptHead { h1, h2 }
+    }
+
+    /// Roughly what its maps hold: each field's slot, index and small value.
+    fn size(&self) -> usize {
+        const FIELD_BYTES: usize = 160;
+        (self.h1.capacity() + self.h2.capacity()) * FIELD_BYTES
+    }
+
+    /// A copy for one answer over `version`.
+    fn copy(&self, version: Version) -> HeaderMap {
+        if version != Version::HTTP_2 {
+            return self.h1.clone();
+        }
+        let mut h = self.h2.clone();
+        stamp_date(&mut h);
+        h
+    }
+}
+
+/// Sets a kept HTTP/2 head's Date to now. It is the head's first field, so it is found
+/// without hashing and replaced in place.
+fn stamp_date(head: &mut HeaderMap) {
+    match head.iter_mut().next() {
+        Some((name, value)) if name == header::DATE => *value = crate::clock::http_date(),
+        _ => {
+            head.insert(header::DATE, crate::clock::http_date());
+        }
+    }
 }
 
 impl HotFile {
@@ -81,11 +128,9 @@ impl HotFile {
             .content_type
             .to_str()
             .is_ok_and(compression::compressible);
-        let mut head = whole_head(&facts);
-        outgoing.finish_static(&mut head, None);
         HotFile {
             type_compressible,
-            head,
+            head: KeptHead::new(&facts, outgoing, None),
             rel,
             identity,
             facts,
@@ -97,10 +142,11 @@ impl HotFile {
         }
     }
 
-    /// The bytes it holds: the file and its compressed copies.
+    /// The bytes it holds: the file and its compressed copies, with their heads.
     fn size(&self) -> usize {
         let copies = self.compressed.iter().filter_map(OnceLock::get);
-        self.body.len() + copies.map(|c| c.body.len()).sum::<usize>()
+        let copies = copies.map(|c| c.body.len() + c.head.size());
+        self.body.len() + self.head.size() + copies.sum::<usize>()
     }
 
     /// Its type is worth compressing and it is not too small to.
@@ -117,9 +163,14 @@ impl HotFile {
         self
     }
 
-    /// The whole file (none of it for HEAD) with its finished head, as it is or in `coding`
-    /// (`None` when that copy was not made yet).
-    pub(super) fn at_once(&self, head: bool, coding: Option<Coding>) -> Option<Response<Body>> {
+    /// The whole file (none of it for HEAD) with its finished head for `version`, as it is
+    /// or in `coding` (`None` when that copy was not made yet).
+    pub(super) fn at_once(
+        &self,
+        head: bool,
+        coding: Option<Coding>,
+        version: Version,
+    ) -> Option<Response<Body>> {
         let (bytes, fields) = match coding {
             None => (&self.body, &self.head),
             Some(c) => self.compressed(c).get().map(|c| (&c.body, &c.head))?,
@@ -129,7 +180,7 @@ impl HotFile {
             false => full(bytes.clone()),
         };
         let mut res = Response::new(body);
-        *res.headers_mut() = fields.clone();
+        *res.headers_mut() = fields.copy(version);
         Some(res)
     }
 }
@@ -213,7 +264,7 @@ impl HotFiles {
     pub(super) fn insert(&self, path: &str, hot: HotFile) -> Arc<HotFile> {
         hot.checked_ms.store(self.now_ms(), Ordering::Relaxed);
         let hot = Arc::new(hot);
-        let size = hot.body.len();
+        let size = hot.size();
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if self.full(entries.len(), size) {
             self.sweep(&mut entries);
@@ -257,19 +308,18 @@ impl HotFiles {
         if body.len() >= hot.body.len() {
             return;
         }
-        let entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        let current = entries.get(path).is_some_and(|e| Arc::ptr_eq(e, hot));
-        if !current || self.bytes.load(Ordering::Relaxed) + body.len() > HOT_FILES_MAX_BYTES {
-            return;
-        }
-        let size = body.len();
         let facts = Facts {
-            len: size as u64,
-            length: HeaderValue::from(size),
+            len: body.len() as u64,
+            length: HeaderValue::from(body.len()),
             ..hot.facts.clone()
         };
-        let mut head = whole_head(&facts);
-        self.outgoing.finish_static(&mut head, Some(coding));
+        let head = KeptHead::new(&facts, &self.outgoing, Some(coding));
+        let size = body.len() + head.size();
+        let entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let current = entries.get(path).is_some_and(|e| Arc::ptr_eq(e, hot));
+        if !current || self.bytes.load(Ordering::Relaxed) + size > HOT_FILES_MAX_BYTES {
+            return;
+        }
         if hot
             .compressed(coding)
             .set(Compressed { facts, body, head })
