@@ -4,10 +4,14 @@
 
 use std::collections::HashMap;
 
+/// foldhash, not SipHash: asked on every request and handshake, with keys the config chose,
+/// so there is no flood of colliding keys to resist.
+type Names<T> = HashMap<String, T, foldhash::quality::RandomState>;
+
 #[derive(Debug, Clone)]
 pub(crate) struct NameTable<T> {
-    exact: HashMap<String, T>,
-    wildcard: HashMap<String, T>,
+    exact: Names<T>,
+    wildcard: Names<T>,
     default: Option<T>,
     reject_unknown: bool,
 }
@@ -16,8 +20,8 @@ impl<T: Clone> NameTable<T> {
     /// `reject_unknown`: a name nothing serves finds nothing, instead of the default.
     pub(crate) fn new(reject_unknown: bool) -> Self {
         NameTable {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: Names::default(),
+            wildcard: Names::default(),
             default: None,
             reject_unknown,
         }

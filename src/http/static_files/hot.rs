@@ -30,9 +30,14 @@ use crate::config::defaults::{
 use crate::http::Outgoing;
 use crate::http::compression::{self, Coding, KeepCompressed};
 
+/// Kept files by request path. foldhash, not SipHash: asked on every request, while a client
+/// can add at most `HOT_FILES_MAX_ENTRIES` keys (paths of files in the root), under a seed
+/// drawn at random per process that it never sees: no flood of colliding keys to resist.
+type Entries = HashMap<Box<str>, Arc<HotFile>, foldhash::quality::RandomState>;
+
 /// One site's hot files, by request path.
 pub(super) struct HotFiles {
-    entries: RwLock<HashMap<Box<str>, Arc<HotFile>>>,
+    entries: RwLock<Entries>,
     bytes: AtomicUsize,
     /// Entry check times are milliseconds after this, on the coarse clock.
     epoch_ms: u64,
@@ -228,7 +233,7 @@ pub(super) fn worth_keeping(len: u64) -> bool {
 impl HotFiles {
     pub(super) fn new(outgoing: Outgoing) -> Self {
         HotFiles {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Entries::default()),
             bytes: AtomicUsize::new(0),
             epoch_ms: crate::clock::coarse_ms(),
             outgoing,
@@ -284,7 +289,7 @@ impl HotFiles {
     }
 
     /// Drops every entry not used since the last sweep, and starts a new round.
-    fn sweep(&self, entries: &mut HashMap<Box<str>, Arc<HotFile>>) {
+    fn sweep(&self, entries: &mut Entries) {
         entries.retain(|_, hot| {
             let keep = hot.used.swap(false, Ordering::Relaxed);
             if !keep {
@@ -330,7 +335,7 @@ impl HotFiles {
         drop(entries);
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Arc<HotFile>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
         self.entries.read().unwrap_or_else(PoisonError::into_inner)
     }
 
