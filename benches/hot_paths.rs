@@ -84,6 +84,12 @@ fn clock_read_per_frame(bencher: Bencher, clock: &str) {
     bencher.bench_local(|| clock_read(divan::black_box(coarse)));
 }
 
+/// The Date header value of a kept file's HTTP/2 answer.
+#[divan::bench]
+fn date_header_value(bencher: Bencher) {
+    bencher.bench_local(candado::hot_paths::http_date);
+}
+
 /// Ten small h2 responses (a HEADERS and a DATA frame each) written in one turn.
 #[divan::bench]
 fn gathered_h2_turn_of_ten_responses(bencher: Bencher) {

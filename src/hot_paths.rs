@@ -75,6 +75,11 @@ pub fn clock_read(coarse: bool) -> std::time::Instant {
     }
 }
 
+/// The Date a kept file's HTTP/2 answer is stamped with (made once a second per thread).
+pub fn http_date() -> HeaderValue {
+    crate::clock::http_date()
+}
+
 /// One turn of an HTTP/2 connection's writes: `writes` frames of `size` bytes gathered, then
 /// sent as one write (to a sink).
 pub fn gathered_turn(writes: usize, size: usize) {
