@@ -372,12 +372,22 @@ fn suffix_etag(h: &mut HeaderMap, coding: Coding) {
 /// type that nobody has encoded yet and that may be transformed. (A Content-Digest, RFC
 /// 9530, vouches for the bytes as they are: compressing would make it a lie.)
 fn varies(h: &HeaderMap) -> bool {
-    !h.contains_key(header::CONTENT_ENCODING)
-        && !h.contains_key(CONTENT_DIGEST)
-        && !has_token(h, header::CACHE_CONTROL, "no-transform")
-        && h.get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(compressible)
+    // One pass over the fields instead of four hashed lookups: this runs on every response.
+    let mut content_type = None;
+    for (name, value) in h {
+        if name == header::CONTENT_ENCODING || name == CONTENT_DIGEST {
+            return false;
+        }
+        if name == header::CACHE_CONTROL && names_token(std::iter::once(value), "no-transform") {
+            return false;
+        }
+        if name == header::CONTENT_TYPE {
+            content_type.get_or_insert(value);
+        }
+    }
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(compressible)
 }
 
 /// What [`Negotiation::apply`] does to a response whose body was already in `coding` (a
@@ -411,11 +421,6 @@ fn add_vary(h: &mut HeaderMap) {
             }
         }
     }
-}
-
-/// Whether a comma-separated header names `token` (case-insensitive, parameters ignored).
-fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    names_token(h.get_all(name).iter(), token)
 }
 
 /// Whether any of `values` (comma-separated lists) names `token`.
@@ -1041,5 +1046,39 @@ mod tests {
             1,
             "Vary: * covers it"
         );
+    }
+
+    #[test]
+    fn only_a_compressible_type_free_to_transform_varies_by_accept_encoding() {
+        let map = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            h
+        };
+        let json = ("content-type", "application/json");
+        assert!(varies(&map(&[json, ("cache-control", "max-age=60")])));
+        assert!(!varies(&map(&[("content-type", "image/png")])));
+        assert!(!varies(&map(&[])), "no type, nothing to compress");
+        // The first Content-Type is the one that counts, as for every other reader.
+        assert!(!varies(&map(&[("content-type", "image/png"), json])));
+        for no in [
+            ("cache-control", "no-transform"),
+            ("content-encoding", "br"),
+            ("content-digest", "sha-256=:AAAA:"),
+        ] {
+            assert!(!varies(&map(&[json, no])), "{no:?}");
+        }
+        // A second Cache-Control field counts as much as the first.
+        let split = [
+            json,
+            ("cache-control", "public"),
+            ("cache-control", "No-Transform"),
+        ];
+        assert!(!varies(&map(&split)));
     }
 }

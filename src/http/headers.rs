@@ -1,19 +1,11 @@
 //! Header rules of a reverse proxy, as pure functions over `HeaderMap`: hop-by-hop removal,
 //! ambiguous framing, forwarding headers, `Secure` cookies and `Location` rewriting.
 
+use std::borrow::Borrow;
 use std::net::IpAddr;
 
+use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-];
 
 /// Removes hop-by-hop headers: the fixed list, `Keep-Alive`, `Close`, any `Proxy-*`, and every
 /// header the `Connection` header names.
@@ -24,47 +16,73 @@ pub(crate) fn remove_hop_by_hop(h: &mut HeaderMap) {
     let Some(first) = found.next() else {
         return;
     };
-    let only_connection = first == header::CONNECTION && found.next().is_none();
-    // `keep-alive` and `close`, the options nearly every message carries, are names on the
-    // list already: building a `HeaderName` for them would cost an allocation each.
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    match only_connection {
-        true => {
-            h.remove(header::CONNECTION);
-        }
+    let named = match first == header::CONNECTION && found.next().is_none() {
+        // The usual case: one hashed look both reads the field and removes it.
+        true => match h.entry(header::CONNECTION) {
+            Entry::Occupied(field) => connection_options(field.remove_entry_mult().1),
+            Entry::Vacant(_) => Vec::new(),
+        },
         false => {
+            let named = connection_options(h.get_all(header::CONNECTION));
             let present: Vec<HeaderName> = h.keys().filter(|k| is_hop_by_hop(k)).cloned().collect();
             for name in present {
                 h.remove(name);
             }
+            named
         }
-    }
+    };
     for name in named {
         h.remove(name);
     }
 }
 
+/// The header names the values of a `Connection` field list. `keep-alive` and `close`, the
+/// options nearly every message carries, are hop-by-hop names already: building a
+/// `HeaderName` for them would cost an allocation each.
+fn connection_options<V: Borrow<HeaderValue>>(
+    values: impl IntoIterator<Item = V>,
+) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for value in values {
+        let Ok(text) = value.borrow().to_str() else {
+            continue;
+        };
+        named.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|t| {
+                    !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close")
+                })
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
+        );
+    }
+    named
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1): Connection, TE,
+/// Trailer, Transfer-Encoding, Upgrade, Keep-Alive, Close and any `Proxy-*`.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    // Names are stored lower-cased: plain comparisons, no case folding.
-    let name_str = name.as_str();
-    HOP_BY_HOP.contains(name)
-        || name_str.starts_with("proxy-")
-        || name_str == "keep-alive"
-        || name_str == "close"
+    // Names are stored lower-cased: plain comparisons, no case folding. By length first: this
+    // runs for every field of every proxied message, and most names have none of these lengths.
+    let name = name.as_str();
+    let listed = match name.len() {
+        2 => name == "te",
+        5 => name == "close",
+        7 => name == "trailer" || name == "upgrade",
+        10 => name == "connection" || name == "keep-alive",
+        17 => name == "transfer-encoding",
+        _ => false,
+    };
+    listed || name.starts_with("proxy-")
 }
 
 /// Removes those of `names` the map holds, with one look at the names it has (a request
-/// carries a handful) instead of a hashed removal per name.
+/// carries a handful) instead of a hashed removal per name. Every name given starts with `x`
+/// or `f`: a first byte settles most fields without a comparison.
 fn remove_present(h: &mut HeaderMap, names: &[HeaderName]) {
-    if h.keys().any(|k| names.contains(k)) {
+    debug_assert!(names.iter().all(|n| n.as_str().starts_with(['x', 'f'])));
+    let may_be = |k: &HeaderName| k.as_str().starts_with(['x', 'f']);
+    if h.keys().any(|k| may_be(k) && names.contains(k)) {
         for name in names {
             h.remove(name);
         }
@@ -155,9 +173,10 @@ pub(crate) fn canonical_content_length(h: &mut HeaderMap) {
 /// Starlette's `root_path`). A client's own copy is always removed: it would let anyone choose
 /// the URLs the app builds.
 pub(crate) fn set_forwarded_prefix(h: &mut HeaderMap, prefix: Option<&str>) {
-    remove_present(h, &[X_FORWARDED_PREFIX]);
-    if let Some(v) = prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
-        h.insert(X_FORWARDED_PREFIX, v);
+    match prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
+        // An insert replaces the client's copies.
+        Some(v) => drop(h.insert(X_FORWARDED_PREFIX, v)),
+        None => remove_present(h, &[X_FORWARDED_PREFIX]),
     }
 }
 
@@ -192,16 +211,6 @@ pub(crate) fn add_forwarding(
             .map(str::to_owned),
         false => None,
     };
-    remove_present(
-        h,
-        &[
-            X_FORWARDED_FOR,
-            X_FORWARDED_PROTO,
-            X_FORWARDED_HOST,
-            X_REAL_IP,
-            header::FORWARDED,
-        ],
-    );
     // One allocation per value made here, handed to the header without a copy: this runs
     // per proxied request.
     let value = |s: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok();
@@ -241,9 +250,12 @@ pub(crate) fn add_forwarding(
         (X_REAL_IP, real_ip),
         (header::FORWARDED, value(fwd)),
     ];
+    // An insert replaces whatever the client sent under that name; a value that cannot be
+    // made (a prior one not valid as text) leaves the header out altogether.
     for (name, value) in pairs {
-        if let Some(v) = value {
-            h.insert(name, v);
+        match value {
+            Some(v) => drop(h.insert(name, v)),
+            None => drop(h.remove(name)),
         }
     }
 }
@@ -509,6 +521,13 @@ mod tests {
             &[
                 ("connection", "Keep-Alive, x-gone"),
                 ("x-gone", "1"),
+                ("x-kept", "1"),
+            ][..],
+            // Two Connection fields: the options of both count.
+            &[
+                ("connection", "keep-alive"),
+                ("connection", "X-Also-Gone"),
+                ("x-also-gone", "1"),
                 ("x-kept", "1"),
             ][..],
         ] {

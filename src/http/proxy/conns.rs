@@ -120,7 +120,9 @@ impl Http1Pool {
             };
             let (mut sender, idle_ms) = match taken {
                 Some((sender, idle_ms)) => (sender, Some(idle_ms)),
-                None => (self.connect(authority).await?, None),
+                // Boxed: a connect (and the address lookup in it) is a large future, rarely
+                // needed, and every request's future would otherwise carry its size.
+                None => (Box::pin(self.connect(authority)).await?, None),
             };
             let copy = idle_ms
                 .filter(|&ms| ms >= MAY_BE_CLOSING_AFTER_MS)

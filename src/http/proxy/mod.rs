@@ -588,9 +588,8 @@ fn prepare_request_headers(
         Some(sent) => sent.clone(),
         None => HeaderValue::from_str(fwd.host).unwrap_or_else(|_| HeaderValue::from_static("")),
     };
-    let peer = fwd.conn.peer.ip();
-    let trusted = fwd.site.trusted_proxies.contains(&peer);
-    headers::add_forwarding(h, (peer, fwd.conn.peer_value()), &public, trusted);
+    // These two look for the client's copies among the fields: before the forwarding
+    // headers go in, there are fewer to look at.
     let identity = fwd
         .site
         .client_auth
@@ -599,6 +598,9 @@ fn prepare_request_headers(
     let pem = fwd.site.client_auth.as_ref().is_some_and(|a| a.forward_pem);
     headers::set_client_identity(h, identity, pem);
     headers::set_forwarded_prefix(h, route.stripped_prefix());
+    let peer = fwd.conn.peer.ip();
+    let trusted = fwd.site.trusted_proxies.contains(&peer);
+    headers::add_forwarding(h, (peer, fwd.conn.peer_value()), &public, trusted);
     if let Some(host) = route.host_header.clone().or(original_host) {
         h.insert(header::HOST, host);
     }
