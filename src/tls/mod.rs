@@ -38,7 +38,27 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     // Its key exchanges include the X25519MLKEM768 hybrid; a rustls server takes the client's
     // first choice it supports, so browsers (hybrid first) get it and X25519-only clients get
     // X25519 in one round trip (tls::tests checks both; benches/hot_paths measures the cost).
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites.sort_by_key(suite_rank);
+    Arc::new(provider)
+}
+
+/// The suite order, in each protocol version: AES-128-GCM, AES-256-GCM, then ChaCha20-Poly1305
+/// (Mozilla's order, and every browser's first choice). The AES-256 suites' key schedule and
+/// handshake hashes are SHA-384, which no x86 CPU runs in hardware (aws-lc has no SHA-512 code
+/// for AMD's vector units either), where SHA-256 has the SHA extensions: a fifth of a resumed
+/// handshake went to SHA-512 blocks. AES-128 also takes 10 rounds a block to AES-256's 14.
+fn suite_rank(suite: &rustls::SupportedCipherSuite) -> u8 {
+    use rustls::CipherSuite::*;
+    match suite.suite() {
+        TLS13_AES_128_GCM_SHA256
+        | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        TLS13_AES_256_GCM_SHA384
+        | TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 1,
+        _ => 2,
+    }
 }
 
 /// What one `ServerConfig` offers beyond the policy and the certificates.
@@ -203,6 +223,34 @@ mod tests {
         assert_eq!(kind, Some(HandshakeKind::Resumed));
     }
     use rustls::SupportedCipherSuite;
+
+    #[test]
+    fn aes_128_gcm_comes_first_then_aes_256_gcm_then_chacha20_in_each_version() {
+        let names = |tls13: bool| -> Vec<String> {
+            provider()
+                .cipher_suites
+                .iter()
+                .filter(|s| matches!(s, SupportedCipherSuite::Tls13(_)) == tls13)
+                .map(|s| format!("{:?}", s.suite()))
+                .collect()
+        };
+        assert_eq!(
+            names(true),
+            [
+                "TLS13_AES_128_GCM_SHA256",
+                "TLS13_AES_256_GCM_SHA384",
+                "TLS13_CHACHA20_POLY1305_SHA256"
+            ]
+        );
+        let tls12 = names(false);
+        let rank = |n: &String| match n {
+            n if n.contains("AES_128_GCM") => 0,
+            n if n.contains("AES_256_GCM") => 1,
+            _ => 2,
+        };
+        assert!(tls12.len() >= 6, "{tls12:?}");
+        assert!(tls12.is_sorted_by_key(rank), "{tls12:?}");
+    }
 
     #[test]
     fn every_offered_suite_is_forward_secret_aead() {

@@ -44,6 +44,25 @@ fn weak_tls_1_2_suites_are_refused() {
 }
 
 #[test]
+fn the_server_picks_aes_128_gcm_whatever_order_the_client_offers() {
+    let f = Fixture::start("", "");
+    let ca = &f.pki.ca_path;
+    let suites = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256";
+    let (ok, out) = s_client(f.server.https, ca, &["-tls1_3", "-ciphersuites", suites]);
+    assert!(ok && out.contains("TLS_AES_128_GCM_SHA256"), "{out}");
+    let (ok, out) = s_client(
+        f.server.https,
+        ca,
+        &["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"],
+    );
+    assert!(ok && out.contains("TLS_AES_256_GCM_SHA384"), "{out}");
+    let twelve =
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256";
+    let (ok, out) = s_client(f.server.https, ca, &["-tls1_2", "-cipher", twelve]);
+    assert!(ok && out.contains("ECDHE-ECDSA-AES128-GCM-SHA256"), "{out}");
+}
+
+#[test]
 fn the_modern_policy_serves_tls_1_3_only() {
     let f = Fixture::start("", "tls: {policy: modern}");
     let (ok, out) = s_client(f.server.https, &f.pki.ca_path, &["-tls1_2"]);
