@@ -71,8 +71,14 @@ pub(crate) struct BindError {
     reason: String,
 }
 
+/// How many finished TCP handshakes may wait for `accept` (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default). tokio's `TcpListener::bind` asks for 128, which a
+/// burst of new connections overflows (then the kernel drops SYNs, and clients retry a second
+/// later); nginx asks for 511, Go (Caddy) for `somaxconn`.
+const ACCEPT_BACKLOG: u32 = 4096;
+
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr).await.map_err(|e| {
+    listen(addr).map_err(|e| {
         let reason = match e.kind() {
             std::io::ErrorKind::AddrInUse => "the address is already in use (another server is running there; choose another port)".to_owned(),
             std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_owned(),
@@ -82,6 +88,23 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         BindError { addr, reason }
     })
 }
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind`: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    // Linux gives accepted connections the listener's TCP_NODELAY: one `setsockopt` per
+    // connection fewer (see `accept_loop`).
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+/// Whether an accepted connection already has TCP_NODELAY from its listener.
+const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
 
 /// Accepts connections on every listener until `shutdown` is cancelled, then waits for open
 /// connections to finish, at most `drain_timeout`. Returns how many were still open.
@@ -191,7 +214,9 @@ async fn accept_loop(
             },
             _ = shutdown.cancelled() => return,
         };
-        let _ = tcp.set_nodelay(true);
+        if !NODELAY_INHERITED {
+            let _ = tcp.set_nodelay(true);
+        }
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         tracker.spawn(async move {
             serve_connection(tcp, peer, ctx, shutdown).await;
@@ -222,5 +247,27 @@ async fn serve_connection(
             let _open = ctx.gauges.open(crate::observe::Protocol::Tunnel);
             Box::pin(crate::tunnel::serve(tcp, peer, tunnels.clone())).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_connections_have_tcp_nodelay_from_the_listener() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "Nagle would delay small writes"
+        );
+        let Err(taken) = bind(addr).await else {
+            panic!("{addr} is in use");
+        };
+        assert!(taken.to_string().contains("already in use"), "{taken}");
     }
 }
