@@ -45,9 +45,10 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 
 /// The suite order, in each protocol version: AES-128-GCM, AES-256-GCM, then ChaCha20-Poly1305
 /// (Mozilla's order, and every browser's first choice). The AES-256 suites' key schedule and
-/// handshake hashes are SHA-384, which no x86 CPU runs in hardware (aws-lc has no SHA-512 code
-/// for AMD's vector units either), where SHA-256 has the SHA extensions: a fifth of a resumed
-/// handshake went to SHA-512 blocks. AES-128 also takes 10 rounds a block to AES-256's 14.
+/// handshake hashes are SHA-384, which most x86 CPUs have no instructions for (and aws-lc
+/// picks its AVX SHA-512 code on Intel only), where SHA-256 has the SHA extensions: on an AMD
+/// server a fifth of a resumed handshake went to SHA-512 blocks. AES-128 also takes 10 rounds a
+/// block to AES-256's 14.
 fn suite_rank(suite: &rustls::SupportedCipherSuite) -> u8 {
     use rustls::CipherSuite::*;
     match suite.suite() {
