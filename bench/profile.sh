@@ -15,7 +15,8 @@
 #                                        at its peak by call site (valgrind massif, 1000 conns;
 #                                        the RSS printed then is valgrind's, not candado's)
 #
-# SCENARIO: static_h2 | static_keepalive_h1 | proxy_keepalive_h1. Needs the harness set up
+# SCENARIO: static_h2 | static_keepalive_h1 | proxy_keepalive_h1, and for perf and syscalls
+# also handshake_full | handshake_resumed (counts are then handshakes). Needs the harness set up
 # once (scripts/bench does it), a candado binary with symbols (CANDADO_BIN, default
 # target/release/candado; build with CARGO_PROFILE_RELEASE_STRIP=false), perf, strace and
 # heaptrack. Output goes to OUT (default target/bench/profile/<mode>-<scenario>). Every load
@@ -28,6 +29,7 @@ scenario=${2:-static_h2}
 harness=${BENCH_HARNESS:-$repo/../shared/bench}
 tmp=/tmp/tlsbench
 candado=${CANDADO_BIN:-$repo/target/release/candado}
+tlsload=${BENCH_TLSLOAD:-$tmp/target/release/tlsload}  # built by the harness's run.sh
 secs=${PROFILE_SECS:-6}
 [ "$mode" = idle ] && scenario=conns
 [ "$mode" = idle-h2 ] && scenario=conns-h2
@@ -80,6 +82,12 @@ load() {  # seconds -> runs the harness's load for the scenario on CPU 1; prints
         static_keepalive_h1 | proxy_keepalive_h1)
             timeout -k 2 $((d + 10)) taskset -c 1 wrk -t1 -c64 -d"${d}s" "$(url)" >"$f" 2>&1
             awk '/requests in/{print $1}' "$f" ;;
+        handshake_full | handshake_resumed)  # the harness's client; counts are handshakes
+            local m=full
+            [ "$scenario" = handshake_resumed ] && m=resume
+            timeout -k 2 $((d + 10)) taskset -c 1 "$tlsload" --mode "$m" --conns 32 \
+                --duration "$d" --warmup 0 >"$f" 2>&1
+            grep -o ' handshakes=[0-9]*' "$f" | cut -d= -f2 ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 }
