@@ -77,7 +77,8 @@ pub(crate) struct BindError {
 /// later); nginx asks for 511, Go (Caddy) for `somaxconn`.
 const ACCEPT_BACKLOG: u32 = 4096;
 
-pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+/// Listens on `addr` (inside the runtime: the listener is registered with its reactor).
+pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     listen(addr).map_err(|e| {
         let reason = match e.kind() {
             std::io::ErrorKind::AddrInUse => "the address is already in use (another server is running there; choose another port)".to_owned(),
@@ -257,7 +258,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn accepted_connections_have_tcp_nodelay_from_the_listener() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
@@ -265,7 +266,7 @@ mod tests {
             accepted.nodelay().unwrap(),
             "Nagle would delay small writes"
         );
-        let Err(taken) = bind(addr).await else {
+        let Err(taken) = bind(addr) else {
             panic!("{addr} is in use");
         };
         assert!(taken.to_string().contains("already in use"), "{taken}");

@@ -281,8 +281,8 @@ impl LanServer {
 
     /// HTTPS and the onboarding page on `ip`; the token stops both.
     async fn bind(&self, ip: IpAddr, ctx: Arc<ListenerCtx>) -> Result<CancellationToken> {
-        let https = listener::bind(SocketAddr::new(ip, self.https_port)).await?;
-        let page = listener::bind(SocketAddr::new(ip, self.settings.onboarding_port)).await?;
+        let https = listener::bind(SocketAddr::new(ip, self.https_port))?;
+        let page = listener::bind(SocketAddr::new(ip, self.settings.onboarding_port))?;
         let stop = self.shutdown.child_token();
         tokio::spawn(listener::serve(
             vec![(https, ctx)],

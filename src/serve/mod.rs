@@ -640,7 +640,7 @@ async fn bind_all(
         if bound.contains_key(&addr) {
             continue;
         }
-        let tcp = listener::bind(addr).await?;
+        let tcp = listener::bind(addr)?;
         let actual = tcp.local_addr().unwrap_or(addr);
         bound.insert(addr, (tcp, actual));
     }
@@ -686,7 +686,7 @@ pub(crate) async fn answer_challenges(
     kind: crate::acme::ChallengeKind,
     acme: &Acme,
 ) -> Result<CancellationToken> {
-    let tcp = listener::bind(addr).await?;
+    let tcp = listener::bind(addr)?;
     let local_port = tcp.local_addr().map_or(addr.port(), |a| a.port());
     let router = Arc::new(Router::new(Vec::new(), false).with_challenges(acme.challenges()));
     let state = match kind {
