@@ -283,6 +283,8 @@ pub(crate) struct Tracked<S> {
     activity: Arc<Activity>,
     framing: Option<FramingScanner>,
     parked: bool,
+    /// The client has closed its side (a read found the end of the stream).
+    peer_closed: bool,
 }
 
 impl<S> Tracked<S> {
@@ -292,6 +294,7 @@ impl<S> Tracked<S> {
             activity,
             framing: None,
             parked: false,
+            peer_closed: false,
         }
     }
 
@@ -348,6 +351,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
             }
         } else if res.is_pending() && self.parks_now() {
             return Poll::Ready(Ok(()));
+        } else if res.is_ready() && buf.remaining() > 0 {
+            // The end of the stream, or an error reading it: the client is gone.
+            self.peer_closed = true;
         }
         res
     }
@@ -387,8 +393,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.parked {
+        if self.parked || self.peer_closed {
             // hyper's goodbye to a parked stream: send what is written, keep the stream open.
+            // To a client that has closed its side: no TLS close_notify (and no `shutdown`)
+            // after its own, as nginx does: the socket closes when it is dropped.
             return Pin::new(&mut self.inner).poll_flush(cx);
         }
         Pin::new(&mut self.inner).poll_shutdown(cx)
@@ -503,5 +511,22 @@ mod tests {
         // Without a new request, it never parks again.
         assert!(waits(&mut t).await);
         assert!(!t.take_parked());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closed_its_side_is_sent_no_goodbye() {
+        let (_, mut t, mut far) = scanned();
+        far.shutdown().await.unwrap();
+        assert_eq!(t.read(&mut [0u8; 64]).await.unwrap(), 0);
+        // hyper's shutdown reaches nothing under the stream (over TLS: no close_notify)...
+        t.shutdown().await.unwrap();
+        assert!(timeout(WAIT, far.read(&mut [0u8; 8])).await.is_err());
+        // ...and the stream closes when it is dropped.
+        drop(t);
+        assert_eq!(far.read(&mut [0u8; 8]).await.unwrap(), 0);
+        // A client still there gets the shutdown.
+        let (_, mut t, mut far) = scanned();
+        t.shutdown().await.unwrap();
+        assert_eq!(far.read(&mut [0u8; 8]).await.unwrap(), 0);
     }
 }

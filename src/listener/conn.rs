@@ -16,7 +16,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,7 @@ use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
 use super::gather::Gathered;
 use super::streams::{StreamQueue, WithStreams};
+use super::wire::Wire;
 use super::{ConnSettings, ListenerCtx};
 use crate::clock::CoarseTimer;
 use crate::config::Timeouts;
@@ -36,7 +37,7 @@ use crate::tls::ALPN_H2;
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 pub(crate) async fn serve_tls(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     front: &crate::tls::TlsFront,
     router: Arc<Router>,
@@ -45,20 +46,23 @@ pub(crate) async fn serve_tls(
 ) {
     let settings = ctx.settings.load_full();
     let deadline = Instant::now() + settings.timeouts.handshake;
-    let mut first = [0u8; 1];
-    match timeout_at(deadline, tcp.peek(&mut first)).await {
-        Ok(Ok(1)) => {}
+    // The first bytes are read, not peeked at: the TLS stream is given them back (one
+    // `recvfrom` fewer per connection).
+    let mut first = Vec::with_capacity(FIRST_READ);
+    match timeout_at(deadline, tcp.read_buf(&mut first)).await {
+        Ok(Ok(1..)) => {}
         _ => return,
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         tracing::debug!(%peer, "plain HTTP on the TLS port: answering with a redirect");
-        return Box::pin(serve_plain(tcp, peer, router, ctx, shutdown)).await;
+        let wire = Wire::plain(tcp, first);
+        return Box::pin(serve_plain(wire, peer, router, ctx, shutdown)).await;
     }
     // Boxed, like the other branches that do not last: the connection's task keeps, for its
     // whole life, room for the largest state it ever awaits, and an idle HTTP/1.1 connection
     // should cost only its own.
-    let handshake = Box::pin(front.accept(tcp));
-    let (tls, agreed) = match timeout_at(deadline, handshake).await {
+    let handshake = Box::pin(front.accept(Wire::tls(tcp, first)));
+    let (mut tls, agreed) = match timeout_at(deadline, handshake).await {
         // Boxed here, in the arm: the TLS stream (1.2 KiB) is moved on from this point, and a
         // task keeps room for every place a value it still owns was moved through.
         Ok(Ok((tls, agreed))) => (Box::new(tls), agreed),
@@ -83,6 +87,9 @@ pub(crate) async fn serve_tls(
     };
     if agreed.is_acme_validation() {
         return tracing::debug!(%peer, sni = ?agreed.sni, "answered an ACME TLS-ALPN-01 validation");
+    }
+    if timeout_at(deadline, settle(&mut tls)).await.is_err() {
+        return tracing::debug!(%peer, "TLS handshake timed out sending session tickets");
     }
     metrics().handshakes.done(
         agreed.version_name(),
@@ -218,7 +225,24 @@ const PARK_AFTER: Duration = Duration::from_millis(500);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The TLS stream of an accepted connection.
-type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+type Tls = tokio_rustls::server::TlsStream<Wire>;
+
+/// How much the first read of a connection takes: a whole ClientHello as a rule (post-quantum
+/// key shares make Chrome's about 1.8 KB), as rustls would read it.
+const FIRST_READ: usize = 4096;
+
+/// Ends the socket's handshake mode. Session tickets written at the end of the handshake go out
+/// with the first response when the client's request came with its Finished, and now when it
+/// did not (a client that only connects, to resume later, must get them).
+async fn settle(tls: &mut Tls) {
+    let (wire, session) = tls.get_mut();
+    let waiting = session
+        .process_new_packets()
+        .is_ok_and(|io| io.plaintext_bytes_to_read() > 0);
+    if let Err(e) = wire.settle(waiting).await {
+        tracing::debug!(error = %e, "could not send the session tickets");
+    }
+}
 
 /// Waits for a parked connection's next bytes; `false` if the server shuts down first or the
 /// wait outlasts the idle timeout or `header_read`, which bounds the wait for every request
@@ -229,22 +253,24 @@ async fn next_request(
     t: &Timeouts,
     shutdown: &CancellationToken,
 ) -> bool {
-    let (tcp, _) = tracked.get_ref().get_ref();
+    let (wire, _) = tracked.get_ref().get_ref();
     tokio::select! {
-        ready = tcp.readable() => ready.is_ok(),
+        ready = wire.tcp().readable() => ready.is_ok(),
         _ = sleep_until(activity.idle_deadline(t.idle.min(t.header_read))) => false,
         _ = shutdown.cancelled() => false,
     }
 }
 
 /// HTTP/1.1 without TLS: every request gets a redirect to its HTTPS address.
-pub(crate) async fn serve_plain(
-    tcp: TcpStream,
+pub(crate) async fn serve_plain<IO>(
+    tcp: IO,
     peer: SocketAddr,
     router: Arc<Router>,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let settings = ctx.settings.load_full();
     let _open = ctx.gauges.open(Protocol::H1);
     let activity = Activity::new();

@@ -9,6 +9,7 @@ pub(crate) use framing::FramingScanner;
 pub(crate) use gather::Gathered;
 pub(crate) mod quic;
 mod streams;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -112,6 +112,29 @@ fn sessions_resume_with_tickets() {
 }
 
 #[test]
+fn a_connection_that_sends_no_request_still_gets_tickets_to_resume_with() {
+    // candado sends the tickets with the first response when a request came with the
+    // client's Finished; a client that only connects (a browser's preconnect, a probe) gets
+    // them at once.
+    let f = Fixture::start("", "");
+    let config = client::client_config(&f.pki.ca_pem, &[b"http/1.1"]);
+    use std::io::Read;
+    let mut first = client::connect(f.server.https, HOST, config.clone()).unwrap();
+    first
+        .sock
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let waited = first.read(&mut [0u8; 64]).unwrap_err();
+    assert_eq!(waited.kind(), std::io::ErrorKind::WouldBlock, "{waited}");
+    drop(first);
+    let second = client::connect(f.server.https, HOST, config).unwrap();
+    assert_eq!(
+        second.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+}
+
+#[test]
 fn plain_http_on_the_tls_port_gets_a_redirect_not_a_dropped_connection() {
     let f = Fixture::start("", "");
     let port = f.server.https.port();
