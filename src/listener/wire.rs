@@ -90,6 +90,44 @@ impl Wire {
         Ok(())
     }
 
+    fn note_read(&mut self, n: usize) {
+        if let Writes::Handshake {
+            read_since_write, ..
+        } = &mut self.writes
+            && n > 0
+        {
+            *read_since_write = true;
+        }
+    }
+
+    /// During the handshake: whether this write is post-handshake records to hold (a reply to
+    /// the client that starts with an application-data record). Otherwise its bytes are
+    /// followed, once written, by [`Self::note_written`].
+    fn holds(&self, first: Option<u8>) -> bool {
+        match &self.writes {
+            Writes::Handshake {
+                records,
+                read_since_write,
+            } => *read_since_write && records.at_boundary() && first == Some(APPLICATION_DATA),
+            _ => false,
+        }
+    }
+
+    fn note_written(&mut self, bufs: &[IoSlice<'_>], mut n: usize) {
+        if let Writes::Handshake {
+            records,
+            read_since_write,
+        } = &mut self.writes
+        {
+            *read_since_write = false;
+            for b in bufs {
+                let k = b.len().min(n);
+                records.feed(&b[..k]);
+                n -= k;
+            }
+        }
+    }
+
     /// Writes what is held and then as much of `bufs` as the socket takes; the count is of
     /// `bufs` only.
     fn poll_release(
@@ -142,46 +180,6 @@ impl AsyncRead for Wire {
         ready!(Pin::new(&mut this.tcp).poll_read(cx, buf))?;
         this.note_read(buf.filled().len() - before);
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Wire {
-    fn note_read(&mut self, n: usize) {
-        if let Writes::Handshake {
-            read_since_write, ..
-        } = &mut self.writes
-            && n > 0
-        {
-            *read_since_write = true;
-        }
-    }
-
-    /// During the handshake: whether this write is post-handshake records to hold (a reply to
-    /// the client that starts with an application-data record). Otherwise its bytes are
-    /// followed, once written, by [`Self::note_written`].
-    fn holds(&self, first: Option<u8>) -> bool {
-        match &self.writes {
-            Writes::Handshake {
-                records,
-                read_since_write,
-            } => *read_since_write && records.at_boundary() && first == Some(APPLICATION_DATA),
-            _ => false,
-        }
-    }
-
-    fn note_written(&mut self, bufs: &[IoSlice<'_>], mut n: usize) {
-        if let Writes::Handshake {
-            records,
-            read_since_write,
-        } = &mut self.writes
-        {
-            *read_since_write = false;
-            for b in bufs {
-                let k = b.len().min(n);
-                records.feed(&b[..k]);
-                n -= k;
-            }
-        }
     }
 }
 
