@@ -89,6 +89,7 @@ pub(crate) async fn serve_tls(
         return tracing::debug!(%peer, sni = ?agreed.sni, "answered an ACME TLS-ALPN-01 validation");
     }
     if timeout_at(deadline, settle(&mut tls)).await.is_err() {
+        metrics().handshakes.failed(HandshakeFailure::Timeout);
         return tracing::debug!(%peer, "TLS handshake timed out sending session tickets");
     }
     metrics().handshakes.done(

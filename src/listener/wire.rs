@@ -11,6 +11,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -23,9 +24,8 @@ const RECORD_HEADER: usize = 5;
 
 pub(crate) struct Wire {
     tcp: TcpStream,
-    /// Bytes read before the TLS stream was made, and how many of them have been handed on.
-    read_back: Vec<u8>,
-    handed: usize,
+    /// Bytes read before the TLS stream was made, not yet handed on.
+    read_back: Bytes,
     writes: Writes,
 }
 
@@ -51,8 +51,7 @@ impl Wire {
         let records = RecordScan::default();
         Wire {
             tcp,
-            read_back,
-            handed: 0,
+            read_back: read_back.into(),
             writes: Writes::Handshake {
                 records,
                 read_since_write: false,
@@ -64,8 +63,7 @@ impl Wire {
     pub(crate) fn plain(tcp: TcpStream, read_back: Vec<u8>) -> Self {
         Wire {
             tcp,
-            read_back,
-            handed: 0,
+            read_back: read_back.into(),
             writes: Writes::Through,
         }
     }
@@ -77,15 +75,12 @@ impl Wire {
     /// The handshake is over. With `request_waiting` (the client's first bytes came with its
     /// Finished) what is held goes out with the response; otherwise it goes now.
     pub(crate) async fn settle(&mut self, request_waiting: bool) -> io::Result<()> {
-        match &mut self.writes {
+        match self.writes {
             Writes::Handshake { .. } => self.writes = Writes::Through,
-            Writes::Holding(_) if request_waiting => {}
-            Writes::Holding(held) => {
-                let held = std::mem::take(held);
-                self.writes = Writes::Through;
-                tokio::io::AsyncWriteExt::write_all(&mut self.tcp, &held).await?;
+            Writes::Holding(_) if !request_waiting => {
+                std::future::poll_fn(|cx| self.poll_release(cx, &[])).await?;
             }
-            Writes::Through => {}
+            Writes::Holding(_) | Writes::Through => {}
         }
         Ok(())
     }
@@ -164,14 +159,13 @@ impl AsyncRead for Wire {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.handed < this.read_back.len() {
-            let rest = &this.read_back[this.handed..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            this.handed += n;
-            if this.handed == this.read_back.len() {
-                this.read_back = Vec::new();
-                this.handed = 0;
+        if !this.read_back.is_empty() {
+            let n = this.read_back.len().min(buf.remaining());
+            buf.put_slice(&this.read_back[..n]);
+            this.read_back.advance(n);
+            if this.read_back.is_empty() {
+                // Its buffer goes with the last handle on it.
+                this.read_back = Bytes::new();
             }
             this.note_read(n);
             return Poll::Ready(Ok(()));

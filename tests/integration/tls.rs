@@ -88,6 +88,15 @@ fn alpn_negotiates_h2_and_http_1_1() {
     assert!(res.head.starts_with("HTTP/1.1 200"), "{}", res.head);
 }
 
+/// A new connection with `config` (which holds the tickets of an earlier one) is resumed.
+fn assert_the_next_connection_resumes(f: &Fixture, config: std::sync::Arc<rustls::ClientConfig>) {
+    let next = client::connect(f.server.https, HOST, config).unwrap();
+    assert_eq!(
+        next.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+}
+
 #[test]
 fn sessions_resume_with_tickets() {
     let f = Fixture::start("", "");
@@ -104,11 +113,7 @@ fn sessions_resume_with_tickets() {
         first.conn.handshake_kind(),
         Some(rustls::HandshakeKind::Full)
     );
-    let second = client::connect(f.server.https, HOST, config).unwrap();
-    assert_eq!(
-        second.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed)
-    );
+    assert_the_next_connection_resumes(&f, config);
 }
 
 #[test]
@@ -127,11 +132,7 @@ fn a_connection_that_sends_no_request_still_gets_tickets_to_resume_with() {
     let waited = first.read(&mut [0u8; 64]).unwrap_err();
     assert_eq!(waited.kind(), std::io::ErrorKind::WouldBlock, "{waited}");
     drop(first);
-    let second = client::connect(f.server.https, HOST, config).unwrap();
-    assert_eq!(
-        second.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed)
-    );
+    assert_the_next_connection_resumes(&f, config);
 }
 
 #[test]
