@@ -496,7 +496,10 @@ impl Router {
             return Either::Left(ready(logged(line, res, conn, started)));
         }
         // `req` and `routed` are used in place, never moved to locals: no second copy here.
-        Either::Right(async move {
+        // Boxed here, on the path that needs it, so that an answer made at once is neither
+        // allocated nor copied: the future is kilobytes (a proxied request's state), and
+        // hyper moves what the service returns at every step until it reaches its stream.
+        Either::Right(Box::pin(async move {
             let fwd = proxy::Forward {
                 conn,
                 host: &routed.host,
@@ -511,7 +514,7 @@ impl Router {
                 conn,
                 started,
             )
-        })
+        }))
     }
 
     /// The site and route for `req`, or the answer when no site may take it (boxed: a

@@ -153,9 +153,7 @@ async fn serve_https(
         };
         let (router, info, act) = (router.clone(), info.clone(), act.clone());
         async move {
-            // Boxed: a handler's future is kilobytes (a proxied request's state), and hyper
-            // moves the future it is given at every step until it reaches its stream's box.
-            let res = Box::pin(router.handle(req, &info, meta)).await;
+            let res = router.handle(req, &info, meta).await;
             Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
         }
     });

@@ -57,7 +57,8 @@ fn active_health_checks_take_a_dead_upstream_out_before_any_client_sees_it() {
     let statuses: Vec<u16> = (0..6).map(|_| f.get("/", &[]).status).collect();
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     assert!(
-        f.server.log().contains("failed its health check"),
+        f.server
+            .wait_log("failed its health check", Duration::from_secs(3)),
         "{}",
         f.server.log()
     );

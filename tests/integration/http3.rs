@@ -71,7 +71,11 @@ fn a_static_file_is_served_over_http3_and_tcp_responses_advertise_it() {
         // Alt-Svc is for clients that are not on HTTP/3 yet.
         assert_eq!(header(r, "alt-svc"), None, "{r}");
     }
-    assert!(f.server.log().contains("kind=http3"), "{}", f.server.log());
+    assert!(
+        f.server.wait_log("kind=http3", Duration::from_secs(3)),
+        "{}",
+        f.server.log()
+    );
 }
 
 /// The test site with /api proxied to the echoing backend, plus `site_extra` lines.

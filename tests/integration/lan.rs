@@ -429,7 +429,7 @@ fn an_address_change_on_the_lan_brings_a_fresh_certificate_without_a_restart() {
     assert!(san.contains(&format!("IP Address:{new}")), "{san}");
     assert!(!san.contains(&format!("IP Address:{old}")), "{san}");
     assert!(
-        server.log().contains("the addresses changed"),
+        server.wait_log("the addresses changed", Duration::from_secs(3)),
         "{}",
         server.log()
     );

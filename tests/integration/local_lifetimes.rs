@@ -253,7 +253,7 @@ fn a_running_server_reissues_its_local_leaf_when_it_becomes_due_without_dropping
         "{answer}"
     );
     assert!(
-        server.log().contains("reissued"),
+        server.wait_log("reissued", Duration::from_secs(3)),
         "the reissue is logged:\n{}",
         server.log()
     );
