@@ -2,6 +2,11 @@
 
 use crate::support::client::{self, HOST};
 use crate::support::{Fixture, client::s_client};
+use rustls::client::{Tls12ClientSessionValue, Tls13ClientSessionValue};
+use rustls::pki_types::ServerName;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[test]
 fn tls_1_1_is_refused_and_1_2_and_1_3_are_accepted() {
@@ -114,6 +119,81 @@ fn sessions_resume_with_tickets() {
         Some(rustls::HandshakeKind::Full)
     );
     assert_the_next_connection_resumes(&f, config);
+}
+
+#[test]
+fn each_handshake_leaves_one_ticket_so_a_client_keeps_resuming() {
+    // A TLS 1.3 client uses a ticket once: candado sends one per handshake, resumed ones
+    // included, so every connection leaves the client a ticket for the next.
+    let f = Fixture::start("", "");
+    let tickets = Arc::new(CountingTickets::default());
+    let mut config = (*client::client_config(&f.pki.ca_pem, &[b"http/1.1"])).clone();
+    config.resumption = rustls::client::Resumption::store(tickets.clone());
+    let config = Arc::new(config);
+    for (n, kind) in [
+        rustls::HandshakeKind::Full,
+        rustls::HandshakeKind::Resumed,
+        rustls::HandshakeKind::Resumed,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut conn = client::connect(f.server.https, HOST, config.clone()).unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "connection {n}");
+        assert_eq!(conn.conn.handshake_kind(), Some(kind), "connection {n}");
+        assert_eq!(tickets.received(), n + 1, "tickets after connection {n}");
+    }
+}
+
+/// rustls's client session cache, counting the TLS 1.3 tickets it is given.
+#[derive(Debug)]
+struct CountingTickets {
+    cache: rustls::client::ClientSessionMemoryCache,
+    received: AtomicUsize,
+}
+
+impl Default for CountingTickets {
+    fn default() -> Self {
+        CountingTickets {
+            cache: rustls::client::ClientSessionMemoryCache::new(32),
+            received: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl CountingTickets {
+    fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingTickets {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.cache.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.cache.kx_hint(name)
+    }
+    fn set_tls12_session(&self, name: ServerName<'static>, v: Tls12ClientSessionValue) {
+        self.cache.set_tls12_session(name, v)
+    }
+    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.cache.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.cache.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(&self, name: ServerName<'static>, v: Tls13ClientSessionValue) {
+        self.received.fetch_add(1, Ordering::SeqCst);
+        self.cache.insert_tls13_ticket(name, v)
+    }
+    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        self.cache.take_tls13_ticket(name)
+    }
 }
 
 #[test]
