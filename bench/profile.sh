@@ -15,12 +15,12 @@
 #                                        at its peak by call site (valgrind massif, 1000 conns;
 #                                        the RSS printed then is valgrind's, not candado's)
 #
-# SCENARIO: static_h2 | static_keepalive_h1 | proxy_keepalive_h1, and for perf and syscalls
-# also handshake_full | handshake_resumed (counts are then handshakes). Needs the harness set up
-# once (scripts/bench does it), a candado binary with symbols (CANDADO_BIN, default
-# target/release/candado; build with CARGO_PROFILE_RELEASE_STRIP=false), perf, strace and
-# heaptrack. Output goes to OUT (default target/bench/profile/<mode>-<scenario>). Every load
-# run is bounded by `timeout`; only processes started here are stopped, by PID.
+# SCENARIO: static_h2 | static_keepalive_h1 | proxy_keepalive_h1, and for perf, syscalls and
+# instructions also handshake_full | handshake_resumed (counts are then handshakes). Needs the
+# harness set up once (scripts/bench does it), a candado binary with symbols (CANDADO_BIN,
+# default target/release/candado; build with CARGO_PROFILE_RELEASE_STRIP=false), perf, strace
+# and heaptrack. Output goes to OUT (default target/bench/profile/<mode>-<scenario>). Every
+# load run is bounded by `timeout`; only processes started here are stopped, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -152,26 +152,35 @@ case "$mode" in
         # hardware counters for perf).
         # Two runs, of N and 11*N requests: the difference over the difference cancels
         # start-up and shutdown. Valgrind runs the threads one at a time, ~50x slower.
+        # Handshakes: two runs of the harness's client, for 2 and 12 s (PROFILE_HS_SECS), over
+        # the difference in handshakes it made.
         n1=${PROFILE_N:-2000}
-        refs=()
-        for n in "$n1" $((n1 * 11)); do
+        case "$scenario" in
+            handshake_*) runs=(2 "${PROFILE_HS_SECS:-12}") unit=handshake ;;
+            *) runs=("$n1" $((n1 * 11))) unit=request ;;
+        esac
+        refs=() counts=()
+        for r in "${runs[@]}"; do
             start_candado valgrind --tool=cachegrind --cache-sim=no --branch-sim=no \
-                --cachegrind-out-file="$out/cachegrind.$n"
-            ok=$(count "$n")
+                --cachegrind-out-file="$out/cachegrind.$r"
+            case "$unit" in
+                handshake) ok=$(load "$r") n=${ok:-0} ;;
+                *) ok=$(count "$r") n=$r ;;
+            esac
             kill -TERM "$spid" 2>/dev/null || true  # gone already if it crashed
             for _ in $(seq 1 300); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
             ref=$(awk '/I *refs:/{gsub(",", "", $NF); print $NF}' "$out/server.out")
-            if [ "${ok:-0}" != "$n" ] || [ -z "$ref" ]; then
-                echo "instructions: the run of $n requests did not complete (${ok:-0} answered;" \
+            if [ "${ok:-0}" != "$n" ] || [ "$n" = 0 ] || [ -z "$ref" ]; then
+                echo "instructions: the run of $r did not complete (${ok:-0} answered;" \
                     "valgrind's count: ${ref:-none}); see $out/server.out and $out/load.txt" >&2
                 exit 1
             fi
-            refs+=("$ref")
+            refs+=("$ref") counts+=("$n")
         done
         {
-            echo "requests: $n1 and $((n1 * 11)); instructions: ${refs[*]}"
-            awk -v a="${refs[0]}" -v b="${refs[1]}" -v n="$((n1 * 10))" \
-                'BEGIN {printf "  %.0f instructions per request\n", (b - a) / n}'
+            echo "${unit}s: ${counts[*]}; instructions: ${refs[*]}"
+            awk -v a="${refs[0]}" -v b="${refs[1]}" -v n="$((counts[1] - counts[0]))" -v u="$unit" \
+                'BEGIN {printf "  %.0f instructions per %s\n", (b - a) / n, u}'
         } | tee "$out/summary.txt"
         ;;
     callers)
