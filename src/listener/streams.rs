@@ -85,9 +85,11 @@ impl<C: Future> Future for WithStreams<C> {
                 this.gathered.send_gathered(cx);
                 return Poll::Ready(done);
             }
-            let new = std::mem::take(&mut *lock(&this.queue.0.new));
+            // Drained, not taken: the queue keeps its room for the next turn's streams.
+            let mut new = lock(&this.queue.0.new);
             let started = !new.is_empty();
-            this.running.extend(new);
+            this.running.extend(new.drain(..));
+            drop(new);
             let mut finished = false;
             while let Poll::Ready(Some(())) = this.running.poll_next_unpin(cx) {
                 finished = true;
