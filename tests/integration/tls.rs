@@ -106,7 +106,6 @@ fn assert_the_next_connection_resumes(f: &Fixture, config: std::sync::Arc<rustls
 fn sessions_resume_with_tickets() {
     let f = Fixture::start("", "");
     let config = client::client_config(&f.pki.ca_pem, &[b"http/1.1"]);
-    use std::io::{Read, Write};
     // TLS 1.3 tickets arrive after the handshake: make one request so they are read.
     let mut first = client::connect(f.server.https, HOST, config.clone()).unwrap();
     first
@@ -203,7 +202,6 @@ fn a_connection_that_sends_no_request_still_gets_tickets_to_resume_with() {
     // them at once.
     let f = Fixture::start("", "");
     let config = client::client_config(&f.pki.ca_pem, &[b"http/1.1"]);
-    use std::io::Read;
     let mut first = client::connect(f.server.https, HOST, config.clone()).unwrap();
     first
         .sock
