@@ -108,11 +108,7 @@ fn sessions_resume_with_tickets() {
     let config = client::client_config(&f.pki.ca_pem, &[b"http/1.1"]);
     // TLS 1.3 tickets arrive after the handshake: make one request so they are read.
     let mut first = client::connect(f.server.https, HOST, config.clone()).unwrap();
-    first
-        .write_all(b"GET / HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut sink = Vec::new();
-    let _ = first.read_to_end(&mut sink);
+    get_and_close(&mut first);
     assert_eq!(
         first.conn.handshake_kind(),
         Some(rustls::HandshakeKind::Full)
@@ -138,14 +134,21 @@ fn each_handshake_leaves_one_ticket_so_a_client_keeps_resuming() {
     .enumerate()
     {
         let mut conn = client::connect(f.server.https, HOST, config.clone()).unwrap();
-        conn.write_all(b"GET / HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = Vec::new();
-        let _ = conn.read_to_end(&mut answer);
+        let answer = get_and_close(&mut conn);
         assert!(answer.starts_with(b"HTTP/1.1 200"), "connection {n}");
         assert_eq!(conn.conn.handshake_kind(), Some(kind), "connection {n}");
         assert_eq!(tickets.received(), n + 1, "tickets after connection {n}");
     }
+}
+
+/// Asks for `/` on `conn` and reads the answer to the server's close: the TLS 1.3 tickets
+/// that came with it are then in the client's session store.
+fn get_and_close(conn: &mut client::Tls) -> Vec<u8> {
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    answer
 }
 
 /// rustls's client session cache, counting the TLS 1.3 tickets it is given.
