@@ -4,6 +4,7 @@
 
 pub(crate) mod client_auth;
 pub(crate) mod front;
+mod key_schedule;
 pub(crate) mod resolver;
 
 pub(crate) use client_auth::ClientIdentity;
@@ -39,6 +40,9 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     // first choice it supports, so browsers (hybrid first) get it and X25519-only clients get
     // X25519 in one round trip (tls::tests checks both; benches/hot_paths measures the cost).
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // TLS 1.3 suites derive their keys with each secret's HMAC key set up once.
+    let suites = provider.cipher_suites.into_iter();
+    provider.cipher_suites = suites.map(key_schedule::prepared).collect();
     provider.cipher_suites.sort_by_key(suite_rank);
     Arc::new(provider)
 }
