@@ -3,7 +3,7 @@
 //! The aws-lc-rs provider derives every secret and key with one call to aws-lc's `HKDF_expand`,
 //! which sets up an HMAC key from the secret each time (a hash of its inner and of its outer
 //! pad); a secret made by HKDF-Extract is even extracted again for each label derived from it.
-//! A handshake derives about twenty-five labels from nine secrets. rustls's `HkdfUsingHmac`
+//! A handshake derives about two dozen labels from nine secrets. rustls's `HkdfUsingHmac`
 //! keeps each secret as a prepared HMAC key and copies it for each label, so a label costs only
 //! its own blocks. The outputs are the same bytes (HKDF is HMAC by definition); only the work
 //! to reach them differs.
@@ -55,12 +55,9 @@ static HKDF_SHA384: HkdfUsingHmac<'static> = HkdfUsingHmac(&PreparedHmac(&hmac::
 static SUITES: LazyLock<Vec<SupportedCipherSuite>> = LazyLock::new(|| {
     rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES
         .iter()
-        .filter_map(|suite| match suite {
-            SupportedCipherSuite::Tls13(s) => Some(SupportedCipherSuite::Tls13(Box::leak(
-                Box::new(with_prepared_keys(s)?),
-            ))),
-            SupportedCipherSuite::Tls12(_) => None,
-        })
+        .filter_map(SupportedCipherSuite::tls13)
+        .filter_map(with_prepared_keys)
+        .map(|suite| SupportedCipherSuite::Tls13(Box::leak(Box::new(suite))))
         .collect()
 });
 
