@@ -307,6 +307,10 @@ impl<S> Tracked<S> {
         &self.inner
     }
 
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Whether the stream ended hyper's connection by parking (then it is still open), and
     /// makes it an ordinary stream again.
     pub(crate) fn take_parked(&mut self) -> bool {

@@ -37,13 +37,49 @@ use crate::tls::ALPN_H2;
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 pub(crate) async fn serve_tls(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     front: &crate::tls::TlsFront,
     router: Arc<Router>,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) {
+    // The handshake's future ends before the connection's starts: a task keeps room for the
+    // largest state it awaits, and for every value still to be dropped at each `.await`, so
+    // what only the handshake needed would otherwise be kept for the connection's life.
+    let Some(https) = accept(tcp, peer, front, &router, ctx, &shutdown).await else {
+        return;
+    };
+    let Https {
+        tls,
+        info,
+        h2,
+        settings,
+        open: _open,
+    } = https;
+    serve_https(tls, info, h2, router, settings, shutdown).await
+}
+
+/// An HTTPS connection whose handshake is done, and what it is served with.
+struct Https {
+    tls: Box<Tls>,
+    info: Arc<ConnInfo>,
+    h2: bool,
+    settings: Arc<ConnSettings>,
+    /// Counts the connection as open, by protocol, while it lives.
+    open: crate::observe::OpenConnection,
+}
+
+/// The first read and the handshake. `None` when the connection is done with: it failed,
+/// was an ACME validation, or was plain HTTP (answered here with redirects).
+async fn accept(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    front: &crate::tls::TlsFront,
+    router: &Arc<Router>,
+    ctx: Arc<ListenerCtx>,
+    shutdown: &CancellationToken,
+) -> Option<Https> {
     let settings = ctx.settings.load_full();
     let deadline = Instant::now() + settings.timeouts.handshake;
     // The first bytes are read, not peeked at: the TLS stream is given them back (one
@@ -51,17 +87,19 @@ pub(crate) async fn serve_tls(
     let mut first = Vec::with_capacity(FIRST_READ);
     match timeout_at(deadline, tcp.read_buf(&mut first)).await {
         Ok(Ok(1..)) => {}
-        _ => return,
+        _ => return None,
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         tracing::debug!(%peer, "plain HTTP on the TLS port: answering with a redirect");
         let wire = Wire::plain(tcp, first);
-        return Box::pin(serve_plain(wire, peer, router, ctx, shutdown)).await;
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        Box::pin(serve_plain(wire, peer, router, ctx, shutdown)).await;
+        return None;
     }
     // Boxed, like the other branches that do not last: the connection's task keeps, for its
     // whole life, room for the largest state it ever awaits, and an idle HTTP/1.1 connection
     // should cost only its own.
-    let handshake = Box::pin(front.accept(Wire::tls(tcp, first)));
+    let handshake = Box::pin(front.accept_http(Wire::tls(tcp, first)));
     let (mut tls, agreed) = match timeout_at(deadline, handshake).await {
         // Boxed here, in the arm: the TLS stream (1.2 KiB) is moved on from this point, and a
         // task keeps room for every place a value it still owns was moved through.
@@ -70,7 +108,7 @@ pub(crate) async fn serve_tls(
             let site = e.profile.and_then(|i| router.sites().get(i));
             let site = site.map_or("-", |s| s.site.primary_name());
             metrics().handshake_failed(&e.error, e.refusal().as_deref(), site);
-            return match e.refusal() {
+            match e.refusal() {
                 Some(reason) => {
                     tracing::warn!(%site, client = %peer, "client certificate refused: {reason}")
                 }
@@ -79,18 +117,22 @@ pub(crate) async fn serve_tls(
                 }
                 None => tracing::debug!(%peer, error = %e.error, "TLS handshake failed"),
             };
+            return None;
         }
         Err(_) => {
             metrics().handshakes.failed(HandshakeFailure::Timeout);
-            return tracing::debug!(%peer, "TLS handshake timed out");
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return None;
         }
     };
     if agreed.is_acme_validation() {
-        return tracing::debug!(%peer, sni = ?agreed.sni, "answered an ACME TLS-ALPN-01 validation");
+        tracing::debug!(%peer, sni = ?agreed.sni, "answered an ACME TLS-ALPN-01 validation");
+        return None;
     }
     if timeout_at(deadline, settle(&mut tls)).await.is_err() {
         metrics().handshakes.failed(HandshakeFailure::Timeout);
-        return tracing::debug!(%peer, "TLS handshake timed out sending session tickets");
+        tracing::debug!(%peer, "TLS handshake timed out sending session tickets");
+        return None;
     }
     metrics().handshakes.done(
         agreed.version_name(),
@@ -98,7 +140,7 @@ pub(crate) async fn serve_tls(
         agreed.resumed,
     );
     let h2 = agreed.alpn.as_deref() == Some(ALPN_H2);
-    let _open = ctx
+    let open = ctx
         .gauges
         .open(if h2 { Protocol::H2 } else { Protocol::H1 });
     tracing::debug!(
@@ -111,7 +153,7 @@ pub(crate) async fn serve_tls(
         resumed = agreed.resumed,
         "TLS handshake done"
     );
-    let info = ConnInfo {
+    let info = Arc::new(ConnInfo {
         peer,
         tls_version: agreed.version_name(),
         local_port: ctx.local_port,
@@ -120,16 +162,22 @@ pub(crate) async fn serve_tls(
         client: agreed.client,
         upgrade_idle: settings.timeouts.upgrade_idle,
         peer_value: Default::default(),
-    };
-    serve_https(tls, info, h2, router, &settings, shutdown).await
+    });
+    Some(Https {
+        tls,
+        info,
+        h2,
+        settings,
+        open,
+    })
 }
 
 async fn serve_https(
     stream: Box<Tls>,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
     h2: bool,
     router: Arc<Router>,
-    settings: &ConnSettings,
+    settings: Arc<ConnSettings>,
     shutdown: CancellationToken,
 ) {
     let activity = Activity::new();
@@ -140,7 +188,6 @@ async fn serve_https(
         tracked = tracked.with_framing(FramingScanner::new(ambiguous.clone()));
     }
     let gauges = info.gauges.clone();
-    let info = Arc::new(info);
     let act = activity.clone();
     let served = Arc::new(AtomicU64::new(0));
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
@@ -157,7 +204,7 @@ async fn serve_https(
             Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
         }
     });
-    let (t, limits) = (settings.timeouts, settings.limits);
+    let (t, limits) = (&settings.timeouts, &settings.limits);
     if h2 {
         let (io, gathered) = Gathered::new(tracked);
         let streams = StreamQueue::default();
@@ -176,34 +223,41 @@ async fn serve_https(
             streams,
             gathered,
         ));
-        drive(conn.as_mut(), &activity, &t, None, &shutdown).await;
+        drive(conn.as_mut(), &activity, t, None, &shutdown).await;
     } else {
-        let mut h1 = http1::Builder::new();
-        // `header_read` is enforced by `drive`, from the framing scanner's view of where heads
-        // begin and end: hyper's own deadline is a timer armed and cancelled per request.
-        h1.header_read_timeout(None)
-            .max_header_size(limits.max_head_bytes());
         loop {
-            // Boxed so that hyper's connection, and its buffers, are gone while parked.
-            let mut conn = Box::new(
-                h1.serve_connection(TokioIo::new(tracked), svc.clone())
-                    .with_upgrades(),
-            );
-            let park = Some(PARK_AFTER);
-            if !drive(Pin::new(&mut *conn), &activity, &t, park, &shutdown).await {
-                return;
-            }
+            // Boxed so that hyper's connection, and its buffers, are gone while parked (the box
+            // too: it is dropped at the end of this block).
+            let parts = {
+                let mut conn = Box::new(
+                    http1::Builder::new()
+                        // `header_read` is enforced by `drive`, from the framing scanner's
+                        // view of where heads begin and end: hyper's own deadline is a timer
+                        // armed and cancelled per request.
+                        .header_read_timeout(None)
+                        .max_header_size(limits.max_head_bytes())
+                        .serve_connection(TokioIo::new(tracked), svc.clone())
+                        .with_upgrades(),
+                );
+                let park = Some(PARK_AFTER);
+                if !drive(Pin::new(&mut *conn), &activity, t, park, &shutdown).await {
+                    return;
+                }
+                conn.into_parts()
+            };
             // `None` after an upgrade: the stream went to the WebSocket. What hyper had read
             // and not used is empty: a stream parks only between whole requests.
-            tracked = match conn.into_parts() {
+            tracked = match parts {
                 Some(parts) => parts.io.into_inner(),
                 None => return,
             };
             if !tracked.take_parked() {
                 return;
             }
+            // The TLS stream's buffers go too: a parked connection keeps its keys only.
+            tracked.get_mut().release_buffers();
             let waiting = gauges.waiting();
-            let next = next_request(&tracked, &activity, &t, &shutdown).await;
+            let next = next_request(&tracked, &activity, t, &shutdown).await;
             drop(waiting);
             if !next {
                 // Idle for the idle timeout, or the server is stopping: goodbye, as hyper says it.
@@ -224,7 +278,7 @@ const PARK_AFTER: Duration = Duration::from_millis(500);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The TLS stream of an accepted connection.
-type Tls = tokio_rustls::server::TlsStream<Wire>;
+type Tls = crate::tls::stream::TlsStream<Wire>;
 
 /// How much the first read of a connection takes: a whole ClientHello as a rule (post-quantum
 /// key shares make Chrome's about 1.8 KB), as rustls would read it.
@@ -234,11 +288,8 @@ const FIRST_READ: usize = 4096;
 /// with the first response when the client's request came with its Finished, and now when it
 /// did not (a client that only connects, to resume later, must get them).
 async fn settle(tls: &mut Tls) {
-    let (wire, session) = tls.get_mut();
-    let waiting = session
-        .process_new_packets()
-        .is_ok_and(|io| io.plaintext_bytes_to_read() > 0);
-    if let Err(e) = wire.settle(waiting).await {
+    let waiting = tls.has_plaintext();
+    if let Err(e) = tls.get_mut().settle(waiting).await {
         tracing::debug!(error = %e, "could not send the session tickets");
     }
 }
@@ -252,7 +303,7 @@ async fn next_request(
     t: &Timeouts,
     shutdown: &CancellationToken,
 ) -> bool {
-    let (wire, _) = tracked.get_ref().get_ref();
+    let wire = tracked.get_ref().get_ref();
     tokio::select! {
         ready = wire.tcp().readable() => ready.is_ok(),
         _ = sleep_until(activity.idle_deadline(t.idle.min(t.header_read))) => false,

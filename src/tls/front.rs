@@ -8,9 +8,9 @@
 use std::io;
 use std::sync::Arc;
 
-use rustls::server::{Acceptor, ServerConfig, ServerConnection};
-use rustls::{CipherSuite, HandshakeKind, NamedGroup, ProtocolVersion};
-use tokio::io::{AsyncRead, AsyncWrite};
+use rustls::server::{Accepted, Acceptor, ClientHello, ServerConfig};
+use rustls::{CipherSuite, CommonState, HandshakeKind, NamedGroup, ProtocolVersion};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
@@ -63,7 +63,8 @@ impl TlsFront {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let (stream, profile) = self.handshake(io).await?;
-        let agreed = Handshake::of(stream.get_ref().1, profile);
+        let session = stream.get_ref().1;
+        let agreed = Handshake::of(session, session.server_name().map(str::to_owned), profile);
         Ok((stream, agreed))
     }
 
@@ -77,35 +78,116 @@ impl TlsFront {
                 Ok(stream) => Ok((stream, 0)),
                 Err(e) => Err(failed(Some(0))(e)),
             },
-            TlsFront::BySni {
-                names,
-                profiles,
-                acme,
-            } => {
+            TlsFront::BySni { .. } => {
                 let start = LazyConfigAcceptor::new(Acceptor::default(), io)
                     .await
                     .map_err(failed(None))?;
-                let hello = start.client_hello();
-                if let Some(acme) = acme
-                    && super::resolver::is_acme_validation(&hello)
-                {
-                    let stream = start.into_stream(acme.clone()).await;
-                    return stream.map(|s| (s, 0)).map_err(failed(None));
-                }
-                let Some((i, config)) = names
-                    .get(hello.server_name())
-                    .and_then(|&i| Some((i, profiles.get(i)?.clone())))
-                else {
-                    let name = hello.server_name().map(str::to_owned);
-                    let e = io::Error::new(io::ErrorKind::InvalidData, UnknownName(name));
-                    return Err(failed(None)(e));
-                };
+                let (i, config) = self.choose(&start.client_hello()).map_err(failed(None))?;
                 let stream = start.into_stream(config).await.map_err(failed(Some(i)))?;
                 Ok((stream, i))
             }
         }
     }
+
+    /// Runs the server side of the handshake of an HTTPS connection, on a TLS stream that
+    /// can give its buffers back while the connection waits (tunnels use [`Self::accept`]).
+    /// The SNI is known when the listener chose a profile by it, or when debug logs are on.
+    pub(crate) async fn accept_http<IO>(
+        &self,
+        mut io: IO,
+    ) -> Result<(super::stream::TlsStream<IO>, Handshake), HandshakeError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let failed = |profile| move |error| HandshakeError { error, profile };
+        let by_sni = matches!(self, TlsFront::BySni { .. });
+        let (profile, config, sni, received) = if by_sni || tracing::enabled!(tracing::Level::DEBUG)
+        {
+            let (accepted, received) = read_client_hello(&mut io).await.map_err(failed(None))?;
+            let hello = accepted.client_hello();
+            let (i, config) = self.choose(&hello).map_err(failed(None))?;
+            let sni = hello.server_name().map(str::to_owned);
+            (i, config, sni, received)
+        } else {
+            let TlsFront::Single(acceptor) = self else {
+                unreachable!("a listener with one profile")
+            };
+            (0, acceptor.config().clone(), None, Vec::new())
+        };
+        let stream = super::stream::TlsStream::accept(io, config, received)
+            .await
+            .map_err(failed(Some(profile)))?;
+        let agreed = Handshake::of(stream.session(), sni, profile);
+        Ok((stream, agreed))
+    }
+
+    /// The profile a ClientHello gets: by its SNI, or the validation configuration for an
+    /// ACME TLS-ALPN-01 validation when the profiles ask for client certificates.
+    fn choose(&self, hello: &ClientHello<'_>) -> io::Result<(usize, Arc<ServerConfig>)> {
+        let (names, profiles, acme) = match self {
+            TlsFront::Single(acceptor) => return Ok((0, acceptor.config().clone())),
+            TlsFront::BySni {
+                names,
+                profiles,
+                acme,
+            } => (names, profiles, acme),
+        };
+        if let Some(acme) = acme
+            && super::resolver::is_acme_validation(hello)
+        {
+            return Ok((0, acme.clone()));
+        }
+        names
+            .get(hello.server_name())
+            .and_then(|&i| Some((i, profiles.get(i)?.clone())))
+            .ok_or_else(|| {
+                let name = hello.server_name().map(str::to_owned);
+                io::Error::new(io::ErrorKind::InvalidData, UnknownName(name))
+            })
+    }
 }
+
+/// Reads a connection's ClientHello, to choose its configuration before the handshake goes
+/// on; the bytes read, which the handshake then starts from. A ClientHello rustls refuses is
+/// answered with its alert.
+async fn read_client_hello<IO>(io: &mut IO) -> io::Result<(Accepted, Vec<u8>)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut acceptor = Acceptor::default();
+    let mut received = Vec::new();
+    loop {
+        let start = received.len();
+        if start >= MAX_CLIENT_HELLO {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "ClientHello too large",
+            ));
+        }
+        received.resize(start + 4096, 0);
+        let n = io.read(&mut received[start..]).await?;
+        received.truncate(start + n);
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut fresh = &received[start..];
+        while !fresh.is_empty() && acceptor.read_tls(&mut fresh)? > 0 {}
+        match acceptor.accept() {
+            Ok(Some(accepted)) => return Ok((accepted, received)),
+            Ok(None) => {}
+            Err((e, mut alert)) => {
+                let mut out = Vec::new();
+                if alert.write(&mut out).is_ok() {
+                    let _ = io.write_all(&out).await;
+                }
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+    }
+}
+
+/// rustls's limit on a handshake message (64 KiB), with room for its record headers.
+const MAX_CLIENT_HELLO: usize = 0xffff + 4096;
 
 /// What a finished handshake agreed on: everything the HTTP and tunnel paths (and later
 /// protocols) need to know about the TLS connection, read once.
@@ -124,10 +206,10 @@ pub(crate) struct Handshake {
 }
 
 impl Handshake {
-    fn of(session: &ServerConnection, profile: usize) -> Self {
+    fn of(session: &CommonState, sni: Option<String>, profile: usize) -> Self {
         Handshake {
             profile,
-            sni: session.server_name().map(str::to_owned),
+            sni,
             alpn: session.alpn_protocol().map(<[u8]>::to_vec),
             version: session.protocol_version(),
             cipher: session.negotiated_cipher_suite().map(|s| s.suite()),
@@ -200,7 +282,8 @@ mod tests {
     /// A front with one profile that requires client certificates, and the validation
     /// configuration beside it; a client offering `alpn` to it (trusting the server's
     /// self-signed certificate): the ALPN it got, and whether it was asked for a certificate.
-    async fn handshake(alpn: &[u8]) -> (Option<Vec<u8>>, bool) {
+    /// `http`: the HTTPS listener's handshake ([`TlsFront::accept_http`]), else a tunnel's.
+    async fn handshake(alpn: &[u8], http: bool) -> (Option<Vec<u8>>, bool) {
         let p = provider();
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
@@ -243,7 +326,12 @@ mod tests {
             .with_client_cert_resolver(asked.clone());
         client.alpn_protocols = vec![alpn.to_vec()];
         let (near, far) = tokio::io::duplex(64 * 1024);
-        let server = tokio::spawn(async move { front.accept(far).await.map(drop) });
+        let server = tokio::spawn(async move {
+            match http {
+                true => front.accept_http(far).await.map(|(_, agreed)| agreed),
+                false => front.accept(far).await.map(|(_, agreed)| agreed),
+            }
+        });
         let name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
             .connect(name, near)
@@ -251,18 +339,24 @@ mod tests {
             .unwrap();
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         drop(tls);
-        let _ = server.await;
+        // What the server says was agreed is what the client got, SNI included.
+        if let Ok(Ok(agreed)) = server.await {
+            assert_eq!(agreed.alpn, alpn);
+            assert_eq!(agreed.sni.as_deref(), Some("a.test"));
+        }
         (alpn, asked.0.load(Ordering::SeqCst))
     }
 
     #[tokio::test]
     async fn acme_validations_are_never_asked_for_a_client_certificate() {
-        let (alpn, asked) = handshake(crate::tls::ACME_TLS_ALPN).await;
-        assert_eq!(alpn.as_deref(), Some(crate::tls::ACME_TLS_ALPN));
-        assert!(!asked, "the validation was asked for a client certificate");
-        // The site's own handshakes are.
-        let (alpn, asked) = handshake(crate::tls::ALPN_H2).await;
-        assert_eq!(alpn.as_deref(), Some(crate::tls::ALPN_H2));
-        assert!(asked);
+        for http in [true, false] {
+            let (alpn, asked) = handshake(crate::tls::ACME_TLS_ALPN, http).await;
+            assert_eq!(alpn.as_deref(), Some(crate::tls::ACME_TLS_ALPN));
+            assert!(!asked, "the validation was asked for a client certificate");
+            // The site's own handshakes are.
+            let (alpn, asked) = handshake(crate::tls::ALPN_H2, http).await;
+            assert_eq!(alpn.as_deref(), Some(crate::tls::ALPN_H2));
+            assert!(asked);
+        }
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod client_auth;
 pub(crate) mod front;
 mod key_schedule;
 pub(crate) mod resolver;
+pub(crate) mod stream;
 
 pub(crate) use client_auth::ClientIdentity;
 pub(crate) use front::TlsFront;
