@@ -104,9 +104,15 @@ impl Activity {
     }
 
     /// Asks the connection's [`Tracked`] stream to end hyper's connection at its next read
-    /// that finds nothing, if by then nothing is in flight.
+    /// that finds nothing, if by then nothing is in flight (HTTP/1.1), or to let its buffers
+    /// go (HTTP/2, which does not park).
     pub(crate) fn request_park(&self) {
         self.park.store(true, Ordering::Relaxed);
+    }
+
+    /// When bytes last moved (a stamp to compare, not a time).
+    pub(crate) fn last_moved(&self) -> u64 {
+        self.last_ms.load(Ordering::Relaxed)
     }
 
     /// No request is being handled and no response body is being sent (or was aborted: its
@@ -316,7 +322,9 @@ impl<S> Tracked<S> {
     pub(crate) fn take_parked(&mut self) -> bool {
         std::mem::take(&mut self.parked)
     }
+}
 
+impl<S: Buffers> Tracked<S> {
     /// A read found nothing: park if asked to and nothing would be cut short. Only a scanned
     /// (HTTP/1.1) stream knows where requests end, so only it parks.
     fn parks_now(&mut self) -> bool {
@@ -324,6 +332,9 @@ impl<S> Tracked<S> {
             return false;
         }
         let Some(scanner) = &mut self.framing else {
+            // HTTP/2 does not park: its stream lets its buffers go instead.
+            self.activity.park.store(false, Ordering::Relaxed);
+            self.inner.release_buffers();
             return false;
         };
         if !scanner.at_boundary() || !self.activity.is_quiet() {
@@ -336,7 +347,24 @@ impl<S> Tracked<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+/// A stream that can let its buffers go while its connection waits for the client.
+pub(crate) trait Buffers {
+    fn release_buffers(&mut self) {}
+}
+
+impl Buffers for Box<crate::tls::stream::TlsStream<super::wire::Wire>> {
+    fn release_buffers(&mut self) {
+        crate::tls::stream::TlsStream::release_buffers(self)
+    }
+}
+
+/// Plain HTTP's streams hold no buffer of their own.
+impl Buffers for super::wire::Wire {}
+impl Buffers for tokio::net::TcpStream {}
+#[cfg(test)]
+impl Buffers for tokio::io::DuplexStream {}
+
+impl<S: AsyncRead + Buffers + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -514,6 +542,39 @@ mod tests {
         assert_eq!(&got, b"answer");
         // Without a new request, it never parks again.
         assert!(waits(&mut t).await);
+        assert!(!t.take_parked());
+    }
+
+    /// A stream that counts the times it was asked to let its buffers go.
+    struct Counted(DuplexStream, usize);
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl Buffers for Counted {
+        fn release_buffers(&mut self) {
+            self.1 += 1;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_does_not_park_lets_its_buffers_go_once_when_asked() {
+        let activity = Activity::new();
+        let (_client, far) = tokio::io::duplex(64);
+        let mut t = Tracked::new(Counted(far, 0), activity.clone());
+        activity.request_park();
+        for _ in 0..2 {
+            let read = timeout(WAIT, t.read(&mut [0u8; 16])).await;
+            assert!(read.is_err(), "a stream without framing never parks");
+        }
+        assert_eq!(t.get_ref().1, 1);
         assert!(!t.take_parked());
     }
 

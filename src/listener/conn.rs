@@ -223,7 +223,8 @@ async fn serve_https(
             streams,
             gathered,
         ));
-        drive(conn.as_mut(), &activity, t, None, &shutdown).await;
+        // An HTTP/2 connection quiet that long lets its TLS buffers go (it does not park).
+        drive(conn.as_mut(), &activity, t, Some(PARK_AFTER), &shutdown).await;
     } else {
         loop {
             // Boxed so that hyper's connection, and its buffers, are gone while parked (the box
@@ -270,8 +271,9 @@ async fn serve_https(
 
 /// An HTTP/1.1 connection that has moved no byte for this long (between requests, with
 /// nothing in flight) gives up hyper's buffers until its next request arrives: an idle
-/// keep-alive connection costs its TLS state only. Browsers keep connections idle for
-/// minutes; a busy connection never waits this long between requests.
+/// keep-alive connection costs its TLS state only. An HTTP/2 one gives up its TLS buffers.
+/// Browsers keep connections idle for minutes; a busy connection never waits this long
+/// between requests.
 const PARK_AFTER: Duration = Duration::from_millis(500);
 
 /// How long a closing connection may take to send its TLS close_notify.
@@ -319,7 +321,7 @@ pub(crate) async fn serve_plain<IO>(
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + super::activity::Buffers + Unpin + Send + 'static,
 {
     let settings = ctx.settings.load_full();
     let _open = ctx.gauges.open(Protocol::H1);
@@ -361,6 +363,10 @@ trait Drain: Future<Output = Result<(), hyper::Error>> {
     /// How long a stalled connection has to say goodbye before it is closed: an HTTP/2
     /// GOAWAY needs a moment; HTTP/1.1 has nothing to say.
     const STALLED_GRACE: Duration;
+
+    /// Whether a park request ends it (HTTP/1.1, see [`Tracked`]). One that does not park
+    /// (HTTP/2) lets its TLS buffers go instead, once per quiet spell.
+    const PARKS: bool;
 }
 
 impl<I, S, B> Drain for http1::UpgradeableConnection<I, S>
@@ -376,6 +382,7 @@ where
     }
 
     const STALLED_GRACE: Duration = Duration::ZERO;
+    const PARKS: bool = true;
 }
 
 impl<I, S, B, E> Drain for http2::Connection<I, S, E>
@@ -392,6 +399,7 @@ where
     }
 
     const STALLED_GRACE: Duration = Duration::from_secs(1);
+    const PARKS: bool = false;
 }
 
 impl<C: Drain> Drain for WithStreams<C> {
@@ -400,6 +408,7 @@ impl<C: Drain> Drain for WithStreams<C> {
     }
 
     const STALLED_GRACE: Duration = C::STALLED_GRACE;
+    const PARKS: bool = C::PARKS;
 }
 
 /// Runs a connection to its end, draining it when it has been idle too long or when the
@@ -418,6 +427,11 @@ async fn drive<C: Drain>(
     let mut draining = false;
     // Set once the connection is stalled: it gets a moment to send its GOAWAY, then goes.
     let mut close_at: Option<Instant> = None;
+    // When bytes last moved as of the last park request. A connection that does not park is
+    // asked once per quiet spell: an idle HTTP/2 connection is not woken every `park_after`
+    // to let go of nothing. (One that parks is looked at again until it does.)
+    let mut asked_at: Option<u64> = None;
+    let ask_again = |asked_at: Option<u64>| C::PARKS || asked_at != Some(activity.last_moved());
     // One timer for the connection's life, moved only when its deadline changes: a timer
     // made anew on every turn of this loop was a timer-wheel insert (and, being the soonest,
     // a wake-up of the I/O driver) per proxied request.
@@ -469,13 +483,17 @@ async fn drive<C: Drain>(
                     tracing::debug!("closed a connection that did not finish closing");
                     return false;
                 } else if !draining
+                    && ask_again(asked_at)
                     && park_after.is_some_and(|p| activity.is_idle(p))
                     && activity.is_quiet()
                 {
-                    // Polled again as the loop comes round: hyper's next read parks.
+                    // Polled again as the loop comes round: hyper's next read parks (HTTP/1.1)
+                    // or lets the TLS buffers go (HTTP/2).
                     activity.request_park();
+                    asked_at = Some(activity.last_moved());
                 }
-                let next = next_check(activity, t, park_after, writes.next_check);
+                let park = park_after.filter(|_| ask_again(asked_at));
+                let next = next_check(activity, t, park, writes.next_check);
                 check.as_mut().reset(close_at.unwrap_or(next));
             }
         }
