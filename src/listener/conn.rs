@@ -452,7 +452,13 @@ async fn drive<C: Drain>(
             // A response is being sent where none was: it cannot stall before a write
             // timeout from now, so look then at the latest.
             _ = activity.first_response.notified(), if close_at.is_none() => {
-                let due = Instant::now() + t.write;
+                let now = Instant::now();
+                let mut due = now + t.write;
+                // A connection that does not park looks again a park delay after a burst
+                // begins, to let its buffers go once the burst is over.
+                if let Some(p) = park_after.filter(|_| !C::PARKS) {
+                    due = due.min(now + p);
+                }
                 if due < check.deadline() {
                     check.as_mut().reset(due);
                 }
@@ -522,4 +528,105 @@ fn next_check(
         _ => due,
     };
     writes.map_or(due, |w| w.min(due))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::activity::Buffers;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{DuplexStream, ReadBuf};
+
+    /// A stream that counts the times it was asked to let its buffers go.
+    struct Counted(DuplexStream, Arc<AtomicUsize>);
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl Buffers for Counted {
+        fn release_buffers(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A connection that only reads, as an HTTP/2 one between requests: it does not park.
+    struct Reads(Tracked<Counted>);
+
+    impl Future for Reads {
+        type Output = Result<(), hyper::Error>;
+
+        fn poll(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            use std::task::Poll;
+            let mut bytes = [0u8; 64];
+            loop {
+                let mut buf = ReadBuf::new(&mut bytes);
+                match Pin::new(&mut self.0).poll_read(cx, &mut buf) {
+                    Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                    Poll::Ready(_) => return Poll::Ready(Ok(())),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+    }
+
+    impl Drain for Reads {
+        fn drain(self: Pin<&mut Self>) {}
+        const STALLED_GRACE: Duration = Duration::ZERO;
+        const PARKS: bool = false;
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_does_not_park_lets_its_buffers_go_once_per_quiet_spell() {
+        let activity = Activity::new();
+        let released = Arc::new(AtomicUsize::new(0));
+        let (mut client, far) = tokio::io::duplex(64);
+        let conn = Reads(Tracked::new(
+            Counted(far, released.clone()),
+            activity.clone(),
+        ));
+        let quiet = Duration::from_millis(100);
+        let act = activity.clone();
+        let driving = tokio::spawn(async move {
+            let shutdown = CancellationToken::new();
+            let mut conn = Box::pin(conn);
+            drive(
+                conn.as_mut(),
+                &act,
+                &Timeouts::default(),
+                Some(quiet),
+                &shutdown,
+            )
+            .await
+        });
+        tokio::time::sleep(quiet * 3).await;
+        assert_eq!(released.load(Ordering::SeqCst), 1, "quiet: let go");
+        tokio::time::sleep(quiet * 4).await;
+        assert_eq!(
+            released.load(Ordering::SeqCst),
+            1,
+            "still quiet: not asked again"
+        );
+        // A burst (a request and its response), then quiet again.
+        client.write_all(b"request").await.unwrap();
+        let response = activity.watch_response(crate::http::empty());
+        drop(response);
+        tokio::time::sleep(quiet * 4).await;
+        assert_eq!(
+            released.load(Ordering::SeqCst),
+            2,
+            "quiet after a burst: let go again"
+        );
+        drop(client);
+        assert!(driving.await.unwrap(), "the connection ended by itself");
+    }
 }
