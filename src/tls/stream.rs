@@ -1,8 +1,9 @@
 //! The server side of an HTTPS connection's TLS, on rustls's unbuffered API: rustls runs the
 //! protocol, and the stream owns the buffers records are read into and written from. So an
-//! idle connection can give them back ([`TlsStream::release_buffers`]): a parked HTTP/1.1
-//! connection keeps its TLS state (about 1 KiB of keys and counters) and no buffer, where
-//! the buffered `ServerConnection` keeps its 4 KiB read buffer for the connection's life.
+//! idle connection (a parked HTTP/1.1 one, a quiet HTTP/2 one) can give them back
+//! ([`TlsStream::release_buffers`]) and keep only its TLS state (about 2.5 KiB with the
+//! record keys), where the buffered `ServerConnection` keeps a 4 KiB read buffer for the
+//! connection's life.
 //! (rustls 0.23 still encrypts each record into a `Vec` of its own, which the unbuffered API
 //! then copies into the stream's buffer: one copy more per byte written than the buffered
 //! API, measured in bench/README.md.)
