@@ -436,7 +436,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -545,8 +545,9 @@ mod tests {
         assert!(!t.take_parked());
     }
 
-    /// A stream that counts the times it was asked to let its buffers go.
-    struct Counted(DuplexStream, usize);
+    /// A stream that counts the times it was asked to let its buffers go (also used by
+    /// `conn`'s tests).
+    pub(in crate::listener) struct Counted(pub DuplexStream, pub Arc<AtomicUsize>);
 
     impl AsyncRead for Counted {
         fn poll_read(
@@ -560,7 +561,7 @@ mod tests {
 
     impl Buffers for Counted {
         fn release_buffers(&mut self) {
-            self.1 += 1;
+            self.1.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -568,13 +569,14 @@ mod tests {
     async fn a_stream_that_does_not_park_lets_its_buffers_go_once_when_asked() {
         let activity = Activity::new();
         let (_client, far) = tokio::io::duplex(64);
-        let mut t = Tracked::new(Counted(far, 0), activity.clone());
+        let released = Arc::new(AtomicUsize::new(0));
+        let mut t = Tracked::new(Counted(far, released.clone()), activity.clone());
         activity.request_park();
         for _ in 0..2 {
             let read = timeout(WAIT, t.read(&mut [0u8; 16])).await;
             assert!(read.is_err(), "a stream without framing never parks");
         }
-        assert_eq!(t.get_ref().1, 1);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
         assert!(!t.take_parked());
     }
 

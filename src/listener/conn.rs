@@ -533,28 +533,9 @@ fn next_check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::activity::Buffers;
+    use crate::listener::activity::tests::Counted;
     use std::sync::atomic::AtomicUsize;
-    use tokio::io::{DuplexStream, ReadBuf};
-
-    /// A stream that counts the times it was asked to let its buffers go.
-    struct Counted(DuplexStream, Arc<AtomicUsize>);
-
-    impl AsyncRead for Counted {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            Pin::new(&mut self.0).poll_read(cx, buf)
-        }
-    }
-
-    impl Buffers for Counted {
-        fn release_buffers(&mut self) {
-            self.1.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use tokio::io::ReadBuf;
 
     /// A connection that only reads, as an HTTP/2 one between requests: it does not park.
     struct Reads(Tracked<Counted>);
