@@ -282,8 +282,10 @@ impl Busy for Activity {
 /// It can also *park* an idle HTTP/1.1 connection: once [`Activity::request_park`] was called,
 /// a read that finds nothing, between whole requests, with nothing in flight, reports the end
 /// of the stream instead of waiting. hyper then ends its connection without writing anything
-/// (and the shutdown that follows only flushes), which frees its 16 KiB of buffers; the
-/// listener gets the stream back and serves it anew when the next request's bytes arrive.
+/// (and the shutdown that follows only flushes), which frees its 16 KiB of buffers, and the
+/// stream lets its own go ([`Buffers`]); the listener gets the stream back and serves it anew
+/// when the next request's bytes arrive. An HTTP/2 connection, which does not park, is asked
+/// the same way to let its stream's buffers go.
 pub(crate) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
@@ -313,10 +315,6 @@ impl<S> Tracked<S> {
         &self.inner
     }
 
-    pub(crate) fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
     /// Whether the stream ended hyper's connection by parking (then it is still open), and
     /// makes it an ordinary stream again.
     pub(crate) fn take_parked(&mut self) -> bool {
@@ -331,8 +329,9 @@ impl<S: Buffers> Tracked<S> {
         if !self.activity.park.load(Ordering::Relaxed) {
             return false;
         }
+        // Either way the stream's own buffers go: nothing is in them between requests.
         let Some(scanner) = &mut self.framing else {
-            // HTTP/2 does not park: its stream lets its buffers go instead.
+            // HTTP/2 does not park.
             self.activity.park.store(false, Ordering::Relaxed);
             self.inner.release_buffers();
             return false;
@@ -342,6 +341,7 @@ impl<S: Buffers> Tracked<S> {
         }
         self.activity.park.store(false, Ordering::Relaxed);
         scanner.release();
+        self.inner.release_buffers();
         self.parked = true;
         true
     }

@@ -255,8 +255,6 @@ async fn serve_https(
             if !tracked.take_parked() {
                 return;
             }
-            // The TLS stream's buffers go too: a parked connection keeps its keys only.
-            tracked.get_mut().release_buffers();
             let waiting = gauges.waiting();
             let next = next_request(&tracked, &activity, t, &shutdown).await;
             drop(waiting);

@@ -100,19 +100,17 @@ impl TlsFront {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let failed = |profile| move |error| HandshakeError { error, profile };
-        let by_sni = matches!(self, TlsFront::BySni { .. });
-        let (profile, config, sni, received) = if by_sni || tracing::enabled!(tracing::Level::DEBUG)
-        {
-            let (accepted, received) = read_client_hello(&mut io).await.map_err(failed(None))?;
-            let hello = accepted.client_hello();
-            let (i, config) = self.choose(&hello).map_err(failed(None))?;
-            let sni = hello.server_name().map(str::to_owned);
-            (i, config, sni, received)
-        } else {
-            let TlsFront::Single(acceptor) = self else {
-                unreachable!("a listener with one profile")
-            };
-            (0, acceptor.config().clone(), None, Vec::new())
+        let (profile, config, sni, received) = match self {
+            TlsFront::Single(acceptor) if !tracing::enabled!(tracing::Level::DEBUG) => {
+                (0, acceptor.config().clone(), None, Vec::new())
+            }
+            _ => {
+                let (accepted, received) =
+                    read_client_hello(&mut io).await.map_err(failed(None))?;
+                let hello = accepted.client_hello();
+                let (i, config) = self.choose(&hello).map_err(failed(None))?;
+                (i, config, hello.server_name().map(str::to_owned), received)
+            }
         };
         let stream = super::stream::TlsStream::accept(io, config, received)
             .await
@@ -159,15 +157,11 @@ where
     loop {
         let start = received.len();
         if start >= MAX_CLIENT_HELLO {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "ClientHello too large",
-            ));
+            let e = "ClientHello over 64 KiB (rustls's limit on a handshake message)";
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
-        received.resize(start + 4096, 0);
-        let n = io.read(&mut received[start..]).await?;
-        received.truncate(start + n);
-        if n == 0 {
+        received.reserve(4096);
+        if io.read_buf(&mut received).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         let mut fresh = &received[start..];

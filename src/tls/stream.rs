@@ -302,7 +302,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// closes cleanly sends its close_notify first.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.incoming.len() >= MAX_RECEIVED {
-            return Poll::Ready(Err(invalid_data("TLS message too large")));
+            return Poll::Ready(Err(invalid_data(
+                "TLS records over 80 KiB waiting unprocessed (rustls's 64 KiB handshake-message limit and a record)",
+            )));
         }
         self.incoming.reserve(READ_ROOM);
         match ready!(poll_read_buf(
@@ -376,7 +378,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
                 Turn::Again | Turn::PeerClosed => continue,
                 Turn::Closed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
                 Turn::NeedsInput => {
-                    return Poll::Ready(Err(invalid_data("TLS connection cannot send")));
+                    return Poll::Ready(Err(invalid_data(
+                        "TLS connection not in a state that sends application data",
+                    )));
                 }
             }
         };
