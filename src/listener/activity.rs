@@ -359,7 +359,7 @@ impl Buffers for Box<crate::tls::stream::TlsStream<super::wire::Wire>> {
 }
 
 /// Plain HTTP's streams hold no buffer of their own.
-impl Buffers for super::wire::Wire {}
+impl Buffers for super::wire::PlainWire {}
 impl Buffers for tokio::net::TcpStream {}
 #[cfg(test)]
 impl Buffers for tokio::io::DuplexStream {}

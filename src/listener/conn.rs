@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -25,8 +26,8 @@ use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
 use super::gather::Gathered;
 use super::streams::{StreamQueue, WithStreams};
-use super::wire::Wire;
-use super::{ConnSettings, ListenerCtx};
+use super::wire::{PlainWire, Wire};
+use super::{Admitted, ConnSettings, ListenerCtx};
 use crate::clock::CoarseTimer;
 use crate::config::Timeouts;
 use crate::http::{ConnInfo, RequestMeta, Router, access_log, redirect};
@@ -43,21 +44,13 @@ pub(crate) async fn serve_tls(
     router: Arc<Router>,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
+    admitted: Admitted,
 ) {
-    // The handshake's future ends before the connection's starts: a task keeps room for the
-    // largest state it awaits, and for every value still to be dropped at each `.await`, so
-    // what only the handshake needed would otherwise be kept for the connection's life.
     let Some(https) = accept(tcp, peer, front, &router, ctx, &shutdown).await else {
         return;
     };
-    let Https {
-        tls,
-        info,
-        h2,
-        settings,
-        open: _open,
-    } = https;
-    serve_https(tls, info, h2, router, settings, shutdown).await
+    // The rest in a task of its own, which keeps no room for the handshake's state.
+    admitted.go_on(serve_https(https, router, shutdown));
 }
 
 /// An HTTPS connection whose handshake is done, and what it is served with.
@@ -83,26 +76,23 @@ async fn accept(
     let settings = ctx.settings.load_full();
     let deadline = Instant::now() + settings.timeouts.handshake;
     // The first bytes are read, not peeked at: the TLS stream is given them back (one
-    // `recvfrom` fewer per connection).
-    let mut first = Vec::with_capacity(FIRST_READ);
+    // `recvfrom` fewer per connection), in a `BytesMut` that goes on to be its read buffer.
+    let mut first = BytesMut::with_capacity(FIRST_READ);
     match timeout_at(deadline, tcp.read_buf(&mut first)).await {
         Ok(Ok(1..)) => {}
         _ => return None,
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         tracing::debug!(%peer, "plain HTTP on the TLS port: answering with a redirect");
-        let wire = Wire::plain(tcp, first);
+        let wire = PlainWire::new(tcp, first.freeze());
         let (router, shutdown) = (router.clone(), shutdown.clone());
         Box::pin(serve_plain(wire, peer, router, ctx, shutdown)).await;
         return None;
     }
-    // Boxed, like the other branches that do not last: the connection's task keeps, for its
-    // whole life, room for the largest state it ever awaits, and an idle HTTP/1.1 connection
-    // should cost only its own.
-    let handshake = Box::pin(front.accept_http(Wire::tls(tcp, first)));
+    let handshake = front.accept_http(Wire::tls(tcp), first);
     let (mut tls, agreed) = match timeout_at(deadline, handshake).await {
-        // Boxed here, in the arm: the TLS stream (1.2 KiB) is moved on from this point, and a
-        // task keeps room for every place a value it still owns was moved through.
+        // Boxed: the stream (1.2 KiB) moves on to the connection's task, and an HTTP/1.1
+        // connection hands it from one hyper connection to the next.
         Ok(Ok((tls, agreed))) => (Box::new(tls), agreed),
         Ok(Err(e)) => {
             let site = e.profile.and_then(|i| router.sites().get(i));
@@ -172,14 +162,14 @@ async fn accept(
     })
 }
 
-async fn serve_https(
-    stream: Box<Tls>,
-    info: Arc<ConnInfo>,
-    h2: bool,
-    router: Arc<Router>,
-    settings: Arc<ConnSettings>,
-    shutdown: CancellationToken,
-) {
+async fn serve_https(https: Https, router: Arc<Router>, shutdown: CancellationToken) {
+    let Https {
+        tls: stream,
+        info,
+        h2,
+        settings,
+        open: _open,
+    } = https;
     let activity = Activity::new();
     // HTTP/1.1 only: the scanner flags requests whose framing hyper would quietly resolve.
     let ambiguous = Arc::new(AtomicU64::new(0));
@@ -224,37 +214,46 @@ async fn serve_https(
             gathered,
         ));
         // An HTTP/2 connection quiet that long lets its TLS buffers go (it does not park).
-        drive(conn.as_mut(), &activity, t, Some(PARK_AFTER), &shutdown).await;
+        // Boxed, like HTTP/1.1's below: a parked connection's task keeps no room for it.
+        Box::pin(drive(
+            conn.as_mut(),
+            &activity,
+            t,
+            Some(PARK_AFTER),
+            &shutdown,
+        ))
+        .await;
     } else {
         loop {
-            // Boxed so that hyper's connection, and its buffers, are gone while parked (the box
-            // too: it is dropped at the end of this block).
-            let parts = {
-                let mut conn = Box::new(
-                    http1::Builder::new()
-                        // `header_read` is enforced by `drive`, from the framing scanner's
-                        // view of where heads begin and end: hyper's own deadline is a timer
-                        // armed and cancelled per request.
+            // Boxed, from hyper's connection to the wait for its end: what a busy connection
+            // holds (hyper's connection and buffers, `drive`'s timers) is gone while it is
+            // parked, and its task keeps room only for the wait for the next request.
+            // In a block of its own: a value in scope at an `.await` keeps room in the task.
+            tracked = {
+                let parked = Box::pin(async {
+                    let mut conn = http1::Builder::new()
+                        // `header_read` is enforced by `drive`, from the framing scanner's view of
+                        // where heads begin and end: hyper's own deadline is a timer armed and
+                        // cancelled per request.
                         .header_read_timeout(None)
                         .max_header_size(limits.max_head_bytes())
                         .serve_connection(TokioIo::new(tracked), svc.clone())
-                        .with_upgrades(),
-                );
-                let park = Some(PARK_AFTER);
-                if !drive(Pin::new(&mut *conn), &activity, t, park, &shutdown).await {
-                    return;
+                        .with_upgrades();
+                    let park = Some(PARK_AFTER);
+                    if !drive(Pin::new(&mut conn), &activity, t, park, &shutdown).await {
+                        return None;
+                    }
+                    // `None` after an upgrade: the stream went to the WebSocket. What hyper had
+                    // read and not used is empty: a stream parks only between whole requests.
+                    let mut tracked = conn.into_parts()?.io.into_inner();
+                    tracked.take_parked().then_some(tracked)
+                })
+                .await;
+                match parked {
+                    Some(parked) => parked,
+                    None => return,
                 }
-                conn.into_parts()
             };
-            // `None` after an upgrade: the stream went to the WebSocket. What hyper had read
-            // and not used is empty: a stream parks only between whole requests.
-            tracked = match parts {
-                Some(parts) => parts.io.into_inner(),
-                None => return,
-            };
-            if !tracked.take_parked() {
-                return;
-            }
             let waiting = gauges.waiting();
             let next = next_request(&tracked, &activity, t, &shutdown).await;
             drop(waiting);
@@ -304,8 +303,11 @@ async fn next_request(
     shutdown: &CancellationToken,
 ) -> bool {
     let wire = tracked.get_ref().get_ref();
+    // `poll_read_ready`, not `readable()`: its future would be 150 bytes of every parked
+    // connection's task.
+    let readable = std::future::poll_fn(|cx| wire.tcp().poll_read_ready(cx));
     tokio::select! {
-        ready = wire.tcp().readable() => ready.is_ok(),
+        ready = readable => ready.is_ok(),
         _ = sleep_until(activity.idle_deadline(t.idle.min(t.header_read))) => false,
         _ = shutdown.cancelled() => false,
     }

@@ -9,14 +9,16 @@ pub(crate) use framing::FramingScanner;
 pub(crate) use gather::Gathered;
 pub(crate) mod quic;
 mod streams;
-mod wire;
+pub(crate) mod wire;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -220,10 +222,33 @@ async fn accept_loop(
             let _ = tcp.set_nodelay(true);
         }
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            serve_connection(tcp, peer, ctx, shutdown).await;
-            drop(permit);
-        });
+        let tasks = tracker.clone();
+        tracker.spawn(serve_connection(
+            tcp,
+            peer,
+            ctx,
+            shutdown,
+            Admitted { permit, tasks },
+        ));
+    }
+}
+
+/// What an accepted connection holds while it is served: its place under `max_connections`,
+/// and the tracker that shutdown waits on.
+pub(crate) struct Admitted {
+    permit: OwnedSemaphorePermit,
+    tasks: TaskTracker,
+}
+
+impl Admitted {
+    /// Serves the rest of the connection in a task of its own. A task keeps room, for its
+    /// whole life, for the largest state it ever awaits: an HTTPS connection's first task
+    /// does the handshake, and an idle connection keeps room only for what it waits with
+    /// (a 768-byte task, not 1,536).
+    pub(crate) fn go_on(self, serving: impl Future<Output = ()> + Send + 'static) {
+        let Admitted { permit, tasks } = self;
+        // `map`, not an `async` block: that would keep room for `serving` twice.
+        tasks.spawn(serving.map(move |()| drop(permit)));
     }
 }
 
@@ -232,13 +257,15 @@ async fn serve_connection(
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     shutdown: CancellationToken,
+    admitted: Admitted,
 ) {
     let state = ctx.state.load_full();
-    // A task keeps room for the largest future it may await: the redirect and tunnel ones are
-    // boxed so that an HTTPS connection's task is 1.6 KiB, not the tunnel relay's 6 KiB.
+    // The redirect and tunnel futures are boxed: a task keeps room for the largest future it
+    // may await, and every connection's first task would be as large as the tunnel relay's
+    // (6 KiB).
     match &*state {
         ListenerState::Https { tls, router } => {
-            conn::serve_tls(tcp, peer, tls, router.clone(), ctx, shutdown).await
+            conn::serve_tls(tcp, peer, tls, router.clone(), ctx, shutdown, admitted).await
         }
         ListenerState::Redirect(router) => {
             Box::pin(conn::serve_plain(tcp, peer, router.clone(), ctx, shutdown)).await

@@ -8,6 +8,8 @@
 use std::io;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use rustls::server::{Accepted, Acceptor, ClientHello, ServerConfig};
 use rustls::{CipherSuite, CommonState, HandshakeKind, NamedGroup, ProtocolVersion};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -95,6 +97,7 @@ impl TlsFront {
     pub(crate) async fn accept_http<IO>(
         &self,
         mut io: IO,
+        first: BytesMut,
     ) -> Result<(super::stream::TlsStream<IO>, Handshake), HandshakeError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -102,11 +105,12 @@ impl TlsFront {
         let failed = |profile| move |error| HandshakeError { error, profile };
         let (profile, config, sni, received) = match self {
             TlsFront::Single(acceptor) if !tracing::enabled!(tracing::Level::DEBUG) => {
-                (0, acceptor.config().clone(), None, Vec::new())
+                (0, acceptor.config().clone(), None, first)
             }
             _ => {
-                let (accepted, received) =
-                    read_client_hello(&mut io).await.map_err(failed(None))?;
+                let (accepted, received) = read_client_hello(&mut io, first)
+                    .await
+                    .map_err(failed(None))?;
                 let hello = accepted.client_hello();
                 let (i, config) = self.choose(&hello).map_err(failed(None))?;
                 (i, config, hello.server_name().map(str::to_owned), received)
@@ -145,27 +149,32 @@ impl TlsFront {
     }
 }
 
-/// Reads a connection's ClientHello, to choose its configuration before the handshake goes
-/// on; the bytes read, which the handshake then starts from. A ClientHello rustls refuses is
-/// answered with its alert.
-async fn read_client_hello<IO>(io: &mut IO) -> io::Result<(Accepted, Vec<u8>)>
+/// Reads a connection's ClientHello (`received`: its bytes read already), to choose its
+/// configuration before the handshake goes on; the bytes read, which the handshake then
+/// starts from. A ClientHello rustls refuses is answered with its alert.
+async fn read_client_hello<IO>(
+    io: &mut IO,
+    mut received: BytesMut,
+) -> io::Result<(Accepted, BytesMut)>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut acceptor = Acceptor::default();
-    let mut received = Vec::new();
+    let mut fed = 0;
     loop {
-        let start = received.len();
-        if start >= MAX_CLIENT_HELLO {
-            let e = "ClientHello over 64 KiB (rustls's limit on a handshake message)";
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        if fed == received.len() {
+            if fed >= MAX_CLIENT_HELLO {
+                let e = "ClientHello over 64 KiB (rustls's limit on a handshake message)";
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            received.reserve(4096);
+            if io.read_buf(&mut received).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
         }
-        received.reserve(4096);
-        if io.read_buf(&mut received).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let mut fresh = &received[start..];
+        let mut fresh = &received[fed..];
         while !fresh.is_empty() && acceptor.read_tls(&mut fresh)? > 0 {}
+        fed = received.len();
         match acceptor.accept() {
             Ok(Some(accepted)) => return Ok((accepted, received)),
             Ok(None) => {}
@@ -322,7 +331,16 @@ mod tests {
         let (near, far) = tokio::io::duplex(64 * 1024);
         let server = tokio::spawn(async move {
             match http {
-                true => front.accept_http(far).await.map(|(_, agreed)| agreed),
+                true => {
+                    // As the listener does: the first bytes are read before the handshake.
+                    let mut far = far;
+                    let mut first = BytesMut::zeroed(3);
+                    far.read_exact(&mut first).await.unwrap();
+                    front
+                        .accept_http(far, first)
+                        .await
+                        .map(|(_, agreed)| agreed)
+                }
                 false => front.accept(far).await.map(|(_, agreed)| agreed),
             }
         });

@@ -49,9 +49,11 @@ pub(crate) struct TlsStream<IO> {
     /// Records read from the socket and not yet processed. A `BytesMut`: the socket reads
     /// into its spare room, so a buffer taken anew is not zeroed first.
     incoming: BytesMut,
-    /// Decrypted application data not yet read, from `plain_at` on.
+    /// Decrypted application data not yet read, from `plain_at` on. (A `u32`, so that with
+    /// the flags below it takes one word: `plain` holds what one read's records decrypt to,
+    /// a few records at most, never gigabytes.)
     plain: Vec<u8>,
-    plain_at: usize,
+    plain_at: u32,
     /// Records to send, from `sent` to `queued`.
     outgoing: Vec<u8>,
     sent: usize,
@@ -101,7 +103,7 @@ impl<IO> TlsStream<IO> {
     /// Whether application data has arrived and not been read yet (the client's first request
     /// came with its Finished).
     pub(crate) fn has_plaintext(&self) -> bool {
-        self.plain_at < self.plain.len()
+        (self.plain_at as usize) < self.plain.len()
     }
 
     /// Gives the buffers back to the allocator when nothing is in them: for a connection that
@@ -141,7 +143,7 @@ impl<IO> TlsStream<IO> {
             ConnectionState::ReadTraffic(mut records) => {
                 while let Some(record) = records.next_record() {
                     let record = record.map_err(invalid_data)?;
-                    if *plain_at == plain.len() {
+                    if *plain_at as usize == plain.len() {
                         plain.clear();
                         *plain_at = 0;
                     }
@@ -226,13 +228,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     pub(crate) async fn accept(
         io: IO,
         config: Arc<ServerConfig>,
-        received: Vec<u8>,
+        received: BytesMut,
     ) -> io::Result<Self> {
         let conn = UnbufferedServerConnection::new(config).map_err(invalid_data)?;
         let mut stream = TlsStream {
             io,
             conn,
-            incoming: BytesMut::from(&received[..]),
+            // Its room stays: the socket's next reads go into it.
+            incoming: received,
             plain: Vec::new(),
             plain_at: 0,
             outgoing: Vec::new(),
@@ -319,13 +322,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
 
     /// Copies decrypted data out; whether there was any.
     fn take_plaintext(&mut self, buf: &mut ReadBuf<'_>) -> bool {
-        let waiting = &self.plain[self.plain_at..];
+        let waiting = &self.plain[self.plain_at as usize..];
         if waiting.is_empty() {
             return false;
         }
         let n = waiting.len().min(buf.remaining());
         buf.put_slice(&waiting[..n]);
-        self.plain_at += n;
+        // `plain_at + n` is at most `plain.len()`, far under 4 GiB (see `plain_at`).
+        self.plain_at += n as u32;
         true
     }
 }
@@ -488,13 +492,20 @@ mod tests {
         client: Arc<rustls::ClientConfig>,
     ) -> (TlsStream<DuplexStream>, ClientStream<DuplexStream>) {
         let (near, far) = duplex(1 << 20);
-        let accepting = tokio::spawn(TlsStream::accept(far, server, Vec::new()));
+        let accepting = tokio::spawn(TlsStream::accept(far, server, BytesMut::new()));
         let name = ServerName::try_from("a.test").unwrap();
         let client = tokio_rustls::TlsConnector::from(client)
             .connect(name, near)
             .await
             .unwrap();
         (accepting.await.unwrap().unwrap(), client)
+    }
+
+    #[test]
+    fn an_https_connections_stream_fits_jemallocs_1280_byte_class() {
+        // Every idle HTTPS connection keeps its stream boxed; the next class up is 1,536.
+        let size = std::mem::size_of::<TlsStream<crate::listener::wire::Wire>>();
+        assert!(size <= 1280, "{size} bytes");
     }
 
     #[tokio::test]
@@ -581,7 +592,7 @@ mod tests {
     async fn a_client_that_closes_right_after_its_finished_has_done_its_handshake() {
         let (server, client) = configs(&[]);
         let (near, far) = duplex(1 << 16);
-        let accepting = tokio::spawn(TlsStream::accept(far, server, Vec::new()));
+        let accepting = tokio::spawn(TlsStream::accept(far, server, BytesMut::new()));
         let name = ServerName::try_from("a.test").unwrap();
         let mut c = tokio_rustls::TlsConnector::from(client)
             .connect(name, near)
@@ -611,7 +622,7 @@ mod tests {
         let mut client = (*client).clone();
         client.alpn_protocols = vec![b"spdy/3".to_vec()];
         let (near, far) = duplex(1 << 16);
-        let accepting = tokio::spawn(TlsStream::accept(far, server, Vec::new()));
+        let accepting = tokio::spawn(TlsStream::accept(far, server, BytesMut::new()));
         let name = ServerName::try_from("a.test").unwrap();
         let refused = tokio_rustls::TlsConnector::from(Arc::new(client))
             .connect(name, near)
@@ -632,9 +643,8 @@ mod tests {
         let (near, mut far) = duplex(1 << 16);
         let name = ServerName::try_from("a.test").unwrap();
         let connecting = tokio::spawn(tokio_rustls::TlsConnector::from(client).connect(name, near));
-        let mut hello = vec![0u8; 4096];
-        let n = far.read(&mut hello).await.unwrap();
-        hello.truncate(n);
+        let mut hello = BytesMut::with_capacity(4096);
+        far.read_buf(&mut hello).await.unwrap();
         let mut s = TlsStream::accept(far, server, hello).await.unwrap();
         let mut c = connecting.await.unwrap().unwrap();
         c.write_all(b"ping").await.unwrap();
