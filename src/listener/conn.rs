@@ -214,7 +214,8 @@ async fn serve_https(https: Https, router: Arc<Router>, shutdown: CancellationTo
             gathered,
         ));
         // An HTTP/2 connection quiet that long lets its TLS buffers go (it does not park).
-        // Boxed, like HTTP/1.1's below: a parked connection's task keeps no room for it.
+        // Boxed, like HTTP/1.1's below: this task serves both protocols, and a parked
+        // HTTP/1.1 connection's should keep no room for HTTP/2's state.
         Box::pin(drive(
             conn.as_mut(),
             &activity,
