@@ -184,9 +184,12 @@ impl AsyncWrite for Wire {
             Writes::Handshake { .. } => {
                 let first = bufs.iter().find_map(|b| b.first().copied());
                 if this.holds(first) {
-                    let held: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+                    // Sized first: the box is made without a reallocation.
+                    let mut held = Vec::with_capacity(bufs.iter().map(|b| b.len()).sum());
+                    bufs.iter().for_each(|b| held.extend_from_slice(b));
+                    let n = held.len();
                     this.writes = Writes::Holding(held.into_boxed_slice());
-                    return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+                    return Poll::Ready(Ok(n));
                 }
                 let n = ready!(Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs))?;
                 this.note_written(bufs, n);
