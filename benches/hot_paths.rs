@@ -1,13 +1,13 @@
 //! Micro-benchmarks of what every request goes through (issue 16): routing by host, the
-//! proxy's header rules, the HTTP/1.1 framing check, a clock read, an HTTP/2 turn's gathered
-//! writes, a static-file lookup, the cost of compressing a JS bundle in each coding and level,
+//! proxy's header rules, the HTTP/1.1 framing check, a clock read, an HTTP/2 turn of ten
+//! requests, a static-file lookup, the cost of compressing a JS bundle in each coding and level,
 //! and what a TLS 1.3 handshake costs the server with each key exchange. Run with
 //! `cargo bench --bench hot_paths`; compare before and after a change on the same machine.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use candado::hot_paths::{
-    Framing, Names, Offer, StaticSite, TlsHandshakes, clock_read, compressed_size, gathered_turn,
+    Framing, H2Turn, Names, Offer, StaticSite, TlsHandshakes, clock_read, compressed_size,
     peer_value, proxy_request_headers, secure_cookies,
 };
 use divan::Bencher;
@@ -93,10 +93,11 @@ fn date_header_value(bencher: Bencher) {
     bencher.bench_local(candado::hot_paths::http_date);
 }
 
-/// Ten small h2 responses (a HEADERS and a DATA frame each) written in one turn.
+/// Ten HTTP/2 requests read and answered with a kept file's head and 1 KiB, in one turn.
 #[divan::bench]
-fn gathered_h2_turn_of_ten_responses(bencher: Bencher) {
-    bencher.bench_local(|| gathered_turn(divan::black_box(20), 650));
+fn h2_turn_of_ten_requests(bencher: Bencher) {
+    let mut turn = H2Turn::default();
+    bencher.bench_local(|| turn.run());
 }
 
 #[divan::bench(args = ["/index.html", "/missing.html"])]

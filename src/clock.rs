@@ -56,9 +56,8 @@ pub(crate) fn http_date() -> HeaderValue {
     })
 }
 
-/// hyper's timer with the coarse clock for `now()`: hyper's HTTP/2 keep-alive reads the time
-/// on every connection poll and every frame received, to schedule a ping due only after
-/// the idle timeout. Sleeps are tokio's, as they were.
+/// hyper's timer with the coarse clock for `now()`: its deadlines are compared only with
+/// timeouts of seconds. Sleeps are tokio's, as they were.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CoarseTimer(TokioTimer);
 

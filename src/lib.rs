@@ -5,7 +5,7 @@
 //! byte and the TLS handshake (`tls::front`, with the certificate chosen per SNI by
 //! `tls::resolver`), which hands back the stream (`tls::stream`, whose buffers go while the
 //! connection waits) and a `tls::Handshake` (SNI, ALPN, version, client identity) → hyper
-//! serves HTTP/1.1 or HTTP/2 as ALPN says, every response body under
+//! serves HTTP/1.1, or candado's own `http2` HTTP/2, as ALPN says, every response body under
 //! the write deadline (`listener::activity`) → `http::Router` checks the Host and picks the
 //! site (the same exact-before-wildcard rule as SNI, `certs::NameTable`) → `http::auth` checks
 //! credentials → a route sends it to `http::proxy`, anything else to `http::static_files` →
@@ -50,6 +50,7 @@ pub(crate) mod doctor;
 #[doc(hidden)]
 pub mod hot_paths;
 pub(crate) mod http;
+pub(crate) mod http2;
 pub(crate) mod lan;
 pub(crate) mod listener;
 pub(crate) mod locks;

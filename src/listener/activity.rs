@@ -291,6 +291,8 @@ pub(crate) struct Tracked<S> {
     activity: Arc<Activity>,
     framing: Option<FramingScanner>,
     parked: bool,
+    /// An HTTP/2 stream let its buffers go; its connection may let its own go too.
+    let_go: bool,
     /// The client has closed its side (a read found the end of the stream).
     peer_closed: bool,
 }
@@ -302,6 +304,7 @@ impl<S> Tracked<S> {
             activity,
             framing: None,
             parked: false,
+            let_go: false,
             peer_closed: false,
         }
     }
@@ -334,6 +337,7 @@ impl<S: Buffers> Tracked<S> {
             // HTTP/2 does not park.
             self.activity.park.store(false, Ordering::Relaxed);
             self.inner.release_buffers();
+            self.let_go = true;
             return false;
         };
         if !scanner.at_boundary() || !self.activity.is_quiet() {
@@ -344,6 +348,12 @@ impl<S: Buffers> Tracked<S> {
         self.inner.release_buffers();
         self.parked = true;
         true
+    }
+}
+
+impl<S> crate::http2::Quiet for Tracked<S> {
+    fn quiet_now(&mut self) -> bool {
+        std::mem::take(&mut self.let_go)
     }
 }
 

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
@@ -24,8 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, Tracked};
 use super::framing::FramingScanner;
-use super::gather::Gathered;
-use super::streams::{StreamQueue, WithStreams};
 use super::wire::{PlainWire, Wire};
 use super::{Admitted, ConnSettings, ListenerCtx};
 use crate::clock::CoarseTimer;
@@ -180,42 +179,34 @@ async fn serve_https(https: Https, router: Arc<Router>, shutdown: CancellationTo
     let gauges = info.gauges.clone();
     let act = activity.clone();
     let served = Arc::new(AtomicU64::new(0));
+    let (r, i, a) = (router.clone(), info.clone(), act.clone());
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let index = served.fetch_add(1, Ordering::Relaxed);
         // The guard is held by the handler until the response is handed over, and by a
         // tunnel made of the request.
         let meta = RequestMeta {
-            busy: Some(act.busy()),
+            busy: Some(a.busy()),
             framing_conflict: ambiguous.load(Ordering::Relaxed) == index + 1,
         };
-        let (router, info, act) = (router.clone(), info.clone(), act.clone());
-        async move {
-            let res = router.handle(req, &info, meta).await;
-            Ok::<_, Infallible>(res.map(|body| act.watch_response(body)))
-        }
+        answer(&r, &i, &a, meta, req).map(Ok::<_, Infallible>)
     });
     let (t, limits) = (&settings.timeouts, &settings.limits);
     if h2 {
-        let (io, gathered) = Gathered::new(tracked);
-        let streams = StreamQueue::default();
-        let mut conn = Box::pin(WithStreams::new(
-            http2::Builder::new(streams.clone())
-                .timer(CoarseTimer::default())
-                .max_concurrent_streams(crate::config::defaults::MAX_H2_STREAMS)
-                // RFC 8441: WebSockets over HTTP/2 streams.
-                .enable_connect_protocol()
-                .max_header_list_size(limits.max_head_bytes() as u32)
-                // Later than the idle timeout: pings (and their answers) move bytes, and an idle
-                // connection must reach its idle deadline before the first one.
-                .keep_alive_interval(Some(t.idle + t.idle / 2))
-                .keep_alive_timeout(t.handshake)
-                .serve_connection(TokioIo::new(io), svc),
-            streams,
-            gathered,
-        ));
-        // An HTTP/2 connection quiet that long lets its TLS buffers go (it does not park).
-        // Boxed, like HTTP/1.1's below: this task serves both protocols, and a parked
-        // HTTP/1.1 connection's should keep no room for HTTP/2's state.
+        let config = crate::http2::Config {
+            max_concurrent_streams: crate::config::defaults::MAX_H2_STREAMS,
+            max_header_list: limits.max_head_bytes(),
+            stream_window: H2_WINDOW,
+            conn_window: H2_WINDOW,
+            connect_protocol: true,
+        };
+        let handler = move |req: hyper::Request<crate::http2::RecvBody>| {
+            let meta = RequestMeta {
+                busy: Some(act.busy()),
+                framing_conflict: false,
+            };
+            answer(&router, &info, &act, meta, req)
+        };
+        let mut conn = Box::pin(crate::http2::Server::new(tracked, config, handler));
         Box::pin(drive(
             conn.as_mut(),
             &activity,
@@ -266,6 +257,25 @@ async fn serve_https(https: Https, router: Arc<Router>, shutdown: CancellationTo
         }
     }
 }
+
+/// Each request's answer, made by the router and watched while it is sent: the same for
+/// HTTP/1.1 and HTTP/2.
+fn answer<B: crate::http::RequestBody>(
+    router: &Arc<Router>,
+    info: &Arc<ConnInfo>,
+    act: &Arc<Activity>,
+    meta: RequestMeta,
+    req: hyper::Request<B>,
+) -> impl Future<Output = hyper::Response<super::activity::Paced>> + Send + use<B> {
+    let (router, info, act) = (router.clone(), info.clone(), act.clone());
+    async move {
+        let res = router.handle(req, &info, meta).await;
+        res.map(|body| act.watch_response(body))
+    }
+}
+
+/// HTTP/2 flow-control windows for request bodies, per stream and per connection (hyper's).
+const H2_WINDOW: u32 = 1 << 20;
 
 /// An HTTP/1.1 connection that has moved no byte for this long (between requests, with
 /// nothing in flight) gives up hyper's buffers until its next request arrives: an idle
@@ -358,7 +368,9 @@ pub(crate) async fn serve_plain<IO>(
 }
 
 /// A hyper connection that can be asked to finish what it is doing and close.
-trait Drain: Future<Output = Result<(), hyper::Error>> {
+trait Drain: Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+
     fn drain(self: Pin<&mut Self>);
 
     /// How long a stalled connection has to say goodbye before it is closed: an HTTP/2
@@ -378,6 +390,8 @@ where
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    type Error = hyper::Error;
+
     fn drain(self: Pin<&mut Self>) {
         self.graceful_shutdown()
     }
@@ -386,30 +400,21 @@ where
     const PARKS: bool = true;
 }
 
-impl<I, S, B, E> Drain for http2::Connection<I, S, E>
+impl<IO, S, F, B> Drain for crate::http2::Server<IO, S, F, B>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+    IO: AsyncRead + AsyncWrite + crate::http2::Quiet + Unpin,
+    S: FnMut(hyper::Request<crate::http2::RecvBody>) -> F + Unpin,
+    F: Future<Output = hyper::Response<B>>,
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
 {
+    type Error = crate::http2::ConnError;
+
     fn drain(self: Pin<&mut Self>) {
-        self.graceful_shutdown()
+        self.get_mut().drain()
     }
 
     const STALLED_GRACE: Duration = Duration::from_secs(1);
     const PARKS: bool = false;
-}
-
-impl<C: Drain> Drain for WithStreams<C> {
-    fn drain(self: Pin<&mut Self>) {
-        self.conn().drain()
-    }
-
-    const STALLED_GRACE: Duration = C::STALLED_GRACE;
-    const PARKS: bool = C::PARKS;
 }
 
 /// Runs a connection to its end, draining it when it has been idle too long or when the
@@ -562,6 +567,8 @@ mod tests {
     }
 
     impl Drain for Reads {
+        type Error = hyper::Error;
+
         fn drain(self: Pin<&mut Self>) {}
         const STALLED_GRACE: Duration = Duration::ZERO;
         const PARKS: bool = false;

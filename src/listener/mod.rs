@@ -4,11 +4,8 @@
 mod activity;
 mod conn;
 mod framing;
-mod gather;
 pub(crate) use framing::FramingScanner;
-pub(crate) use gather::Gathered;
 pub(crate) mod quic;
-mod streams;
 pub(crate) mod wire;
 
 use std::future::Future;

@@ -156,7 +156,7 @@ struct Prepared {
     /// The client's Accept, for the form of an error page.
     accept: Option<HeaderValue>,
     /// The client's side of a WebSocket upgrade, and whether it came as an HTTP/2 CONNECT.
-    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgrade: Option<ClientSide>,
     over_h2: bool,
     busy: Option<ConnBusy>,
 }
@@ -173,7 +173,7 @@ fn prepare(
         return Err(fail(status, msg));
     }
     let over_h2 = is_extended_connect_websocket(&req);
-    let upgrade = (over_h2 || is_websocket_upgrade(&req)).then(|| hyper::upgrade::on(&mut req));
+    let upgrade = (over_h2 || is_websocket_upgrade(&req)).then(|| ClientSide::of(&mut req));
     let picked = rh.pool.pick();
     let origin = rh.origins.get(picked.index);
     let direct = rh.direct(picked.index);
@@ -657,11 +657,39 @@ fn prepare_response_headers(
     route.response_headers.apply(h);
 }
 
+/// The client's side of an upgrade: hyper's (HTTP/1.1, and HTTP/2 served by hyper), or a
+/// CONNECT stream of candado's own HTTP/2 server.
+enum ClientSide {
+    Hyper(hyper::upgrade::OnUpgrade),
+    Http2(crate::http2::OnUpgrade),
+}
+
+impl ClientSide {
+    fn of<B>(req: &mut Request<B>) -> Self {
+        match req.extensions_mut().remove::<crate::http2::OnUpgrade>() {
+            Some(own) => ClientSide::Http2(own),
+            None => ClientSide::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    async fn upgraded(
+        self,
+    ) -> Result<
+        Either<hyper::upgrade::Upgraded, crate::http2::Upgraded>,
+        Box<dyn std::error::Error + Send + Sync>,
+    > {
+        Ok(match self {
+            ClientSide::Hyper(on) => Either::Left(on.await?),
+            ClientSide::Http2(on) => Either::Right(on.await?),
+        })
+    }
+}
+
 /// Relays bytes both ways between the upgraded client and upstream connections, until both
 /// sides close or nothing moves for `idle` (`timeouts.upgrade_idle`). No request timeout
 /// applies: WebSockets live as long as both ends want and talk.
 fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
+    client: ClientSide,
     upstream: hyper::upgrade::OnUpgrade,
     busy: (Option<ConnBusy>, crate::observe::OpenConnection),
     idle: std::time::Duration,
@@ -670,12 +698,15 @@ fn tunnel(
         // Held for the tunnel's life: an HTTP/2 connection carrying it is not idle, and the
         // upgraded connection is counted as open.
         let _busy = busy;
-        let (client, upstream) = match tokio::join!(client, upstream) {
-            (Ok(c), Ok(u)) => (c, u),
-            (Err(e), _) | (_, Err(e)) => return tracing::debug!(error = %e, "upgrade failed"),
+        let (client, upstream) = match tokio::join!(client.upgraded(), upstream) {
+            (Ok(c), Ok(u)) => (c, TokioIo::new(u)),
+            (Err(e), _) => return tracing::debug!(error = %e, "upgrade failed"),
+            (_, Err(e)) => return tracing::debug!(error = %e, "upgrade failed"),
         };
-        let relayed =
-            crate::tunnel::relay(TokioIo::new(client), TokioIo::new(upstream), idle).await;
+        let relayed = match client {
+            Either::Left(hyper) => crate::tunnel::relay(TokioIo::new(hyper), upstream, idle).await,
+            Either::Right(own) => crate::tunnel::relay(own, upstream, idle).await,
+        };
         match relayed.ending {
             crate::tunnel::Ending::Idle => tracing::debug!(
                 "closed a WebSocket silent for {} (timeouts.upgrade_idle)",

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 
 use super::{Body, Facts, FileIdentity, Root, empty, full, precompressed, respond, whole_head};
 use crate::config::defaults::{
@@ -75,48 +75,34 @@ struct Compressed {
 }
 
 /// A kept answer's head as the site sends it, in the form each HTTP version's writer takes
-/// as it is: HTTP/1.1 writes its own cached Date, while hyper's HTTP/2 side would insert one
-/// into the cloned map and grow it (a reallocation per response).
+/// as it is: a map for HTTP/1.1 (and HTTP/3), which writes its own cached Date; for HTTP/2,
+/// its fields already in HPACK form, so that an answer copies them as one piece instead of
+/// cloning a map and encoding it field by field (the server stamps Date).
 struct KeptHead {
     h1: HeaderMap,
-    /// Date first, restamped in place for each answer ([`stamp_date`]).
-    h2: HeaderMap,
+    h2: crate::http2::EncodedFields,
 }
 
 impl KeptHead {
     fn new(facts: &Facts, outgoing: &Outgoing, coding: Option<Coding>) -> Self {
         let mut h1 = whole_head(facts);
         outgoing.finish_static(&mut h1, coding);
-        let mut h2 = HeaderMap::with_capacity(h1.len() + 1);
-        h2.insert(header::DATE, crate::clock::http_date());
-        h2.extend(h1.clone());
+        let h2 = crate::http2::EncodedFields::new(&h1);
         KeptHead { h1, h2 }
     }
 
-    /// Roughly what its maps hold: each field's slot, index and small value.
+    /// Roughly what it holds: each field's slot, index and small value, and the HTTP/2 form.
     fn size(&self) -> usize {
         const FIELD_BYTES: usize = 160;
-        (self.h1.capacity() + self.h2.capacity()) * FIELD_BYTES
+        self.h1.capacity() * FIELD_BYTES + self.h2.len()
     }
 
-    /// A copy for one answer over `version`.
-    fn copy(&self, version: Version) -> HeaderMap {
-        if version != Version::HTTP_2 {
-            return self.h1.clone();
-        }
-        let mut h = self.h2.clone();
-        stamp_date(&mut h);
-        h
-    }
-}
-
-/// Sets a kept HTTP/2 head's Date to now. It is the head's first field, so it is found
-/// without hashing and replaced in place.
-fn stamp_date(head: &mut HeaderMap) {
-    match head.iter_mut().next() {
-        Some((name, value)) if name == header::DATE => *value = crate::clock::http_date(),
-        _ => {
-            head.insert(header::DATE, crate::clock::http_date());
+    /// The head of one answer over `version`.
+    fn put(&self, res: &mut Response<Body>, version: Version) {
+        if version == Version::HTTP_2 {
+            res.extensions_mut().insert(self.h2.clone());
+        } else {
+            *res.headers_mut() = self.h1.clone();
         }
     }
 }
@@ -185,7 +171,7 @@ impl HotFile {
             false => full(bytes.clone()),
         };
         let mut res = Response::new(body);
-        *res.headers_mut() = fields.copy(version);
+        fields.put(&mut res, version);
         Some(res)
     }
 }
