@@ -58,6 +58,8 @@ fn fatal(reason: Reason, why: &'static str) -> Fatal {
     Fatal { reason, why }
 }
 
+/// The payload of candado's own PINGs.
+const PING: &[u8; 8] = b"candado!";
 /// Our HPACK table size: the default, which clients index into.
 const HEADER_TABLE_SIZE: usize = 4096;
 /// The largest frame candado reads: the default, never raised.
@@ -168,6 +170,7 @@ pub(crate) struct Conn<B> {
     resets: u32,
     answered: u32,
     ids: Vec<u32>,
+    ping_unanswered: bool,
 }
 
 impl<B> Conn<B>
@@ -215,6 +218,7 @@ where
             resets: 0,
             answered: 0,
             ids: Vec::new(),
+            ping_unanswered: false,
         }
     }
 
@@ -226,6 +230,27 @@ where
 
     pub(crate) fn is_idle(&self) -> bool {
         self.streams.is_empty()
+    }
+
+    /// Lets the buffers of a quiet connection go: what it gathered to send (once sent) and
+    /// its stream table's room. The HPACK table stays: the client indexes into it.
+    pub(crate) fn let_go(&mut self) {
+        if self.out.is_empty() {
+            self.out = BytesMut::new();
+        }
+        self.streams.shrink_to_fit();
+        self.read = Vec::new();
+        self.ids = Vec::new();
+    }
+
+    /// Asks the client for a PING answer; `false` if the last one is still unanswered.
+    pub(crate) fn send_ping(&mut self) -> bool {
+        if self.ping_unanswered {
+            return false;
+        }
+        frame::ping(&mut self.out, 0, PING);
+        self.ping_unanswered = true;
+        true
     }
 
     /// Stops taking new streams (GOAWAY with the last one taken) and finishes the others.
@@ -320,7 +345,7 @@ where
             kind::RST_STREAM => self.rst_stream(head, &payload),
             kind::SETTINGS => self.settings(head, &payload),
             kind::PUSH_PROMISE => Err(fatal(Reason::PROTOCOL_ERROR, "PUSH_PROMISE from a client")),
-            kind::PING => self.ping(head, &payload),
+            kind::PING => self.recv_ping(head, &payload),
             kind::GOAWAY => {
                 if head.stream != 0 {
                     return Err(fatal(Reason::PROTOCOL_ERROR, "GOAWAY on a stream"));
@@ -774,7 +799,7 @@ where
         }
     }
 
-    fn ping(&mut self, head: Head, payload: &[u8]) -> Result<(), Fatal> {
+    fn recv_ping(&mut self, head: Head, payload: &[u8]) -> Result<(), Fatal> {
         if head.stream != 0 {
             return Err(fatal(Reason::PROTOCOL_ERROR, "PING on a stream"));
         }
@@ -783,6 +808,8 @@ where
         };
         if !head.has(flag::ACK) {
             frame::ping(&mut self.out, flag::ACK, data);
+        } else if data == PING {
+            self.ping_unanswered = false;
         }
         Ok(())
     }
@@ -1530,5 +1557,21 @@ mod tests {
             ]
         );
         assert_eq!(frames[1].3, "hello");
+    }
+
+    #[test]
+    fn a_ping_is_asked_again_only_once_the_last_one_was_answered() {
+        let (mut conn, _) = open();
+        assert!(conn.send_ping());
+        assert!(!conn.send_ping(), "unanswered");
+        let mut f = BytesMut::new();
+        put(&mut f, kind::PING, flag::ACK, 0, PING);
+        send(&mut conn, f);
+        assert!(conn.send_ping(), "answered");
+        let pings = written(&mut conn)
+            .iter()
+            .filter(|f| f.0 == kind::PING)
+            .count();
+        assert_eq!(pings, 2);
     }
 }

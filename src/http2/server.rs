@@ -81,6 +81,11 @@ where
         self.conn.go_away();
     }
 
+    /// Sends a PING; `false` if the last one was never answered.
+    pub(crate) fn ping(&mut self) -> bool {
+        self.conn.send_ping()
+    }
+
     /// Reads what the socket has; `true` if anything came (or the client closed).
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnError> {
         if self.read_closed || self.conn.out.len() >= HIGH_WATER || self.conn.is_finished() {
@@ -107,6 +112,7 @@ where
                 // goes until bytes come, as the stream's own do.
                 if self.io.quiet_now() && self.read.is_empty() && self.conn.is_idle() {
                     self.read = BytesMut::new();
+                    self.conn.let_go();
                 }
                 Ok(false)
             }

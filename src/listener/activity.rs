@@ -103,6 +103,11 @@ impl Activity {
         self.in_flight.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(idle)
     }
 
+    /// Whether no byte has moved for `period`, requests in flight or not.
+    pub(crate) fn is_silent(&self, period: Duration) -> bool {
+        Instant::now() >= self.idle_deadline(period)
+    }
+
     /// Asks the connection's [`Tracked`] stream to end hyper's connection at its next read
     /// that finds nothing, if by then nothing is in flight (HTTP/1.1), or to let its buffers
     /// go (HTTP/2, which does not park).

@@ -373,6 +373,13 @@ trait Drain: Future<Output = Result<(), Self::Error>> {
 
     fn drain(self: Pin<&mut Self>);
 
+    /// Asks the client to answer (an HTTP/2 PING): a connection with requests in flight but
+    /// silent for the idle timeout must show its client is still there. `false` if the client
+    /// never answered the last one. HTTP/1.1 cannot ask.
+    fn ping(self: Pin<&mut Self>) -> bool {
+        true
+    }
+
     /// How long a stalled connection has to say goodbye before it is closed: an HTTP/2
     /// GOAWAY needs a moment; HTTP/1.1 has nothing to say.
     const STALLED_GRACE: Duration;
@@ -411,6 +418,10 @@ where
 
     fn drain(self: Pin<&mut Self>) {
         self.get_mut().drain()
+    }
+
+    fn ping(self: Pin<&mut Self>) -> bool {
+        self.get_mut().ping()
     }
 
     const STALLED_GRACE: Duration = Duration::from_secs(1);
@@ -485,6 +496,13 @@ async fn drive<C: Drain>(
                 } else if activity.head_overdue(t.header_read) {
                     tracing::debug!("closed a connection whose request head took longer than header_read");
                     return false;
+                } else if !draining && !activity.is_idle(t.idle) && activity.is_silent(t.idle) {
+                    // Requests in flight, and not a byte for the idle timeout (a long poll, an
+                    // app that thinks for minutes): ask the client if it is still there.
+                    if !conn.as_mut().ping() {
+                        tracing::debug!("closed a connection whose client did not answer a ping");
+                        return false;
+                    }
                 } else if !draining && activity.is_idle(t.idle) {
                     tracing::debug!("closing an idle connection");
                     conn.as_mut().drain();
@@ -617,5 +635,61 @@ mod tests {
         );
         drop(client);
         assert!(driving.await.unwrap(), "the connection ended by itself");
+    }
+
+    /// A connection that never ends by itself and answers only the first PING.
+    struct Pinged(Arc<AtomicUsize>);
+
+    impl Future for Pinged {
+        type Output = Result<(), hyper::Error>;
+
+        fn poll(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            std::task::Poll::Pending
+        }
+    }
+
+    impl Drain for Pinged {
+        type Error = hyper::Error;
+
+        fn drain(self: Pin<&mut Self>) {}
+
+        fn ping(self: Pin<&mut Self>) -> bool {
+            self.0.fetch_add(1, Ordering::SeqCst) == 0
+        }
+
+        const STALLED_GRACE: Duration = Duration::ZERO;
+        const PARKS: bool = false;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_silent_for_the_idle_timeout_is_pinged_and_closed_without_an_answer()
+    {
+        let activity = Activity::new();
+        let _request = activity.busy();
+        let pings = Arc::new(AtomicUsize::new(0));
+        let t = Timeouts {
+            idle: Duration::from_secs(10),
+            ..Timeouts::default()
+        };
+        let started = Instant::now();
+        let mut conn = Box::pin(Pinged(pings.clone()));
+        let ended = drive(
+            conn.as_mut(),
+            &activity,
+            &t,
+            None,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(!ended, "cut off");
+        assert_eq!(
+            pings.load(Ordering::SeqCst),
+            2,
+            "asked, then found unanswered"
+        );
+        assert!(started.elapsed() >= t.idle * 2);
     }
 }
