@@ -58,6 +58,20 @@ fn fatal(reason: Reason, why: &'static str) -> Fatal {
     Fatal { reason, why }
 }
 
+/// Payloads smaller than this are copied out of the read buffer. As slices of it, a few bytes
+/// kept by a request (a header value, a DATA chunk its handler has not read yet) would hold a
+/// whole 16 KiB read buffer: a client sending one byte of DATA per read could make candado hold
+/// 16 KiB per byte of window.
+const COPY_BELOW: usize = 8 << 10;
+
+fn owned(payload: Bytes) -> Bytes {
+    if payload.len() < COPY_BELOW {
+        Bytes::copy_from_slice(&payload)
+    } else {
+        payload
+    }
+}
+
 /// The payload of candado's own PINGs.
 const PING: &[u8; 8] = b"candado!";
 /// Our HPACK table size: the default, which clients index into.
@@ -418,7 +432,7 @@ where
         let inbox = stream.inbox.clone();
         if let Some(inbox) = &inbox
             && !payload.is_empty()
-            && !inbox.push(payload.clone())
+            && !inbox.push(owned(payload.clone()))
         {
             unread += payload.len();
         }
@@ -483,7 +497,7 @@ where
             });
             return Ok(());
         }
-        self.header_block(id, end_stream, payload, events)
+        self.header_block(id, end_stream, owned(payload), events)
     }
 
     fn refuse_after_decode(
@@ -1573,5 +1587,34 @@ mod tests {
             .filter(|f| f.0 == kind::PING)
             .count();
         assert_eq!(pings, 2);
+    }
+
+    #[test]
+    fn small_pieces_a_request_keeps_do_not_hold_the_read_buffer() {
+        let (mut conn, _) = open();
+        let mut f = BytesMut::with_capacity(16 << 10);
+        let post = block(&[
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":authority", "a.test"),
+            (":path", "/up"),
+            ("x-kept", "v"),
+        ]);
+        put(&mut f, kind::HEADERS, flag::END_HEADERS, 1, &post);
+        put(&mut f, kind::DATA, 0, 1, b"tiny");
+        let read = f.as_ptr() as usize..f.as_ptr() as usize + f.capacity();
+        let mut events = send(&mut conn, f);
+        let Some(Event::Request(1, req)) = events.pop() else {
+            panic!("a request");
+        };
+        let outside = |p: *const u8| !read.contains(&(p as usize));
+        assert!(outside(req.headers()["x-kept"].as_bytes().as_ptr()));
+        let mut body = req.into_body();
+        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx()) else {
+            panic!("data");
+        };
+        let data = frame.into_data().expect("data");
+        assert_eq!(data, "tiny");
+        assert!(outside(data.as_ptr()));
     }
 }

@@ -122,7 +122,9 @@ impl Decoder {
             } else if byte & 0x40 != 0 {
                 // §6.2.1 Literal with incremental indexing.
                 let (name, value) = self.literal(&mut block, 6)?;
-                self.insert(name.clone(), value.clone());
+                // The table keeps its own copy: a slice would hold the whole block (and the
+                // read buffer under it) for as long as the entry lives.
+                self.insert(name.clone(), Bytes::copy_from_slice(&value));
                 field(name, value);
             } else if byte & 0x20 != 0 {
                 // §6.3 Dynamic table size update, only before the first field (§4.2).
@@ -167,6 +169,10 @@ impl Decoder {
     }
 
     fn insert(&mut self, name: Name, value: Bytes) {
+        let name = match name {
+            Name::Invalid(raw) => Name::Invalid(Bytes::copy_from_slice(&raw)),
+            other => other,
+        };
         let size = name.len() + value.len() + ENTRY_OVERHEAD;
         // An entry larger than the table empties it and is not added (§4.4).
         self.evict(size);
