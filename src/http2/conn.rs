@@ -83,7 +83,7 @@ const MAX_FRAME: usize = frame::MIN_MAX_FRAME_SIZE as usize;
 const RECENTLY_RESET: usize = 32;
 /// Client resets of streams still being answered that make a connection an attack (CVE-2023-
 /// 44487, Rapid Reset) once they outnumber the answers it got.
-const RESETS_TOLERATED: u32 = 200;
+const RESETS_TOLERATED: u32 = 100;
 
 enum Send<B> {
     /// The handler has not answered yet.

@@ -25,6 +25,7 @@ mod h2spec;
 mod hardening;
 mod hardening_requests;
 mod hot_files;
+mod http2;
 mod http3;
 mod keep_alive;
 mod lan;
