@@ -23,7 +23,8 @@
 //! bytes (or, in client mode, accepts plain TCP and speaks TLS to the upstream).
 //!
 //! Which way imports point (no cycles): `config` and `page` (the look of candado's own pages)
-//! import no other module; `certs` only `config`; `tls` `certs` and `config`; `observe` (the
+//! import no other module; `http2` (the HTTP/2 server: frames, HPACK, streams) only `clock`
+//! and `locks`, and `http` (a kept file's encoded head) and `listener` use it; `certs` only `config`; `tls` `certs` and `config`; `observe` (the
 //! metrics, as atomics kept beside what they count, and the status page's data) `config`, `tls`
 //! and `page`; `acme` publishes into `certs` (`certs::ManagedCert`, `certs::Challenges`) and
 //! never touches sockets; `http`, `tunnel`, `listener`, `serve` and `cli` sit above them and
