@@ -1237,6 +1237,17 @@ mod tests {
         dst.put_slice(payload);
     }
 
+    /// A GET for `path` on stream `id`, in one HEADERS frame that ends the stream.
+    fn put_get(dst: &mut BytesMut, id: u32, path: &str) {
+        put(
+            dst,
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &get(path),
+        );
+    }
+
     /// A connection past its preface and first SETTINGS, with what it wrote so far dropped.
     fn open() -> (Conn<Full<Bytes>>, Vec<Event>) {
         let mut conn = Conn::new(CONFIG, Arc::new(Releases::default()));
@@ -1275,13 +1286,7 @@ mod tests {
     fn a_get_is_answered_with_headers_and_data_ending_the_stream() {
         let (mut conn, _) = open();
         let mut f = BytesMut::new();
-        put(
-            &mut f,
-            kind::HEADERS,
-            flag::END_HEADERS | flag::END_STREAM,
-            1,
-            &get("/x"),
-        );
+        put_get(&mut f, 1, "/x");
         let events = send(&mut conn, f);
         let [Event::Request(1, req)] = &events[..] else {
             panic!("one request");
@@ -1305,13 +1310,7 @@ mod tests {
         let mut f = BytesMut::new();
         // The client allows 10 bytes per stream.
         put(&mut f, kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 10]);
-        put(
-            &mut f,
-            kind::HEADERS,
-            flag::END_HEADERS | flag::END_STREAM,
-            1,
-            &get("/"),
-        );
+        put_get(&mut f, 1, "/");
         send(&mut conn, f);
         conn.respond(1, ok(b"0123456789abcdef"), &mut cx());
         let data: Vec<_> = written(&mut conn)
@@ -1340,13 +1339,7 @@ mod tests {
         let (mut conn, _) = open();
         let mut f = BytesMut::new();
         for id in [1, 3, 5, 7, 9] {
-            put(
-                &mut f,
-                kind::HEADERS,
-                flag::END_HEADERS | flag::END_STREAM,
-                id,
-                &get("/"),
-            );
+            put_get(&mut f, id, "/");
         }
         let events = send(&mut conn, f);
         assert_eq!(events.len(), 4);
@@ -1367,13 +1360,7 @@ mod tests {
         put(&mut f, kind::SETTINGS, 0, 0, &[]);
         for i in 0..=RESETS_TOLERATED {
             let id = 2 * i + 1;
-            put(
-                &mut f,
-                kind::HEADERS,
-                flag::END_HEADERS | flag::END_STREAM,
-                id,
-                &get("/"),
-            );
+            put_get(&mut f, id, "/");
             put(&mut f, kind::RST_STREAM, 0, id, &8u32.to_be_bytes());
         }
         let mut events = Vec::new();
@@ -1541,13 +1528,7 @@ mod tests {
     fn a_kept_head_goes_out_as_encoded_with_date_and_no_second_length() {
         let (mut conn, _) = open();
         let mut f = BytesMut::new();
-        put(
-            &mut f,
-            kind::HEADERS,
-            flag::END_HEADERS | flag::END_STREAM,
-            1,
-            &get("/"),
-        );
+        put_get(&mut f, 1, "/");
         send(&mut conn, f);
         let mut kept = HeaderMap::new();
         kept.insert(header::CONTENT_TYPE, "text/plain".parse().expect("value"));

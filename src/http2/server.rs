@@ -150,13 +150,8 @@ where
                 Poll::Pending => break,
             }
         }
-        if wrote {
-            if self.conn.out.is_empty() {
-                self.conn.out.clear();
-            }
-            if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                return Err(e.into());
-            }
+        if wrote && let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
+            return Err(e.into());
         }
         Ok(wrote)
     }

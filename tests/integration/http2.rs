@@ -28,6 +28,18 @@ fn still_serves(f: &Fixture) {
     assert_eq!(res.status, 200, "{}", res.head);
 }
 
+/// What a tool printed on its one line of standard output; it must have run to its end.
+fn summary(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success(),
+        "{line}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    line
+}
+
 /// `key=value` from the flood tools' summary line.
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
     line.split_whitespace()
@@ -39,30 +51,24 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 fn rapid_reset_of_requests_still_being_answered_ends_with_enhance_your_calm() {
     let up = upstream::start();
     let f = proxied(&up);
-    let out = Command::new(python())
-        .arg(RAPID_RESET)
-        .args(["127.0.0.1", &f.server.https.port().to_string()])
-        .args([
-            "--streams",
-            "5000",
-            "--seconds",
-            "10",
-            "--path",
-            "/api/slow",
-        ])
-        .args([
-            "--cafile",
-            f.pki.ca_path.to_str().unwrap(),
-            "--sni",
-            "test.example",
-        ])
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success(),
-        "{line}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let line = summary(
+        Command::new(python())
+            .arg(RAPID_RESET)
+            .args(["127.0.0.1", &f.server.https.port().to_string()])
+            .args([
+                "--streams",
+                "5000",
+                "--seconds",
+                "10",
+                "--path",
+                "/api/slow",
+            ])
+            .args([
+                "--cafile",
+                f.pki.ca_path.to_str().unwrap(),
+                "--sni",
+                "test.example",
+            ]),
     );
     // The 101st reset of a request candado was still answering (its upstream takes 3 s) ends
     // the connection: the GOAWAY names stream 201 as the last one taken. The tool sends in
@@ -76,16 +82,11 @@ fn rapid_reset_of_requests_still_being_answered_ends_with_enhance_your_calm() {
 #[test]
 fn a_continuation_flood_ends_the_connection_long_before_it_is_large() {
     let f = Fixture::start("", "");
-    let out = Command::new(python())
-        .args([FLOODS, "continuation", &f.server.https.port().to_string()])
-        .output()
-        .unwrap();
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success(),
-        "{line}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let line = summary(Command::new(python()).args([
+        FLOODS,
+        "continuation",
+        &f.server.https.port().to_string(),
+    ]));
     // A header block is bounded at twice the header limit and a frame (48 KiB here); the
     // rest of what was sent went into the kernel's socket buffers before the client saw the
     // connection end, well short of the tool's 8 MiB.
@@ -138,17 +139,13 @@ with httpx.Client(http2=True, verify=ca) as c:
 "#;
     let base = format!("https://127.0.0.1:{}", f.server.https.port());
     let started = Instant::now();
-    let out = Command::new(python())
-        .args(["-c", script, &base, f.pki.ca_path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let text = summary(Command::new(python()).args([
+        "-c",
+        script,
+        &base,
+        f.pki.ca_path.to_str().unwrap(),
+    ]));
     assert!(started.elapsed() < Duration::from_secs(30));
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let body: Vec<u8> = (0..=255u8).cycle().take(256 * 4000).collect();
     let expected = format!(
         "HTTP/2 200 <h1>home</h1> 200 {} {}",
